@@ -1,0 +1,57 @@
+# The few commands a developer uses daily. `make run` and `make test` are README's quick start.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check -q
+
+.PHONY: run test test-fast lint format install install-dev migrate bench clean
+
+## Set up (virtualenv, install, migrate, admin and demo app) and run web + worker + scheduler.
+run: $(VENV)/.installed
+	DEBUG=$${DEBUG:-1} $(PY) manage.py hub_run
+
+## Install test dependencies, make sure PostgreSQL and Redis run, and run the whole suite.
+test: $(VENV)/.installed-dev
+	bash .ci/services.sh
+	$(MAKE) --no-print-directory node-deps
+	$(VENV)/bin/ruff check .
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+## The suite without the slow parts (browser, worker processes, npm clients).
+test-fast: $(VENV)/.installed-dev
+	$(PY) -m pytest -m "not browser and not worker and not node" $(PYTEST_ARGS)
+
+node-deps:
+	@if [ -f tests/node/package.json ]; then cd tests/node && npm install --no-audit --no-fund --loglevel=error; fi
+
+lint: $(VENV)/.installed-dev
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(VENV)/.installed-dev
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+migrate: $(VENV)/.installed
+	$(PY) manage.py migrate
+
+bench: $(VENV)/.installed-dev
+	bash .ci/services.sh
+	$(PY) -m bench
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: requirements.txt | $(VENV)/bin/python
+	$(PIP) install -r requirements.txt
+	touch $@
+
+$(VENV)/.installed-dev: requirements.txt requirements-dev.txt | $(VENV)/bin/python
+	$(PIP) install -r requirements-dev.txt
+	touch $(VENV)/.installed $@
+
+clean:
+	rm -rf $(VENV) var staticfiles

@@ -1,0 +1,1 @@
+"""Usage data: the event store, ingest services and metrics."""

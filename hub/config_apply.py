@@ -1,0 +1,137 @@
+"""Configuration as code: apply a JSON document describing workspaces, apps, keys and more.
+
+The core applies `workspace`, `owner_email`, `members` and `apps` (with `api_keys`). Other
+packages add sections with `section_register` from their AppConfig.ready(): workspace-level
+sections (e.g. `integrations`, `plans`) get the workspace, app-level ones (e.g. `sources`,
+`metrics`) get the app. Objects are matched by name, so applying a document twice changes
+nothing and prints no secret the second time. The schema is documented in docs/hub_apply.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import transaction
+
+from . import services
+from .errors import HubError
+from .models import ApiKey, App, Membership, Workspace
+
+
+class ConfigError(HubError):
+    """The document is not valid; the message names the offending path."""
+
+
+@dataclass(frozen=True)
+class Section:
+    key: str
+    level: str  # "workspace" or "app"
+    apply: Callable[..., Any]
+
+
+_SECTIONS: dict[tuple[str, str], Section] = {}
+
+
+def section_register(*, level: str, key: str, apply: Callable[..., Any]) -> None:
+    """Let a package handle `key` in the document (workspace level) or in each app (app level).
+
+    `apply(workspace=..., value=..., path=...)` or `apply(app=..., value=..., path=...)` returns
+    what to print for the section.
+    """
+    if level not in ("workspace", "app"):
+        raise ValueError(level)
+    _SECTIONS[(level, key)] = Section(key=key, level=level, apply=apply)
+
+
+_CORE_WORKSPACE_KEYS = {"workspace", "owner_email", "members", "apps"}
+_CORE_APP_KEYS = {"name", "api_keys"}
+
+
+def _require(cond: bool, path: str, message: str) -> None:
+    if not cond:
+        raise ConfigError(f"{path}: {message}")
+
+
+def _check_keys(obj: dict, allowed: set[str], level: str, path: str) -> None:
+    extra = [k for k in obj if k not in allowed and (level, k) not in _SECTIONS]
+    _require(not extra, path, f"unknown key(s) {', '.join(sorted(extra))}")
+
+
+@transaction.atomic
+def config_apply(*, document: Any) -> dict:
+    """Apply `document` in one transaction; return what exists, with secrets created just now."""
+    _require(isinstance(document, dict), "$", "the document must be a JSON object")
+    _check_keys(document, _CORE_WORKSPACE_KEYS, "workspace", "$")
+    name = document.get("workspace")
+    _require(isinstance(name, str) and name.strip(), "$.workspace", "a workspace name is required")
+    workspace = Workspace.objects.filter(name=name.strip()).first()
+    created = workspace is None
+    if created:
+        workspace = services.workspace_create(name=name)
+    out: dict[str, Any] = {"workspace": {"name": workspace.name, "slug": workspace.slug, "created": created}}
+
+    if "owner_email" in document:
+        email = document["owner_email"]
+        _require(isinstance(email, str) and "@" in email, "$.owner_email", "must be an email")
+        user, _ = services.user_get_or_create_by_email(email=email)
+        services.membership_set(workspace=workspace, user=user, role=Membership.Role.OWNER)
+        out["owner"] = {"email": user.email}
+
+    members = document.get("members", [])
+    _require(isinstance(members, list), "$.members", "must be a list")
+    out_members = []
+    for i, member in enumerate(members):
+        path = f"$.members[{i}]"
+        _require(isinstance(member, dict) and isinstance(member.get("email"), str), path, "needs an email")
+        role = member.get("role", Membership.Role.MEMBER)
+        _require(role in Membership.Role.values, f"{path}.role", "must be owner or member")
+        user, _ = services.user_get_or_create_by_email(email=member["email"])
+        services.membership_set(workspace=workspace, user=user, role=role)
+        out_members.append({"email": user.email, "role": role})
+    if out_members:
+        out["members"] = out_members
+
+    apps = document.get("apps", [])
+    _require(isinstance(apps, list), "$.apps", "must be a list")
+    out["apps"] = [_apply_app(workspace, spec, f"$.apps[{i}]") for i, spec in enumerate(apps)]
+
+    for (level, key), section in _SECTIONS.items():
+        if level == "workspace" and key in document:
+            out[key] = section.apply(workspace=workspace, value=document[key], path=f"$.{key}")
+    return out
+
+
+def _apply_app(workspace: Workspace, spec: Any, path: str) -> dict:
+    _require(isinstance(spec, dict), path, "each app must be an object")
+    _check_keys(spec, _CORE_APP_KEYS, "app", path)
+    name = spec.get("name")
+    _require(isinstance(name, str) and name.strip(), f"{path}.name", "an app name is required")
+    app = App.objects.filter(workspace=workspace, name=name.strip()).first()
+    created = app is None
+    if created:
+        app = services.app_create(workspace=workspace, name=name)
+    out: dict[str, Any] = {"name": app.name, "id": str(app.public_id), "created": created}
+
+    keys = spec.get("api_keys", [])
+    _require(isinstance(keys, list), f"{path}.api_keys", "must be a list of key names")
+    out_keys = []
+    for j, key_name in enumerate(keys):
+        _require(
+            isinstance(key_name, str) and key_name.strip(),
+            f"{path}.api_keys[{j}]",
+            "must be a key name",
+        )
+        existing = ApiKey.objects.filter(app=app, name=key_name.strip(), revoked_at__isnull=True).first()
+        if existing is not None:
+            out_keys.append({"name": existing.name, "prefix": existing.prefix, "created": False})
+            continue
+        api_key, secret = services.api_key_create(app=app, name=key_name)
+        out_keys.append({"name": api_key.name, "prefix": api_key.prefix, "created": True, "secret": secret})
+    out["api_keys"] = out_keys
+
+    for (level, key), section in _SECTIONS.items():
+        if level == "app" and key in spec:
+            out[key] = section.apply(app=app, value=spec[key], path=f"{path}.{key}")
+    return out

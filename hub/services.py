@@ -1,0 +1,154 @@
+"""Write paths of the core: workspaces, members, apps and API keys."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import string
+import uuid
+from datetime import timedelta
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+from django.utils.text import slugify
+
+from .errors import AuthenticationError, HubError
+from .models import ApiKey, App, Membership, Workspace
+
+_ALPHABET = string.ascii_letters + string.digits
+_LOOKUP_LENGTH = 12
+_SECRET_LENGTH = 40
+
+
+def _random_token(length: int) -> str:
+    return "".join(secrets.choice(_ALPHABET) for _ in range(length))
+
+
+def _hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def _unique_slug(name: str) -> str:
+    base = slugify(name)[:100] or "workspace"
+    slug, n = base, 1
+    while Workspace.objects.filter(slug=slug).exists():
+        n += 1
+        slug = f"{base}-{n}"
+    return slug
+
+
+@transaction.atomic
+def workspace_create(*, name: str, owner: AbstractBaseUser | None = None) -> Workspace:
+    """Create a workspace; `owner`, when given, becomes its first owner."""
+    name = name.strip()
+    if not name:
+        raise HubError("A workspace needs a name.")
+    workspace = Workspace.objects.create(name=name, slug=_unique_slug(name))
+    if owner is not None:
+        membership_set(workspace=workspace, user=owner, role=Membership.Role.OWNER)
+    return workspace
+
+
+def membership_set(*, workspace: Workspace, user: AbstractBaseUser, role: str) -> Membership:
+    """Give `user` the `role` in `workspace`, adding them as a member if needed."""
+    if role not in Membership.Role.values:
+        raise HubError(f"Unknown role {role!r}.")
+    membership, _ = Membership.objects.update_or_create(
+        workspace=workspace, user=user, defaults={"role": role}
+    )
+    return membership
+
+
+def user_get_or_create_by_email(*, email: str) -> tuple[AbstractBaseUser, bool]:
+    """Return the user with this email (case-insensitive), creating one without a password."""
+    User = get_user_model()
+    email = email.strip().lower()
+    user = User.objects.filter(email__iexact=email).order_by("pk").first()
+    if user is not None:
+        return user, False
+    user = User(username=email[:150], email=email)
+    user.set_unusable_password()
+    user.save()
+    return user, True
+
+
+def app_create(*, workspace: Workspace, name: str) -> App:
+    """Create an app in `workspace`; names are unique within a workspace."""
+    name = name.strip()
+    if not name:
+        raise HubError("An app needs a name.")
+    if workspace.apps.filter(name__iexact=name).exists():
+        raise HubError(f"An app named {name!r} already exists in this workspace.")
+    return App.objects.create(workspace=workspace, name=name)
+
+
+def api_key_create(*, app: App, name: str, created_by: AbstractBaseUser | None = None) -> tuple[ApiKey, str]:
+    """Create an API key for `app`; return it with its secret, which is never available again."""
+    name = name.strip()
+    if not name:
+        raise HubError("An API key needs a name.")
+    if len(name) > 100:
+        raise HubError("An API key name has at most 100 characters.")
+    prefix = f"{settings.HUB_API_KEY_PREFIX}{_random_token(_LOOKUP_LENGTH)}"
+    key = f"{prefix}_{_random_token(_SECRET_LENGTH)}"
+    api_key = ApiKey.objects.create(
+        app=app,
+        name=name,
+        prefix=prefix,
+        secret_hash=_hash_key(key),
+        created_by=created_by if created_by and created_by.is_authenticated else None,
+    )
+    return api_key, key
+
+
+def api_key_revoke(*, api_key: ApiKey) -> ApiKey:
+    """Revoke `api_key`; from now on it authenticates nothing. Revoking twice is harmless."""
+    if api_key.revoked_at is None:
+        api_key.revoked_at = timezone.now()
+        ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(revoked_at=api_key.revoked_at)
+    return api_key
+
+
+def api_key_authenticate(*, key: str, app_public_id: str | None = None) -> ApiKey:
+    """Return the active key matching `key` (and the app id, when given) or raise AuthenticationError."""
+    key = (key or "").strip()
+    if not key:
+        raise AuthenticationError("Missing API key.")
+    prefix, sep, _secret = key.rpartition("_")
+    if not sep or not prefix or len(key) > 200:
+        raise AuthenticationError("Invalid API key.")
+    app_uuid = None
+    if app_public_id is not None:
+        try:
+            app_uuid = uuid.UUID(str(app_public_id).strip())
+        except ValueError:
+            raise AuthenticationError("Invalid app id.") from None
+    api_key = ApiKey.objects.select_related("app", "app__workspace").filter(prefix=prefix).first()
+    # Compare even when no row matched, so timing does not tell whether a prefix exists.
+    expected = api_key.secret_hash if api_key else _hash_key("")
+    if not hmac.compare_digest(expected, _hash_key(key)) or api_key is None:
+        raise AuthenticationError("Invalid API key.")
+    if api_key.revoked_at is not None:
+        raise AuthenticationError("This API key has been revoked.")
+    if app_uuid is not None and api_key.app.public_id != app_uuid:
+        raise AuthenticationError("This API key does not belong to that app.")
+    api_key_touch(api_key=api_key)
+    return api_key
+
+
+def api_key_touch(*, api_key: ApiKey) -> None:
+    """Record use of the key, writing at most once per HUB_API_KEY_TOUCH_INTERVAL seconds."""
+    now = timezone.now()
+    interval = timedelta(seconds=settings.HUB_API_KEY_TOUCH_INTERVAL)
+    if api_key.last_used_at is not None and now - api_key.last_used_at < interval:
+        return
+    updated = ApiKey.objects.filter(
+        Q(last_used_at__isnull=True) | Q(last_used_at__lt=now - interval), pk=api_key.pk
+    ).update(last_used_at=now)
+    if updated:
+        api_key.last_used_at = now

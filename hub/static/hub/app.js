@@ -1,0 +1,74 @@
+// Small progressive enhancements for the screens: copy buttons, dialogs, confirmations.
+(function () {
+  "use strict";
+
+  function copyText(text, button) {
+    var done = function () {
+      var label = button.textContent;
+      button.textContent = "Copied";
+      button.classList.add("copied");
+      setTimeout(function () { button.textContent = label; button.classList.remove("copied"); }, 1500);
+    };
+    if (navigator.clipboard && window.isSecureContext) {
+      navigator.clipboard.writeText(text).then(done, function () { fallbackCopy(text); done(); });
+    } else {
+      fallbackCopy(text);
+      done();
+    }
+  }
+
+  function fallbackCopy(text) {
+    var area = document.createElement("textarea");
+    area.value = text;
+    area.setAttribute("readonly", "");
+    area.style.position = "absolute";
+    area.style.left = "-9999px";
+    document.body.appendChild(area);
+    area.select();
+    try { document.execCommand("copy"); } catch (e) { /* nothing more to try */ }
+    document.body.removeChild(area);
+  }
+
+  document.addEventListener("click", function (event) {
+    var copy = event.target.closest("[data-copy]");
+    if (copy) {
+      var source = document.querySelector(copy.getAttribute("data-copy"));
+      if (source) copyText(source.textContent.trim(), copy);
+      return;
+    }
+    var opener = event.target.closest("[data-open-dialog]");
+    if (opener) {
+      var dialog = document.querySelector(opener.getAttribute("data-open-dialog"));
+      if (dialog) {
+        dialog.showModal();
+        var first = dialog.querySelector("input:not([type=hidden])");
+        if (first) first.focus();
+      }
+      return;
+    }
+    var closer = event.target.closest("[data-close-dialog]");
+    if (closer) {
+      closer.closest("dialog").close();
+    }
+  });
+
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    var question = form.getAttribute("data-confirm");
+    if (!question || form.dataset.confirmed === "yes") return;
+    event.preventDefault();
+    var dialog = document.getElementById("confirm-dialog");
+    if (!dialog) { if (window.confirm(question)) { form.dataset.confirmed = "yes"; form.submit(); } return; }
+    dialog.querySelector("[data-confirm-text]").textContent = question;
+    dialog.returnValue = "";
+    dialog.addEventListener("close", function onClose() {
+      dialog.removeEventListener("close", onClose);
+      if (dialog.returnValue === "ok") { form.dataset.confirmed = "yes"; form.submit(); }
+    });
+    dialog.showModal();
+  });
+
+  document.addEventListener("change", function (event) {
+    if (event.target.matches("select[data-navigate]")) window.location = event.target.value;
+  });
+})();

@@ -1,0 +1,35 @@
+"""URL map: the screens, the admin, the API under /v1/, health probes and API docs."""
+
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+
+from . import api, health, views
+
+api_v1 = [
+    path("app", api.AppView.as_view(), name="api_app"),
+]
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("workspaces/new/", views.workspace_create, name="workspace_create"),
+    path("w/<slug:slug>/", views.workspace_home, name="workspace_home"),
+    path("w/<slug:slug>/apps/new/", views.app_create, name="app_create"),
+    path("apps/<str:app_id>/settings/", views.app_settings, name="app_settings"),
+    path("apps/<str:app_id>/api-keys/", views.api_key_create, name="api_key_create"),
+    path(
+        "apps/<str:app_id>/api-keys/<int:key_id>/revoke/",
+        views.api_key_revoke,
+        name="api_key_revoke",
+    ),
+    path("admin/", admin.site.urls),
+    path("v1/", include(api_v1)),
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
+    path("api/schema/", SpectacularAPIView.as_view(), name="api_schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api_schema"), name="api_docs"),
+    path("api/redoc/", SpectacularRedocView.as_view(url_name="api_schema"), name="api_redoc"),
+]

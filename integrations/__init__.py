@@ -1,0 +1,1 @@
+"""The outside world: sources, mappings, outbound integrations and deliveries."""

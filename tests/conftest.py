@@ -1,0 +1,37 @@
+import pytest
+from django.test import Client
+
+from tests.factories import AppFactory, MembershipFactory, UserFactory, api_key_for
+
+
+@pytest.fixture
+def user(db):
+    return UserFactory()
+
+
+@pytest.fixture
+def workspace(user):
+    return MembershipFactory(user=user).workspace
+
+
+@pytest.fixture
+def app(workspace):
+    return AppFactory(workspace=workspace)
+
+
+@pytest.fixture
+def api_key(app):
+    """(ApiKey, secret) of `app`."""
+    return api_key_for(app)
+
+
+@pytest.fixture
+def api_client(app, api_key):
+    """A Django test client sending the app's Mantle-style credentials on every request."""
+    return Client(headers={"X-Mantle-App-Id": str(app.public_id), "X-Mantle-App-Api-Key": api_key[1]})
+
+
+@pytest.fixture
+def logged_in(client, user):
+    client.force_login(user)
+    return client
