@@ -1,0 +1,265 @@
+"""Customers of an app: identify (create or update), API tokens, and resolving references.
+
+A customer reference, as usage events send it in `customerId`, may be the hub's id (a UUID), the
+customer's API token, its platform id or its myshopify domain.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import secrets
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from .errors import AuthenticationError, HubError
+from .models import App, Contact, Customer
+
+TOKEN_PREFIX = "hub_ct_"
+_SHOPIFY_SUFFIX = ".myshopify.com"
+
+
+def customer_token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _new_token() -> str:
+    return TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+def _set_new_token(customer: Customer) -> str:
+    token = _new_token()
+    customer.api_token = token
+    customer.api_token_hash = customer_token_hash(token)
+    return token
+
+
+@dataclass(frozen=True)
+class IdentifyResult:
+    customer: Customer
+    api_token: str
+    created: bool  # a new customer row (not a filled-in placeholder)
+    first_identify: bool  # never identified before (new, or a placeholder filled in)
+
+
+def _clean_str(value: Any, field: str, max_length: int = 255) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str | int):
+        raise HubError(f"{field} must be a string.")
+    value = str(value).strip()
+    if len(value) > max_length:
+        raise HubError(f"{field} has at most {max_length} characters.")
+    return value or None
+
+
+def _find_customer(app: App, platform: str, platform_id: str | None, domain: str | None):
+    query = Q()
+    if platform_id:
+        query |= Q(platform=platform, platform_id=platform_id)
+    if domain:
+        query |= Q(myshopify_domain__iexact=domain)
+    if not query:
+        return None
+    candidates = list(Customer.objects.select_for_update().filter(app=app).filter(query)[:2])
+    for c in candidates:  # a platform-id match wins over a domain match
+        if platform_id and c.platform_id == platform_id:
+            return c
+    return candidates[0] if candidates else None
+
+
+def customer_identify(
+    *,
+    app: App,
+    platform: str | None = "shopify",
+    platform_id: Any = None,
+    myshopify_domain: Any = None,
+    name: Any = None,
+    email: Any = None,
+    platform_plan_name: Any = None,
+    custom_fields: Any = None,
+    contacts: Any = None,
+    tags: Any = None,
+    created_at: datetime | None = None,
+    rotate_api_token: bool = False,
+) -> IdentifyResult:
+    """Create or update the customer matched by platform id or myshopify domain; return its token.
+
+    Custom fields are merged, contacts upserted by email, tags added. Concurrent identifies of
+    the same new customer end in one row.
+    """
+    platform = _clean_str(platform, "platform", 50) or "shopify"
+    platform_id = _clean_str(platform_id, "platformId")
+    domain = _clean_str(myshopify_domain, "myshopifyDomain")
+    if domain:
+        domain = domain.lower()
+    if not platform_id and not domain:
+        raise HubError("platformId or myshopifyDomain is required.")
+    if custom_fields is not None and not isinstance(custom_fields, dict):
+        raise HubError("customFields must be an object.")
+    if contacts is not None and not isinstance(contacts, list):
+        raise HubError("contacts must be a list.")
+    if tags is not None and not (isinstance(tags, list) and all(isinstance(t, str) for t in tags)):
+        raise HubError("tags must be a list of strings.")
+    for attempt in range(3):
+        try:
+            with transaction.atomic():
+                return _identify_once(
+                    app, platform, platform_id, domain, name, email, platform_plan_name,
+                    custom_fields, contacts, tags, created_at, rotate_api_token,
+                )  # fmt: skip
+        except IntegrityError:
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _identify_once(
+    app, platform, platform_id, domain, name, email, plan_name, custom_fields, contacts, tags,
+    created_at, rotate,
+) -> IdentifyResult:  # fmt: skip
+    customer = _find_customer(app, platform, platform_id, domain)
+    created = customer is None
+    if created:
+        customer = Customer(app=app, platform=platform)
+    first_identify = created or customer.identified_at is None
+    customer.platform = platform
+    if platform_id:
+        customer.platform_id = platform_id
+    if domain:
+        customer.myshopify_domain = domain
+    for attr, value, field in (
+        ("name", name, "name"),
+        ("email", email, "email"),
+        ("platform_plan_name", plan_name, "platformPlanName"),
+    ):
+        value = _clean_str(value, field)
+        if value is not None:
+            setattr(customer, attr, value)
+    if custom_fields:
+        customer.custom_fields = {**(customer.custom_fields or {}), **custom_fields}
+    if tags:
+        customer.tags = list(dict.fromkeys([*(customer.tags or []), *tags]))
+    if created_at is not None:
+        customer.platform_created_at = created_at
+    customer.is_placeholder = False
+    if customer.identified_at is None:
+        customer.identified_at = timezone.now()
+    token = _set_new_token(customer) if rotate or not customer.api_token_hash else customer.api_token
+    customer.save()
+    for contact in contacts or []:
+        contact_upsert(customer=customer, **_contact_fields(contact))
+    return IdentifyResult(customer=customer, api_token=token, created=created, first_identify=first_identify)
+
+
+def _contact_fields(contact: Any) -> dict:
+    if not isinstance(contact, dict):
+        raise HubError("each contact must be an object.")
+    email = _clean_str(contact.get("email"), "contacts.email")
+    if not email:
+        raise HubError("each contact needs an email.")
+    return {
+        "email": email,
+        "label": _clean_str(contact.get("label"), "contacts.label", 100),
+        "name": _clean_str(contact.get("name"), "contacts.name"),
+        "phone": _clean_str(contact.get("phone"), "contacts.phone", 64),
+    }
+
+
+def contact_upsert(
+    *, customer: Customer, email: str, label: str | None = None, name: str | None = None,
+    phone: str | None = None,
+) -> Contact:  # fmt: skip
+    """Create or update the customer's contact with this email (case-insensitive)."""
+    email = email.strip().lower()
+    contact = Contact.objects.filter(customer=customer, email=email).first() or Contact(
+        customer=customer, email=email
+    )
+    for attr, value in (("label", label), ("name", name), ("phone", phone)):
+        if value is not None:
+            setattr(contact, attr, value)
+    contact.save()
+    return contact
+
+
+def customer_by_token(*, app: App, token: str) -> Customer:
+    """The app's customer holding this API token, or AuthenticationError."""
+    token = (token or "").strip()
+    if not token:
+        raise AuthenticationError("Missing customer API token.")
+    customer = Customer.objects.filter(app=app, api_token_hash=customer_token_hash(token)).first()
+    if customer is None:
+        raise AuthenticationError("Invalid customer API token.")
+    return customer
+
+
+def _placeholder_fields(reference: str) -> dict:
+    if reference.lower().endswith(_SHOPIFY_SUFFIX):
+        return {"myshopify_domain": reference.lower()}
+    return {"platform_id": reference}
+
+
+def customers_resolve(*, app: App, references: Iterable[str], create: bool = True) -> dict[str, Customer]:
+    """Map each reference to the app's customer, creating placeholders for unknown ones.
+
+    Two queries whatever the number of references (three when placeholders are created).
+    A reference that looks like a customer token but matches none raises HubError.
+    """
+    refs = {r for r in references if r}
+    if not refs:
+        return {}
+    found = _match_references(app, refs)
+    missing = refs - found.keys()
+    bad_tokens = sorted(r for r in missing if r.startswith(TOKEN_PREFIX))
+    if bad_tokens:
+        raise HubError("Unknown customer API token in customerId.")
+    if missing and create:
+        Customer.objects.bulk_create(
+            [Customer(app=app, is_placeholder=True, **_placeholder_fields(r)) for r in missing],
+            ignore_conflicts=True,
+        )
+        found.update(_match_references(app, missing))
+    return found
+
+
+def _match_references(app: App, refs: set[str]) -> dict[str, Customer]:
+    uuids = set()
+    for r in refs:
+        with contextlib.suppress(ValueError):
+            uuids.add(uuid.UUID(r))
+    hashes = {customer_token_hash(r): r for r in refs if r.startswith(TOKEN_PREFIX)}
+    lowered = {r.lower() for r in refs}
+    rows = Customer.objects.filter(app=app).filter(
+        Q(public_id__in=uuids)
+        | Q(api_token_hash__in=hashes.keys())
+        | Q(platform_id__in=refs)
+        | Q(myshopify_domain__in=lowered)
+    )
+    by_key: dict[str, Customer] = {}
+    for c in rows:
+        for key in (str(c.public_id), c.platform_id, c.myshopify_domain):
+            if key:
+                by_key.setdefault(key, c)
+        if c.api_token_hash in hashes:
+            by_key[hashes[c.api_token_hash]] = c
+    result = {}
+    for r in refs:
+        c = by_key.get(r) or by_key.get(r.lower())
+        if c is None:
+            with contextlib.suppress(ValueError):
+                c = by_key.get(str(uuid.UUID(r)))
+        if c is not None:
+            result[r] = c
+    return result
+
+
+def customer_get(*, app: App, reference: str) -> Customer | None:
+    """The app's customer for a reference (id, token, platform id or domain), or None."""
+    return customers_resolve(app=app, references=[reference], create=False).get(reference)
