@@ -1,13 +1,16 @@
-"""API authentication: Mantle-compatible app id and API key headers, or a Bearer key."""
+"""API authentication: Mantle-compatible app id and API key headers, a Bearer key, or a
+customer API token (`X-Mantle-Customer-Api-Token` with `X-Mantle-App-Id`)."""
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 
-from rest_framework import authentication, exceptions
+from rest_framework import authentication, exceptions, permissions
 
+from .customers import customer_by_token
 from .errors import AuthenticationError
-from .models import ApiKey, App
+from .models import ApiKey, App, Customer
 from .services import api_key_authenticate
 
 
@@ -17,7 +20,7 @@ class AppCaller:
 
     app: App
     api_key: ApiKey | None = None
-    customer: object | None = None
+    customer: Customer | None = None  # set when a customer token was sent: scope to it
 
     is_authenticated = True
     is_anonymous = False
@@ -50,9 +53,45 @@ class AppApiKeyAuthentication(authentication.BaseAuthentication):
             return None
         try:
             api_key = api_key_authenticate(key=key, app_public_id=app_id)
+            token = meta.get("HTTP_X_MANTLE_CUSTOMER_API_TOKEN")
+            customer = customer_by_token(app=api_key.app, token=token) if token else None
         except AuthenticationError as exc:
             raise exceptions.AuthenticationFailed(str(exc)) from None
-        return AppCaller(app=api_key.app, api_key=api_key), api_key
+        return AppCaller(app=api_key.app, api_key=api_key, customer=customer), api_key
 
     def authenticate_header(self, request) -> str:
         return 'Bearer realm="hub"'
+
+
+class CustomerTokenAuthentication(authentication.BaseAuthentication):
+    """`X-Mantle-App-Id` + `X-Mantle-Customer-Api-Token`: acts for one customer of the app."""
+
+    def authenticate(self, request):
+        meta = request.META
+        token = meta.get("HTTP_X_MANTLE_CUSTOMER_API_TOKEN")
+        if token is None:
+            return None
+        app_id = meta.get("HTTP_X_MANTLE_APP_ID")
+        if not app_id:
+            raise exceptions.AuthenticationFailed("Missing X-Mantle-App-Id.")
+        try:
+            app = App.objects.select_related("workspace").get(public_id=uuid.UUID(app_id.strip()))
+        except (ValueError, App.DoesNotExist):
+            raise exceptions.AuthenticationFailed("Invalid app id.") from None
+        try:
+            customer = customer_by_token(app=app, token=token)
+        except AuthenticationError as exc:
+            raise exceptions.AuthenticationFailed(str(exc)) from None
+        return AppCaller(app=app, customer=customer), None
+
+    def authenticate_header(self, request) -> str:
+        return 'Bearer realm="hub"'
+
+
+class HasApiKey(permissions.BasePermission):
+    """Server-side endpoints: a customer token alone is not enough."""
+
+    message = "This endpoint needs the app's API key (X-Mantle-App-Api-Key)."
+
+    def has_permission(self, request, view) -> bool:
+        return isinstance(request.user, AppCaller) and request.user.api_key is not None

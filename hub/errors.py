@@ -6,6 +6,10 @@ class HubError(Exception):
 
     status_code = 400
 
+    def body(self) -> dict:
+        """The JSON body of the error response."""
+        return {"error": str(self)}
+
 
 class AuthenticationError(HubError):
     """Credentials are missing, malformed, wrong or revoked."""
@@ -21,3 +25,11 @@ class Conflict(HubError):
     """The request contradicts the current state (an illegal transition)."""
 
     status_code = 409
+
+
+class PayloadTooLarge(HubError):
+    status_code = 413
+
+
+class UnsupportedMediaType(HubError):
+    status_code = 415

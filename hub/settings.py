@@ -181,7 +181,10 @@ CELERY_BEAT_SCHEDULE: dict = {}
 
 # --- API --------------------------------------------------------------------------------------
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["hub.authentication.AppApiKeyAuthentication"],
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "hub.authentication.AppApiKeyAuthentication",
+        "hub.authentication.CustomerTokenAuthentication",
+    ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
@@ -228,3 +231,10 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
 }
+
+# --- Usage events -------------------------------------------------------------------------------
+HUB_USAGE_EVENT_MAX_BYTES = env.int("HUB_USAGE_EVENT_MAX_BYTES", default=32 * 1024)
+HUB_USAGE_EVENTS_MAX_PER_REQUEST = env.int("HUB_USAGE_EVENTS_MAX_PER_REQUEST", default=1000)
+HUB_USAGE_EVENTS_MAX_REQUEST_BYTES = env.int("HUB_USAGE_EVENTS_MAX_REQUEST_BYTES", default=1024 * 1024)
+HUB_IDENTIFY_MAX_REQUEST_BYTES = env.int("HUB_IDENTIFY_MAX_REQUEST_BYTES", default=256 * 1024)
+HUB_USAGE_EVENT_MAX_FUTURE_SECONDS = env.int("HUB_USAGE_EVENT_MAX_FUTURE_SECONDS", default=24 * 3600)

@@ -5,10 +5,15 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
+from events import api as events_api
+
 from . import api, health, views
 
 api_v1 = [
     path("app", api.AppView.as_view(), name="api_app"),
+    path("identify", api.IdentifyView.as_view(), name="api_identify"),
+    path("customer", api.CustomerView.as_view(), name="api_customer"),
+    path("usage_events", events_api.UsageEventsView.as_view(), name="api_usage_events"),
 ]
 
 urlpatterns = [

@@ -1,0 +1,226 @@
+"""Write path of usage events: validate all, resolve customers, store each event exactly once.
+
+Every wire format (Mantle, Metronome, Kable, Segment mappings) ends in `usage_events_ingest`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import orjson
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from hub.customers import customers_resolve
+from hub.errors import HubError, PayloadTooLarge
+from hub.models import App, Customer
+from hub.timestamps import parse_timestamp
+
+from .models import UsageEvent
+
+_MAX_TEXT = 255
+
+
+@dataclass(frozen=True)
+class EventError:
+    index: int
+    field: str
+    message: str
+
+    def as_dict(self) -> dict:
+        return {"index": self.index, "field": self.field, "message": self.message}
+
+
+class InvalidEvents(HubError):
+    """One or more events are invalid; nothing was stored."""
+
+    def __init__(self, errors: list[EventError]):
+        self.errors = errors
+        n = len({e.index for e in errors})
+        super().__init__(f"{n} invalid event(s); nothing was stored.")
+
+    def body(self) -> dict:
+        return {"error": str(self), "errors": [e.as_dict() for e in self.errors]}
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    accepted: int
+    duplicates: int
+    event_ids: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class EventInput:
+    """A validated event, ready to store."""
+
+    event_id: str
+    event_name: str
+    customer_ref: str | None
+    timestamp: datetime
+    properties_json: str
+
+
+def _text(value: Any) -> str | None:
+    if isinstance(value, str):
+        return value.strip() or None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return None
+
+
+def usage_event_validate(
+    raw: Any, *, index: int, now: datetime, need_customer: bool, errors: list[EventError]
+) -> EventInput | None:
+    """Validate one Mantle-shaped event (camelCase or snake_case keys); collect errors."""
+    if not isinstance(raw, dict):
+        errors.append(EventError(index, "", "each event must be a JSON object"))
+        return None
+    before = len(errors)
+    size = len(orjson.dumps(raw))
+    if size > settings.HUB_USAGE_EVENT_MAX_BYTES:
+        raise PayloadTooLarge(
+            f"Event {index} is {size} bytes; at most {settings.HUB_USAGE_EVENT_MAX_BYTES} are allowed."
+        )
+
+    name_raw = raw.get("eventName", raw.get("event_name"))
+    name = _text(name_raw)
+    if name is None:
+        errors.append(EventError(index, "eventName", "is required (a non-empty string)"))
+    elif len(name) > _MAX_TEXT:
+        errors.append(EventError(index, "eventName", f"has at most {_MAX_TEXT} characters"))
+
+    id_raw = raw.get("eventId", raw.get("event_id"))
+    event_id = _text(id_raw)
+    if id_raw is not None and event_id is None:
+        errors.append(EventError(index, "eventId", "must be a non-empty string"))
+    elif event_id is not None and len(event_id) > _MAX_TEXT:
+        errors.append(EventError(index, "eventId", f"has at most {_MAX_TEXT} characters"))
+
+    cust_raw = raw.get("customerId", raw.get("customer_id"))
+    customer_ref = _text(cust_raw)
+    if cust_raw is not None and customer_ref is None:
+        errors.append(EventError(index, "customerId", "must be a non-empty string"))
+    elif customer_ref is None and need_customer:
+        errors.append(EventError(index, "customerId", "is required with an API key"))
+    elif customer_ref is not None and len(customer_ref) > _MAX_TEXT:
+        errors.append(EventError(index, "customerId", f"has at most {_MAX_TEXT} characters"))
+
+    try:
+        timestamp = parse_timestamp(raw.get("timestamp"), now=now)
+    except ValueError as exc:
+        errors.append(EventError(index, "timestamp", str(exc)))
+        timestamp = None
+    else:
+        future = timedelta(seconds=settings.HUB_USAGE_EVENT_MAX_FUTURE_SECONDS)
+        if timestamp > now + future:
+            errors.append(EventError(index, "timestamp", "is more than 24 hours in the future"))
+
+    properties = raw.get("properties")
+    if properties is None:
+        properties = {}
+    elif not isinstance(properties, dict):
+        errors.append(EventError(index, "properties", "must be a JSON object"))
+
+    if len(errors) > before:
+        return None
+    return EventInput(
+        event_id=event_id or uuid.uuid4().hex,
+        event_name=name,
+        customer_ref=customer_ref,
+        timestamp=timestamp,
+        properties_json=orjson.dumps(properties).decode(),
+    )
+
+
+def usage_events_validate(
+    raw_events: list[Any], *, customer: Customer | None = None, now: datetime | None = None
+) -> list[EventInput]:
+    """Validate every event; raise InvalidEvents listing each bad one, or return them all."""
+    now = now or timezone.now()
+    errors: list[EventError] = []
+    validated = [
+        usage_event_validate(raw, index=i, now=now, need_customer=customer is None, errors=errors)
+        for i, raw in enumerate(raw_events)
+    ]
+    if errors:
+        raise InvalidEvents(errors)
+    return validated  # type: ignore[return-value]
+
+
+_INSERT_SQL = (
+    "INSERT INTO events_usageevent "
+    "(app_id, customer_id, event_id, event_name, timestamp, properties, received_at) "
+    "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (app_id, event_id) DO NOTHING"
+)
+
+
+def usage_events_store(
+    *, app: App, events: list[EventInput], customer: Customer | None = None
+) -> IngestResult:
+    """Store validated events once each (in one transaction); count accepted and duplicates.
+
+    With `customer` (a customer token was used) every event belongs to it, and an event naming
+    another customer is refused.
+    """
+    if not events:
+        return IngestResult(accepted=0, duplicates=0)
+    unique: dict[str, EventInput] = {}
+    for e in events:
+        unique.setdefault(e.event_id, e)  # the first of a repeated id wins
+    with transaction.atomic():
+        refs = {e.customer_ref for e in unique.values() if e.customer_ref}
+        resolved = customers_resolve(app=app, references=refs) if refs else {}
+        if customer is not None:
+            wrong = [
+                i for i, e in enumerate(events) if e.customer_ref and resolved[e.customer_ref] != customer
+            ]
+            if wrong:
+                raise InvalidEvents(
+                    [EventError(i, "customerId", "names another customer than the token's") for i in wrong]
+                )
+        received_at = timezone.now()
+        rows = [
+            (
+                app.pk,
+                customer.pk if customer is not None and not e.customer_ref else resolved[e.customer_ref].pk,
+                e.event_id,
+                e.event_name,
+                e.timestamp,
+                e.properties_json,
+                received_at,
+            )
+            for e in unique.values()
+        ]
+        with connection.cursor() as cursor:
+            cursor.executemany(_INSERT_SQL, rows)
+            inserted = cursor.rowcount
+    return IngestResult(accepted=inserted, duplicates=len(events) - inserted, event_ids=list(unique.keys()))
+
+
+def usage_events_ingest(*, app: App, raw_events: list[Any], customer: Customer | None = None) -> IngestResult:
+    """Validate all Mantle-shaped events (all or nothing) and store each exactly once."""
+    if len(raw_events) > settings.HUB_USAGE_EVENTS_MAX_PER_REQUEST:
+        raise PayloadTooLarge(
+            f"At most {settings.HUB_USAGE_EVENTS_MAX_PER_REQUEST} events per request "
+            f"({len(raw_events)} sent)."
+        )
+    validated = usage_events_validate(raw_events, customer=customer)
+    return usage_events_store(app=app, events=validated, customer=customer)
+
+
+__all__ = [
+    "EventError",
+    "EventInput",
+    "IngestResult",
+    "InvalidEvents",
+    "UsageEvent",
+    "parse_timestamp",
+    "usage_events_ingest",
+    "usage_events_store",
+    "usage_events_validate",
+]
