@@ -3,7 +3,7 @@
 from django.contrib import admin, messages
 
 from . import services
-from .models import ApiKey, App, Membership, Workspace
+from .models import ApiKey, App, Contact, Customer, Membership, Workspace
 
 
 class MembershipInline(admin.TabularInline):
@@ -56,3 +56,38 @@ class ApiKeyAdmin(admin.ModelAdmin):
         for api_key in queryset:
             services.api_key_revoke(api_key=api_key)
         self.message_user(request, f"Revoked {queryset.count()} key(s).", messages.SUCCESS)
+
+
+class ContactInline(admin.TabularInline):
+    model = Contact
+    extra = 0
+
+
+@admin.register(Customer)
+class CustomerAdmin(admin.ModelAdmin):
+    """The API token is never shown: only its hash and ciphertext are stored."""
+
+    list_display = [
+        "__str__",
+        "app",
+        "platform",
+        "platform_id",
+        "myshopify_domain",
+        "is_placeholder",
+        "created_at",
+    ]
+    list_filter = ["is_placeholder", "platform", "app__workspace", "app"]
+    search_fields = ["name", "email", "platform_id", "myshopify_domain", "public_id"]
+    readonly_fields = ["public_id", "identified_at", "created_at", "updated_at"]
+    exclude = ["api_token_hash", "api_token"]
+    raw_id_fields = ["app"]
+    inlines = [ContactInline]
+    show_full_result_count = False
+
+
+@admin.register(Contact)
+class ContactAdmin(admin.ModelAdmin):
+    list_display = ["email", "name", "label", "customer", "created_at"]
+    search_fields = ["email", "name", "customer__name", "customer__platform_id"]
+    list_filter = ["label"]
+    raw_id_fields = ["customer"]

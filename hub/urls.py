@@ -6,6 +6,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from events import api as events_api
+from events import views as events_views
 
 from . import api, health, views
 
@@ -29,6 +30,13 @@ urlpatterns = [
         "apps/<str:app_id>/api-keys/<int:key_id>/revoke/",
         views.api_key_revoke,
         name="api_key_revoke",
+    ),
+    path("apps/<str:app_id>/usage-events/", events_views.usage_events, name="usage_events"),
+    path("apps/<str:app_id>/customers/", events_views.customers, name="customers"),
+    path(
+        "apps/<str:app_id>/customers/<str:customer_id>/",
+        events_views.customer_detail,
+        name="customer_detail",
     ),
     path("admin/", admin.site.urls),
     path("v1/", include(api_v1)),

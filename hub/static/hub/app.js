@@ -46,6 +46,14 @@
       }
       return;
     }
+    var toggle = event.target.closest("[data-toggle-next]");
+    if (toggle) {
+      // The properties of an event: the next row of a table, or the next element.
+      var row = toggle.closest("tr");
+      var target = row ? row.nextElementSibling : toggle.nextElementSibling;
+      if (target) target.hidden = !target.hidden;
+      return;
+    }
     var closer = event.target.closest("[data-close-dialog]");
     if (closer) {
       closer.closest("dialog").close();
