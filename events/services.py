@@ -12,10 +12,10 @@ from typing import Any
 
 import orjson
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from hub.customers import customers_resolve
+from hub.customers import customer_ids_resolve, reference_cache_clear
 from hub.errors import HubError, PayloadTooLarge
 from hub.models import App, Customer
 from hub.timestamps import parse_timestamp
@@ -81,7 +81,16 @@ def usage_event_validate(
         errors.append(EventError(index, "", "each event must be a JSON object"))
         return None
     before = len(errors)
-    size = len(orjson.dumps(raw))
+    properties = raw.get("properties")
+    if properties is None:
+        properties = {}
+    elif not isinstance(properties, dict):
+        errors.append(EventError(index, "properties", "must be a JSON object"))
+        properties = {}
+    properties_json = orjson.dumps(properties)
+    # The serialized event is its properties plus a few short fields: count those without
+    # serializing the whole event a second time.
+    size = len(properties_json) + sum(len(str(v)) + len(k) + 6 for k, v in raw.items() if k != "properties")
     if size > settings.HUB_USAGE_EVENT_MAX_BYTES:
         raise PayloadTooLarge(
             f"Event {index} is {size} bytes; at most {settings.HUB_USAGE_EVENT_MAX_BYTES} are allowed."
@@ -120,12 +129,6 @@ def usage_event_validate(
         if timestamp > now + future:
             errors.append(EventError(index, "timestamp", "is more than 24 hours in the future"))
 
-    properties = raw.get("properties")
-    if properties is None:
-        properties = {}
-    elif not isinstance(properties, dict):
-        errors.append(EventError(index, "properties", "must be a JSON object"))
-
     if len(errors) > before:
         return None
     return EventInput(
@@ -133,7 +136,7 @@ def usage_event_validate(
         event_name=name,
         customer_ref=customer_ref,
         timestamp=timestamp,
-        properties_json=orjson.dumps(properties).decode(),
+        properties_json=properties_json.decode(),
     )
 
 
@@ -172,12 +175,29 @@ def usage_events_store(
     unique: dict[str, EventInput] = {}
     for e in events:
         unique.setdefault(e.event_id, e)  # the first of a repeated id wins
+    try:
+        inserted = _store_once(app, events, list(unique.values()), customer, use_cache=True)
+    except IntegrityError:
+        # A cached customer id went stale (a placeholder merged away): resolve afresh once.
+        reference_cache_clear()
+        inserted = _store_once(app, events, list(unique.values()), customer, use_cache=False)
+    return IngestResult(accepted=inserted, duplicates=len(events) - inserted, event_ids=list(unique.keys()))
+
+
+def _store_once(
+    app: App,
+    events: list[EventInput],
+    unique: list[EventInput],
+    customer: Customer | None,
+    *,
+    use_cache: bool,
+) -> int:
     with transaction.atomic():
-        refs = {e.customer_ref for e in unique.values() if e.customer_ref}
-        resolved = customers_resolve(app=app, references=refs) if refs else {}
+        refs = {e.customer_ref for e in unique if e.customer_ref}
+        resolved = customer_ids_resolve(app=app, references=refs, use_cache=use_cache) if refs else {}
         if customer is not None:
             wrong = [
-                i for i, e in enumerate(events) if e.customer_ref and resolved[e.customer_ref] != customer
+                i for i, e in enumerate(events) if e.customer_ref and resolved[e.customer_ref] != customer.pk
             ]
             if wrong:
                 raise InvalidEvents(
@@ -187,19 +207,32 @@ def usage_events_store(
         rows = [
             (
                 app.pk,
-                customer.pk if customer is not None and not e.customer_ref else resolved[e.customer_ref].pk,
+                resolved[e.customer_ref] if e.customer_ref else customer.pk,
                 e.event_id,
                 e.event_name,
                 e.timestamp,
                 e.properties_json,
                 received_at,
             )
-            for e in unique.values()
+            for e in unique
         ]
-        with connection.cursor() as cursor:
+        return _insert_rows(rows)
+
+
+def _insert_rows(rows: list[tuple]) -> int:
+    """INSERT ... ON CONFLICT DO NOTHING every row; return how many were new.
+
+    On PostgreSQL this uses psycopg's own cursor: server-side parameter binding and prepared
+    statements, several times faster for a batch than Django's client-side-binding cursor.
+    """
+    connection.ensure_connection()
+    if connection.vendor == "postgresql":
+        with connection.connection.cursor() as cursor:
             cursor.executemany(_INSERT_SQL, rows)
-            inserted = cursor.rowcount
-    return IngestResult(accepted=inserted, duplicates=len(events) - inserted, event_ids=list(unique.keys()))
+            return cursor.rowcount
+    with connection.cursor() as cursor:
+        cursor.executemany(_INSERT_SQL, rows)
+        return cursor.rowcount
 
 
 def usage_events_ingest(*, app: App, raw_events: list[Any], customer: Customer | None = None) -> IngestResult:

@@ -19,7 +19,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from .errors import AuthenticationError, HubError
+from .errors import AuthenticationError, Conflict, HubError
 from .models import App, Contact, Customer
 
 TOKEN_PREFIX = "hub_ct_"
@@ -61,6 +61,12 @@ def _clean_str(value: Any, field: str, max_length: int = 255) -> str | None:
 
 
 def _find_customer(app: App, platform: str, platform_id: str | None, domain: str | None):
+    """The customer matching the platform id or the domain, merging a placeholder into it.
+
+    Usage events may have created one placeholder under the platform id and another under the
+    domain before the first identify tells they are the same customer: the placeholder is merged
+    into the other row. Two identified customers claiming the same domain is a conflict.
+    """
     query = Q()
     if platform_id:
         query |= Q(platform=platform, platform_id=platform_id)
@@ -68,11 +74,31 @@ def _find_customer(app: App, platform: str, platform_id: str | None, domain: str
         query |= Q(myshopify_domain__iexact=domain)
     if not query:
         return None
-    candidates = list(Customer.objects.select_for_update().filter(app=app).filter(query)[:2])
-    for c in candidates:  # a platform-id match wins over a domain match
-        if platform_id and c.platform_id == platform_id:
-            return c
-    return candidates[0] if candidates else None
+    candidates = list(Customer.objects.select_for_update().filter(app=app).filter(query).order_by("pk")[:2])
+    if len(candidates) < 2:
+        return candidates[0] if candidates else None
+    by_id = next((c for c in candidates if platform_id and c.platform_id == platform_id), candidates[0])
+    other = candidates[1] if by_id is candidates[0] else candidates[0]
+    if other.is_placeholder:
+        return _customer_merge(keep=by_id, remove=other)
+    if by_id.is_placeholder:
+        return _customer_merge(keep=other, remove=by_id)
+    raise Conflict(f"myshopifyDomain {domain} belongs to another customer.")
+
+
+def _customer_merge(*, keep: Customer, remove: Customer) -> Customer:
+    """Move everything of placeholder `remove` to `keep` and delete it (generic over relations)."""
+    for contact in remove.contacts.all():
+        if keep.contacts.filter(email=contact.email).exists():
+            contact.delete()
+    for rel in Customer._meta.related_objects:
+        if rel.one_to_many or rel.one_to_one:
+            rel.related_model._base_manager.filter(**{rel.field.name: remove}).update(
+                **{rel.field.name: keep}
+            )
+    remove.delete()
+    _reference_cache.clear()
+    return keep
 
 
 def customer_identify(
@@ -204,6 +230,56 @@ def _placeholder_fields(reference: str) -> dict:
     if reference.lower().endswith(_SHOPIFY_SUFFIX):
         return {"myshopify_domain": reference.lower()}
     return {"platform_id": reference}
+
+
+class _ReferenceCache:
+    """Per-process map of (app, reference) to customer pk: hot ingest paths skip the lookup.
+
+    Only stable references are kept (hub ids, platform ids, domains; never tokens, which can be
+    rotated). A pk that went stale (a placeholder merged away) makes the insert fail on its
+    foreign key; the caller clears the cache and retries.
+    """
+
+    def __init__(self, size: int = 50_000):
+        self.size = size
+        self.data: dict[tuple[int, str], int] = {}
+
+    def get(self, app_pk: int, ref: str) -> int | None:
+        return self.data.get((app_pk, ref))
+
+    def put(self, app_pk: int, ref: str, pk: int) -> None:
+        if ref.startswith(TOKEN_PREFIX):
+            return
+        if len(self.data) >= self.size:
+            self.data.clear()
+        self.data[(app_pk, ref)] = pk
+
+    def clear(self) -> None:
+        self.data.clear()
+
+
+_reference_cache = _ReferenceCache()
+
+
+def customer_ids_resolve(*, app: App, references: Iterable[str], use_cache: bool = True) -> dict[str, int]:
+    """Like customers_resolve, but only primary keys, served from a per-process cache when possible."""
+    refs = {r for r in references if r}
+    result: dict[str, int] = {}
+    if use_cache:
+        for r in refs:
+            pk = _reference_cache.get(app.pk, r)
+            if pk is not None:
+                result[r] = pk
+    missing = refs - result.keys()
+    if missing:
+        for r, customer in customers_resolve(app=app, references=missing).items():
+            result[r] = customer.pk
+            _reference_cache.put(app.pk, r, customer.pk)
+    return result
+
+
+def reference_cache_clear() -> None:
+    _reference_cache.clear()
 
 
 def customers_resolve(*, app: App, references: Iterable[str], create: bool = True) -> dict[str, Customer]:

@@ -12,7 +12,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.base_user import AbstractBaseUser
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.text import slugify
@@ -128,7 +128,7 @@ def api_key_authenticate(*, key: str, app_public_id: str | None = None) -> ApiKe
             app_uuid = uuid.UUID(str(app_public_id).strip())
         except ValueError:
             raise AuthenticationError("Invalid app id.") from None
-    api_key = ApiKey.objects.select_related("app", "app__workspace").filter(prefix=prefix).first()
+    api_key = _api_key_by_prefix(prefix)
     # Compare even when no row matched, so timing does not tell whether a prefix exists.
     expected = api_key.secret_hash if api_key else _hash_key("")
     if not hmac.compare_digest(expected, _hash_key(key)) or api_key is None:
@@ -138,6 +138,49 @@ def api_key_authenticate(*, key: str, app_public_id: str | None = None) -> ApiKe
     if app_uuid is not None and api_key.app.public_id != app_uuid:
         raise AuthenticationError("This API key does not belong to that app.")
     api_key_touch(api_key=api_key)
+    return api_key
+
+
+def _columns(model) -> list[str]:
+    return [f.column for f in model._meta.concrete_fields]
+
+
+def _from_db_values(fields, values: list) -> list:
+    """Apply the backend's and the fields' converters, as the ORM would (SQLite needs them)."""
+    out = []
+    for field, value in zip(fields, values, strict=True):
+        col = field.get_col(field.model._meta.db_table)
+        for converter in connection.ops.get_db_converters(col) + field.get_db_converters(connection):
+            value = converter(value, col, connection)
+        out.append(value)
+    return out
+
+
+def _api_key_by_prefix(prefix: str) -> ApiKey | None:
+    """The key with its app and workspace in one query (on every API request, so no ORM compile)."""
+    models_ = (ApiKey, App, Workspace)
+    tables = ("k", "a", "w")
+    select = ", ".join(f"{t}.{c}" for m, t in zip(models_, tables, strict=True) for c in _columns(m))
+    # Only model metadata is interpolated; the prefix is a parameter.
+    sql = (
+        f"SELECT {select} FROM {ApiKey._meta.db_table} k "  # noqa: S608
+        f"JOIN {App._meta.db_table} a ON a.id = k.app_id "
+        f"JOIN {Workspace._meta.db_table} w ON w.id = a.workspace_id WHERE k.prefix = %s"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [prefix])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    values, instances = list(row), []
+    for m in models_:
+        fields = m._meta.concrete_fields
+        own, values = values[: len(fields)], values[len(fields) :]
+        names = [f.attname for f in fields]
+        instances.append(m.from_db(connection.alias, names, _from_db_values(fields, own)))
+    api_key, app, workspace = instances
+    app.workspace = workspace
+    api_key.app = app
     return api_key
 
 

@@ -35,3 +35,13 @@ def api_client(app, api_key):
 def logged_in(client, user):
     client.force_login(user)
     return client
+
+
+@pytest.fixture(autouse=True)
+def _fresh_reference_cache():
+    """Customer-reference caching is per process; tests must not see each other's ids."""
+    from hub.customers import reference_cache_clear
+
+    reference_cache_clear()
+    yield
+    reference_cache_clear()

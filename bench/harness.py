@@ -1,0 +1,174 @@
+"""Shared pieces of the benchmarks: a scratch PostgreSQL database, a gunicorn hub, HTTP load."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+
+import psycopg
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+PG_ADMIN_URL = os.environ.get("BENCH_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+FERNET_KEY = "GAW81VnGy_yUPqjZdtDEvDzEpCDBY2QBOtNJ35o_zHk="
+
+
+def database_url(name: str) -> str:
+    base = PG_ADMIN_URL.rsplit("/", 1)[0]
+    return f"{base}/{name}"
+
+
+def hub_env(db_name: str, **extra: str) -> dict[str, str]:
+    """Production-like settings on loopback (no TLS redirect, no rate limit)."""
+    env = dict(os.environ)
+    env.update(
+        {
+            "DEBUG": "0",
+            "SECRET_KEY": "bench-only-secret-key-0123456789-0123456789-0123456789",
+            "HUB_ENCRYPTION_KEYS": FERNET_KEY,
+            "ALLOWED_HOSTS": "*",
+            "DATABASE_URL": database_url(db_name).replace("postgresql://", "postgres://"),
+            "CELERY_BROKER_URL": os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/8"),
+            "SECURE_SSL_REDIRECT": "0",
+            "SESSION_COOKIE_SECURE": "0",
+            "CSRF_COOKIE_SECURE": "0",
+            "STATIC_MANIFEST": "0",
+            "LOG_LEVEL": "WARNING",
+            "HUB_RATE_LIMIT_ENABLED": "0",
+            "PYTHONPATH": str(ROOT),
+        }
+    )
+    env.update(extra)
+    return env
+
+
+def recreate_database(name: str) -> None:
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def manage(env: dict[str, str], *args: str, stdin: str | None = None) -> str:
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "manage.py"), *args],
+        env=env, input=stdin, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if proc.returncode != 0:
+        raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
+    return proc.stdout
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def gunicorn(env: dict[str, str], *, workers: int = 2) -> Iterator[int]:
+    """Run `gunicorn hub.wsgi` with `workers` sync workers; yield its port."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [str(BIN / "gunicorn"), "hub.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
+         "--log-level", "warning"],
+        cwd=ROOT, env=env, start_new_session=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+                conn.request("GET", "/healthz")
+                if conn.getresponse().status == 200:
+                    break
+            except OSError:
+                time.sleep(0.2)
+        else:
+            raise RuntimeError("gunicorn did not start")
+        yield port
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+
+
+@dataclass
+class LoadResult:
+    requests: int
+    seconds: float
+    latencies: list[float]
+    statuses: dict[int, int]
+
+    @property
+    def rate(self) -> float:
+        return self.requests / self.seconds
+
+    def pct(self, p: float) -> float:
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))] * 1000
+
+    def summary(self) -> str:
+        return f"p50 {self.pct(50):.1f} ms, p99 {self.pct(99):.1f} ms"
+
+
+def _client_worker(args) -> tuple[list[float], dict[int, int]]:
+    port, method, path, headers, bodies = args
+    latencies, statuses = [], {}
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    for body in bodies:
+        start = time.perf_counter()
+        try:
+            conn.request(method, path, body=body, headers=headers)
+            response = conn.getresponse()
+            response.read()
+        except (http.client.HTTPException, OSError):
+            conn.close()
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+            conn.request(method, path, body=body, headers=headers)
+            response = conn.getresponse()
+            response.read()
+        latencies.append(time.perf_counter() - start)
+        statuses[response.status] = statuses.get(response.status, 0) + 1
+        if response.getheader("Connection", "").lower() == "close":
+            conn.close()
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    return latencies, statuses
+
+
+def http_load(
+    port: int, method: str, path: str, headers: dict[str, str], bodies: list[bytes | None], *, clients: int
+) -> LoadResult:
+    """Send `bodies` from `clients` separate processes at once; time the whole run."""
+    chunks = [bodies[i::clients] for i in range(clients)]
+    ctx = get_context("spawn")
+    with ctx.Pool(clients) as pool:
+        # Warm the pool's processes before the clock starts.
+        pool.map(time.sleep, [0.01] * clients)
+        start = time.perf_counter()
+        results = pool.map(_client_worker, [(port, method, path, headers, c) for c in chunks])
+        seconds = time.perf_counter() - start
+    latencies = [x for lat, _ in results for x in lat]
+    statuses: dict[int, int] = {}
+    for _, st in results:
+        for k, v in st.items():
+            statuses[k] = statuses.get(k, 0) + v
+    return LoadResult(len(bodies), seconds, latencies, statuses)
+
+
+def median_of(runs: int, fn: Callable[[], float]) -> float:
+    return statistics.median(fn() for _ in range(runs))
+
+
+def dumps(obj) -> bytes:
+    return json.dumps(obj, separators=(",", ":")).encode()

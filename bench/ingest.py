@@ -1,0 +1,141 @@
+"""Usage-event ingest benchmark (issue: usage events in).
+
+Starts the hub under gunicorn (2 sync workers) on a scratch PostgreSQL database and drives it
+from separate client processes. Prints, from one run:
+  (a) bulk ingest events/s (1,000-event requests, dedupe on) and its ratio to a raw psycopg
+      executemany of INSERT ... ON CONFLICT DO NOTHING of the same rows into a same-shaped
+      scratch table;
+  (b) single-event requests/s and its ratio to a trivial JSON view (/healthz) on the same server;
+  p50/p99 latency for both. Targets: both ratios >= 0.5.
+
+    python -m bench.ingest [--events 100000] [--single 5000] [--clients 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+
+from bench.harness import (
+    database_url,
+    dumps,
+    gunicorn,
+    http_load,
+    hub_env,
+    manage,
+    recreate_database,
+)
+
+DB = "hub_bench_ingest"
+
+
+def make_events(n: int, prefix: str) -> list[dict]:
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    return [
+        {
+            "eventName": ("api_call", "report_generated", "export")[i % 3],
+            "eventId": f"{prefix}-{i}",
+            "customerId": f"shop-{i % 200}",
+            "timestamp": int((t0 + timedelta(seconds=i)).timestamp() * 1000),
+            "properties": {"rows": i % 97, "plan": "pro", "path": "/api/v1/things"},
+        }
+        for i in range(n)
+    ]
+
+
+def raw_baseline(events: list[dict], app_pk: int, customer_pks: dict[str, int]) -> float:
+    """Rows/s of psycopg executemany INSERT ... ON CONFLICT DO NOTHING, 1,000 rows a transaction."""
+    with psycopg.connect(database_url(DB)) as conn:
+        conn.execute("DROP TABLE IF EXISTS bench_scratch")
+        conn.execute("CREATE TABLE bench_scratch (LIKE events_usageevent INCLUDING ALL)")
+        conn.commit()
+        sql = (
+            "INSERT INTO bench_scratch (app_id, customer_id, event_id, event_name, timestamp, properties,"
+            " received_at) VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (app_id, event_id) DO NOTHING"
+        )
+        now = datetime.now(UTC)
+        rows = [
+            (app_pk, customer_pks[e["customerId"]], e["eventId"], e["eventName"],
+             datetime.fromtimestamp(e["timestamp"] / 1000, UTC), json.dumps(e["properties"]), now)
+            for e in events
+        ]  # fmt: skip
+        start = time.perf_counter()
+        with conn.cursor() as cur:
+            for i in range(0, len(rows), 1000):
+                cur.executemany(sql, rows[i : i + 1000])
+                conn.commit()
+        return len(rows) / (time.perf_counter() - start)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--events", type=int, default=100_000, help="events for the bulk test")
+    parser.add_argument("--single", type=int, default=5_000, help="requests for the single-event test")
+    parser.add_argument("--clients", type=int, default=4, help="client processes")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
+    args = parser.parse_args(argv)
+
+    recreate_database(DB)
+    env = hub_env(DB)
+    manage(env, "migrate", "--verbosity", "0")
+    created = json.loads(manage(env, "hub_apply", "-", stdin=json.dumps(
+        {"workspace": "Bench", "apps": [{"name": "Bench app", "api_keys": ["bench"]}]})))  # fmt: skip
+    app = created["apps"][0]
+    headers = {"Content-Type": "application/json", "X-Mantle-App-Id": app["id"],
+               "X-Mantle-App-Api-Key": app["api_keys"][0]["secret"]}  # fmt: skip
+
+    bulk_events = make_events(args.events, f"bulk-{uuid.uuid4().hex[:6]}")
+    bulk_bodies = [dumps({"events": bulk_events[i : i + 1000]}) for i in range(0, len(bulk_events), 1000)]
+    # Half of every request repeats ids already sent: dedupe is exercised, not skipped.
+    dup_bodies = [dumps({"events": bulk_events[i : i + 500] + bulk_events[i + 500 : i + 1000]})
+                  for i in range(0, min(len(bulk_events), 10_000), 1000)]  # fmt: skip
+    single_events = make_events(args.single, f"single-{uuid.uuid4().hex[:6]}")
+    single_bodies = [dumps(e) for e in single_events]
+
+    with gunicorn(env, workers=args.workers) as port:
+        # Warm up: customers exist, connections open, code paths hot.
+        warm = http_load(port, "POST", "/v1/usage_events", headers,
+                         [dumps({"events": make_events(1000, "warm")})] * 4, clients=2)  # fmt: skip
+        assert warm.statuses == {200: 4}, warm.statuses
+        bulk = http_load(port, "POST", "/v1/usage_events", headers, bulk_bodies, clients=args.clients)
+        assert bulk.statuses == {200: len(bulk_bodies)}, bulk.statuses
+        dups = http_load(port, "POST", "/v1/usage_events", headers, dup_bodies, clients=args.clients)
+        assert dups.statuses == {200: len(dup_bodies)}, dups.statuses
+        single = http_load(port, "POST", "/v1/usage_events", headers, single_bodies, clients=args.clients)
+        assert single.statuses == {200: len(single_bodies)}, single.statuses
+        trivial = http_load(port, "GET", "/healthz", {}, [None] * len(single_bodies), clients=args.clients)
+
+    with psycopg.connect(database_url(DB)) as conn:
+        app_pk = conn.execute("SELECT id FROM hub_app WHERE public_id = %s", (app["id"],)).fetchone()[0]
+        customers = dict(
+            conn.execute("SELECT platform_id, id FROM hub_customer WHERE app_id = %s", (app_pk,))
+        )
+        stored = conn.execute(
+            "SELECT count(*) FROM events_usageevent WHERE event_id LIKE 'bulk-%%'"
+        ).fetchone()[0]
+    assert stored == len(bulk_events), (stored, len(bulk_events))
+    baseline = raw_baseline(bulk_events, app_pk, customers)
+
+    bulk_rate = len(bulk_events) / bulk.seconds
+    single_rate = single.rate
+    print(f"bulk ingest: {bulk_rate:,.0f} events/s ({len(bulk_bodies)} requests of 1,000; {bulk.summary()})")
+    print(f"  duplicates-only requests: {10 * len(dup_bodies) * 100 / dups.seconds:,.0f} events/s")
+    print(f"  raw psycopg executemany baseline: {baseline:,.0f} rows/s")
+    print(f"  RATIO bulk/raw = {bulk_rate / baseline:.2f}  (target >= 0.5)")
+    print(f"single-event: {single_rate:,.0f} requests/s ({single.summary()})")
+    print(f"  trivial JSON view: {trivial.rate:,.0f} requests/s ({trivial.summary()})")
+    print(f"  RATIO single/trivial = {single_rate / trivial.rate:.2f}  (target >= 0.5)")
+    ok = bulk_rate / baseline >= 0.5 and single_rate / trivial.rate >= 0.5
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
