@@ -193,7 +193,7 @@ def _store_once(
     use_cache: bool,
 ) -> int:
     with transaction.atomic():
-        refs = {e.customer_ref for e in unique if e.customer_ref}
+        refs = {e.customer_ref for e in events if e.customer_ref}
         resolved = customer_ids_resolve(app=app, references=refs, use_cache=use_cache) if refs else {}
         if customer is not None:
             wrong = [

@@ -272,3 +272,13 @@ def test_gzip_is_not_silently_misread(api_client):
     response = api_client.post("/v1/usage_events", body, content_type="application/json")
     assert response.status_code == 400
     assert_nothing_stored()
+
+
+def test_repeated_event_id_naming_another_customer_with_a_token_is_refused(app):
+    mine = customer_identify(app=app, platform_id="mine")
+    customer_identify(app=app, platform_id="theirs")
+    client = Client(headers={"X-Mantle-App-Id": str(app.public_id), "X-Mantle-Customer-Api-Token": mine.api_token})
+    response = post(client, {"events": [{"eventName": "x", "eventId": "same", "customerId": "mine"},
+                                        {"eventName": "x", "eventId": "same", "customerId": "theirs"}]})
+    assert response.status_code == 400
+    assert_nothing_stored()
