@@ -238,3 +238,15 @@ HUB_USAGE_EVENTS_MAX_PER_REQUEST = env.int("HUB_USAGE_EVENTS_MAX_PER_REQUEST", d
 HUB_USAGE_EVENTS_MAX_REQUEST_BYTES = env.int("HUB_USAGE_EVENTS_MAX_REQUEST_BYTES", default=1024 * 1024)
 HUB_IDENTIFY_MAX_REQUEST_BYTES = env.int("HUB_IDENTIFY_MAX_REQUEST_BYTES", default=256 * 1024)
 HUB_USAGE_EVENT_MAX_FUTURE_SECONDS = env.int("HUB_USAGE_EVENT_MAX_FUTURE_SECONDS", default=24 * 3600)
+
+# --- Hardening ----------------------------------------------------------------------------------
+# API rate limit per API key (per customer for customer-token calls): "<requests>/<seconds>s",
+# or "off". Counted in Redis; without Redis (the development filesystem broker) it is off.
+HUB_RATE_LIMIT = env.str("HUB_RATE_LIMIT", default="600/60s")
+HUB_RATE_LIMIT_REDIS_URL = env.str(
+    "HUB_RATE_LIMIT_REDIS_URL",
+    default=CELERY_BROKER_URL if CELERY_BROKER_URL.startswith(("redis:", "rediss:")) else "",
+)
+REST_FRAMEWORK["DEFAULT_THROTTLE_CLASSES"] = ["hub.throttling.ApiKeyRateThrottle"]
+# Proxies in front of the hub that append to X-Forwarded-For (client IPs for throttling).
+REST_FRAMEWORK["NUM_PROXIES"] = env.int("HUB_NUM_PROXIES", default=0)
