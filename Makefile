@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check -q
 
-.PHONY: run test test-fast lint format install install-dev migrate bench clean
+.PHONY: run test test-fast lint format install install-dev migrate bench chaos clean
 
 ## Set up (virtualenv, install, migrate, admin and demo app) and run web + worker + scheduler.
 run: $(VENV)/.installed
@@ -19,7 +19,12 @@ test: $(VENV)/.installed-dev
 
 ## The suite without the slow parts (browser, worker processes, npm clients).
 test-fast: $(VENV)/.installed-dev
-	$(PY) -m pytest -m "not browser and not worker and not node" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not browser and not worker and not node and not chaos" $(PYTEST_ARGS)
+
+## The chaos suite for 5 minutes (CI runs a 20-second variant as part of `make test`).
+chaos: $(VENV)/.installed-dev
+	bash .ci/services.sh
+	CHAOS_SECONDS=$${CHAOS_SECONDS:-300} $(PY) -m pytest -s -m chaos tests/chaos
 
 node-deps:
 	@if [ -f tests/node/package.json ]; then cd tests/node && npm install --no-audit --no-fund --loglevel=error; fi
