@@ -46,7 +46,7 @@ def hub_env(db_name: str, **extra: str) -> dict[str, str]:
             "CSRF_COOKIE_SECURE": "0",
             "STATIC_MANIFEST": "0",
             "LOG_LEVEL": "WARNING",
-            "HUB_RATE_LIMIT_ENABLED": "0",
+            "HUB_RATE_LIMIT": "off",
             "PYTHONPATH": str(ROOT),
         }
     )

@@ -242,7 +242,7 @@ HUB_USAGE_EVENT_MAX_FUTURE_SECONDS = env.int("HUB_USAGE_EVENT_MAX_FUTURE_SECONDS
 # --- Hardening ----------------------------------------------------------------------------------
 # API rate limit per API key (per customer for customer-token calls): "<requests>/<seconds>s",
 # or "off". Counted in Redis; without Redis (the development filesystem broker) it is off.
-HUB_RATE_LIMIT = env.str("HUB_RATE_LIMIT", default="600/60s")
+HUB_RATE_LIMIT = env.str("HUB_RATE_LIMIT", default="6000/60s")
 HUB_RATE_LIMIT_REDIS_URL = env.str(
     "HUB_RATE_LIMIT_REDIS_URL",
     default=CELERY_BROKER_URL if CELERY_BROKER_URL.startswith(("redis:", "rediss:")) else "",
