@@ -250,3 +250,11 @@ HUB_RATE_LIMIT_REDIS_URL = env.str(
 REST_FRAMEWORK["DEFAULT_THROTTLE_CLASSES"] = ["hub.throttling.ApiKeyRateThrottle"]
 # Proxies in front of the hub that append to X-Forwarded-For (client IPs for throttling).
 REST_FRAMEWORK["NUM_PROXIES"] = env.int("HUB_NUM_PROXIES", default=0)
+# Largest request body accepted, refused with 413 before any view reads it (hub.middleware).
+HUB_MAX_BODY_BYTES = env.int("HUB_MAX_BODY_BYTES", default=5 * 1024 * 1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = HUB_MAX_BODY_BYTES
+# Right after SecurityMiddleware: before anything reads a body (CsrfViewMiddleware reads POST).
+MIDDLEWARE.insert(
+    MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1,
+    "hub.middleware.BodySizeLimitMiddleware",
+)
