@@ -12,12 +12,13 @@ from typing import Any
 
 import orjson
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from hub.customers import customer_ids_resolve, reference_cache_clear
 from hub.errors import HubError, PayloadTooLarge
 from hub.models import App, Customer
+from hub.raw_cursor import raw_cursor
 from hub.timestamps import parse_timestamp
 
 from .models import UsageEvent
@@ -220,17 +221,8 @@ def _store_once(
 
 
 def _insert_rows(rows: list[tuple]) -> int:
-    """INSERT ... ON CONFLICT DO NOTHING every row; return how many were new.
-
-    On PostgreSQL this uses psycopg's own cursor: server-side parameter binding and prepared
-    statements, several times faster for a batch than Django's client-side-binding cursor.
-    """
-    connection.ensure_connection()
-    if connection.vendor == "postgresql":
-        with connection.connection.cursor() as cursor:
-            cursor.executemany(_INSERT_SQL, rows)
-            return cursor.rowcount
-    with connection.cursor() as cursor:
+    """INSERT ... ON CONFLICT DO NOTHING every row; return how many were new."""
+    with raw_cursor() as cursor:
         cursor.executemany(_INSERT_SQL, rows)
         return cursor.rowcount
 

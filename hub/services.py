@@ -19,6 +19,7 @@ from django.utils.text import slugify
 
 from .errors import AuthenticationError, HubError
 from .models import ApiKey, App, Membership, Workspace
+from .raw_cursor import raw_cursor
 
 _ALPHABET = string.ascii_letters + string.digits
 _LOOKUP_LENGTH = 12
@@ -141,44 +142,68 @@ def api_key_authenticate(*, key: str, app_public_id: str | None = None) -> ApiKe
     return api_key
 
 
-def _columns(model) -> list[str]:
-    return [f.column for f in model._meta.concrete_fields]
+class _JoinedRows:
+    """Builds related model instances from one raw SQL row, applying the ORM's value converters.
+
+    Converters are looked up once per database backend: SQLite returns text for UUIDs and
+    datetimes, PostgreSQL needs none for these columns.
+    """
+
+    def __init__(self, *models_):
+        self.models = models_
+        self._converters: dict[str, list[list[tuple[int, list]]]] = {}
+
+    def columns(self, *aliases: str) -> str:
+        return ", ".join(
+            f"{alias}.{f.column}"
+            for m, alias in zip(self.models, aliases, strict=True)
+            for f in m._meta.concrete_fields
+        )
+
+    def _model_converters(self) -> list[list[tuple[int, list]]]:
+        vendor = connection.vendor
+        if vendor not in self._converters:
+            per_model = []
+            for m in self.models:
+                entries = []
+                for i, field in enumerate(m._meta.concrete_fields):
+                    col = field.get_col(m._meta.db_table)
+                    funcs = connection.ops.get_db_converters(col) + field.get_db_converters(connection)
+                    if funcs:
+                        entries.append((i, [(f, col) for f in funcs]))
+                per_model.append(entries)
+            self._converters[vendor] = per_model
+        return self._converters[vendor]
+
+    def instances(self, row) -> list:
+        values, out = list(row), []
+        for m, converters in zip(self.models, self._model_converters(), strict=True):
+            fields = m._meta.concrete_fields
+            own, values = values[: len(fields)], values[len(fields) :]
+            for i, funcs in converters:
+                for func, col in funcs:
+                    own[i] = func(own[i], col, connection)
+            out.append(m.from_db(connection.alias, [f.attname for f in fields], own))
+        return out
 
 
-def _from_db_values(fields, values: list) -> list:
-    """Apply the backend's and the fields' converters, as the ORM would (SQLite needs them)."""
-    out = []
-    for field, value in zip(fields, values, strict=True):
-        col = field.get_col(field.model._meta.db_table)
-        for converter in connection.ops.get_db_converters(col) + field.get_db_converters(connection):
-            value = converter(value, col, connection)
-        out.append(value)
-    return out
+_KEY_ROWS = _JoinedRows(ApiKey, App, Workspace)
 
 
 def _api_key_by_prefix(prefix: str) -> ApiKey | None:
     """The key with its app and workspace in one query (on every API request, so no ORM compile)."""
-    models_ = (ApiKey, App, Workspace)
-    tables = ("k", "a", "w")
-    select = ", ".join(f"{t}.{c}" for m, t in zip(models_, tables, strict=True) for c in _columns(m))
     # Only model metadata is interpolated; the prefix is a parameter.
     sql = (
-        f"SELECT {select} FROM {ApiKey._meta.db_table} k "  # noqa: S608
+        f"SELECT {_KEY_ROWS.columns('k', 'a', 'w')} FROM {ApiKey._meta.db_table} k "  # noqa: S608
         f"JOIN {App._meta.db_table} a ON a.id = k.app_id "
         f"JOIN {Workspace._meta.db_table} w ON w.id = a.workspace_id WHERE k.prefix = %s"
     )
-    with connection.cursor() as cursor:
+    with raw_cursor() as cursor:
         cursor.execute(sql, [prefix])
         row = cursor.fetchone()
     if row is None:
         return None
-    values, instances = list(row), []
-    for m in models_:
-        fields = m._meta.concrete_fields
-        own, values = values[: len(fields)], values[len(fields) :]
-        names = [f.attname for f in fields]
-        instances.append(m.from_db(connection.alias, names, _from_db_values(fields, own)))
-    api_key, app, workspace = instances
+    api_key, app, workspace = _KEY_ROWS.instances(row)
     app.workspace = workspace
     api_key.app = app
     return api_key
