@@ -258,3 +258,17 @@ MIDDLEWARE.insert(
     MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1,
     "hub.middleware.BodySizeLimitMiddleware",
 )
+# Every handler redacts credentials (API keys, customer tokens, auth headers, write keys); Django's
+# loggers go through the root handlers only, so no record can bypass the filter.
+LOGGING["filters"] = {
+    **LOGGING.get("filters", {}),
+    "redact_secrets": {"()": "hub.log_redaction.SecretRedactionFilter"},
+}
+for _handler in LOGGING["handlers"].values():
+    _handler.setdefault("filters", []).append("redact_secrets")
+LOGGING.setdefault("loggers", {}).update(
+    {
+        "django": {"handlers": [], "level": "INFO", "propagate": True},
+        "django.server": {"handlers": ["console"], "level": "INFO", "propagate": False},
+    }
+)

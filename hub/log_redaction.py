@@ -1,0 +1,67 @@
+"""Keeping credentials out of the logs: a logging filter every handler in LOGGING carries.
+
+It rewrites a record's message, traceback and stack in place, so whatever handler comes after
+sees the redacted text too. Covered: the hub's API keys and customer tokens wherever they
+appear, the values of the credential headers (Authorization, X-Mantle-App-Api-Key,
+X-Mantle-Customer-Api-Token) in any of their spellings, HTTP Basic credentials (Segment write
+keys travel that way), `writeKey` fields, and credentials inside URLs.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import re
+
+from django.conf import settings
+
+REDACTED = "[REDACTED]"
+
+_CUSTOMER_TOKEN = re.compile(r"hub_ct_[A-Za-z0-9_\-]+")
+_HEADER = re.compile(
+    r"""((?:HTTP_)?(?:authorization|x[-_]mantle[-_]app[-_]api[-_]key|x[-_]mantle[-_]customer[-_]api[-_]token)"""
+    r"""['"]?\s*[:=]\s*['"]?)((?:bearer|basic|token)\s+)?+(?!\[REDACTED\])[^'"\s,;}\]]+""",
+    re.IGNORECASE,
+)
+# Basic credentials outside a header line; the lookahead spares prose such as "basic authentication".
+_BASIC = re.compile(r"\b(basic\s+)(?=(?-i:[A-Za-z0-9+/]*[A-Z0-9+/]))[A-Za-z0-9+/]{12,}={0,2}", re.IGNORECASE)
+_WRITE_KEY = re.compile(
+    r"""(write[_-]?key['"]?\s*[:=]\s*['"]?)(?!\[REDACTED\])[^'"\s,;}\]]+""", re.IGNORECASE
+)
+_URL_CREDENTIALS = re.compile(r"([a-z][a-z0-9+.\-]*://)[^/\s@]+@", re.IGNORECASE)
+
+
+@functools.lru_cache(maxsize=4)
+def _api_key_pattern(prefix: str) -> re.Pattern:
+    prefixes = sorted({prefix, "hub_live_"} - {""}, key=len, reverse=True)
+    return re.compile("(" + "|".join(map(re.escape, prefixes)) + r")[A-Za-z0-9_\-]+")
+
+
+def redact(text: str) -> str:
+    """`text` with every credential the hub knows how to spot replaced by [REDACTED] (idempotent)."""
+    text = _HEADER.sub(lambda m: m[1] + (m[2] or "") + REDACTED, text)
+    text = _WRITE_KEY.sub(r"\1" + REDACTED, text)
+    text = _URL_CREDENTIALS.sub(r"\1" + REDACTED + "@", text)
+    text = _BASIC.sub(r"\1" + REDACTED, text)
+    text = _api_key_pattern(settings.HUB_API_KEY_PREFIX).sub(r"\1" + REDACTED, text)
+    return _CUSTOMER_TOKEN.sub("hub_ct_" + REDACTED, text)
+
+
+class SecretRedactionFilter(logging.Filter):
+    """Redact credentials from the record's message, traceback and stack (never drops a record)."""
+
+    _formatter = logging.Formatter()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a broken format string: let the handler report it as it would
+            return True
+        record.msg, record.args = redact(message), ()
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self._formatter.formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info)
+        return True

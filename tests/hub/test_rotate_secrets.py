@@ -1,0 +1,78 @@
+"""`manage.py hub_rotate_secrets`: every encrypted column re-encrypted under the new primary key."""
+
+from io import StringIO
+
+import pytest
+from cryptography.fernet import Fernet
+from django.core.management import CommandError, call_command
+from django.db import models
+from django.db.models.functions import Cast
+from django.test import override_settings
+
+from hub.crypto import EncryptedTextField, SecretDecryptionError
+from hub.customers import customer_identify
+from hub.models import Customer
+from hub.secret_rotation import encrypted_fields
+
+pytestmark = pytest.mark.django_db
+
+OLD_KEY = Fernet.generate_key().decode()
+NEW_KEY = Fernet.generate_key().decode()
+
+
+def stored_tokens() -> dict:
+    """pk -> the Fernet token as stored in the column."""
+    return dict(Customer.objects.annotate(raw=Cast("api_token", models.TextField())).values_list("pk", "raw"))
+
+
+def rotate(*args) -> str:
+    out = StringIO()
+    call_command("hub_rotate_secrets", *args, stdout=out)
+    return out.getvalue()
+
+
+def test_every_encrypted_column_is_discovered():
+    found = {(model, f.name) for model, f in encrypted_fields()}
+    assert (Customer, "api_token") in found
+    assert all(isinstance(f, EncryptedTextField) for _, f in encrypted_fields())
+
+
+def test_rotation_moves_every_value_to_the_new_key_in_batches(app):
+    with override_settings(HUB_ENCRYPTION_KEYS=[OLD_KEY]):
+        tokens = {
+            r.customer.pk: r.api_token
+            for r in (customer_identify(app=app, platform_id=f"shop-{i}") for i in range(5))
+        }
+        placeholder = Customer.objects.create(app=app, platform_id="no-token-yet", is_placeholder=True)
+    before = stored_tokens()
+
+    with override_settings(HUB_ENCRYPTION_KEYS=[NEW_KEY, OLD_KEY]):
+        output = rotate("--batch-size", "2")
+
+    assert "hub.Customer.api_token: 5 re-encrypted, 1 empty" in output
+    after = stored_tokens()
+    assert all(after[pk] != before[pk] for pk in tokens)
+    assert after[placeholder.pk] == ""
+    with override_settings(HUB_ENCRYPTION_KEYS=[NEW_KEY]):  # the old key can now be dropped
+        for pk, token in tokens.items():
+            assert Customer.objects.get(pk=pk).api_token == token
+    with override_settings(HUB_ENCRYPTION_KEYS=[OLD_KEY]), pytest.raises(SecretDecryptionError):
+        Customer.objects.get(pk=next(iter(tokens))).api_token  # noqa: B018
+
+
+def test_undecryptable_values_are_reported_and_left_alone(app):
+    with override_settings(HUB_ENCRYPTION_KEYS=[OLD_KEY]):
+        good = customer_identify(app=app, platform_id="good")
+        bad = customer_identify(app=app, platform_id="bad")
+    Customer.objects.filter(pk=bad.customer.pk).update(
+        api_token=models.Value("not-a-fernet-token", models.TextField())
+    )
+
+    with override_settings(HUB_ENCRYPTION_KEYS=[NEW_KEY, OLD_KEY]):
+        out = StringIO()
+        with pytest.raises(CommandError, match="1 value"):
+            call_command("hub_rotate_secrets", stdout=out)
+    assert f"1 undecryptable (pk {bad.customer.pk})" in out.getvalue()
+    assert stored_tokens()[bad.customer.pk] == "not-a-fernet-token"
+    with override_settings(HUB_ENCRYPTION_KEYS=[NEW_KEY]):
+        assert Customer.objects.get(pk=good.customer.pk).api_token == good.api_token
