@@ -6,6 +6,7 @@ Every wire format (Mantle, Metronome, Kable, Segment mappings) ends in `usage_ev
 from __future__ import annotations
 
 import uuid
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -156,11 +157,14 @@ def usage_events_validate(
     return validated  # type: ignore[return-value]
 
 
-_INSERT_SQL = (
+_INSERT_HEAD = (
     "INSERT INTO events_usageevent "
-    "(app_id, customer_id, event_id, event_name, timestamp, properties, received_at) "
-    "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (app_id, event_id) DO NOTHING"
+    "(app_id, customer_id, event_id, event_name, timestamp, properties, received_at) VALUES "
 )
+_VALUES_ROW = "(%s, %s, %s, %s, %s, %s, %s)"
+_INSERT_TAIL = " ON CONFLICT (app_id, event_id) DO NOTHING"
+_INSERT_SQL = _INSERT_HEAD + _VALUES_ROW + _INSERT_TAIL
+_SINGLE_STATEMENT_ROWS = 20
 
 
 def usage_events_store(
@@ -193,7 +197,10 @@ def _store_once(
     *,
     use_cache: bool,
 ) -> int:
-    with transaction.atomic():
+    # A few rows go in one INSERT statement, atomic by itself (no BEGIN/COMMIT round trips);
+    # a batch goes in one transaction of prepared inserts.
+    single_statement = len(unique) <= _SINGLE_STATEMENT_ROWS
+    with nullcontext() if single_statement else transaction.atomic():
         refs = {e.customer_ref for e in events if e.customer_ref}
         resolved = customer_ids_resolve(app=app, references=refs, use_cache=use_cache) if refs else {}
         if customer is not None:
@@ -223,7 +230,11 @@ def _store_once(
 def _insert_rows(rows: list[tuple]) -> int:
     """INSERT ... ON CONFLICT DO NOTHING every row; return how many were new."""
     with raw_cursor() as cursor:
-        cursor.executemany(_INSERT_SQL, rows)
+        if len(rows) <= _SINGLE_STATEMENT_ROWS:
+            values = ", ".join([_VALUES_ROW] * len(rows))
+            cursor.execute(_INSERT_HEAD + values + _INSERT_TAIL, [v for row in rows for v in row])
+        else:
+            cursor.executemany(_INSERT_SQL, rows)
         return cursor.rowcount
 
 

@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import secrets
 import string
+import time
 import uuid
 from datetime import timedelta
 
@@ -112,7 +113,35 @@ def api_key_revoke(*, api_key: ApiKey) -> ApiKey:
     if api_key.revoked_at is None:
         api_key.revoked_at = timezone.now()
         ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(revoked_at=api_key.revoked_at)
+    _key_cache.pop(api_key.prefix, None)
     return api_key
+
+
+# Keys recently found valid, per process: {prefix: (expires at, key)}. Saves the lookup on busy
+# ingest paths; a revocation made in another process is seen within HUB_API_KEY_CACHE_SECONDS.
+_key_cache: dict[str, tuple[float, ApiKey]] = {}
+
+
+def _cached_api_key(prefix: str) -> ApiKey | None:
+    ttl = settings.HUB_API_KEY_CACHE_SECONDS
+    if ttl <= 0:
+        return _api_key_by_prefix(prefix)
+    now = time.monotonic()
+    hit = _key_cache.get(prefix)
+    if hit is not None and hit[0] > now:
+        return hit[1]
+    api_key = _api_key_by_prefix(prefix)
+    if api_key is not None and api_key.revoked_at is None:
+        if len(_key_cache) > 10_000:
+            _key_cache.clear()
+        _key_cache[prefix] = (now + ttl, api_key)
+    else:
+        _key_cache.pop(prefix, None)
+    return api_key
+
+
+def api_key_cache_clear() -> None:
+    _key_cache.clear()
 
 
 def api_key_authenticate(*, key: str, app_public_id: str | None = None) -> ApiKey:
@@ -129,7 +158,7 @@ def api_key_authenticate(*, key: str, app_public_id: str | None = None) -> ApiKe
             app_uuid = uuid.UUID(str(app_public_id).strip())
         except ValueError:
             raise AuthenticationError("Invalid app id.") from None
-    api_key = _api_key_by_prefix(prefix)
+    api_key = _cached_api_key(prefix)
     # Compare even when no row matched, so timing does not tell whether a prefix exists.
     expected = api_key.secret_hash if api_key else _hash_key("")
     if not hmac.compare_digest(expected, _hash_key(key)) or api_key is None:

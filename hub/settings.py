@@ -207,6 +207,9 @@ SPECTACULAR_SETTINGS = {
 HUB_API_KEY_PREFIX = env.str("HUB_API_KEY_PREFIX", default="hub_live_")
 # How often at most `ApiKey.last_used_at` is written (seconds).
 HUB_API_KEY_TOUCH_INTERVAL = env.int("HUB_API_KEY_TOUCH_INTERVAL", default=60)
+# Seconds a process may reuse a key it found valid (0: look it up on every request). A key revoked
+# in another process is refused everywhere within this time; in the revoking process at once.
+HUB_API_KEY_CACHE_SECONDS = env.float("HUB_API_KEY_CACHE_SECONDS", default=2.0)
 
 # --- Security ---------------------------------------------------------------------------------
 SESSION_COOKIE_HTTPONLY = True

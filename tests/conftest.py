@@ -41,7 +41,10 @@ def logged_in(client, user):
 def _fresh_reference_cache():
     """Customer-reference caching is per process; tests must not see each other's ids."""
     from hub.customers import reference_cache_clear
+    from hub.services import api_key_cache_clear
 
     reference_cache_clear()
+    api_key_cache_clear()
     yield
     reference_cache_clear()
+    api_key_cache_clear()

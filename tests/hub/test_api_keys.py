@@ -81,8 +81,9 @@ def test_last_used_is_written_at_most_once_a_minute(app, django_assert_num_queri
     with django_assert_num_queries(0):
         services.api_key_authenticate(key=secret)
     assert ApiKey.objects.get(pk=api_key.pk).last_used_at == first
-    # A minute later it is written again.
+    # A minute later it is written again (by then the per-process key cache has expired).
     ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=timezone.now() - timedelta(seconds=61))
+    services.api_key_cache_clear()
     services.api_key_authenticate(key=secret)
     assert ApiKey.objects.get(pk=api_key.pk).last_used_at > first
 
@@ -98,3 +99,25 @@ def test_revoking_twice_keeps_the_first_time(app):
     first = ApiKey.objects.get(pk=api_key.pk).revoked_at
     services.api_key_revoke(api_key=ApiKey.objects.get(pk=api_key.pk))
     assert ApiKey.objects.get(pk=api_key.pk).revoked_at == first
+
+
+def test_a_key_revoked_elsewhere_is_refused_once_the_cache_expires(app, settings):
+    """Another process's revocation (a direct UPDATE here) is seen within HUB_API_KEY_CACHE_SECONDS."""
+    import time
+
+    settings.HUB_API_KEY_CACHE_SECONDS = 0.3
+    api_key, secret = services.api_key_create(app=app, name="ci")
+    services.api_key_authenticate(key=secret)
+    ApiKey.objects.filter(pk=api_key.pk).update(revoked_at=timezone.now())
+    time.sleep(0.4)
+    with pytest.raises(AuthenticationError, match="revoked"):
+        services.api_key_authenticate(key=secret)
+
+
+def test_with_the_cache_off_every_request_sees_revocation(app, settings):
+    settings.HUB_API_KEY_CACHE_SECONDS = 0
+    api_key, secret = services.api_key_create(app=app, name="ci")
+    services.api_key_authenticate(key=secret)
+    ApiKey.objects.filter(pk=api_key.pk).update(revoked_at=timezone.now())
+    with pytest.raises(AuthenticationError, match="revoked"):
+        services.api_key_authenticate(key=secret)
