@@ -77,12 +77,12 @@ def free_port() -> int:
 
 
 @contextmanager
-def gunicorn(env: dict[str, str], *, workers: int = 2) -> Iterator[int]:
-    """Run `gunicorn hub.wsgi` with `workers` sync workers; yield its port."""
+def gunicorn(env: dict[str, str], *, workers: int = 2, threads: int = 1) -> Iterator[int]:
+    """Run `gunicorn hub.wsgi` with `workers` processes (`threads` each: gthread); yield its port."""
     port = free_port()
     proc = subprocess.Popen(
         [str(BIN / "gunicorn"), "hub.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
-         "--log-level", "warning"],
+         "--threads", str(threads), "--log-level", "warning"],
         cwd=ROOT, env=env, start_new_session=True,
     )  # fmt: skip
     try:

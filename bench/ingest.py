@@ -81,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--single", type=int, default=5_000, help="requests for the single-event test")
     parser.add_argument("--clients", type=int, default=4, help="client processes")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
+    parser.add_argument("--threads", type=int, default=1, help="threads per gunicorn worker (gthread)")
     args = parser.parse_args(argv)
 
     recreate_database(DB)
@@ -100,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     single_events = make_events(args.single, f"single-{uuid.uuid4().hex[:6]}")
     single_bodies = [dumps(e) for e in single_events]
 
-    with gunicorn(env, workers=args.workers) as port:
+    with gunicorn(env, workers=args.workers, threads=args.threads) as port:
         # Warm up: customers exist, connections open, code paths hot.
         warm = http_load(port, "POST", "/v1/usage_events", headers,
                          [dumps({"events": make_events(1000, "warm")})] * 4, clients=2)  # fmt: skip
