@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions, permissions
 
 from .customers import customer_by_token
@@ -95,3 +96,42 @@ class HasApiKey(permissions.BasePermission):
 
     def has_permission(self, request, view) -> bool:
         return isinstance(request.user, AppCaller) and request.user.api_key is not None
+
+
+class AppApiKeyScheme(OpenApiAuthenticationExtension):
+    """The schema's description of AppApiKeyAuthentication: both headers together, or a Bearer key."""
+
+    target_class = "hub.authentication.AppApiKeyAuthentication"
+    name = ["AppId", "AppApiKey", "BearerApiKey"]
+
+    def get_security_definition(self, auto_schema):
+        return [
+            {"type": "apiKey", "in": "header", "name": "X-Mantle-App-Id", "description": "The app's id."},
+            {"type": "apiKey", "in": "header", "name": "X-Mantle-App-Api-Key", "description": "An API key."},
+            {"type": "http", "scheme": "bearer", "description": "An API key as `Authorization: Bearer`."},
+        ]
+
+    def get_security_requirement(self, auto_schema):
+        return [{"AppId": [], "AppApiKey": []}, {"BearerApiKey": []}]
+
+
+class CustomerTokenScheme(OpenApiAuthenticationExtension):
+    """The schema's description of CustomerTokenAuthentication: app id and customer token together."""
+
+    target_class = "hub.authentication.CustomerTokenAuthentication"
+    # Its own name for the app id header: a scheme name belongs to one authentication class.
+    name = ["CustomerAppId", "CustomerApiToken"]
+
+    def get_security_definition(self, auto_schema):
+        return [
+            {"type": "apiKey", "in": "header", "name": "X-Mantle-App-Id", "description": "The app's id."},
+            {
+                "type": "apiKey",
+                "in": "header",
+                "name": "X-Mantle-Customer-Api-Token",
+                "description": "A customer's API token (returned by identify).",
+            },
+        ]
+
+    def get_security_requirement(self, auto_schema):
+        return {"CustomerAppId": [], "CustomerApiToken": []}

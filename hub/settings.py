@@ -275,3 +275,10 @@ LOGGING.setdefault("loggers", {}).update(
         "django.server": {"handlers": ["console"], "level": "INFO", "propagate": False},
     }
 )
+# Login throttling: this many failed logins for a username, or from an IP, within the window
+# (seconds) lock further attempts out until the window ends. Counted in the Django cache.
+HUB_LOGIN_FAILURE_LIMIT = env.int("HUB_LOGIN_FAILURE_LIMIT", default=5)
+HUB_LOGIN_FAILURE_WINDOW = env.int("HUB_LOGIN_FAILURE_WINDOW", default=15 * 60)
+# HSTS preload is a one-way commitment for the domain and all its subdomains: an operator's
+# decision (SECURE_HSTS_PRELOAD=1 after submitting to hstspreload.org), not a default.
+SILENCED_SYSTEM_CHECKS = ["security.W021"]

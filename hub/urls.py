@@ -8,7 +8,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 from events import api as events_api
 from events import views as events_views
 
-from . import api, health, views
+from . import api, health, login, views
 
 api_v1 = [
     path("app", api.AppView.as_view(), name="api_app"),
@@ -19,7 +19,7 @@ api_v1 = [
 
 urlpatterns = [
     path("", views.home, name="home"),
-    path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path("login/", login.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("workspaces/new/", views.workspace_create, name="workspace_create"),
     path("w/<slug:slug>/", views.workspace_home, name="workspace_home"),
