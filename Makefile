@@ -26,6 +26,16 @@ chaos: $(VENV)/.installed-dev
 	bash .ci/services.sh
 	CHAOS_SECONDS=$${CHAOS_SECONDS:-300} $(PY) -m pytest -s -m chaos tests/chaos
 
+## Fuzz the API from its OpenAPI schema (schemathesis): the short pass CI runs in `make test`...
+fuzz: $(VENV)/.installed-dev
+	bash .ci/services.sh
+	$(PY) -m pytest tests/test_api_fuzz.py $(PYTEST_ARGS)
+
+## ...and a long random one, on demand (HUB_FUZZ_EXAMPLES per operation; minutes).
+fuzz-long: $(VENV)/.installed-dev
+	bash .ci/services.sh
+	HUB_FUZZ_LONG=1 HUB_FUZZ_EXAMPLES=$${HUB_FUZZ_EXAMPLES:-2000} $(PY) -m pytest tests/test_api_fuzz.py $(PYTEST_ARGS)
+
 node-deps:
 	@if [ -f tests/node/package.json ]; then cd tests/node && npm install --no-audit --no-fund --loglevel=error; fi
 

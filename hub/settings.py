@@ -282,3 +282,7 @@ HUB_LOGIN_FAILURE_WINDOW = env.int("HUB_LOGIN_FAILURE_WINDOW", default=15 * 60)
 # HSTS preload is a one-way commitment for the domain and all its subdomains: an operator's
 # decision (SECURE_HSTS_PRELOAD=1 after submitting to hstspreload.org), not a default.
 SILENCED_SYSTEM_CHECKS = ["security.W021"]
+SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"] = [
+    "drf_spectacular.hooks.postprocess_schema_enums",
+    "hub.openapi.document_common_errors",
+]
