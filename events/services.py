@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, OperationalError, transaction
 from django.utils import timezone
 
 from hub.customers import customer_ids_resolve, reference_cache_clear
@@ -165,6 +165,7 @@ _VALUES_ROW = "(%s, %s, %s, %s, %s, %s, %s)"
 _INSERT_TAIL = " ON CONFLICT (app_id, event_id) DO NOTHING"
 _INSERT_SQL = _INSERT_HEAD + _VALUES_ROW + _INSERT_TAIL
 _SINGLE_STATEMENT_ROWS = 20
+_RETRYABLE_SQLSTATES = {"40P01", "40001"}  # deadlock detected, serialization failure
 
 
 def usage_events_store(
@@ -180,12 +181,24 @@ def usage_events_store(
     unique: dict[str, EventInput] = {}
     for e in events:
         unique.setdefault(e.event_id, e)  # the first of a repeated id wins
-    try:
-        inserted = _store_once(app, events, list(unique.values()), customer, use_cache=True)
-    except IntegrityError:
-        # A cached customer id went stale (a placeholder merged away): resolve afresh once.
-        reference_cache_clear()
-        inserted = _store_once(app, events, list(unique.values()), customer, use_cache=False)
+    # Rows go in event-id order: concurrent batches sharing ids then wait for each other in the
+    # same order, never in a cycle (a deadlock).
+    ordered = [unique[k] for k in sorted(unique)]
+    use_cache = True
+    for attempt in range(3):
+        try:
+            inserted = _store_once(app, events, ordered, customer, use_cache=use_cache)
+            break
+        except IntegrityError:
+            if attempt == 2:
+                raise
+            # A cached customer id went stale (a placeholder merged away): resolve afresh.
+            reference_cache_clear()
+            use_cache = False
+        except OperationalError as exc:
+            # Deadlocks and serialization failures are transient: PostgreSQL rolled back, retry.
+            if attempt == 2 or getattr(exc.__cause__, "sqlstate", None) not in _RETRYABLE_SQLSTATES:
+                raise
     return IngestResult(accepted=inserted, duplicates=len(events) - inserted, event_ids=list(unique.keys()))
 
 

@@ -144,7 +144,7 @@ class IdentifyView(APIView):
         operation_id="identify",
         request=_IdentifyIn,
         responses={200: inline_serializer("IdentifyOut", {"apiToken": serializers.CharField()}),
-                   400: ErrorSerializer, 401: ErrorSerializer, 403: ErrorSerializer},
+                   400: ErrorSerializer, 401: ErrorSerializer, 403: ErrorSerializer, 409: ErrorSerializer},
         tags=["Customers"],
     )  # fmt: skip
     def post(self, request):
@@ -185,7 +185,7 @@ class CustomerView(APIView):
         parameters=[OpenApiParameter("id", str, required=False,
                                      description="Hub id, platform id or myshopify domain.")],
         responses={200: inline_serializer("CustomerOut", {"customer": _CustomerSerializer}),
-                   401: ErrorSerializer, 404: ErrorSerializer},
+                   400: ErrorSerializer, 401: ErrorSerializer, 404: ErrorSerializer},
         tags=["Customers"],
     )  # fmt: skip
     def get(self, request):

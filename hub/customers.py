@@ -156,7 +156,15 @@ def _identify_once(
     if created:
         customer = Customer(app=app, platform=platform)
     first_identify = created or customer.identified_at is None
-    customer.platform = platform
+    if created:
+        customer.platform = platform
+    elif (
+        platform_id
+        and customer.platform_id != platform_id
+        # Matched by domain: the platform id joins the customer's own platform, never another's.
+        and Customer.objects.filter(app=app, platform=customer.platform, platform_id=platform_id).exists()
+    ):
+        raise Conflict(f"platformId {platform_id} belongs to another customer.")
     if platform_id:
         customer.platform_id = platform_id
     if domain:
@@ -298,7 +306,8 @@ def customers_resolve(*, app: App, references: Iterable[str], create: bool = Tru
         raise HubError("Unknown customer API token in customerId.")
     if missing and create:
         Customer.objects.bulk_create(
-            [Customer(app=app, is_placeholder=True, **_placeholder_fields(r)) for r in missing],
+            # Sorted, so concurrent requests lock the same new keys in the same order.
+            [Customer(app=app, is_placeholder=True, **_placeholder_fields(r)) for r in sorted(missing)],
             ignore_conflicts=True,
         )
         found.update(_match_references(app, missing))

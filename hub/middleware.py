@@ -1,4 +1,5 @@
-"""Middleware of the hub's own: request body size limit, checked before anything reads the body."""
+"""Middleware of the hub's own: request body size limit, checked before anything reads the body,
+and NUL characters in the URL refused before they reach PostgreSQL (which stores no NUL)."""
 
 from __future__ import annotations
 
@@ -28,4 +29,10 @@ class BodySizeLimitMiddleware:
             limit = settings.HUB_MAX_BODY_BYTES
             if length > limit:
                 return JsonResponse({"error": f"The request body is over {limit} bytes."}, status=413)
+        if (
+            "\x00" in request.path
+            or "%00" in request.META.get("QUERY_STRING", "")
+            or any("\x00" in v for values in request.GET.lists() for v in values[1])
+        ):
+            return JsonResponse({"error": "The URL may not contain the NUL character."}, status=400)
         return self.get_response(request)

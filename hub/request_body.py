@@ -31,6 +31,10 @@ def json_body(request: HttpRequest, *, max_bytes: int) -> Any:
     if not raw.strip():
         raise HubError("The request body is empty; send a JSON object.")
     try:
-        return orjson.loads(raw)
+        body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise HubError(f"Invalid JSON: {exc}") from None
+    if b"\\u0000" in raw:
+        # PostgreSQL stores no NUL character in text or jsonb: refuse it here, clearly.
+        raise HubError("Strings may not contain the NUL character (\\u0000).")
+    return body

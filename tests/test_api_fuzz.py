@@ -35,27 +35,10 @@ CREDENTIAL_HEADERS = {
 }
 # Answers the API gives but its schema does not describe yet: (method, path, status) -> owner's fix.
 # Each entry is a bug in an endpoint's @extend_schema; remove it with the fix. Never add 5xx here.
-KNOWN_UNDOCUMENTED = {
-    ("GET", "/v1/customer", 400): "hub/api.py CustomerView: document 400 (no ?id= with an API key)",
-    ("POST", "/v1/identify", 409): "hub/api.py IdentifyView: document 409 (Conflict from customer_identify)",
-}
+KNOWN_UNDOCUMENTED: dict[tuple[str, str, int], str] = {}
 # Server errors found and reported, not yet fixed: ("METHOD /path" pattern, text of the exception)
 # -> the bug. Matched on the exception itself, so any other 5xx still fails. Remove with the fix.
-KNOWN_SERVER_ERRORS = {
-    ("POST /v1/identify", "customer_unique_platform_id"): (
-        "hub/customers.py customer_identify: matching a customer by myshopifyDomain overwrites its "
-        "platform and collides with another customer's (app, platform, platformId): IntegrityError, 500. "
-        "Repro: identify {platformId: 0, myshopifyDomain: 0}, {platform: other, platformId: 0}, "
-        "{platform: other, myshopifyDomain: 0}."
-    ),
-    ("* /v1/*", "NUL (0x00)"): (
-        "A string with a NUL character (query or JSON) reaches PostgreSQL, which refuses it: 500. "
-        "Repro: GET /v1/customer?id=%00. Refuse \\u0000 with 400 where requests are parsed."
-    ),
-    ("* /v1/*", "unsupported Unicode escape sequence"): (
-        "A JSON value with \\u0000 (e.g. customFields) reaches a jsonb column: 500. Same fix as NUL."
-    ),
-}
+KNOWN_SERVER_ERRORS: dict[tuple[str, str], str] = {}
 
 
 class KnownServerError(UserWarning):

@@ -13,3 +13,14 @@ def test_round_trip_through_a_real_worker():
         result = ping.delay("hello")
         assert result.get(timeout=30) == "pong:hello"
         assert "hub.ping" in worker.output()
+
+
+def test_worker_logs_go_through_the_redaction_filter():
+    """Celery logs task results; a key in one must not reach the worker's log."""
+    secret = "hub_live_AbCdEfGhIjKl_" + "s" * 40
+    with CeleryWorker(name="redaction") as worker:
+        assert ping.delay(secret).get(timeout=30) == f"pong:{secret}"
+        worker.stop()
+        output = worker.output()
+    assert "hub.ping" in output and "succeeded" in output
+    assert secret not in output and "s" * 40 not in output

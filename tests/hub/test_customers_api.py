@@ -114,3 +114,37 @@ def test_customer_token_of_another_app_is_refused(app):
         headers={"X-Mantle-App-Id": str(app.public_id), "X-Mantle-Customer-Api-Token": other.api_token}
     )
     assert client.get("/v1/customer").status_code == 401
+
+
+def test_identify_matched_by_domain_cannot_take_another_customers_platform_id(api_client, app):
+    """Found by the fuzzer: this used to overwrite the platform and end in an IntegrityError (500)."""
+    assert (
+        identify(api_client, {"platformId": "0", "myshopifyDomain": "zero.myshopify.com"}).status_code == 200
+    )
+    assert identify(api_client, {"platform": "other", "platformId": "0"}).status_code == 200
+    response = identify(api_client, {"platform": "other", "myshopifyDomain": "zero.myshopify.com"})
+    assert response.status_code == 200
+    assert Customer.objects.get(app=app, myshopify_domain="zero.myshopify.com").platform == "shopify"
+    clash = identify(api_client, {"myshopifyDomain": "zero.myshopify.com", "platformId": "taken"})
+    assert clash.status_code == 200
+    identify(api_client, {"platformId": "mine"})
+    conflict = identify(api_client, {"myshopifyDomain": "zero.myshopify.com", "platformId": "mine"})
+    assert conflict.status_code == 409 and "belongs to another customer" in conflict.json()["error"]
+
+
+@pytest.mark.parametrize(
+    ("method", "url", "body"),
+    [
+        ("get", "/v1/customer?id=%00", None),
+        ("post", "/v1/identify", '{"platformId": "1", "customFields": {"a": "x\\u0000y"}}'),
+        ("post", "/v1/usage_events", '{"eventName": "x\\u0000", "customerId": "s"}'),
+    ],
+)
+def test_nul_characters_are_a_clear_400(api_client, app, method, url, body):
+    """Found by the fuzzer: PostgreSQL stores no NUL, and used to answer 500."""
+    if method == "get":
+        response = api_client.get(url)
+    else:
+        response = api_client.post(url, body, content_type="application/json")
+    assert response.status_code == 400 and "NUL" in response.json()["error"]
+    assert not Customer.objects.filter(app=app).exists()
