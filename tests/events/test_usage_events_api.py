@@ -277,8 +277,17 @@ def test_gzip_is_not_silently_misread(api_client):
 def test_repeated_event_id_naming_another_customer_with_a_token_is_refused(app):
     mine = customer_identify(app=app, platform_id="mine")
     customer_identify(app=app, platform_id="theirs")
-    client = Client(headers={"X-Mantle-App-Id": str(app.public_id), "X-Mantle-Customer-Api-Token": mine.api_token})
-    response = post(client, {"events": [{"eventName": "x", "eventId": "same", "customerId": "mine"},
-                                        {"eventName": "x", "eventId": "same", "customerId": "theirs"}]})
+    client = Client(
+        headers={"X-Mantle-App-Id": str(app.public_id), "X-Mantle-Customer-Api-Token": mine.api_token}
+    )
+    response = post(
+        client,
+        {
+            "events": [
+                {"eventName": "x", "eventId": "same", "customerId": "mine"},
+                {"eventName": "x", "eventId": "same", "customerId": "theirs"},
+            ]
+        },
+    )
     assert response.status_code == 400
     assert_nothing_stored()
