@@ -91,3 +91,124 @@ class ContactAdmin(admin.ModelAdmin):
     search_fields = ["email", "name", "customer__name", "customer__platform_id"]
     list_filter = ["label"]
     raw_id_fields = ["customer"]
+
+
+# --- Lifecycle (hub/lifecycle.py): actions call the same services as the API ---------------------
+
+from . import lifecycle  # noqa: E402
+from .errors import HubError  # noqa: E402
+from .models import Activity, Installation, Plan, Review, Subscription  # noqa: E402
+
+
+def _run_transition(modeladmin, request, queryset, service, label: str) -> None:
+    done, failed = 0, []
+    for obj in queryset.select_related("customer"):
+        try:
+            service(customer=obj.customer)
+            done += 1
+        except HubError as exc:
+            failed.append(f"{obj.customer}: {exc}")
+    if done:
+        modeladmin.message_user(request, f"{label}: {done} done.", messages.SUCCESS)
+    for failure in failed:
+        modeladmin.message_user(request, f"{label}: {failure}", messages.ERROR)
+
+
+@admin.register(Plan)
+class PlanAdmin(admin.ModelAdmin):
+    list_display = ["name", "app", "amount", "currency", "interval", "created_at"]
+    list_filter = ["interval", "currency", "app__workspace"]
+    search_fields = ["name", "public_id", "app__name"]
+    raw_id_fields = ["app"]
+
+
+@admin.register(Installation)
+class InstallationAdmin(admin.ModelAdmin):
+    """State changes only through the actions (each records an activity)."""
+
+    list_display = ["customer", "app", "status", "installed_at", "uninstalled_at", "frozen_at"]
+    list_filter = ["status", "app__workspace", "app"]
+    search_fields = ["customer__name", "customer__platform_id", "customer__myshopify_domain", "public_id"]
+    readonly_fields = [f.name for f in Installation._meta.fields]
+    actions = ["uninstall", "freeze", "reactivate"]
+
+    def has_add_permission(self, request):
+        return False
+
+    @admin.action(description="Uninstall")
+    def uninstall(self, request, queryset):
+        _run_transition(self, request, queryset, lifecycle.installation_uninstall, "Uninstall")
+
+    @admin.action(description="Freeze (deactivate)")
+    def freeze(self, request, queryset):
+        _run_transition(self, request, queryset, lifecycle.installation_freeze, "Freeze")
+
+    @admin.action(description="Reactivate")
+    def reactivate(self, request, queryset):
+        _run_transition(self, request, queryset, lifecycle.installation_reactivate, "Reactivate")
+
+
+@admin.register(Subscription)
+class SubscriptionAdmin(admin.ModelAdmin):
+    list_display = ["customer", "plan", "status", "activated_at", "frozen_at", "cancelled_at"]
+    list_filter = ["status", "app__workspace", "app"]
+    search_fields = ["customer__name", "customer__platform_id", "plan__name", "public_id"]
+    readonly_fields = [f.name for f in Subscription._meta.fields]
+    actions = ["cancel", "freeze", "unfreeze"]
+
+    def has_add_permission(self, request):
+        return False
+
+    @admin.action(description="Cancel")
+    def cancel(self, request, queryset):
+        _run_transition(
+            self, request, queryset.exclude(status="cancelled"), lifecycle.subscription_cancel, "Cancel"
+        )
+
+    @admin.action(description="Freeze")
+    def freeze(self, request, queryset):
+        _run_transition(
+            self, request, queryset.exclude(status="cancelled"), lifecycle.subscription_freeze, "Freeze"
+        )
+
+    @admin.action(description="Unfreeze")
+    def unfreeze(self, request, queryset):
+        qs = queryset.exclude(status="cancelled")
+        _run_transition(self, request, qs, lifecycle.subscription_unfreeze, "Unfreeze")
+
+
+@admin.register(Review)
+class ReviewAdmin(admin.ModelAdmin):
+    list_display = ["customer", "app", "rating", "created_at"]
+    list_filter = ["rating", "app__workspace"]
+    search_fields = ["customer__name", "text"]
+    readonly_fields = ["app", "customer", "rating", "text", "created_at"]
+
+    def has_add_permission(self, request):
+        return False
+
+
+@admin.register(Activity)
+class ActivityAdmin(admin.ModelAdmin):
+    """The outbox: read-only."""
+
+    list_display = ["kind", "customer", "app", "occurred_at", "dispatched_at"]
+    list_filter = ["kind", ("dispatched_at", admin.EmptyFieldListFilter), "app__workspace"]
+    search_fields = ["id", "customer__name", "customer__platform_id"]
+    readonly_fields = [
+        "id",
+        "app",
+        "customer",
+        "kind",
+        "occurred_at",
+        "properties",
+        "created_at",
+        "dispatched_at",
+    ]
+    show_full_result_count = False
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

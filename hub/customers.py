@@ -190,6 +190,10 @@ def _identify_once(
     customer.save()
     for contact in contacts or []:
         contact_upsert(customer=customer, **_contact_fields(contact))
+    # Lifecycle (issue 5, hub/lifecycle.py): a first identify installs, one after an uninstall reinstalls.
+    from .lifecycle import installation_on_identify
+
+    installation_on_identify(customer=customer)
     return IdentifyResult(customer=customer, api_token=token, created=created, first_identify=first_identify)
 
 

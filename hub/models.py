@@ -169,3 +169,196 @@ class Contact(TimeStampedModel):
 
     def __str__(self) -> str:
         return self.email
+
+
+# --- Lifecycle: plans, installations, subscriptions, reviews and the Activity outbox -------------
+
+
+class Plan(TimeStampedModel):
+    """A plan of one app; upgrades and downgrades are told apart by `amount`."""
+
+    class Interval(models.TextChoices):
+        EVERY_30_DAYS = "EVERY_30_DAYS", "Every 30 days"
+        ANNUAL = "ANNUAL", "Annual"
+
+    app = models.ForeignKey(App, on_delete=models.CASCADE, related_name="plans")
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    name = models.CharField(max_length=100)
+    amount = models.DecimalField(max_digits=12, decimal_places=2, default=0)
+    currency = models.CharField(max_length=3, default="USD")
+    interval = models.CharField(max_length=20, choices=Interval.choices, default=Interval.EVERY_30_DAYS)
+
+    class Meta:
+        ordering = ["amount", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["app", "name"], name="plan_unique_name"),
+            models.CheckConstraint(condition=models.Q(amount__gte=0), name="plan_amount_not_negative"),
+            models.CheckConstraint(
+                condition=models.Q(interval__in=["EVERY_30_DAYS", "ANNUAL"]), name="plan_interval_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.amount} {self.currency})"
+
+
+class Installation(TimeStampedModel):
+    """A customer's installation of the app: one row per customer, its state changed by services."""
+
+    class Status(models.TextChoices):
+        INSTALLED = "installed", "Installed"
+        UNINSTALLED = "uninstalled", "Uninstalled"
+        FROZEN = "frozen", "Frozen"
+
+    app = models.ForeignKey(App, on_delete=models.CASCADE, related_name="installations")
+    customer = models.OneToOneField(Customer, on_delete=models.CASCADE, related_name="installation")
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.INSTALLED)
+    installed_at = models.DateTimeField(default=timezone.now)
+    uninstalled_at = models.DateTimeField(null=True, blank=True)
+    frozen_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-installed_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(status__in=["installed", "uninstalled", "frozen"]),
+                name="installation_status_valid",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.customer} ({self.status})"
+
+
+class Subscription(TimeStampedModel):
+    """A customer's subscription to a plan; at most one open (active or frozen) per customer."""
+
+    class Status(models.TextChoices):
+        ACTIVE = "active", "Active"
+        FROZEN = "frozen", "Frozen"
+        CANCELLED = "cancelled", "Cancelled"
+
+    app = models.ForeignKey(App, on_delete=models.CASCADE, related_name="subscriptions")
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="subscriptions")
+    plan = models.ForeignKey(Plan, on_delete=models.PROTECT, related_name="subscriptions")
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
+    activated_at = models.DateTimeField(default=timezone.now)
+    frozen_at = models.DateTimeField(null=True, blank=True)
+    cancelled_at = models.DateTimeField(null=True, blank=True)
+    cancel_reason = models.CharField(max_length=255, blank=True, default="")
+    capped_amount = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
+
+    class Meta:
+        ordering = ["-activated_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["customer"],
+                condition=models.Q(status__in=["active", "frozen"]),
+                name="subscription_one_open_per_customer",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(status__in=["active", "frozen", "cancelled"]),
+                name="subscription_status_valid",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.customer} on {self.plan.name} ({self.status})"
+
+
+class Review(models.Model):
+    """A customer's review of the app."""
+
+    app = models.ForeignKey(App, on_delete=models.CASCADE, related_name="reviews")
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="reviews")
+    rating = models.PositiveSmallIntegerField()
+    text = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(rating__gte=1, rating__lte=5), name="review_rating_1_to_5"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.customer}: {self.rating}/5"
+
+
+class Activity(models.Model):
+    """A lifecycle change, recorded in the transaction that made it: the outbox of what to send out.
+
+    `id` is the Segment messageId on every retry. `dispatched_at` is set by the integrations
+    package once it has created the deliveries; rows still NULL are picked up by its sweep.
+    """
+
+    class Kind(models.TextChoices):
+        INSTALLED = "installed", "Customer installed app"
+        UNINSTALLED = "uninstalled", "Customer uninstalled app"
+        INSTALLATION_FROZEN = "installation_frozen", "Customer installation was deactivated/frozen"
+        INSTALLATION_REACTIVATED = "installation_reactivated", "Customer installation was reactivated"
+        REVIEWED = "reviewed", "Customer reviewed app"
+        SUBSCRIBED = "subscribed", "Customer subscribed to plan"
+        UNSUBSCRIBED = "unsubscribed", "Customer unsubscribed from plan"
+        UPGRADED = "upgraded", "Customer upgraded plan"
+        DOWNGRADED = "downgraded", "Customer downgraded plan"
+        SUBSCRIPTION_FROZEN = "subscription_frozen", "Subscription was frozen"
+        SUBSCRIPTION_UNFROZEN = "subscription_unfrozen", "Subscription was unfrozen"
+
+    APP_KINDS = ("installed", "uninstalled", "installation_frozen", "installation_reactivated", "reviewed")
+    SUBSCRIPTION_KINDS = (
+        "subscribed",
+        "unsubscribed",
+        "upgraded",
+        "downgraded",
+        "subscription_frozen",
+        "subscription_unfrozen",
+    )
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    app = models.ForeignKey(App, on_delete=models.CASCADE, related_name="activities")
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="activities")
+    kind = models.CharField(max_length=30, choices=Kind.choices)
+    occurred_at = models.DateTimeField(default=timezone.now)
+    properties = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    dispatched_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["-occurred_at"]
+        verbose_name_plural = "activities"
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(
+                    kind__in=[
+                        "installed",
+                        "uninstalled",
+                        "installation_frozen",
+                        "installation_reactivated",
+                        "reviewed",
+                        "subscribed",
+                        "unsubscribed",
+                        "upgraded",
+                        "downgraded",
+                        "subscription_frozen",
+                        "subscription_unfrozen",
+                    ]
+                ),
+                name="activity_kind_valid",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["app", "-occurred_at"], name="activity_app_occurred"),
+            models.Index(
+                fields=["created_at"],
+                condition=models.Q(dispatched_at__isnull=True),
+                name="activity_undispatched",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} ({self.occurred_at:%Y-%m-%d %H:%M})"

@@ -288,3 +288,26 @@ SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"] = [
     "drf_spectacular.hooks.postprocess_schema_enums",
     "hub.openapi.document_common_errors",
 ]
+
+# --- Lifecycle activities out (integrations/, docs/segment.md) ---------------------------------
+# Networks (CIDRs, comma-separated) outbound requests may reach although private, loopback or
+# link-local; everything else non-public is refused (SSRF guard). Tests set 127.0.0.0/8.
+HUB_OUTBOUND_ALLOW_NETWORKS = env.list("HUB_OUTBOUND_ALLOW_NETWORKS", default=[])
+HUB_OUTBOUND_TIMEOUT = env.float("HUB_OUTBOUND_TIMEOUT", default=10.0)
+# Seconds a delivery request may take before it counts as a timeout (and is retried).
+HUB_DELIVERY_TIMEOUT = env.float("HUB_DELIVERY_TIMEOUT", default=10.0)
+# Retry backoff: base * 2^(attempt-1) seconds, capped, with jitter; dead after the window.
+HUB_DELIVERY_BACKOFF_BASE = env.float("HUB_DELIVERY_BACKOFF_BASE", default=10.0)
+HUB_DELIVERY_BACKOFF_MAX = env.float("HUB_DELIVERY_BACKOFF_MAX", default=3600.0)
+HUB_DELIVERY_RETRY_WINDOW = env.float("HUB_DELIVERY_RETRY_WINDOW", default=72 * 3600.0)
+# Seconds one send task keeps sending before it hands over to a fresh task.
+HUB_DELIVERY_SEND_BUDGET = env.float("HUB_DELIVERY_SEND_BUDGET", default=20.0)
+# Send tasks started per integration when much is due (they split the rows with SKIP LOCKED).
+HUB_DELIVERY_PARALLEL = env.int("HUB_DELIVERY_PARALLEL", default=2)
+# How often the sweep dispatches forgotten activities and enqueues due deliveries (seconds).
+HUB_DELIVERY_SWEEP_SECONDS = env.float("HUB_DELIVERY_SWEEP_SECONDS", default=5.0)
+CELERY_BEAT_SCHEDULE["integrations-deliveries-sweep"] = {
+    "task": "integrations.deliveries_sweep",
+    "schedule": HUB_DELIVERY_SWEEP_SECONDS,
+    "options": {"expires": max(HUB_DELIVERY_SWEEP_SECONDS * 2, 2.0)},
+}

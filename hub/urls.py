@@ -8,13 +8,41 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 from events import api as events_api
 from events import views as events_views
 
-from . import api, health, login, views
+from . import api, health, lifecycle_api, login, views
 
 api_v1 = [
     path("app", api.AppView.as_view(), name="api_app"),
     path("identify", api.IdentifyView.as_view(), name="api_identify"),
     path("customer", api.CustomerView.as_view(), name="api_customer"),
     path("usage_events", events_api.UsageEventsView.as_view(), name="api_usage_events"),
+    # Lifecycle (hub/lifecycle_api.py)
+    path("app_installations", lifecycle_api.AppInstallationsView.as_view(), name="api_app_installations"),
+    path("app_installations/install", lifecycle_api.InstallView.as_view(), name="api_installation_install"),
+    path(
+        "app_installations/uninstall",
+        lifecycle_api.UninstallView.as_view(),
+        name="api_installation_uninstall",
+    ),
+    path(
+        "app_installations/freeze",
+        lifecycle_api.InstallationFreezeView.as_view(),
+        name="api_installation_freeze",
+    ),
+    path(
+        "app_installations/unfreeze",
+        lifecycle_api.InstallationUnfreezeView.as_view(),
+        name="api_installation_unfreeze",
+    ),
+    path("subscriptions", lifecycle_api.SubscriptionsView.as_view(), name="api_subscriptions"),
+    path(
+        "subscriptions/freeze", lifecycle_api.SubscriptionFreezeView.as_view(), name="api_subscription_freeze"
+    ),
+    path(
+        "subscriptions/unfreeze",
+        lifecycle_api.SubscriptionUnfreezeView.as_view(),
+        name="api_subscription_unfreeze",
+    ),
+    path("reviews", lifecycle_api.ReviewsView.as_view(), name="api_reviews"),
 ]
 
 urlpatterns = [

@@ -4,3 +4,10 @@ from django.apps import AppConfig
 class IntegrationsConfig(AppConfig):
     name = "integrations"
     verbose_name = "Integrations"
+
+    def ready(self) -> None:
+        from hub.config_apply import section_register
+
+        from .services import integrations_apply
+
+        section_register(level="workspace", key="integrations", apply=integrations_apply)

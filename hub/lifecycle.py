@@ -1,0 +1,422 @@
+"""Write paths of the customer lifecycle: plans, installations, subscriptions and reviews.
+
+Every change goes through one service here and records an `Activity` in the same transaction
+(the outbox). After commit, the named task `integrations.activities_fanout` is enqueued to send
+it out; if the broker is down the integrations' periodic sweep finds the activity anyway, so
+the core never imports the integrations package and nothing depends on Redis keeping a message.
+Illegal transitions raise `Conflict` (409).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+from kombu.exceptions import OperationalError
+
+from .errors import Conflict, HubError, NotFound
+from .models import Activity, App, Customer, Installation, Plan, Review, Subscription
+
+logger = logging.getLogger(__name__)
+
+FANOUT_TASK = "integrations.activities_fanout"
+
+
+def _enqueue_fanout(activity_ids: list[str]) -> None:
+    from .celery import app as celery_app
+
+    try:
+        celery_app.send_task(FANOUT_TASK, args=[activity_ids], retry=False)
+    except OperationalError as exc:
+        # Committed already: the integrations' periodic sweep dispatches undispatched activities.
+        logger.warning("broker unavailable, activities left for the sweep: %s", exc)
+
+
+def _customer_properties(customer: Customer) -> dict[str, Any]:
+    return {
+        "customer_id": str(customer.public_id),
+        "platform": customer.platform,
+        "platform_id": customer.platform_id,
+        "myshopify_domain": customer.myshopify_domain,
+        "customer_name": customer.name or None,
+    }
+
+
+def _plan_properties(plan: Plan, prefix: str = "") -> dict[str, Any]:
+    return {
+        f"{prefix}plan": plan.name,
+        f"{prefix}plan_id": str(plan.public_id),
+        f"{prefix}price": float(plan.amount),
+        f"{prefix}currency": plan.currency,
+        f"{prefix}interval": plan.interval,
+    }
+
+
+def activity_record(
+    *, customer: Customer, kind: str, properties: dict[str, Any] | None = None, at: datetime | None = None
+) -> Activity:
+    """Record an activity of `customer` in the caller's transaction; enqueue its fan-out after commit."""
+    if kind not in Activity.Kind.values:
+        raise HubError(f"Unknown activity {kind!r}.")
+    app = customer.app
+    activity = Activity.objects.create(
+        app=app,
+        customer=customer,
+        kind=kind,
+        occurred_at=at or timezone.now(),
+        properties={
+            "app": app.name,
+            "app_id": str(app.public_id),
+            **_customer_properties(customer),
+            **(properties or {}),
+        },
+    )
+    _pending.__dict__.setdefault("ids", []).append(str(activity.pk))
+    transaction.on_commit(_flush_fanout)
+    return activity
+
+
+# Activities recorded by this thread and not yet handed to the fan-out: the first on_commit
+# callback of a transaction sends them all (one task per thousand, not one per activity). An id
+# left here by a rolled-back savepoint is harmless: the fan-out finds no such activity.
+_pending = threading.local()
+
+
+def _flush_fanout() -> None:
+    ids = getattr(_pending, "ids", None)
+    if not ids:
+        return
+    _pending.ids = []
+    for i in range(0, len(ids), 1000):
+        _enqueue_fanout(ids[i : i + 1000])
+
+
+# --- Plans ------------------------------------------------------------------------------------
+
+
+def plan_upsert(
+    *, app: App, name: str, amount: Any, currency: str = "USD", interval: str = Plan.Interval.EVERY_30_DAYS
+) -> tuple[Plan, bool]:
+    """Create or update the app's plan named `name`; return it and whether it was created."""
+    name = (name or "").strip() if isinstance(name, str) else ""
+    if not name or len(name) > 100:
+        raise HubError("A plan needs a name of at most 100 characters.")
+    try:
+        amount = Decimal(str(amount))
+    except (InvalidOperation, ValueError):
+        raise HubError("A plan's price must be a number.") from None
+    if not amount.is_finite() or amount < 0 or amount >= Decimal("1e10"):
+        raise HubError("A plan's price must be zero or more.")
+    if not (isinstance(currency, str) and len(currency) == 3 and currency.isalpha()):
+        raise HubError("A plan's currency is a three-letter code.")
+    if interval not in Plan.Interval.values:
+        raise HubError(f"A plan's interval is one of {', '.join(Plan.Interval.values)}.")
+    plan, created = Plan.objects.update_or_create(
+        app=app,
+        name=name,
+        defaults={
+            "amount": amount.quantize(Decimal("0.01")),
+            "currency": currency.upper(),
+            "interval": interval,
+        },
+    )
+    return plan, created
+
+
+def plan_get(*, app: App, reference: Any) -> Plan:
+    """The app's plan by public id or name, or NotFound."""
+    if not isinstance(reference, str) or not reference.strip():
+        raise HubError("planId is required.")
+    reference = reference.strip()
+    plans = Plan.objects.filter(app=app)
+    try:
+        plan = plans.filter(public_id=uuid.UUID(reference)).first()
+    except ValueError:
+        plan = plans.filter(name=reference).first()
+    if plan is None:
+        raise NotFound("No such plan.")
+    return plan
+
+
+# --- Installations ----------------------------------------------------------------------------
+
+
+def _locked_installation(customer: Customer) -> Installation | None:
+    return Installation.objects.select_for_update().filter(customer=customer).first()
+
+
+@transaction.atomic
+def installation_install(*, customer: Customer) -> Installation:
+    """Install the app for `customer` (a reinstall after an uninstall); installed twice is a conflict."""
+    installation = _locked_installation(customer)
+    now = timezone.now()
+    if installation is None:
+        installation = Installation.objects.create(app=customer.app, customer=customer, installed_at=now)
+        activity_record(
+            customer=customer, kind=Activity.Kind.INSTALLED, properties={"reinstall": False}, at=now
+        )
+        return installation
+    if installation.status != Installation.Status.UNINSTALLED:
+        raise Conflict(f"The app is already installed for this customer ({installation.status}).")
+    installation.status = Installation.Status.INSTALLED
+    installation.installed_at, installation.uninstalled_at, installation.frozen_at = now, None, None
+    installation.save()
+    activity_record(customer=customer, kind=Activity.Kind.INSTALLED, properties={"reinstall": True}, at=now)
+    return installation
+
+
+def installation_on_identify(*, customer: Customer) -> Installation | None:
+    """Identify's hook: a first identify is an install, an identify after an uninstall a reinstall."""
+    installation = _locked_installation(customer)
+    if installation is not None and installation.status != Installation.Status.UNINSTALLED:
+        return installation
+    return installation_install(customer=customer)
+
+
+def _installation_or_404(customer: Customer) -> Installation:
+    installation = _locked_installation(customer)
+    if installation is None:
+        raise Conflict("The app is not installed for this customer.")
+    return installation
+
+
+@transaction.atomic
+def installation_uninstall(*, customer: Customer) -> Installation:
+    """Uninstall; the open subscription, if any, is cancelled with it."""
+    installation = _installation_or_404(customer)
+    if installation.status == Installation.Status.UNINSTALLED:
+        raise Conflict("The app is already uninstalled for this customer.")
+    now = timezone.now()
+    installation.status, installation.uninstalled_at = Installation.Status.UNINSTALLED, now
+    installation.save()
+    activity_record(customer=customer, kind=Activity.Kind.UNINSTALLED, at=now)
+    if _open_subscription(customer) is not None:
+        subscription_cancel(customer=customer, reason="uninstalled")
+    return installation
+
+
+@transaction.atomic
+def installation_freeze(*, customer: Customer) -> Installation:
+    """Deactivate (freeze) an installed app, e.g. when the shop is closed or paused."""
+    installation = _installation_or_404(customer)
+    if installation.status != Installation.Status.INSTALLED:
+        raise Conflict(f"Only an installed app can be frozen (it is {installation.status}).")
+    now = timezone.now()
+    installation.status, installation.frozen_at = Installation.Status.FROZEN, now
+    installation.save()
+    activity_record(customer=customer, kind=Activity.Kind.INSTALLATION_FROZEN, at=now)
+    return installation
+
+
+@transaction.atomic
+def installation_reactivate(*, customer: Customer) -> Installation:
+    """Reactivate a frozen installation."""
+    installation = _installation_or_404(customer)
+    if installation.status != Installation.Status.FROZEN:
+        raise Conflict(f"Only a frozen installation can be reactivated (it is {installation.status}).")
+    now = timezone.now()
+    installation.status, installation.frozen_at = Installation.Status.INSTALLED, None
+    installation.save()
+    activity_record(customer=customer, kind=Activity.Kind.INSTALLATION_REACTIVATED, at=now)
+    return installation
+
+
+# --- Reviews ----------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def review_create(*, customer: Customer, rating: Any, text: Any = "") -> Review:
+    """Record a review (rating 1 to 5) of a customer who has the app installed or had it."""
+    if isinstance(rating, bool) or not isinstance(rating, int) or not 1 <= rating <= 5:
+        raise HubError("rating must be a whole number from 1 to 5.")
+    if text is None:
+        text = ""
+    if not isinstance(text, str) or len(text) > 10_000:
+        raise HubError("text must be a string of at most 10,000 characters.")
+    if not Installation.objects.filter(customer=customer).exists():
+        raise Conflict("Only a customer who installed the app can review it.")
+    review = Review.objects.create(app=customer.app, customer=customer, rating=rating, text=text.strip())
+    activity_record(
+        customer=customer,
+        kind=Activity.Kind.REVIEWED,
+        properties={"rating": rating, "review": review.text},
+        at=review.created_at,
+    )
+    return review
+
+
+# --- Subscriptions ----------------------------------------------------------------------------
+
+
+def _open_subscription(customer: Customer) -> Subscription | None:
+    return (
+        Subscription.objects.select_for_update()
+        .select_related("plan")
+        .filter(customer=customer, status__in=[Subscription.Status.ACTIVE, Subscription.Status.FROZEN])
+        .first()
+    )
+
+
+def _require_installed(customer: Customer) -> None:
+    installation = Installation.objects.filter(customer=customer).values_list("status", flat=True).first()
+    if installation != Installation.Status.INSTALLED:
+        raise Conflict("The customer needs the app installed (and not frozen) to subscribe.")
+
+
+@transaction.atomic
+def subscription_subscribe(*, customer: Customer, plan: Plan) -> tuple[Subscription, str]:
+    """Subscribe to `plan`, or change the open subscription to it; return it and the activity kind.
+
+    A change to a dearer plan is an upgrade, to a cheaper (or equally priced) one a downgrade.
+    """
+    if plan.app_id != customer.app_id:
+        raise NotFound("No such plan.")
+    _require_installed(customer)
+    current = _open_subscription(customer)
+    if current is None:
+        subscription = Subscription.objects.create(app=customer.app, customer=customer, plan=plan)
+        activity_record(
+            customer=customer,
+            kind=Activity.Kind.SUBSCRIBED,
+            properties={**_plan_properties(plan), "subscription_id": str(subscription.public_id)},
+            at=subscription.activated_at,
+        )
+        return subscription, Activity.Kind.SUBSCRIBED
+    return current, subscription_change_plan(subscription=current, plan=plan)
+
+
+def subscription_change_plan(*, subscription: Subscription, plan: Plan) -> str:
+    """Move a locked, open subscription to `plan`; return the activity kind (upgraded or downgraded)."""
+    if subscription.status != Subscription.Status.ACTIVE:
+        raise Conflict(f"A {subscription.status} subscription cannot change plan.")
+    previous = subscription.plan
+    if previous.pk == plan.pk:
+        raise Conflict(f"The customer is already subscribed to {plan.name}.")
+    kind = Activity.Kind.UPGRADED if plan.amount > previous.amount else Activity.Kind.DOWNGRADED
+    subscription.plan = plan
+    subscription.save(update_fields=["plan", "updated_at"])
+    activity_record(
+        customer=subscription.customer,
+        kind=kind,
+        properties={
+            **_plan_properties(plan),
+            **_plan_properties(previous, prefix="previous_"),
+            "subscription_id": str(subscription.public_id),
+        },
+    )
+    return kind
+
+
+def _open_or_conflict(customer: Customer) -> Subscription:
+    subscription = _open_subscription(customer)
+    if subscription is None:
+        raise Conflict("The customer has no open subscription.")
+    return subscription
+
+
+@transaction.atomic
+def subscription_cancel(*, customer: Customer, reason: str = "") -> Subscription:
+    """Cancel the open (active or frozen) subscription."""
+    subscription = _open_or_conflict(customer)
+    if not isinstance(reason, str):
+        raise HubError("cancelReason must be a string.")
+    now = timezone.now()
+    subscription.status, subscription.cancelled_at = Subscription.Status.CANCELLED, now
+    subscription.cancel_reason = reason.strip()[:255]
+    subscription.save()
+    activity_record(
+        customer=customer,
+        kind=Activity.Kind.UNSUBSCRIBED,
+        properties={
+            **_plan_properties(subscription.plan),
+            "subscription_id": str(subscription.public_id),
+            "cancel_reason": subscription.cancel_reason or None,
+        },
+        at=now,
+    )
+    return subscription
+
+
+@transaction.atomic
+def subscription_freeze(*, customer: Customer) -> Subscription:
+    """Freeze the active subscription (billing paused)."""
+    subscription = _open_or_conflict(customer)
+    if subscription.status != Subscription.Status.ACTIVE:
+        raise Conflict("The subscription is already frozen.")
+    now = timezone.now()
+    subscription.status, subscription.frozen_at = Subscription.Status.FROZEN, now
+    subscription.save()
+    activity_record(
+        customer=customer,
+        kind=Activity.Kind.SUBSCRIPTION_FROZEN,
+        properties={**_plan_properties(subscription.plan), "subscription_id": str(subscription.public_id)},
+        at=now,
+    )
+    return subscription
+
+
+@transaction.atomic
+def subscription_unfreeze(*, customer: Customer) -> Subscription:
+    """Unfreeze a frozen subscription."""
+    subscription = _open_or_conflict(customer)
+    if subscription.status != Subscription.Status.FROZEN:
+        raise Conflict("The subscription is not frozen.")
+    subscription.status, subscription.frozen_at = Subscription.Status.ACTIVE, None
+    subscription.save()
+    activity_record(
+        customer=customer,
+        kind=Activity.Kind.SUBSCRIPTION_UNFROZEN,
+        properties={**_plan_properties(subscription.plan), "subscription_id": str(subscription.public_id)},
+    )
+    return subscription
+
+
+@transaction.atomic
+def subscription_update(*, customer: Customer, capped_amount: Any) -> Subscription:
+    """Change the usage charges' capped amount of the open subscription (no activity)."""
+    subscription = _open_or_conflict(customer)
+    try:
+        capped = Decimal(str(capped_amount))
+    except (InvalidOperation, ValueError):
+        raise HubError("cappedAmount must be a number.") from None
+    if isinstance(capped_amount, bool) or not capped.is_finite() or capped < 0 or capped >= Decimal("1e10"):
+        raise HubError("cappedAmount must be zero or more.")
+    subscription.capped_amount = capped.quantize(Decimal("0.01"))
+    subscription.save(update_fields=["capped_amount", "updated_at"])
+    return subscription
+
+
+def plans_apply(*, app: App, value: Any, path: str) -> list[dict]:
+    """hub_apply's `plans` section of an app: `[{"name", "price", "currency", "interval"}]`."""
+    from .config_apply import ConfigError
+
+    if not isinstance(value, list):
+        raise ConfigError(f"{path}: must be a list of plans")
+    out = []
+    for i, spec in enumerate(value):
+        where = f"{path}[{i}]"
+        if not isinstance(spec, dict):
+            raise ConfigError(f"{where}: each plan must be an object")
+        extra = set(spec) - {"name", "price", "currency", "interval"}
+        if extra:
+            raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(extra))}")
+        try:
+            plan, created = plan_upsert(
+                app=app,
+                name=spec.get("name"),
+                amount=spec.get("price", 0),
+                currency=spec.get("currency", "USD"),
+                interval=spec.get("interval", Plan.Interval.EVERY_30_DAYS),
+            )
+        except HubError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+        out.append(
+            {"name": plan.name, "id": str(plan.public_id), "price": float(plan.amount), "created": created}
+        )
+    return out

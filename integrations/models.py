@@ -1,0 +1,170 @@
+"""Outbound integrations, and a row per delivery and per attempt (what the screens, the retries
+and the tests all read)."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.db import models
+from django.utils import timezone
+
+from hub.crypto import EncryptedTextField
+from hub.models import Activity, App, Workspace
+
+
+class Integration(models.Model):
+    """An outbound destination of a workspace (Segment today): its credentials and what it gets."""
+
+    class Kind(models.TextChoices):
+        SEGMENT = "segment", "Segment"
+
+    class Region(models.TextChoices):
+        US = "us", "US (api.segment.io)"
+        EU = "eu", "EU (events.eu1.segmentapis.com)"
+        CUSTOM = "custom", "Custom host"
+
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="integrations")
+    kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.SEGMENT)
+    name = models.CharField(max_length=100)
+    write_key = EncryptedTextField(blank=True, default="")
+    region = models.CharField(max_length=10, choices=Region.choices, default=Region.US)
+    custom_host = models.URLField(max_length=300, blank=True, default="")
+    apps = models.ManyToManyField(App, blank=True, related_name="integrations")
+    # Activity kinds (hub.models.Activity.Kind values) to send.
+    activities = models.JSONField(default=list, blank=True)
+    # A key of Customer.custom_fields to send as the userId instead of the customer id.
+    user_id_field = models.CharField(max_length=100, blank=True, default="")
+    enabled = models.BooleanField(default=True)
+    needs_attention = models.BooleanField(default=False)
+    attention_reason = models.CharField(max_length=300, blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["workspace", "name"], name="integration_unique_name"),
+            models.CheckConstraint(condition=models.Q(kind__in=["segment"]), name="integration_kind_valid"),
+            models.CheckConstraint(
+                condition=models.Q(region__in=["us", "eu", "custom"]), name="integration_region_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.get_kind_display()})"
+
+
+class Delivery(models.Model):
+    """One activity (or a test message) to one integration, until delivered, failed or dead.
+
+    `next_attempt_at` is when the sender may try it next (pending only); the schedule lives here,
+    in PostgreSQL, never as a broker ETA.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        DELIVERED = "delivered", "Delivered"
+        FAILED = "failed", "Failed"
+        DEAD = "dead", "Dead"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    integration = models.ForeignKey(Integration, on_delete=models.CASCADE, related_name="deliveries")
+    activity = models.ForeignKey(
+        Activity, null=True, blank=True, on_delete=models.CASCADE, related_name="deliveries"
+    )
+    # A test message (Send test event) has no activity: its message is kept here.
+    test_message = models.JSONField(null=True, blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    # The retry window counts from here (creation, or the last manual retry or replay).
+    retry_window_start = models.DateTimeField(default=timezone.now)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    last_status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    last_error = models.TextField(blank=True, default="")
+    last_attempt = models.ForeignKey(
+        "Attempt", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    replay = models.ForeignKey(
+        "Replay", null=True, blank=True, on_delete=models.SET_NULL, related_name="deliveries"
+    )
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name_plural = "deliveries"
+        constraints = [
+            models.UniqueConstraint(fields=["activity", "integration"], name="delivery_unique_activity"),
+            models.CheckConstraint(
+                condition=models.Q(status__in=["pending", "delivered", "failed", "dead"]),
+                name="delivery_status_valid",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(activity__isnull=False) | models.Q(test_message__isnull=False),
+                name="delivery_has_a_message",
+            ),
+        ]
+        indexes = [
+            models.Index(
+                fields=["integration", "next_attempt_at"],
+                condition=models.Q(status="pending"),
+                name="delivery_due",
+            ),
+            models.Index(fields=["integration", "status", "-created_at"], name="delivery_integration_status"),
+            models.Index(fields=["integration", "-created_at"], name="delivery_integration_created"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.id} → {self.integration} ({self.status})"
+
+    @property
+    def message_id(self) -> str:
+        """Segment's dedupe key: the activity's id, the same on every retry."""
+        return str(self.activity_id or self.id)
+
+
+class Attempt(models.Model):
+    """One request to a destination, carrying one or more deliveries (a batch)."""
+
+    class Outcome(models.TextChoices):
+        DELIVERED = "delivered", "Delivered"
+        RETRY = "retry", "Will retry"
+        FAILED = "failed", "Failed"
+
+    integration = models.ForeignKey(Integration, on_delete=models.CASCADE, related_name="attempts")
+    deliveries = models.ManyToManyField(Delivery, related_name="attempt_set", blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    url = models.CharField(max_length=300)
+    message_count = models.PositiveIntegerField(default=0)
+    request_bytes = models.PositiveIntegerField(default=0)
+    request_excerpt = models.TextField(blank=True, default="")
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    latency_ms = models.FloatField(null=True, blank=True)
+    response_excerpt = models.TextField(blank=True, default="")
+    error = models.TextField(blank=True, default="")
+    outcome = models.CharField(max_length=10, choices=Outcome.choices)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["integration", "-created_at"], name="attempt_integration_created")]
+
+    def __str__(self) -> str:
+        return f"{self.url} {self.status_code or self.error[:40]}"
+
+
+class Replay(models.Model):
+    """A replay of an integration's failed and dead deliveries in a time range (progress = its rows)."""
+
+    integration = models.ForeignKey(Integration, on_delete=models.CASCADE, related_name="replays")
+    since = models.DateTimeField()
+    until = models.DateTimeField()
+    total = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    created_by = models.CharField(max_length=255, blank=True, default="")
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"Replay of {self.integration} {self.since:%Y-%m-%d %H:%M}–{self.until:%Y-%m-%d %H:%M}"

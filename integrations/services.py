@@ -1,0 +1,196 @@
+"""Write paths of the integrations package: integrations, test events, retries and replays."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from hub.errors import HubError
+from hub.models import Activity, App, Workspace
+
+from .connectors import connector_for
+from .delivery import delivery_send_now
+from .models import Attempt, Delivery, Integration, Replay
+from .outbound import OutboundRefused, url_check
+
+SEND_TASK = "integrations.deliveries_send"
+
+
+def _enqueue_send(integration_id: int) -> None:
+    from .tasks import deliveries_send
+
+    transaction.on_commit(lambda: deliveries_send.delay(integration_id))
+
+
+@transaction.atomic
+def integration_save(
+    *,
+    workspace: Workspace,
+    integration: Integration | None = None,
+    name: str,
+    write_key: str | None = None,
+    region: str = Integration.Region.US,
+    custom_host: str = "",
+    apps: list[App] | None = None,
+    activities: list[str] | None = None,
+    user_id_field: str = "",
+    enabled: bool = True,
+) -> Integration:
+    """Create or update a Segment integration; a blank `write_key` keeps the stored one."""
+    name = (name or "").strip()
+    if not name or len(name) > 100:
+        raise HubError("An integration needs a name of at most 100 characters.")
+    clash = Integration.objects.filter(workspace=workspace, name__iexact=name)
+    if integration is not None:
+        clash = clash.exclude(pk=integration.pk)
+    if clash.exists():
+        raise HubError(f"An integration named {name!r} already exists in this workspace.")
+    if region not in Integration.Region.values:
+        raise HubError("Choose the US or EU region, or a custom host.")
+    custom_host = (custom_host or "").strip()
+    if region == Integration.Region.CUSTOM:
+        if not custom_host:
+            raise HubError("A custom region needs the host URL.")
+        try:
+            url_check(custom_host)
+        except (OutboundRefused, OSError) as exc:
+            raise HubError(f"The custom host cannot be used: {exc}") from None
+    unknown = set(activities or ()) - set(Activity.Kind.values)
+    if unknown:
+        raise HubError(f"Unknown activities: {', '.join(sorted(unknown))}.")
+    apps = list(apps or ())
+    if any(app.workspace_id != workspace.pk for app in apps):
+        raise HubError("Apps must belong to this workspace.")
+    write_key = (write_key or "").strip()
+    if integration is None:
+        if not write_key:
+            raise HubError("Enter the Segment write key.")
+        integration = Integration(workspace=workspace, kind=Integration.Kind.SEGMENT)
+    if write_key:
+        integration.write_key = write_key
+        integration.needs_attention, integration.attention_reason = False, ""
+    integration.name = name
+    integration.region = region
+    integration.custom_host = custom_host if region == Integration.Region.CUSTOM else ""
+    integration.activities = [k for k in Activity.Kind.values if k in set(activities or ())]
+    integration.user_id_field = (user_id_field or "").strip()[:100]
+    integration.enabled = enabled
+    integration.save()
+    integration.apps.set(apps)
+    return integration
+
+
+def integration_send_test(*, integration: Integration) -> tuple[Delivery, Attempt | None]:
+    """Send a test track call now; it shows in the delivery log with Segment's answer."""
+    delivery_id = uuid.uuid4()
+    message = connector_for(integration.kind).test_message(
+        integration=integration, message_id=str(delivery_id)
+    )
+    delivery = Delivery.objects.create(
+        id=delivery_id, integration=integration, test_message=message, next_attempt_at=timezone.now()
+    )
+    attempt = delivery_send_now(delivery=delivery)
+    delivery.refresh_from_db()
+    return delivery, attempt
+
+
+@transaction.atomic
+def delivery_retry(*, delivery: Delivery) -> Delivery:
+    """Put a failed or dead delivery back in the queue now, with a fresh retry window."""
+    if delivery.status not in (Delivery.Status.FAILED, Delivery.Status.DEAD):
+        raise HubError("Only failed or dead deliveries can be retried.")
+    now = timezone.now()
+    Delivery.objects.filter(pk=delivery.pk).update(
+        status=Delivery.Status.PENDING, next_attempt_at=now, retry_window_start=now, updated_at=now
+    )
+    _enqueue_send(delivery.integration_id)
+    delivery.refresh_from_db()
+    return delivery
+
+
+@transaction.atomic
+def deliveries_replay(*, integration: Integration, since: datetime, until: datetime, by: str = "") -> Replay:
+    """Queue again every failed and dead delivery created in [since, until)."""
+    if until <= since:
+        raise HubError("The end of the range must be after its start.")
+    now = timezone.now()
+    replay = Replay.objects.create(integration=integration, since=since, until=until, created_by=by[:255])
+    total = Delivery.objects.filter(
+        integration=integration,
+        status__in=[Delivery.Status.FAILED, Delivery.Status.DEAD],
+        created_at__gte=since,
+        created_at__lt=until,
+        activity__isnull=False,
+    ).update(
+        status=Delivery.Status.PENDING,
+        next_attempt_at=now,
+        retry_window_start=now,
+        replay=replay,
+        updated_at=now,
+    )
+    replay.total = total
+    replay.save(update_fields=["total"])
+    if total:
+        _enqueue_send(integration.pk)
+    return replay
+
+
+def integrations_apply(*, workspace: Workspace, value: Any, path: str) -> list[dict]:
+    """hub_apply's `integrations` section: Segment integrations matched by name."""
+    from hub.config_apply import ConfigError
+
+    if not isinstance(value, list):
+        raise ConfigError(f"{path}: must be a list of integrations")
+    allowed = {
+        "name",
+        "kind",
+        "write_key",
+        "region",
+        "custom_host",
+        "apps",
+        "activities",
+        "user_id_field",
+        "enabled",
+    }
+    out = []
+    for i, spec in enumerate(value):
+        where = f"{path}[{i}]"
+        if not isinstance(spec, dict):
+            raise ConfigError(f"{where}: each integration must be an object")
+        extra = set(spec) - allowed
+        if extra:
+            raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(extra))}")
+        if spec.get("kind", "segment") != "segment":
+            raise ConfigError(f"{where}.kind: only segment is supported")
+        app_names = spec.get("apps", [])
+        activities = spec.get("activities", list(Activity.Kind.values))
+        if not isinstance(app_names, list) or not isinstance(activities, list):
+            raise ConfigError(f"{where}: apps and activities must be lists")
+        apps = list(
+            App.objects.filter(workspace=workspace, name__in=[a for a in app_names if isinstance(a, str)])
+        )
+        missing = sorted(set(app_names) - {a.name for a in apps}, key=str)
+        if missing:
+            raise ConfigError(f"{where}.apps: no app named {', '.join(map(str, missing))} in this workspace")
+        existing = Integration.objects.filter(workspace=workspace, name=spec.get("name")).first()
+        try:
+            integration = integration_save(
+                workspace=workspace,
+                integration=existing,
+                name=spec.get("name") or "",
+                write_key=spec.get("write_key") or None,
+                region=spec.get("region", "us"),
+                custom_host=spec.get("custom_host", ""),
+                apps=apps,
+                activities=activities,
+                user_id_field=spec.get("user_id_field", ""),
+                enabled=bool(spec.get("enabled", True)),
+            )
+        except HubError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+        out.append({"name": integration.name, "id": integration.pk, "created": existing is None})
+    return out

@@ -1,0 +1,166 @@
+"""A strict local stand-in for Segment's HTTP Tracking API, on 127.0.0.1, with scripted faults.
+
+It checks what Segment documents (REFERENCE §3): Basic auth with the write key as the user,
+500 KB and 2,500 messages per batch, 32 KB per message, `type`, `messageId` (< 100 chars),
+`userId` or `anonymousId`, `event` for track, an ISO-8601 `timestamp`. A violation answers 400
+and is kept in `violations`, so a test can assert the hub never sent anything malformed.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import time
+from collections import Counter
+from datetime import datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+MAX_BATCH_BYTES = 500 * 1024
+MAX_BATCH_MESSAGES = 2500
+MAX_MESSAGE_BYTES = 32 * 1024
+
+
+class SegmentStandIn:
+    def __init__(self, write_key: str = "wk_test", port: int = 0):
+        self.write_key = write_key
+        self.port = port
+        self.messages: list[dict] = []  # every accepted message, duplicates included
+        self.received_at: dict[str, float] = {}  # messageId -> first receipt (time.time())
+        self.violations: list[str] = []
+        self.requests = 0
+        self.faults: list[tuple] = []  # ("status", code, headers) | ("hang", seconds)
+        self.on_request = None  # callable run when a request arrives (before answering)
+        self.lock = threading.Lock()
+        self.server: ThreadingHTTPServer | None = None
+
+    # --- control ---
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> SegmentStandIn:
+        standin = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                standin._handle(self)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        """Close the listening socket: connections are refused until start() again."""
+        if self.server:
+            self.server.shutdown()
+            self.server.server_close()
+            self.server = None
+
+    def fail_next(self, count: int, status: int, headers: dict | None = None) -> None:
+        with self.lock:
+            self.faults += [("status", status, headers or {})] * count
+
+    def hang_next(self, count: int, seconds: float) -> None:
+        with self.lock:
+            self.faults += [("hang", seconds)] * count
+
+    def message_ids(self) -> Counter:
+        with self.lock:
+            return Counter(m["messageId"] for m in self.messages)
+
+    def wait_for(self, ids, timeout: float = 30) -> None:
+        ids = {str(i) for i in ids}
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if ids <= set(self.message_ids()):
+                return
+            time.sleep(0.05)
+        missing = ids - set(self.message_ids())
+        raise AssertionError(
+            f"{len(missing)} of {len(ids)} messages never arrived (violations: {self.violations})"
+        )
+
+    # --- the server ---
+    def _answer(self, handler, status: int, body: dict, headers: dict | None = None) -> None:
+        raw = json.dumps(body).encode()
+        handler.send_response(status)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", str(len(raw)))
+        for k, v in (headers or {}).items():
+            handler.send_header(k, v)
+        handler.end_headers()
+        handler.wfile.write(raw)
+
+    def _handle(self, handler) -> None:
+        length = int(handler.headers.get("Content-Length") or 0)
+        raw = handler.rfile.read(length)
+        with self.lock:
+            self.requests += 1
+            fault = self.faults.pop(0) if self.faults else None
+        if self.on_request:
+            self.on_request(self)
+        if fault and fault[0] == "hang":
+            time.sleep(fault[1])
+            handler.close_connection = True
+            return
+        if fault and fault[0] == "status":
+            self._answer(handler, fault[1], {"error": "scripted fault"}, fault[2])
+            return
+        expected = "Basic " + base64.b64encode(f"{self.write_key}:".encode()).decode()
+        if handler.headers.get("Authorization") != expected:
+            self._answer(handler, 401, {"error": "invalid write key"})
+            return
+        problem = self._check(handler.path, raw)
+        if problem:
+            with self.lock:
+                self.violations.append(problem)
+            self._answer(handler, 400, {"error": problem})
+            return
+        body = json.loads(raw)
+        batch = body["batch"] if handler.path == "/v1/batch" else [body]
+        now = time.time()
+        with self.lock:
+            for m in batch:
+                self.messages.append(m)
+                self.received_at.setdefault(m["messageId"], now)
+        self._answer(handler, 200, {"success": True})
+
+    def _check(self, path: str, raw: bytes) -> str | None:
+        if path not in ("/v1/batch", "/v1/track"):
+            return f"unexpected path {path}"
+        if len(raw) > MAX_BATCH_BYTES:
+            return f"batch of {len(raw)} bytes is over 500 KB"
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            return "invalid JSON"
+        batch = body.get("batch") if path == "/v1/batch" else [body]
+        if not isinstance(batch, list) or not batch:
+            return "batch must be a non-empty list"
+        if len(batch) > MAX_BATCH_MESSAGES:
+            return f"{len(batch)} messages is over 2,500"
+        for m in batch:
+            size = len(json.dumps(m, separators=(",", ":")).encode())
+            if size > MAX_MESSAGE_BYTES:
+                return f"message of {size} bytes is over 32 KB"
+            if m.get("type") != "track":
+                return f"unexpected type {m.get('type')!r}"
+            if not m.get("event"):
+                return "track without event"
+            if not (m.get("userId") or m.get("anonymousId")):
+                return "message without userId or anonymousId"
+            if not m.get("messageId") or len(m["messageId"]) >= 100:
+                return "messageId missing or too long"
+            try:
+                datetime.fromisoformat(m["timestamp"].replace("Z", "+00:00"))
+            except (KeyError, AttributeError, ValueError):
+                return "timestamp is not ISO-8601"
+        return None
