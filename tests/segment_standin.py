@@ -30,7 +30,7 @@ class SegmentStandIn:
         self.violations: list[str] = []
         self.requests = 0
         self.faults: list[tuple] = []  # ("status", code, headers) | ("hang", seconds)
-        self.on_request = None  # callable run when a request arrives (before answering)
+        self.on_request = None  # callable run after a valid request is recorded, before the answer
         self.lock = threading.Lock()
         self.server: ThreadingHTTPServer | None = None
 
@@ -97,7 +97,10 @@ class SegmentStandIn:
         for k, v in (headers or {}).items():
             handler.send_header(k, v)
         handler.end_headers()
-        handler.wfile.write(raw)
+        try:
+            handler.wfile.write(raw)
+        except (BrokenPipeError, ConnectionResetError):
+            handler.close_connection = True  # the client gave up (timed out or was killed)
 
     def _handle(self, handler) -> None:
         length = int(handler.headers.get("Content-Length") or 0)
@@ -105,8 +108,6 @@ class SegmentStandIn:
         with self.lock:
             self.requests += 1
             fault = self.faults.pop(0) if self.faults else None
-        if self.on_request:
-            self.on_request(self)
         if fault and fault[0] == "hang":
             time.sleep(fault[1])
             handler.close_connection = True
@@ -131,6 +132,8 @@ class SegmentStandIn:
             for m in batch:
                 self.messages.append(m)
                 self.received_at.setdefault(m["messageId"], now)
+        if self.on_request:  # received, not yet answered: the sender cannot know it arrived
+            self.on_request(self)
         self._answer(handler, 200, {"success": True})
 
     def _check(self, path: str, raw: bytes) -> str | None:
