@@ -59,7 +59,22 @@ PARAMETERS: dict[str, Callable[[Tenant], object]] = {
     "app_id": lambda t: t.app.public_id,
     "key_id": lambda t: t.api_key.pk,
     "customer_id": lambda t: t.customer_id,
+    "integration_id": lambda t: _integration_of(t).pk,
 }
+
+
+def _integration_of(t: Tenant):
+    """The tenant's Segment integration (integrations/), made on first use, pointing at a closed port."""
+    from integrations.models import Integration
+
+    integration, _ = Integration.objects.get_or_create(
+        workspace=t.workspace,
+        name=f"Segment {t.marker}",
+        defaults={"write_key": f"wk_{t.marker}", "region": "custom", "custom_host": "http://127.0.0.1:9"},
+    )
+    integration.apps.add(t.app)
+    return integration
+
 
 # URLs left out of the matrix, by route prefix, each with the reason.
 EXCLUDED: dict[str, str] = {

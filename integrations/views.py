@@ -1,0 +1,221 @@
+"""Screens: Settings → Integrations → Segment (list, form, Send test event) and the delivery log."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+from django.views.decorators.http import require_POST
+
+from hub.errors import HubError
+from hub.models import Activity
+from hub.selectors import workspace_get_for_user
+
+from . import selectors, services
+from .delivery import message_for
+from .forms import SegmentIntegrationForm
+from .models import Delivery
+
+_TEST_RESULT = "integrations:test_result"
+
+
+def _parse_local(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        parsed = parse_datetime(value)
+    except ValueError:
+        return None
+    if parsed is not None and timezone.is_naive(parsed):
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed
+
+
+@login_required
+def integration_list(request: HttpRequest, slug: str) -> HttpResponse:
+    workspace = workspace_get_for_user(user=request.user, slug=slug)
+    integrations = selectors.integrations_for_workspace(workspace=workspace)
+    return render(
+        request,
+        "integrations/integration_list.html",
+        {"workspace": workspace, "integrations": integrations, "active_tab": "integrations"},
+    )
+
+
+def _form_page(request, workspace, form, integration=None, status=200):
+    test_result = request.session.pop(_TEST_RESULT, None)
+    if integration is None or not test_result or test_result.get("integration") != integration.pk:
+        test_result = None
+    return render(
+        request,
+        "integrations/segment_form.html",
+        {
+            "workspace": workspace,
+            "form": form,
+            "integration": integration,
+            "masked_key": selectors.mask(integration.write_key) if integration else "",
+            "test_result": test_result,
+            "active_tab": "integrations",
+        },
+        status=status,
+    )
+
+
+@login_required
+def segment_create(request: HttpRequest, slug: str) -> HttpResponse:
+    workspace = workspace_get_for_user(user=request.user, slug=slug)
+    form = SegmentIntegrationForm(request.POST or None, workspace=workspace)
+    if request.method == "POST" and form.is_valid():
+        try:
+            integration = services.integration_save(workspace=workspace, **form.service_kwargs())
+        except HubError as exc:
+            form.add_error(None, str(exc))
+        else:
+            messages.success(request, f"Segment integration “{integration.name}” saved.")
+            return redirect("integration_edit", slug=workspace.slug, integration_id=integration.pk)
+    return _form_page(request, workspace, form)
+
+
+@login_required
+def integration_edit(request: HttpRequest, slug: str, integration_id: int) -> HttpResponse:
+    integration = selectors.integration_get_for_user(
+        user=request.user, slug=slug, integration_id=integration_id
+    )
+    workspace = integration.workspace
+    form = SegmentIntegrationForm(request.POST or None, workspace=workspace, integration=integration)
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.integration_save(workspace=workspace, integration=integration, **form.service_kwargs())
+        except HubError as exc:
+            form.add_error(None, str(exc))
+        else:
+            messages.success(request, f"Segment integration “{integration.name}” saved.")
+            return redirect("integration_edit", slug=workspace.slug, integration_id=integration.pk)
+    return _form_page(request, workspace, form, integration)
+
+
+@login_required
+@require_POST
+def integration_test(request: HttpRequest, slug: str, integration_id: int) -> HttpResponse:
+    integration = selectors.integration_get_for_user(
+        user=request.user, slug=slug, integration_id=integration_id
+    )
+    delivery, attempt = services.integration_send_test(integration=integration)
+    request.session[_TEST_RESULT] = {
+        "integration": integration.pk,
+        "delivery": str(delivery.pk),
+        "ok": delivery.status == Delivery.Status.DELIVERED,
+        "status_code": attempt.status_code if attempt else None,
+        "response": (attempt.response_excerpt if attempt else "")[:500],
+        "error": (attempt.error if attempt else delivery.last_error)[:500],
+        "latency_ms": round(attempt.latency_ms) if attempt and attempt.latency_ms is not None else None,
+    }
+    return redirect("integration_edit", slug=integration.workspace.slug, integration_id=integration.pk)
+
+
+@login_required
+def delivery_log(request: HttpRequest, slug: str, integration_id: int) -> HttpResponse:
+    integration = selectors.integration_get_for_user(
+        user=request.user, slug=slug, integration_id=integration_id
+    )
+    params = request.GET
+    since, until = _parse_local(params.get("since")), _parse_local(params.get("until"))
+    qs = selectors.deliveries_filtered(
+        integration=integration,
+        status=params.get("status") or None,
+        kind=params.get("kind") or None,
+        since=since,
+        until=until,
+        search=(params.get("q") or "").strip() or None,
+    )
+    page = Paginator(qs, 50).get_page(params.get("page"))
+    rows = []
+    for d in page.object_list:
+        attempts = list(d.attempt_set.order_by("-created_at")[:10])
+        rows.append(
+            {
+                "delivery": d,
+                "event": message_for(d).get("event", ""),
+                "message": json.dumps(message_for(d), indent=2, ensure_ascii=False),
+                "attempts": attempts,
+            }
+        )
+    replays = selectors.replays_with_progress(integration=integration)
+    query = params.copy()
+    query.pop("page", None)
+    return render(
+        request,
+        "integrations/delivery_log.html",
+        {
+            "workspace": integration.workspace,
+            "integration": integration,
+            "stats": selectors.delivery_stats(integration=integration),
+            "page": page,
+            "rows": rows,
+            "replays": replays,
+            "refresh": any(r["pending"] for r in replays),
+            "statuses": Delivery.Status.choices,
+            "kinds": Activity.Kind.choices,
+            "filters": params,
+            "query": query.urlencode(),
+            "active_tab": "integrations",
+        },
+    )
+
+
+@login_required
+@require_POST
+def delivery_retry(request: HttpRequest, slug: str, integration_id: int) -> HttpResponse:
+    integration = selectors.integration_get_for_user(
+        user=request.user, slug=slug, integration_id=integration_id
+    )
+    delivery = Delivery.objects.filter(
+        integration=integration, pk=_uuid(request.POST.get("delivery"))
+    ).first()
+    if delivery is None:
+        messages.error(request, "No such delivery.")
+    else:
+        try:
+            services.delivery_retry(delivery=delivery)
+        except HubError as exc:
+            messages.error(request, str(exc))
+        else:
+            messages.success(request, "Delivery queued again.")
+    return redirect("delivery_log", slug=integration.workspace.slug, integration_id=integration.pk)
+
+
+@login_required
+@require_POST
+def deliveries_replay(request: HttpRequest, slug: str, integration_id: int) -> HttpResponse:
+    integration = selectors.integration_get_for_user(
+        user=request.user, slug=slug, integration_id=integration_id
+    )
+    since, until = _parse_local(request.POST.get("since")), _parse_local(request.POST.get("until"))
+    if since is None or until is None:
+        messages.error(request, "Choose the start and end of the range to replay.")
+    else:
+        try:
+            replay = services.deliveries_replay(
+                integration=integration, since=since, until=until, by=request.user.get_username()
+            )
+        except HubError as exc:
+            messages.error(request, str(exc))
+        else:
+            messages.success(request, f"Replaying {replay.total} failed deliveries.")
+    return redirect("delivery_log", slug=integration.workspace.slug, integration_id=integration.pk)
+
+
+def _uuid(value):
+    import uuid
+
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        return None
