@@ -70,6 +70,7 @@ INSTALLED_APPS = [
     "hub.apps.HubConfig",
     "events.apps.EventsConfig",
     "integrations.apps.IntegrationsConfig",
+    "integrations.sources.apps.SourcesConfig",
 ]
 
 MIDDLEWARE = [
@@ -310,4 +311,17 @@ CELERY_BEAT_SCHEDULE["integrations-deliveries-sweep"] = {
     "task": "integrations.deliveries_sweep",
     "schedule": HUB_DELIVERY_SWEEP_SECONDS,
     "options": {"expires": max(HUB_DELIVERY_SWEEP_SECONDS * 2, 2.0)},
+}
+
+# --- Sources (integrations/sources: Segment tracking API, webhook URLs, the inbox) ---------------
+# Segment's limits: 32 KB a message; 500 KB and 2,500 messages a batch (and a webhook request).
+HUB_SOURCE_MESSAGE_MAX_BYTES = env.int("HUB_SOURCE_MESSAGE_MAX_BYTES", default=32 * 1024)
+HUB_SOURCE_BATCH_MAX_BYTES = env.int("HUB_SOURCE_BATCH_MAX_BYTES", default=500 * 1024)
+HUB_SOURCE_BATCH_MAX_MESSAGES = env.int("HUB_SOURCE_BATCH_MAX_MESSAGES", default=2500)
+# How often the scheduler looks for inbox messages left pending (a lost task): seconds.
+HUB_INBOX_SWEEP_SECONDS = env.float("HUB_INBOX_SWEEP_SECONDS", default=10.0)
+CELERY_BEAT_SCHEDULE["sources-inbox-sweep"] = {
+    "task": "sources.inbox_sweep",
+    "schedule": HUB_INBOX_SWEEP_SECONDS,
+    "options": {"expires": max(HUB_INBOX_SWEEP_SECONDS * 2, 2.0)},
 }

@@ -66,6 +66,7 @@ urlpatterns = [
         events_views.customer_detail,
         name="customer_detail",
     ),
+    path("", include("integrations.sources.urls")),  # Segment, webhook, Metronome, Kable; source screens
     path("", include("integrations.urls")),  # Settings → Integrations, delivery log
     path("admin/", admin.site.urls),
     path("v1/", include(api_v1)),

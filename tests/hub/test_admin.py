@@ -10,7 +10,7 @@ from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
 
-OUR_APPS = {"hub", "events", "integrations"}
+OUR_APPS = {"hub", "events", "integrations", "sources"}
 
 
 def test_every_model_is_registered():

@@ -1,0 +1,108 @@
+"""`hub_apply` section `sources` (app level): declare an app's sources and their mappings.
+
+    "sources": [{"name": "Segment", "shared_secret": "optional",
+                 "mappings": [{"preset": "mantle_track"},
+                              {"preset": "kable_track", "options": {"client_id_field": "userId"}},
+                              {"name": "Reports", "trigger": "type = \\"track\\"", "action": "usage_event",
+                               "fields": {"event_name": {"path": "$.event"}, ...}, "enabled": true}]}]
+
+Sources and mappings are matched by name; declared mappings take their declared order. Without
+`mappings` a new source starts with the default presets. Mappings not declared are left alone.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hub.config_apply import ConfigError
+from hub.errors import HubError
+from hub.models import App
+
+from . import services
+from .models import Source
+from .presets import DEFAULT_PRESETS, preset_get
+
+
+def _require(cond: bool, path: str, message: str) -> None:
+    if not cond:
+        raise ConfigError(f"{path}: {message}")
+
+
+def sources_apply(*, app: App, value: Any, path: str) -> list[dict]:
+    """Apply the `sources` list of one app; return what exists (the write key only when created)."""
+    _require(isinstance(value, list), path, "must be a list of sources")
+    out = []
+    for i, spec in enumerate(value):
+        here = f"{path}[{i}]"
+        _require(isinstance(spec, dict), here, "each source must be an object")
+        extra = set(spec) - {"name", "shared_secret", "mappings", "enabled"}
+        _require(not extra, here, f"unknown key(s) {', '.join(sorted(extra))}")
+        name = spec.get("name")
+        _require(isinstance(name, str) and name.strip(), f"{here}.name", "a source name is required")
+        secret = spec.get("shared_secret")
+        _require(secret is None or isinstance(secret, str), f"{here}.shared_secret", "must be text")
+        mappings = spec.get("mappings")
+        _require(mappings is None or isinstance(mappings, list), f"{here}.mappings", "must be a list")
+        source = Source.objects.filter(app=app, name=name.strip()).first()
+        created = source is None
+        try:
+            if created:
+                source = services.source_create(
+                    app=app,
+                    name=name,
+                    shared_secret=secret or "",
+                    presets=() if mappings is not None else DEFAULT_PRESETS,
+                )
+            elif secret is not None and secret != source.shared_secret:
+                services.source_update(source=source, shared_secret=secret)
+            if "enabled" in spec and bool(spec["enabled"]) != source.enabled:
+                services.source_update(source=source, enabled=bool(spec["enabled"]))
+        except HubError as exc:
+            raise ConfigError(f"{here}: {exc}") from None
+        result: dict[str, Any] = {"name": source.name, "id": str(source.public_id), "created": created}
+        if created:
+            result["write_key"] = source.write_key
+            result["webhook_token"] = source.webhook_token
+        result["mappings"] = [
+            _apply_mapping(source, m, f"{here}.mappings[{j}]", position=j + 1)
+            for j, m in enumerate(mappings or [])
+        ]
+        out.append(result)
+    return out
+
+
+def _apply_mapping(source: Source, spec: Any, path: str, *, position: int) -> dict:
+    _require(isinstance(spec, dict), path, "each mapping must be an object")
+    extra = set(spec) - {"name", "preset", "options", "trigger", "action", "fields", "enabled"}
+    _require(not extra, path, f"unknown key(s) {', '.join(sorted(extra))}")
+    if "preset" in spec:
+        options = spec.get("options") or {}
+        _require(isinstance(options, dict), f"{path}.options", "must be an object")
+        try:
+            preset = preset_get(spec["preset"], **options)
+        except (KeyError, TypeError):
+            raise ConfigError(f"{path}.preset: unknown preset or options") from None
+        fields = {
+            "name": preset.name,
+            "trigger": preset.trigger,
+            "action": preset.action,
+            "fields": preset.fields,
+        }
+        fields.update({k: spec[k] for k in ("name", "trigger", "action", "fields") if k in spec})
+        preset_key = preset.key
+    else:
+        for key in ("name", "trigger", "action", "fields"):
+            _require(key in spec, f"{path}.{key}", "is required (or give a preset)")
+        fields = {k: spec[k] for k in ("name", "trigger", "action", "fields")}
+        preset_key = ""
+    _require(isinstance(fields["name"], str) and fields["name"].strip(), f"{path}.name", "is required")
+    existing = source.mappings.filter(name=fields["name"].strip()).first()
+    try:
+        mapping = services.mapping_save(
+            source=source, mapping=existing, position=position, enabled=bool(spec.get("enabled", True)),
+            preset=preset_key, **fields,
+        )  # fmt: skip
+    except services.MappingInvalid as exc:
+        field = f".{exc.field}" if exc.field in ("trigger", "action", "name") else f".fields.{exc.field}"
+        raise ConfigError(f"{path}{field}: {exc}") from None
+    return {"name": mapping.name, "created": existing is None}

@@ -1,0 +1,345 @@
+"""Inbound HTTP endpoints, each under its own base URL so a client is simply pointed at it:
+
+- `/segment/v1/{track,identify,group,page,screen,alias,batch}`: Segment's HTTP Tracking API
+  (write key as the Basic-auth user or `writeKey` in the body; gzip bodies).
+- `/hooks/<token>`: a source's webhook URL (Segment Webhooks Classic and Actions, ChartMogul's
+  Send Contact / Send Customer), `X-Signature` verified when the source has a shared secret.
+- `/metronome/v1/ingest` and `/kable/api/v1/events/create`: Metronome- and Kable-compatible
+  usage-event ingest, stored directly through events.services (flow 1 of docs/architecture.md).
+
+Plain Django views: every vendor has its own error shape, and these are hot paths.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import re
+import zlib
+from typing import Any
+
+import orjson
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+
+from events.services import usage_events_ingest
+from hub.errors import AuthenticationError, HubError
+from hub.services import api_key_authenticate
+
+from .formats.segment import TYPES
+from .inbox import inbox_receive
+from .services import source_by_webhook_token, source_by_write_key
+
+
+class BadRequest(HubError):
+    pass
+
+
+class TooLarge(HubError):
+    status_code = 400  # Segment answers 400 to an oversized request
+
+
+def _json(data: Any, status: int = 200) -> HttpResponse:
+    return HttpResponse(orjson.dumps(data), status=status, content_type="application/json")
+
+
+def _raw_body(request: HttpRequest, *, max_bytes: int, too_large: type[HubError] = TooLarge) -> bytes:
+    """The body, gunzipped when `Content-Encoding: gzip`, refused past `max_bytes` either way."""
+    try:
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = 0
+    if length > max_bytes:
+        raise too_large(f"The request body is over {max_bytes} bytes.")
+    raw = request.read(max_bytes + 1)
+    if len(raw) > max_bytes:
+        raise too_large(f"The request body is over {max_bytes} bytes.")
+    if request.META.get("HTTP_CONTENT_ENCODING", "").strip().lower() == "gzip":
+        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        try:
+            raw = inflater.decompress(raw, max_bytes + 1)
+        except zlib.error:
+            raise BadRequest("The body is not valid gzip.") from None
+        if len(raw) > max_bytes or inflater.unconsumed_tail:
+            raise too_large(f"The uncompressed request body is over {max_bytes} bytes.")
+    return raw
+
+
+def _parse(raw: bytes) -> Any:
+    if not raw.strip():
+        raise BadRequest("The request body is empty; send JSON.")
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"Invalid JSON: {exc}") from None
+
+
+def _basic_user(request: HttpRequest) -> str:
+    scheme, _, value = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
+    if scheme.lower() != "basic":
+        return ""
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        raise AuthenticationError("The Authorization header is not valid Basic auth.") from None
+    return decoded.partition(":")[0]
+
+
+def _errors_as_json(view):
+    def wrapped(request, *args, **kwargs):
+        try:
+            return view(request, *args, **kwargs)
+        except HubError as exc:
+            return _json(exc.body(), status=exc.status_code)
+
+    wrapped.__name__ = view.__name__
+    wrapped.__doc__ = view.__doc__
+    return wrapped
+
+
+# --- Segment's tracking API -----------------------------------------------------------------------
+
+
+@csrf_exempt
+@require_POST
+@_errors_as_json
+def segment_tracking(request: HttpRequest, kind: str) -> HttpResponse:
+    """One Segment call (`kind` one of TYPES) or a batch; invalid messages are listed as rejected."""
+    is_batch = kind == "batch"
+    max_bytes = settings.HUB_SOURCE_BATCH_MAX_BYTES if is_batch else settings.HUB_SOURCE_MESSAGE_MAX_BYTES
+    body = _parse(_raw_body(request, max_bytes=max_bytes))
+    if not isinstance(body, dict):
+        raise BadRequest("The body must be a JSON object.")
+    write_key = _basic_user(request) or body.get("writeKey")
+    source = source_by_write_key(write_key if isinstance(write_key, str) else "")
+    if is_batch:
+        items = body.get("batch")
+        if not isinstance(items, list):
+            raise BadRequest("batch must be an array of messages.")
+        defaults = {k: body[k] for k in ("context", "integrations") if isinstance(body.get(k), dict)}
+        receipt = inbox_receive(
+            source=source,
+            items=items,
+            format_kind="segment",
+            defaults=defaults,
+            max_messages=settings.HUB_SOURCE_BATCH_MAX_MESSAGES,
+        )
+    else:
+        body["type"] = kind
+        receipt = inbox_receive(source=source, items=[body], format_kind="segment")
+        if receipt.rejected:
+            return _json({"error": receipt.rejected[0]["reason"], **receipt.body()}, status=400)
+    return _json(receipt.body())
+
+
+def segment_view(kind: str):
+    """The view of one Segment endpoint (`/segment/v1/<kind>`)."""
+    assert kind in (*TYPES, "batch")
+
+    def view(request: HttpRequest) -> HttpResponse:
+        return segment_tracking(request, kind)
+
+    view.__name__ = f"segment_{kind}"
+    return csrf_exempt(view)
+
+
+# --- Webhook URLs --------------------------------------------------------------------------------
+
+
+def _first_element_text(raw: bytes) -> bytes | None:
+    """The exact bytes of the first element of a JSON array body (what Segment signs for a batch)."""
+    text = raw.decode("utf-8", errors="strict").lstrip()
+    if not text.startswith("["):
+        return None
+    start = 1
+    while start < len(text) and text[start] in " \t\r\n":
+        start += 1
+    try:
+        _, end = json.JSONDecoder().raw_decode(text, start)
+    except ValueError:
+        return None
+    return text[start:end].encode()
+
+
+def _signature_valid(secret: str, raw: bytes, signature: str) -> bool:
+    signature = signature.strip().lower()
+    if not signature:
+        return False
+    candidates = [raw]
+    try:
+        first = _first_element_text(raw)
+    except UnicodeDecodeError:
+        first = None
+    if first is not None:
+        candidates.append(first)
+    return any(
+        hmac.compare_digest(hmac.new(secret.encode(), body, hashlib.sha1).hexdigest(), signature)
+        for body in candidates
+    )
+
+
+@csrf_exempt
+@require_POST
+@_errors_as_json
+def webhook(request: HttpRequest, token: str) -> HttpResponse:
+    """A source's webhook URL: Segment events (one or an array) and ChartMogul-shaped payloads."""
+    source = source_by_webhook_token(token)
+    raw = _raw_body(request, max_bytes=settings.HUB_SOURCE_BATCH_MAX_BYTES)
+    if source.shared_secret and not _signature_valid(
+        source.shared_secret, raw, request.META.get("HTTP_X_SIGNATURE", "")
+    ):
+        raise AuthenticationError("Missing or invalid X-Signature.")
+    body = _parse(raw)
+    items = body if isinstance(body, list) else [body]
+    if items == [{}]:
+        # Connection tests (ChartMogul's, Segment's) post an empty object: nothing to keep.
+        return _json({"success": True, "accepted": 0})
+    receipt = inbox_receive(source=source, items=items, max_messages=settings.HUB_SOURCE_BATCH_MAX_MESSAGES)
+    return _json(receipt.body())
+
+
+# --- Metronome- and Kable-compatible ingest ---------------------------------------------------------
+
+_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
+_COMPAT_MAX_BYTES = 1024 * 1024
+
+
+class _VendorError(HubError):
+    """An error in the vendor's shape: `{"message": ...}`."""
+
+    def __init__(self, message: str, status: int = 400):
+        self.status_code = status
+        super().__init__(message)
+
+    def body(self) -> dict:
+        return {"message": str(self)}
+
+
+def _vendor_errors(view):
+    def wrapped(request, *args, **kwargs):
+        try:
+            return view(request, *args, **kwargs)
+        except _VendorError as exc:
+            return _json(exc.body(), status=exc.status_code)
+        except HubError as exc:
+            body = exc.body() if hasattr(exc, "errors") else {}
+            return _json(
+                {"message": str(exc), **{k: v for k, v in body.items() if k == "errors"}}, exc.status_code
+            )
+
+    wrapped.__name__ = view.__name__
+    wrapped.__doc__ = view.__doc__
+    return wrapped
+
+
+def _compat_body(request: HttpRequest) -> Any:
+    try:
+        return _parse(_raw_body(request, max_bytes=_COMPAT_MAX_BYTES))
+    except BadRequest as exc:
+        raise _VendorError(str(exc)) from None
+    except TooLarge as exc:
+        raise _VendorError(str(exc), 413) from None
+
+
+def _auth(key: str, app_id: str | None = None):
+    try:
+        return api_key_authenticate(key=key, app_public_id=app_id)
+    except AuthenticationError as exc:
+        raise _VendorError(str(exc), 401) from None
+
+
+def _rfc3339(value: Any, index: int, name: str) -> str:
+    if not isinstance(value, str) or not _RFC3339.match(value.strip()):
+        raise _VendorError(f"[{index}].{name} must be an RFC 3339 timestamp (like 2024-03-01T12:00:00Z)")
+    return value.strip()
+
+
+def _required_text(event: dict, name: str, index: int) -> str:
+    value = event.get(name)
+    if not isinstance(value, str) or not value.strip():
+        raise _VendorError(f"[{index}].{name} is required (a non-empty string)")
+    return value
+
+
+@csrf_exempt
+@require_POST
+@_vendor_errors
+def metronome_ingest(request: HttpRequest) -> HttpResponse:
+    """Metronome's `POST /v1/ingest`: a JSON array of 1 to 100 events; 200 with an empty body."""
+    scheme, _, key = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
+    if scheme.lower() != "bearer" or not key.strip():
+        raise _VendorError("Send the API key as Authorization: Bearer <key>.", 401)
+    api_key = _auth(key.strip())
+    body = _compat_body(request)
+    if not isinstance(body, list):
+        raise _VendorError("The body must be a JSON array of events.")
+    if not 1 <= len(body) <= 100:
+        raise _VendorError("Send between 1 and 100 events." if body else "The array of events is empty.")
+    events = []
+    for i, event in enumerate(body):
+        if not isinstance(event, dict):
+            raise _VendorError(f"[{i}] must be an event object")
+        properties = event.get("properties", {})
+        if properties is not None and not isinstance(properties, dict):
+            raise _VendorError(f"[{i}].properties must be an object")
+        events.append(
+            {
+                "eventId": _required_text(event, "transaction_id", i),
+                "customerId": _required_text(event, "customer_id", i),
+                "eventName": _required_text(event, "event_type", i),
+                "timestamp": _rfc3339(event.get("timestamp"), i, "timestamp"),
+                "properties": properties or {},
+            }
+        )
+    usage_events_ingest(app=api_key.app, raw_events=events)
+    return HttpResponse(status=200)
+
+
+_KABLE_EVENT_NAME_KEYS = ("eventName", "event_name", "event", "eventType")
+
+
+@csrf_exempt
+@require_POST
+@_vendor_errors
+def kable_events_create(request: HttpRequest) -> HttpResponse:
+    """Kable's `POST /api/v1/events/create`: `KABLE-CLIENT-ID` is the app id, `KABLE-CLIENT-SECRET`
+    an API key; the body an array (or one) of `{clientId, timestamp, transactionId, data}`."""
+    app_id = request.META.get("HTTP_KABLE_CLIENT_ID", "").strip()
+    secret = request.META.get("HTTP_KABLE_CLIENT_SECRET", "").strip()
+    if not app_id or not secret:
+        raise _VendorError("Send KABLE-CLIENT-ID (the app id) and KABLE-CLIENT-SECRET (an API key).", 401)
+    api_key = _auth(secret, app_id)
+    body = _compat_body(request)
+    items = [body] if isinstance(body, dict) else body
+    if not isinstance(items, list) or not items:
+        raise _VendorError("The body must be an event or a non-empty array of events.")
+    if len(items) > settings.HUB_USAGE_EVENTS_MAX_PER_REQUEST:
+        raise _VendorError(f"At most {settings.HUB_USAGE_EVENTS_MAX_PER_REQUEST} events per request.", 413)
+    events = []
+    for i, event in enumerate(items):
+        if not isinstance(event, dict):
+            raise _VendorError(f"[{i}] must be an event object")
+        data = event.get("data", {})
+        if data is not None and not isinstance(data, dict):
+            raise _VendorError(f"[{i}].data must be an object")
+        data = data or {}
+        name = next(
+            (data[k] for k in _KABLE_EVENT_NAME_KEYS if isinstance(data.get(k), str) and data[k]),
+            "kable_event",
+        )
+        events.append(
+            {
+                "eventId": _required_text(event, "transactionId", i),
+                "customerId": _required_text(event, "clientId", i),
+                "eventName": name,
+                "timestamp": _rfc3339(event.get("timestamp"), i, "timestamp"),
+                "properties": data,
+            }
+        )
+    result = usage_events_ingest(app=api_key.app, raw_events=events)
+    return _json({"success": True, "accepted": result.accepted, "duplicates": result.duplicates})

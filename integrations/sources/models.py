@@ -1,0 +1,135 @@
+"""Sources of inbound messages, their mappings, and the inbox of every message received."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.db import models
+from django.utils import timezone
+
+from hub.crypto import EncryptedTextField
+from hub.models import App
+
+
+class Source(models.Model):
+    """Where an app receives messages from Segment (or a Segment library) and webhooks.
+
+    The write key and the webhook token are credentials: each is stored as a SHA-256 hash to find
+    the source and encrypted so the screen can show it again. The shared secret signs webhooks.
+    """
+
+    class Kind(models.TextChoices):
+        SEGMENT = "segment", "Segment"
+
+    app = models.ForeignKey(App, on_delete=models.CASCADE, related_name="sources")
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    name = models.CharField(max_length=100)
+    kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.SEGMENT)
+    write_key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    write_key = EncryptedTextField(editable=False)
+    webhook_token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    webhook_token = EncryptedTextField(editable=False)
+    shared_secret = EncryptedTextField(blank=True, default="")
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["app", "name"], name="source_unique_name"),
+            models.CheckConstraint(condition=models.Q(kind__in=["segment"]), name="source_kind_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Mapping(models.Model):
+    """A rule of a source: when `trigger` matches a message, run `action` with the mapped fields.
+
+    `fields` maps each target field of the action to a value spec: `{"path": "properties.shop"}`,
+    `{"literal": ...}`, `{"template": "{{traits.name}}"}` (see integrations/sources/mapping_engine.py).
+    """
+
+    class Action(models.TextChoices):
+        USAGE_EVENT = "usage_event", "Record usage event"
+        CUSTOMER = "customer", "Upsert customer"
+        CONTACT = "contact", "Upsert contact"
+
+    source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="mappings")
+    name = models.CharField(max_length=100)
+    position = models.PositiveIntegerField(default=0)
+    enabled = models.BooleanField(default=True)
+    trigger = models.TextField()
+    action = models.CharField(max_length=20, choices=Action.choices)
+    fields = models.JSONField(default=dict, blank=True)
+    preset = models.CharField(max_length=50, blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["position", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["source", "name"], name="mapping_unique_name"),
+            models.CheckConstraint(
+                condition=models.Q(action__in=["usage_event", "customer", "contact"]),
+                name="mapping_action_valid",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class InboxMessage(models.Model):
+    """One message as received, committed before the sender got its 2xx; a worker processes it.
+
+    `pending` rows are claimed with `SELECT ... FOR UPDATE SKIP LOCKED` and marked `processed` in
+    the transaction that stored what their mappings produced; `rejected` ones were invalid on
+    receipt and are kept so the debugger can say why.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        PROCESSED = "processed", "Processed"
+        REJECTED = "rejected", "Rejected"
+
+    class Outcome(models.TextChoices):
+        NONE = "", "—"
+        STORED = "stored", "Stored"
+        DUPLICATE = "duplicate", "Duplicate"
+        UNMATCHED = "unmatched", "No mapping matched"
+        FAILED = "failed", "Mapping failed"
+        REJECTED = "rejected", "Rejected"
+
+    id = models.BigAutoField(primary_key=True)
+    source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="inbox")
+    format = models.CharField(max_length=20)
+    message_id = models.CharField(max_length=255)
+    type = models.CharField(max_length=30, blank=True, default="")
+    event = models.CharField(max_length=255, blank=True, default="")
+    payload = models.JSONField()
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    outcome = models.CharField(max_length=10, choices=Outcome.choices, blank=True, default="")
+    error = models.TextField(blank=True, default="")
+    matched = models.JSONField(default=list, blank=True)
+    results = models.JSONField(default=list, blank=True)
+    received_at = models.DateTimeField(default=timezone.now)
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(status__in=["pending", "processed", "rejected"]),
+                name="inbox_status_valid",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["source", "-id"], name="inbox_source_latest"),
+            models.Index(fields=["id"], condition=models.Q(status="pending"), name="inbox_pending"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.type or self.format} {self.message_id}"

@@ -1,0 +1,42 @@
+"""URLs of the sources: the inbound endpoints (each its own base URL) and the screens."""
+
+from django.urls import path
+
+from . import endpoints, views
+from .formats.segment import TYPES
+
+urlpatterns = [
+    *[
+        path(f"segment/v1/{kind}", endpoints.segment_view(kind), name=f"segment_{kind}")
+        for kind in (*TYPES, "batch")
+    ],
+    path("hooks/<str:token>", endpoints.webhook, name="source_webhook"),
+    path("metronome/v1/ingest", endpoints.metronome_ingest, name="metronome_ingest"),
+    path("kable/api/v1/events/create", endpoints.kable_events_create, name="kable_events_create"),
+    # Screens
+    path("apps/<str:app_id>/sources/", views.sources, name="sources"),
+    path("apps/<str:app_id>/sources/<uuid:source_id>/", views.source_detail, name="source_detail"),
+    path("apps/<str:app_id>/sources/<uuid:source_id>/debugger/", views.debugger, name="source_debugger"),
+    path(
+        "apps/<str:app_id>/sources/<uuid:source_id>/debugger/rows/",
+        views.debugger_rows,
+        name="source_debugger_rows",
+    ),
+    path("apps/<str:app_id>/sources/<uuid:source_id>/mappings/new/", views.mapping_edit, name="mapping_new"),
+    path(
+        "apps/<str:app_id>/sources/<uuid:source_id>/mappings/<int:mapping_id>/",
+        views.mapping_edit,
+        name="mapping_edit",
+    ),
+    path(
+        "apps/<str:app_id>/sources/<uuid:source_id>/mappings/<int:mapping_id>/move/",
+        views.mapping_move,
+        name="mapping_move",
+    ),
+    path(
+        "apps/<str:app_id>/sources/<uuid:source_id>/mappings/<int:mapping_id>/delete/",
+        views.mapping_delete,
+        name="mapping_delete",
+    ),
+    path("apps/<str:app_id>/sources/<uuid:source_id>/test/", views.mapping_test, name="mapping_test"),
+]

@@ -1,0 +1,301 @@
+"""Screens of the sources: the list, a source's URLs and keys with its mappings, the mapping editor
+with Send test event, and the debugger of received messages."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_POST
+
+from hub.errors import HubError
+from hub.selectors import app_get_for_user
+
+from . import selectors, services
+from .actions import action_for, actions_all
+from .formats.segment import TYPES
+from .inbox import message_test
+from .models import Mapping, Source
+from .presets import PRESETS
+
+_FIELD_KINDS = ("path", "literal", "template")
+
+
+def _context(app, **extra) -> dict:
+    return {"workspace": app.workspace, "app": app, "active_tab": "sources", **extra}
+
+
+def _base_url(request: HttpRequest) -> str:
+    return request.build_absolute_uri("/").rstrip("/")
+
+
+@login_required
+def sources(request: HttpRequest, app_id: str) -> HttpResponse:
+    app = app_get_for_user(user=request.user, public_id=app_id)
+    if request.method == "POST":
+        try:
+            source = services.source_create(
+                app=app,
+                name=request.POST.get("name", ""),
+                shared_secret=request.POST.get("shared_secret", ""),
+            )
+        except HubError as exc:
+            messages.error(request, str(exc))
+        else:
+            messages.success(request, f"Source “{source.name}” created.")
+            return redirect("source_detail", app_id=app.public_id, source_id=source.public_id)
+    return render(request, "sources/sources.html", _context(app, sources=selectors.sources_for_app(app=app)))
+
+
+@login_required
+def source_detail(request: HttpRequest, app_id: str, source_id: str) -> HttpResponse:
+    app = app_get_for_user(user=request.user, public_id=app_id)
+    source = selectors.source_get(app=app, public_id=source_id)
+    if request.method == "POST":
+        try:
+            _source_post(request, source)
+        except HubError as exc:
+            messages.error(request, str(exc))
+        return redirect("source_detail", app_id=app.public_id, source_id=source.public_id)
+    base = _base_url(request)
+    return render(
+        request,
+        "sources/source_detail.html",
+        _context(
+            app,
+            source=source,
+            mappings=source.mappings.all(),
+            presets=PRESETS.values(),
+            urls={
+                "tracking": f"{base}/segment",
+                "webhook": f"{base}{reverse('source_webhook', args=[source.webhook_token])}",
+                "metronome": f"{base}/metronome",
+                "kable": f"{base}/kable",
+                "mantle": f"{base}/v1",
+            },
+        ),
+    )
+
+
+def _source_post(request: HttpRequest, source: Source) -> None:
+    what = request.POST.get("do")
+    if what == "secret":
+        services.source_update(source=source, shared_secret=request.POST.get("shared_secret", ""))
+        messages.success(
+            request, "Shared secret saved." if source.shared_secret else "Shared secret removed."
+        )
+    elif what == "rotate_write_key":
+        services.source_rotate_credentials(source=source, write_key=True)
+        messages.success(request, "New write key made; the old one is refused.")
+    elif what == "rotate_webhook":
+        services.source_rotate_credentials(source=source, write_key=False, webhook_token=True)
+        messages.success(request, "New webhook URL made; the old one is refused.")
+    elif what == "preset":
+        mapping = services.mapping_from_preset(source=source, key=request.POST.get("preset", ""))
+        messages.success(request, f"Mapping “{mapping.name}” added.")
+    elif what == "toggle":
+        mapping = selectors.mapping_get(source=source, mapping_id=int(request.POST.get("mapping", 0) or 0))
+        services.mapping_save(
+            source=source, mapping=mapping, name=mapping.name, trigger=mapping.trigger,
+            action=mapping.action, fields=mapping.fields, enabled=not mapping.enabled,
+        )  # fmt: skip
+    else:
+        raise HubError("Unknown request.")
+
+
+# --- Mapping editor -----------------------------------------------------------------------------
+
+
+def _field_rows(action: str, fields: dict[str, Any]) -> list[dict]:
+    rows = []
+    for target in action_for(action).targets:
+        spec = fields.get(target.name)
+        kind, value = "", ""
+        if isinstance(spec, dict) and len(spec) == 1 and next(iter(spec)) in _FIELD_KINDS:
+            kind = next(iter(spec))
+            raw = spec[kind]
+            value = raw if isinstance(raw, str) and kind != "literal" else json.dumps(raw)
+            if kind == "literal" and isinstance(raw, str):
+                value = raw
+        elif spec is not None:
+            kind, value = "json", json.dumps(spec)
+        rows.append({"target": target, "kind": kind, "value": value})
+    return rows
+
+
+def _fields_from_post(post, action: str) -> dict[str, Any]:
+    fields: dict[str, Any] = {}
+    for target in action_for(action).targets:
+        kind = post.get(f"kind_{target.name}", "")
+        value = post.get(f"value_{target.name}", "")
+        if not kind:
+            continue
+        if kind == "json":
+            try:
+                fields[target.name] = json.loads(value)
+            except ValueError:
+                raise services.MappingInvalid(f"{target.name}: not valid JSON", field=target.name) from None
+        elif kind == "literal":
+            try:
+                fields[target.name] = {"literal": json.loads(value)}
+            except ValueError:
+                fields[target.name] = {"literal": value}
+        elif kind in _FIELD_KINDS:
+            fields[target.name] = {kind: value}
+    return fields
+
+
+@login_required
+def mapping_edit(
+    request: HttpRequest, app_id: str, source_id: str, mapping_id: int | None = None
+) -> HttpResponse:
+    app = app_get_for_user(user=request.user, public_id=app_id)
+    source = selectors.source_get(app=app, public_id=source_id)
+    mapping = selectors.mapping_get(source=source, mapping_id=mapping_id) if mapping_id else None
+    preset = PRESETS.get(request.GET.get("preset", ""))
+    if mapping is not None:
+        form = {"name": mapping.name, "trigger": mapping.trigger, "action": mapping.action,
+                "enabled": mapping.enabled, "fields": mapping.fields}  # fmt: skip
+    elif preset is not None:
+        form = {"name": preset.name, "trigger": preset.trigger, "action": preset.action, "enabled": True,
+                "fields": preset.fields}  # fmt: skip
+    else:
+        form = {
+            "name": "",
+            "trigger": 'type = "track"',
+            "action": "usage_event",
+            "enabled": True,
+            "fields": {},
+        }
+    error = None
+    if request.method == "POST":
+        action = request.POST.get("action", "")
+        form = {
+            "name": request.POST.get("name", ""),
+            "trigger": request.POST.get("trigger", ""),
+            "action": action if action in {a.kind for a in actions_all()} else "usage_event",
+            "enabled": request.POST.get("enabled") == "on",
+            "fields": {},
+        }
+        try:
+            form["fields"] = _fields_from_post(request.POST, form["action"])
+            saved = services.mapping_save(
+                source=source, mapping=mapping, name=form["name"], trigger=form["trigger"],
+                action=form["action"], fields=form["fields"], enabled=form["enabled"],
+                preset=preset.key if preset and mapping is None else "",
+            )  # fmt: skip
+        except services.MappingInvalid as exc:
+            error = exc
+        else:
+            messages.success(request, f"Mapping “{saved.name}” saved.")
+            return redirect("source_detail", app_id=app.public_id, source_id=source.public_id)
+    samples = selectors.sample_messages(source=source, limit=1)
+    sample = samples[0] if samples else _default_sample()
+    return render(
+        request,
+        "sources/mapping_edit.html",
+        _context(
+            app,
+            source=source,
+            mapping=mapping,
+            form=form,
+            error=error,
+            actions=[
+                {
+                    "kind": a.kind,
+                    "label": a.label,
+                    "rows": _field_rows(a.kind, form["fields"] if a.kind == form["action"] else {}),
+                }
+                for a in actions_all()
+            ],
+            event_types=TYPES,
+            suggestions=selectors.path_suggestions(source=source),
+            sample=json.dumps(sample, indent=2),
+            presets=PRESETS.values(),
+        ),
+        status=400 if error else 200,
+    )
+
+
+def _default_sample() -> dict:
+    return {
+        "type": "track",
+        "event": "Report Generated",
+        "userId": "user-1",
+        "messageId": "sample-1",
+        "timestamp": "2024-03-01T12:00:00Z",
+        "properties": {"shop": "example.myshopify.com", "rows": 42},
+        "context": {"groupId": "example.myshopify.com"},
+    }
+
+
+@login_required
+@require_POST
+def mapping_test(request: HttpRequest, app_id: str, source_id: str) -> HttpResponse:
+    """Send test event: run the editor's mapping over the sample; `store=1` writes the result."""
+    app = app_get_for_user(user=request.user, public_id=app_id)
+    source = selectors.source_get(app=app, public_id=source_id)
+    action = request.POST.get("action", "")
+    try:
+        action_for(action)
+        fields = _fields_from_post(request.POST, action)
+        message = json.loads(request.POST.get("message", ""))
+    except KeyError:
+        return JsonResponse({"matched": False, "errors": [f"Unknown action {action!r}."]})
+    except services.MappingInvalid as exc:
+        return JsonResponse({"matched": False, "errors": [str(exc)]})
+    except ValueError as exc:
+        return JsonResponse({"matched": False, "errors": [f"The sample message is not valid JSON: {exc}"]})
+    result = message_test(
+        source=source, name=request.POST.get("name", ""), trigger=request.POST.get("trigger", ""),
+        action=action, fields=fields, message=message, store=request.POST.get("store") == "1",
+    )  # fmt: skip
+    return JsonResponse(result, json_dumps_params={"default": str})
+
+
+@login_required
+@require_POST
+def mapping_move(request: HttpRequest, app_id: str, source_id: str, mapping_id: int) -> HttpResponse:
+    app = app_get_for_user(user=request.user, public_id=app_id)
+    source = selectors.source_get(app=app, public_id=source_id)
+    mapping = selectors.mapping_get(source=source, mapping_id=mapping_id)
+    services.mapping_move(mapping=mapping, delta=-1 if request.POST.get("direction") == "up" else 1)
+    return redirect("source_detail", app_id=app.public_id, source_id=source.public_id)
+
+
+@login_required
+@require_POST
+def mapping_delete(request: HttpRequest, app_id: str, source_id: str, mapping_id: int) -> HttpResponse:
+    app = app_get_for_user(user=request.user, public_id=app_id)
+    source = selectors.source_get(app=app, public_id=source_id)
+    mapping: Mapping = selectors.mapping_get(source=source, mapping_id=mapping_id)
+    services.mapping_delete(mapping=mapping)
+    messages.success(request, f"Mapping “{mapping.name}” deleted.")
+    return redirect("source_detail", app_id=app.public_id, source_id=source.public_id)
+
+
+# --- Debugger -----------------------------------------------------------------------------------
+
+
+@login_required
+def debugger(request: HttpRequest, app_id: str, source_id: str) -> HttpResponse:
+    app = app_get_for_user(user=request.user, public_id=app_id)
+    source = selectors.source_get(app=app, public_id=source_id)
+    return render(
+        request,
+        "sources/debugger.html",
+        _context(app, source=source, rows=selectors.inbox_latest(source=source)),
+    )
+
+
+@login_required
+def debugger_rows(request: HttpRequest, app_id: str, source_id: str) -> HttpResponse:
+    """The debugger's table body, fetched by the page every few seconds."""
+    app = app_get_for_user(user=request.user, public_id=app_id)
+    source = selectors.source_get(app=app, public_id=source_id)
+    return render(request, "sources/_debugger_rows.html", {"rows": selectors.inbox_latest(source=source)})
