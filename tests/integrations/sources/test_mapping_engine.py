@@ -1,0 +1,217 @@
+"""The mapping engine: paths, literals, templates, renames, coalesce, objects; presets on real
+messages; errors name the field; property-based tests that only MappingError/TriggerError come out."""
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from integrations.sources.mapping_engine import (
+    MISSING,
+    MappingError,
+    TriggerError,
+    mapping_compile,
+    mappings_run,
+    paths_of,
+    value_compile,
+)
+from integrations.sources.presets import PRESETS, kable_track
+
+MESSAGE = {
+    "type": "track",
+    "event": "Report Generated",
+    "messageId": "m-1",
+    "userId": "user-1",
+    "timestamp": "2024-03-01T12:00:00Z",
+    "properties": {
+        "shop": "s.myshopify.com",
+        "segmentX": "important",
+        "nested": {"field": 7},
+        "none": None,
+        "items": [{"id": "a"}, {"id": "b"}],
+    },
+    "context": {"groupId": "g-1"},
+    "traits": {"first_name": "Ann", "last_name": "Lee"},
+}
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ({"path": "$.event"}, "Report Generated"),
+        ({"path": "event"}, "Report Generated"),
+        ({"path": "$.properties.shop"}, "s.myshopify.com"),
+        ({"path": "properties.nested.field"}, 7),
+        ({"path": "properties.items[1].id"}, "b"),
+        ({"path": "$.properties.items[5].id"}, MISSING),
+        ({"path": "$.properties.missing"}, MISSING),
+        ({"path": "$.properties.none"}, None),  # null stays null
+        ({"path": "$.event.deeper"}, MISSING),
+        ({"path": "$."}, MESSAGE),
+        ({"literal": "fixed"}, "fixed"),
+        ({"literal": {"a": [1, 2]}}, {"a": [1, 2]}),
+        ({"literal": None}, None),
+        ({"template": "{{traits.first_name}} {{ traits.last_name }}"}, "Ann Lee"),
+        ({"template": "n={{properties.nested.field}};x={{properties.missing}}"}, "n=7;x="),
+        ({"template": "plain"}, "plain"),
+        ({"coalesce": [{"path": "$.properties.none"}, {"path": "$.context.groupId"}]}, "g-1"),
+        ({"coalesce": [{"path": "$.nope"}, {"path": "$.nada"}]}, MISSING),
+        ({"object": {"a": {"path": "$.event"}, "b": {"path": "$.nope"}}}, {"a": "Report Generated"}),
+        (
+            {"path": "$.properties", "rename": {"segmentX": "kableX", "nested.field": "dimension"}},
+            {
+                "shop": "s.myshopify.com",
+                "kableX": "important",
+                "nested": {},
+                "dimension": 7,
+                "none": None,
+                "items": [{"id": "a"}, {"id": "b"}],
+            },
+        ),
+    ],
+)
+def test_value_specs(spec, expected):
+    assert value_compile(spec)(MESSAGE) == expected
+
+
+@pytest.mark.parametrize(
+    ("spec", "fragment"),
+    [
+        ({}, "exactly one of"),
+        ({"path": "a", "literal": 1}, "exactly one of"),
+        ({"path": 3}, "must be text"),
+        ({"path": "a..b"}, "not a path"),
+        ({"path": "a[x]"}, "not a path"),
+        ({"template": 5}, "must be text"),
+        ({"template": "{{a..b}}"}, "not a path"),
+        ({"coalesce": []}, "non-empty list"),
+        ({"literal": 1, "rename": {}}, '"rename" goes with "path"'),
+        ({"path": "properties", "rename": {"a": 1}}, "rename"),
+        ({"path": "a", "extra": 1}, "unknown key"),
+        ("properties.shop", "exactly one of"),
+    ],
+)
+def test_bad_value_specs_name_the_field(spec, fragment):
+    with pytest.raises(MappingError) as caught:
+        value_compile(spec, field="customer_id")
+    assert caught.value.field.startswith("customer_id")
+    assert fragment in str(caught.value)
+
+
+def test_mappings_run_in_order_several_may_match_and_missing_paths_are_left_out():
+    first = mapping_compile(
+        name="a",
+        trigger='type = "track"',
+        action="usage_event",
+        fields={"event_name": {"path": "$.event"}, "customer_id": {"path": "$.nope"}},
+    )
+    second = mapping_compile(name="b", trigger='event = "Report Generated"', action="usage_event", fields={})
+    never = mapping_compile(name="c", trigger='type = "identify"', action="contact", fields={})
+    outputs = mappings_run([first, never, second], MESSAGE)
+    assert [o.mapping.name for o in outputs] == ["a", "b"]
+    assert outputs[0].values == {"event_name": "Report Generated"}
+
+
+def test_unknown_targets_and_bad_triggers_are_refused():
+    with pytest.raises(MappingError, match="unknown target 'shop'"):
+        mapping_compile(
+            name="x",
+            trigger='type = "track"',
+            action="usage_event",
+            fields={"shop": {"path": "a"}},
+            targets=["event_name"],
+        )
+    with pytest.raises(TriggerError):
+        mapping_compile(name="x", trigger="type = ", action="usage_event", fields={})
+
+
+def _run(preset, message):
+    mapping = mapping_compile(
+        name=preset.name, trigger=preset.trigger, action=preset.action, fields=preset.fields
+    )
+    outputs = mappings_run([mapping], message)
+    return outputs[0].values if outputs else None
+
+
+def test_presets_follow_the_seeds():
+    assert _run(PRESETS["mantle_track"], MESSAGE) == {
+        "event_name": "Report Generated",
+        "customer_id": "s.myshopify.com",
+        "event_id": "m-1",
+        "timestamp": "2024-03-01T12:00:00Z",
+        "properties": MESSAGE["properties"],
+    }
+    assert _run(PRESETS["metronome_track"], MESSAGE)["customer_id"] == "g-1"
+    kable = _run(
+        kable_track(client_id_field="context.groupId", properties_mappings={"segmentX": "kableX"}), MESSAGE
+    )
+    assert kable["customer_id"] == "g-1"
+    assert kable["properties"]["kableX"] == "important" and "segmentX" not in kable["properties"]
+    assert _run(PRESETS["kable_track"], MESSAGE)["customer_id"] == "user-1"  # default userId
+    identify = {
+        "type": "identify",
+        "userId": "u",
+        "traits": {"email": "a@b.c", "first_name": "Ann", "last_name": "Lee", "title": "CTO"},
+        "context": {"groupId": "g-2"},
+    }
+    assert _run(PRESETS["chartmogul_contact"], identify) == {
+        "customer_id": "g-2",
+        "email": "a@b.c",
+        "name": "Ann Lee",
+        "label": "CTO",
+    }
+    group = {"type": "group", "groupId": "g-3", "traits": {"name": "Shop", "website": "https://s.test"}}
+    assert _run(PRESETS["chartmogul_customer"], group) == {
+        "platform_id": "g-3",
+        "name": "Shop",
+        "custom_fields": {"website": "https://s.test"},
+    }
+    assert _run(PRESETS["mantle_track"], identify) is None
+
+
+def test_paths_of_lists_suggestions():
+    paths = paths_of(MESSAGE)
+    assert "properties.shop" in paths and "properties.items[0].id" in paths and "context.groupId" in paths
+
+
+SPEC = st.deferred(
+    lambda: st.one_of(
+        st.fixed_dictionaries(
+            {"path": st.text(max_size=12) | st.sampled_from(["$.a", "a.b[0]", "$.", "[0]"])}
+        ),
+        st.fixed_dictionaries({"literal": JSON}),
+        st.fixed_dictionaries({"template": st.text(max_size=20) | st.just("{{a.b}}-{{c}}")}),
+        st.fixed_dictionaries({"coalesce": st.lists(SPEC, max_size=3)}),
+        st.fixed_dictionaries({"object": st.dictionaries(st.text(max_size=3), SPEC, max_size=2)}),
+        st.fixed_dictionaries(
+            {
+                "path": st.just("a"),
+                "rename": st.dictionaries(
+                    st.text(max_size=4), st.text(max_size=3) | st.integers(), max_size=2
+                ),
+            }
+        ),
+        JSON,
+    )
+)
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=4), children, max_size=3)
+    ),
+    max_leaves=10,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.dictionaries(st.text(max_size=10), SPEC, max_size=3),
+    JSON | st.dictionaries(st.sampled_from(["a", "b", "c", "type"]), JSON),
+)
+def test_compiling_and_running_anything_only_raises_the_engines_own_errors(fields, message):
+    try:
+        mapping = mapping_compile(name="m", trigger='type != "x"', action="usage_event", fields=fields)
+    except MappingError as exc:
+        assert isinstance(exc.field, str)
+        return
+    for output in mappings_run([mapping], message):
+        assert set(output.values) <= set(fields)
