@@ -320,6 +320,10 @@ HUB_SOURCE_BATCH_MAX_BYTES = env.int("HUB_SOURCE_BATCH_MAX_BYTES", default=500 *
 HUB_SOURCE_BATCH_MAX_MESSAGES = env.int("HUB_SOURCE_BATCH_MAX_MESSAGES", default=2500)
 # How often the scheduler looks for inbox messages left pending (a lost task): seconds.
 HUB_INBOX_SWEEP_SECONDS = env.float("HUB_INBOX_SWEEP_SECONDS", default=10.0)
+# A pending message older than this (seconds) is taken as forgotten: the sweep enqueues a drain.
+HUB_INBOX_STALE_SECONDS = env.float("HUB_INBOX_STALE_SECONDS", default=5.0)
+# Messages a worker claims and processes in one transaction.
+HUB_INBOX_BATCH_SIZE = env.int("HUB_INBOX_BATCH_SIZE", default=500)
 CELERY_BEAT_SCHEDULE["sources-inbox-sweep"] = {
     "task": "sources.inbox_sweep",
     "schedule": HUB_INBOX_SWEEP_SECONDS,
