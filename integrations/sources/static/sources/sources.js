@@ -1,0 +1,65 @@
+// Sources screens: the mapping editor (event type → trigger, action → fields, Send test event)
+// and the debugger's self-refreshing table.
+(function () {
+  "use strict";
+
+  function onReady(fn) {
+    if (document.readyState !== "loading") fn(); else document.addEventListener("DOMContentLoaded", fn);
+  }
+
+  function text(tag, value, cls) {
+    var el = document.createElement(tag);
+    el.textContent = value;
+    if (cls) el.className = cls;
+    return el;
+  }
+
+  onReady(function () {
+    var form = document.getElementById("mapping-form");
+    if (form) {
+      var typeSelect = form.querySelector("[data-event-type]");
+      var trigger = form.querySelector("[name=trigger]");
+      typeSelect.addEventListener("change", function () {
+        if (typeSelect.value) trigger.value = 'type = "' + typeSelect.value + '"';
+      });
+      form.querySelector("[data-action-select]").addEventListener("change", function (event) {
+        form.querySelectorAll("[data-action-fields]").forEach(function (table) {
+          var on = table.getAttribute("data-action-fields") === event.target.value;
+          table.hidden = !on;
+          table.querySelectorAll("select, input").forEach(function (el) { el.disabled = !on; });
+        });
+      });
+      form.querySelectorAll("[data-test-run]").forEach(function (button) {
+        button.addEventListener("click", function () {
+          var data = new FormData(form);
+          data.set("store", button.getAttribute("data-test-run"));
+          var out = form.querySelector("[data-test-result]");
+          out.textContent = "Running…";
+          fetch(form.getAttribute("data-test-url"), {method: "POST", body: data, credentials: "same-origin"})
+            .then(function (r) { return r.json(); })
+            .then(function (result) {
+              out.textContent = "";
+              var ok = result.matched && !(result.errors && result.errors.length);
+              var head = ok ? (result.stored ? "Stored: " + result.stored : "The mapping would write:") : "Errors";
+              out.appendChild(text("p", head, ok ? "alert" : "alert alert-error"));
+              (result.errors || []).forEach(function (e) { out.appendChild(text("p", e, "field-error")); });
+              if (result.pointer) out.appendChild(text("pre", result.pointer, "mono"));
+              if (result.record) out.appendChild(text("pre", JSON.stringify(result.record, null, 2), "mono"));
+            })
+            .catch(function (e) { out.textContent = "The test failed: " + e; });
+        });
+      });
+    }
+
+    var body = document.querySelector("[data-refresh]");
+    if (body) {
+      var seconds = parseFloat(body.getAttribute("data-refresh-seconds") || "3");
+      setInterval(function () {
+        fetch(body.getAttribute("data-refresh"), {credentials: "same-origin"})
+          .then(function (r) { if (r.ok) return r.text(); throw new Error(r.status); })
+          .then(function (html) { body.innerHTML = html; })
+          .catch(function () { /* the next tick tries again */ });
+      }, seconds * 1000);
+    }
+  });
+})();
