@@ -38,6 +38,7 @@ fuzz-long: $(VENV)/.installed-dev
 
 node-deps:
 	@if [ -f tests/node/package.json ]; then cd tests/node && npm install --no-audit --no-fund --loglevel=error; fi
+	@bash tests/node/action-destinations.sh  # Segment's action code, from the npm registry (not in git)
 
 lint: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check .
