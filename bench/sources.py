@@ -1,0 +1,199 @@
+"""Segment source benchmark (issue 4: events from Segment).
+
+Starts the hub under gunicorn (2 sync workers) on a scratch PostgreSQL database, with a source
+made by hub_apply (default presets: track → usage event), and drives `/segment/v1/batch` with
+100-message batches (Segment's libraries' batch size) from separate client processes:
+  (a) receipt messages/s: every message committed to the inbox, no worker running;
+  (b) end-to-end messages/s: from the first request to the last usage event stored, with Celery
+      workers processing while the clients send; receipt-to-stored p50/p99;
+each with its ratio to a raw psycopg executemany of INSERT ... ON CONFLICT DO NOTHING of the same
+rows into a same-shaped events table, measured in the same run (bench.ingest's baseline).
+Targets: receipt >= 0.5, end-to-end >= 0.25.
+
+    python -m bench.sources [--messages 50000] [--clients 4] [--celery 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+
+from bench.harness import (
+    BIN,
+    ROOT,
+    database_url,
+    dumps,
+    gunicorn,
+    http_load,
+    hub_env,
+    manage,
+    recreate_database,
+)
+
+DB = "hub_bench_sources"
+
+
+def make_messages(n: int, prefix: str) -> list[dict]:
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    return [
+        {
+            "type": "track",
+            "event": ("api_call", "report_generated", "export")[i % 3],
+            "messageId": f"{prefix}-{i}",
+            "userId": f"user-{i % 50}",
+            "timestamp": (t0 + timedelta(seconds=i)).isoformat(),
+            "properties": {"shop": f"shop-{i % 200}", "rows": i % 97, "plan": "pro"},
+            "context": {"library": {"name": "analytics-python", "version": "2.3.4"}},
+        }
+        for i in range(n)
+    ]
+
+
+def raw_baseline(messages: list[dict], app_pk: int, customer_pks: dict[str, int]) -> float:
+    """Rows/s of psycopg executemany INSERT ... ON CONFLICT DO NOTHING, 1,000 rows a transaction."""
+    with psycopg.connect(database_url(DB)) as conn:
+        conn.execute("DROP TABLE IF EXISTS bench_scratch")
+        conn.execute("CREATE TABLE bench_scratch (LIKE events_usageevent INCLUDING ALL)")
+        conn.commit()
+        sql = (
+            "INSERT INTO bench_scratch (app_id, customer_id, event_id, event_name, timestamp, properties,"
+            " received_at) VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (app_id, event_id) DO NOTHING"
+        )
+        now = datetime.now(UTC)
+        rows = [
+            (app_pk, customer_pks[m["properties"]["shop"]], m["messageId"], m["event"],
+             datetime.fromisoformat(m["timestamp"]), json.dumps(m["properties"]), now)
+            for m in messages
+        ]  # fmt: skip
+        start = time.perf_counter()
+        with conn.cursor() as cur:
+            for i in range(0, len(rows), 1000):
+                cur.executemany(sql, rows[i : i + 1000])
+                conn.commit()
+        return len(rows) / (time.perf_counter() - start)
+
+
+def _count(sql: str, *params) -> int:
+    with psycopg.connect(database_url(DB)) as conn:
+        return conn.execute(sql, params).fetchone()[0]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--messages", type=int, default=50_000, help="messages for each phase")
+    parser.add_argument("--clients", type=int, default=4, help="client processes")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
+    parser.add_argument("--celery", type=int, default=2, help="Celery worker processes (concurrency)")
+    args = parser.parse_args(argv)
+
+    recreate_database(DB)
+    env = hub_env(
+        DB, CELERY_BROKER_URL=os.environ.get("BENCH_SOURCES_BROKER_URL", "redis://127.0.0.1:6379/9")
+    )
+    manage(env, "migrate", "--verbosity", "0")
+    document = {"workspace": "Bench", "apps": [{"name": "Bench app", "sources": [{"name": "Segment"}]}]}
+    created = json.loads(manage(env, "hub_apply", "-", stdin=json.dumps(document)))
+    app = created["apps"][0]
+    write_key = app["sources"][0]["write_key"]
+    headers = {"Content-Type": "application/json",
+               "Authorization": "Basic " + base64.b64encode(f"{write_key}:".encode()).decode()}  # fmt: skip
+    subprocess.run([str(BIN / "celery"), "-A", "hub", "purge", "-f"], cwd=ROOT, env=env, capture_output=True)
+
+    run = uuid.uuid4().hex[:6]
+    receipt_msgs = make_messages(args.messages, f"r-{run}")
+    e2e_msgs = make_messages(args.messages, f"e-{run}")
+    batches = lambda msgs: [dumps({"batch": msgs[i : i + 100]}) for i in range(0, len(msgs), 100)]  # noqa: E731
+
+    with gunicorn(env, workers=args.workers) as port:
+        warm = http_load(port, "POST", "/segment/v1/batch", headers, batches(make_messages(400, f"w-{run}")),
+                         clients=2)  # fmt: skip
+        assert warm.statuses == {200: 4}, warm.statuses
+        # (a) Receipt only: no worker consumes, every message must be in the inbox.
+        receipt = http_load(
+            port, "POST", "/segment/v1/batch", headers, batches(receipt_msgs), clients=args.clients
+        )
+        assert receipt.statuses == {200: len(receipt_msgs) // 100}, receipt.statuses
+        pending = _count("SELECT count(*) FROM sources_inboxmessage WHERE status = 'pending'")
+        assert pending == len(receipt_msgs) + 400, pending
+
+        # Drain the backlog (and make the customers) before the end-to-end run.
+        worker = subprocess.Popen(
+            [str(BIN / "celery"), "-A", "hub", "worker", "--concurrency", str(args.celery),
+             "--loglevel", "WARNING", "--without-gossip", "--without-mingle",
+             "--hostname", f"bench-{os.getpid()}@%h"],
+            cwd=ROOT, env=env, start_new_session=True,
+        )  # fmt: skip
+        try:
+            celery_call = [str(BIN / "celery"), "-A", "hub", "call", "sources.inbox_drain"]
+            subprocess.run(celery_call, cwd=ROOT, env=env, capture_output=True, check=True)
+            deadline = time.monotonic() + 600
+            while _count("SELECT count(*) FROM sources_inboxmessage WHERE status = 'pending'") and (
+                time.monotonic() < deadline
+            ):
+                time.sleep(0.5)
+            # (b) End to end: clients send while the workers process; the clock stops at the last event.
+            expected = _count("SELECT count(*) FROM events_usageevent") + len(e2e_msgs)
+            start = time.perf_counter()
+            e2e = http_load(
+                port, "POST", "/segment/v1/batch", headers, batches(e2e_msgs), clients=args.clients
+            )
+            while _count("SELECT count(*) FROM events_usageevent") < expected and time.monotonic() < deadline:
+                time.sleep(0.05)
+            e2e_seconds = time.perf_counter() - start
+            assert e2e.statuses == {200: len(e2e_msgs) // 100}, e2e.statuses
+        finally:
+            worker.send_signal(signal.SIGTERM)  # the main process: a warm shutdown of its pool
+            try:
+                worker.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(worker.pid, signal.SIGKILL)
+                worker.wait(timeout=10)
+
+    with psycopg.connect(database_url(DB)) as conn:
+        app_pk = conn.execute("SELECT id FROM hub_app WHERE public_id = %s", (app["id"],)).fetchone()[0]
+        customers = dict(
+            conn.execute("SELECT platform_id, id FROM hub_customer WHERE app_id = %s", (app_pk,))
+        )
+        stored = conn.execute(
+            "SELECT count(*) FROM events_usageevent WHERE event_id LIKE %s", (f"e-{run}-%",)
+        )
+        assert stored.fetchone()[0] == len(e2e_msgs)
+        lag = conn.execute(
+            "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM processed_at - received_at"
+            ")), percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM processed_at - received_at))"
+            " FROM sources_inboxmessage WHERE message_id LIKE %s",
+            (f"e-{run}-%",),
+        ).fetchone()
+    baseline = raw_baseline(e2e_msgs, app_pk, customers)
+
+    receipt_rate = len(receipt_msgs) / receipt.seconds
+    e2e_rate = len(e2e_msgs) / e2e_seconds
+    print(
+        f"receipt: {receipt_rate:,.0f} messages/s "
+        f"({len(receipt_msgs) // 100} batches of 100; {receipt.summary()})"
+    )
+    print(
+        f"end to end: {e2e_rate:,.0f} messages/s "
+        f"(received → usage event stored; {args.celery} Celery processes)"
+    )
+    print(f"  receipt-to-stored p50 {lag[0] * 1000:.0f} ms, p99 {lag[1] * 1000:.0f} ms")
+    print(f"  raw psycopg executemany baseline: {baseline:,.0f} rows/s")
+    print(f"  RATIO receipt/raw = {receipt_rate / baseline:.2f}  (target >= 0.5)")
+    print(f"  RATIO end-to-end/raw = {e2e_rate / baseline:.2f}  (target >= 0.25)")
+    return 0 if receipt_rate / baseline >= 0.5 and e2e_rate / baseline >= 0.25 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
