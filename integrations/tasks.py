@@ -40,12 +40,15 @@ def deliveries_sweep() -> dict:
     This is what makes delivery independent of the broker keeping a message: a lost task, a
     restarted Redis or a killed worker only delays delivery until the next sweep.
     """
-    dispatched = 0
+    dispatched, started = 0, set()
     for _ in range(20):
         created = delivery.activities_fanout()
         if not created:
             break
         dispatched += sum(created.values())
-    due = delivery.integrations_due()
+        # Sending starts while the rest of a large backlog is still being dispatched.
+        _enqueue_sends(set(created) - started, settings.HUB_DELIVERY_PARALLEL)
+        started |= set(created)
+    due = set(delivery.integrations_due()) - started
     _enqueue_sends(due, settings.HUB_DELIVERY_PARALLEL)
     return {"dispatched": dispatched, "integrations": len(due)}
