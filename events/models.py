@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import uuid
+
 from django.db import models
 from django.utils import timezone
 
-from hub.models import App, Customer
+from hub.models import App, Customer, Plan
 
 
 class UsageEvent(models.Model):
@@ -33,3 +35,202 @@ class UsageEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event_name} ({self.event_id})"
+
+
+class RollupBatch(models.Model):
+    """Ids of usage events stored together and not yet counted into the metrics' rollups.
+
+    Written in the same statement as the events (so a batch and its events commit together) and
+    deleted in the transaction that adds them to the rollups: each event is counted exactly once.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    app = models.ForeignKey(App, on_delete=models.CASCADE, related_name="+")
+    event_ids = models.JSONField()  # a bigint[] in PostgreSQL (see migration); a JSON list elsewhere
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [models.Index(fields=["app", "id"], name="rollup_batch_app")]
+
+
+class Metric(models.Model):
+    """A usage metric of an app: which events count, how they aggregate, optionally per group."""
+
+    class Aggregation(models.TextChoices):
+        COUNT = "count", "Count of events"
+        SUM = "sum", "Sum of a property"
+        MIN = "min", "Minimum of a property"
+        MAX = "max", "Maximum of a property"
+        AVERAGE = "average", "Average of a property"
+        UNIQUE = "unique_count", "Unique values of a property"
+        LATEST = "latest", "Latest value of a property"
+
+    class Status(models.TextChoices):
+        BUILDING = "building", "Computing from stored events"
+        READY = "ready", "Up to date"
+
+    app = models.ForeignKey(App, on_delete=models.CASCADE, related_name="metrics")
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    name = models.CharField(max_length=100)
+    event_name = models.CharField(max_length=255)
+    # [{"property": "plan", "op": "eq", "value": "pro"}, ...]; every filter must hold.
+    filters = models.JSONField(default=list, blank=True)
+    aggregation = models.CharField(max_length=20, choices=Aggregation.choices, default=Aggregation.COUNT)
+    property = models.CharField(max_length=255, blank=True, default="")
+    group_by = models.CharField(max_length=255, blank=True, default="")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.BUILDING)
+    # Bumped whenever the definition changes: a rebuild only completes for the version it read.
+    version = models.PositiveIntegerField(default=1)
+    built_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["app", "name"], name="metric_unique_name"),
+            models.CheckConstraint(
+                condition=models.Q(
+                    aggregation__in=["count", "sum", "min", "max", "average", "unique_count", "latest"]
+                ),
+                name="metric_aggregation_valid",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(aggregation="count") | ~models.Q(property=""),
+                name="metric_property_required",
+            ),
+        ]
+        indexes = [models.Index(fields=["app", "event_name"], name="metric_app_event")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class MetricRollup(models.Model):
+    """Count, sum, min, max and latest of a metric's matching events in one hour or day.
+
+    `customer` NULL is the app-wide row. `group_key` "" is the total over every group; a grouped
+    metric also has one row per value of its group-by property (canonical JSON text, `null` when
+    missing). Rows merge: counts and sums add, min and max combine, the latest wins.
+    """
+
+    class Granularity(models.TextChoices):
+        HOUR = "h", "Hour"
+        DAY = "d", "Day"
+
+    id = models.BigAutoField(primary_key=True)
+    metric = models.ForeignKey(Metric, on_delete=models.CASCADE, related_name="+")
+    customer = models.ForeignKey(Customer, null=True, on_delete=models.CASCADE, related_name="+")
+    group_key = models.CharField(max_length=255, default="")
+    granularity = models.CharField(max_length=1, choices=Granularity.choices)
+    bucket = models.DateTimeField()
+    count = models.BigIntegerField(default=0)
+    value_count = models.BigIntegerField(default=0)
+    sum = models.DecimalField(max_digits=40, decimal_places=12, null=True)
+    min = models.DecimalField(max_digits=40, decimal_places=12, null=True)
+    max = models.DecimalField(max_digits=40, decimal_places=12, null=True)
+    latest_value = models.DecimalField(max_digits=40, decimal_places=12, null=True)
+    latest_at = models.DateTimeField(null=True)
+    latest_event_id = models.BigIntegerField(null=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["metric", "customer", "group_key", "granularity", "bucket"],
+                condition=models.Q(customer__isnull=False),
+                name="metric_rollup_customer_unique",
+            ),
+            models.UniqueConstraint(
+                fields=["metric", "group_key", "granularity", "bucket"],
+                condition=models.Q(customer__isnull=True),
+                name="metric_rollup_app_unique",
+            ),
+        ]
+
+    @classmethod
+    def customer_merge(cls, *, keep: Customer, remove: Customer) -> None:
+        """Move `remove`'s rows onto `keep`, merging buckets both have (called by the core's merge)."""
+        from .rollups import rollups_customer_merge
+
+        rollups_customer_merge(keep=keep, remove=remove)
+
+
+class MetricUniqueValue(models.Model):
+    """A distinct value of a unique-count metric seen in one hour, day, month or ever ("a")."""
+
+    class Granularity(models.TextChoices):
+        HOUR = "h", "Hour"
+        DAY = "d", "Day"
+        MONTH = "m", "Month"
+        ALL = "a", "All time"
+
+    id = models.BigAutoField(primary_key=True)
+    metric = models.ForeignKey(Metric, on_delete=models.CASCADE, related_name="+")
+    customer = models.ForeignKey(Customer, null=True, on_delete=models.CASCADE, related_name="+")
+    group_key = models.CharField(max_length=255, default="")
+    granularity = models.CharField(max_length=1, choices=Granularity.choices)
+    bucket = models.DateTimeField()
+    value_hash = models.UUIDField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["metric", "customer", "group_key", "granularity", "bucket", "value_hash"],
+                condition=models.Q(customer__isnull=False),
+                name="metric_unique_customer_unique",
+            ),
+            models.UniqueConstraint(
+                fields=["metric", "group_key", "granularity", "bucket", "value_hash"],
+                condition=models.Q(customer__isnull=True),
+                name="metric_unique_app_unique",
+            ),
+        ]
+
+    @classmethod
+    def customer_merge(cls, *, keep: Customer, remove: Customer) -> None:
+        """Handled with MetricRollup's merge (one call moves both)."""
+
+
+class PlanUsageLimit(models.Model):
+    """A plan's limit for one metric per billing period, and the percentages that raise signals."""
+
+    plan = models.ForeignKey(Plan, on_delete=models.CASCADE, related_name="usage_limits")
+    metric = models.ForeignKey(Metric, on_delete=models.CASCADE, related_name="plan_limits")
+    limit = models.DecimalField(max_digits=20, decimal_places=4)
+    thresholds = models.JSONField(default=list)  # percentages, e.g. [80, 100]
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["plan__amount", "metric__name"]
+        constraints = [
+            models.UniqueConstraint(fields=["plan", "metric"], name="plan_usage_limit_unique"),
+            models.CheckConstraint(condition=models.Q(limit__gt=0), name="plan_usage_limit_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.plan.name}: {self.metric.name} ≤ {self.limit}"
+
+
+class UsageSignal(models.Model):
+    """A threshold crossed by a customer in one billing period: recorded once, with its activity."""
+
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="usage_signals")
+    metric = models.ForeignKey(Metric, on_delete=models.CASCADE, related_name="+")
+    threshold = models.PositiveIntegerField()
+    period_start = models.DateTimeField()
+    value = models.DecimalField(max_digits=40, decimal_places=12)
+    limit = models.DecimalField(max_digits=20, decimal_places=4)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["customer", "metric", "threshold", "period_start"], name="usage_signal_once"
+            ),
+        ]
+
+    @classmethod
+    def customer_merge(cls, *, keep: Customer, remove: Customer) -> None:
+        """A placeholder has no subscription, hence no signals: drop any rather than collide."""
+        cls.objects.filter(customer=remove).delete()

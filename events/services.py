@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 from django.conf import settings
-from django.db import IntegrityError, OperationalError, transaction
+from django.db import IntegrityError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from hub.customers import customer_ids_resolve, reference_cache_clear
@@ -22,7 +22,8 @@ from hub.models import App, Customer
 from hub.raw_cursor import raw_cursor
 from hub.timestamps import parse_timestamp
 
-from .models import UsageEvent
+from .models import RollupBatch, UsageEvent
+from .rollups import rollups_enqueue
 
 _MAX_TEXT = 255
 
@@ -157,13 +158,20 @@ def usage_events_validate(
     return validated  # type: ignore[return-value]
 
 
-_INSERT_HEAD = (
-    "INSERT INTO events_usageevent "
-    "(app_id, customer_id, event_id, event_name, timestamp, properties, received_at) VALUES "
+_COLUMNS = "(app_id, customer_id, event_id, event_name, timestamp, properties, received_at)"
+# PostgreSQL: one statement stores the events and the batch of their new ids for the rollups, so
+# both commit together whatever the transaction; rows arrive as arrays (one prepared statement
+# for any batch size), in the order given.
+_INSERT_PG = (
+    f"WITH ins AS (INSERT INTO events_usageevent {_COLUMNS} "
+    "SELECT %s, c, i, n, t, p, %s FROM unnest(%s::bigint[], %s::text[], %s::text[], "
+    "%s::timestamptz[], %s::text[]::jsonb[]) AS u(c, i, n, t, p) "
+    "ON CONFLICT (app_id, event_id) DO NOTHING RETURNING id) "
+    "INSERT INTO events_rollupbatch (app_id, event_ids, created_at) "
+    "SELECT %s, to_jsonb(array_agg(id)), %s FROM ins HAVING count(*) > 0 "
+    "RETURNING jsonb_array_length(event_ids)"
 )
 _VALUES_ROW = "(%s, %s, %s, %s, %s, %s, %s)"
-_INSERT_TAIL = " ON CONFLICT (app_id, event_id) DO NOTHING"
-_INSERT_SQL = _INSERT_HEAD + _VALUES_ROW + _INSERT_TAIL
 _SINGLE_STATEMENT_ROWS = 20
 _RETRYABLE_SQLSTATES = {"40P01", "40001"}  # deadlock detected, serialization failure
 
@@ -241,14 +249,37 @@ def _store_once(
 
 
 def _insert_rows(rows: list[tuple]) -> int:
-    """INSERT ... ON CONFLICT DO NOTHING every row; return how many were new."""
-    with raw_cursor() as cursor:
-        if len(rows) <= _SINGLE_STATEMENT_ROWS:
-            values = ", ".join([_VALUES_ROW] * len(rows))
-            cursor.execute(_INSERT_HEAD + values + _INSERT_TAIL, [v for row in rows for v in row])
-        else:
-            cursor.executemany(_INSERT_SQL, rows)
-        return cursor.rowcount
+    """INSERT ... ON CONFLICT DO NOTHING every row, with the rollup batch of the new ones; count them."""
+    app_pk, received_at = rows[0][0], rows[0][6]
+    if connection.vendor == "postgresql":
+        with raw_cursor() as cursor:
+            cursor.execute(
+                _INSERT_PG,
+                [
+                    app_pk, received_at, [r[1] for r in rows], [r[2] for r in rows], [r[3] for r in rows],
+                    [r[4] for r in rows], [r[5] for r in rows], app_pk, received_at,
+                ],
+            )  # fmt: skip
+            found = cursor.fetchone()
+        inserted = found[0] if found else 0
+    else:
+        with transaction.atomic(), raw_cursor() as cursor:
+            ids = []
+            for i in range(0, len(rows), _SINGLE_STATEMENT_ROWS):
+                part = rows[i : i + _SINGLE_STATEMENT_ROWS]
+                values = ", ".join([_VALUES_ROW] * len(part))
+                cursor.execute(
+                    f"INSERT INTO events_usageevent {_COLUMNS} VALUES {values} "
+                    "ON CONFLICT (app_id, event_id) DO NOTHING RETURNING id",
+                    [v for row in part for v in row],
+                )
+                ids.extend(r[0] for r in cursor.fetchall())
+            if ids:
+                RollupBatch.objects.create(app_id=app_pk, event_ids=ids, created_at=received_at)
+        inserted = len(ids)
+    if inserted:
+        transaction.on_commit(lambda: rollups_enqueue(app_pk))
+    return inserted
 
 
 def usage_events_ingest(*, app: App, raw_events: list[Any], customer: Customer | None = None) -> IngestResult:

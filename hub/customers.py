@@ -20,6 +20,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from .errors import AuthenticationError, Conflict, HubError
+from .locks import app_usage_lock
 from .models import App, Contact, Customer
 
 TOKEN_PREFIX = "hub_ct_"
@@ -74,7 +75,10 @@ def _find_customer(app: App, platform: str, platform_id: str | None, domain: str
         query |= Q(myshopify_domain__iexact=domain)
     if not query:
         return None
-    candidates = list(Customer.objects.select_for_update().filter(app=app).filter(query).order_by("pk")[:2])
+    # NO KEY UPDATE: rollup workers inserting rows that reference a customer (FOR KEY SHARE) go on.
+    candidates = list(
+        Customer.objects.select_for_update(no_key=True).filter(app=app).filter(query).order_by("pk")[:2]
+    )
     if len(candidates) < 2:
         return candidates[0] if candidates else None
     by_id = next((c for c in candidates if platform_id and c.platform_id == platform_id), candidates[0])
@@ -87,11 +91,24 @@ def _find_customer(app: App, platform: str, platform_id: str | None, domain: str
 
 
 def _customer_merge(*, keep: Customer, remove: Customer) -> Customer:
-    """Move everything of placeholder `remove` to `keep` and delete it (generic over relations)."""
+    """Move everything of placeholder `remove` to `keep` and delete it (generic over relations).
+
+    A related model with a `customer_merge(keep=, remove=)` classmethod moves its own rows (the
+    metrics' rollups add up buckets both customers have). The app's usage lock keeps rollup
+    workers from counting the moved events under the old customer meanwhile.
+    """
+    app_usage_lock(keep.app_id)
     for contact in remove.contacts.all():
         if keep.contacts.filter(email=contact.email).exists():
             contact.delete()
+    merged: set[type] = set()
     for rel in Customer._meta.related_objects:
+        model = rel.related_model
+        if hasattr(model, "customer_merge"):
+            if model not in merged:
+                merged.add(model)
+                model.customer_merge(keep=keep, remove=remove)
+            continue
         if rel.one_to_many or rel.one_to_one:
             rel.related_model._base_manager.filter(**{rel.field.name: remove}).update(
                 **{rel.field.name: keep}

@@ -308,6 +308,9 @@ class Activity(models.Model):
         DOWNGRADED = "downgraded", "Customer downgraded plan"
         SUBSCRIPTION_FROZEN = "subscription_frozen", "Subscription was frozen"
         SUBSCRIPTION_UNFROZEN = "subscription_unfrozen", "Subscription was unfrozen"
+        USAGE_LIMIT_APPROACHING = "usage_limit_approaching", "Customer's usage is approaching a plan limit"
+        USAGE_LIMIT_REACHED = "usage_limit_reached", "Customer's usage reached a plan limit"
+        UPGRADE_SUGGESTED = "upgrade_suggested", "Upgrade suggested by usage"
 
     APP_KINDS = ("installed", "uninstalled", "installation_frozen", "installation_reactivated", "reviewed")
     SUBSCRIPTION_KINDS = (
@@ -318,6 +321,7 @@ class Activity(models.Model):
         "subscription_frozen",
         "subscription_unfrozen",
     )
+    USAGE_KINDS = ("usage_limit_approaching", "usage_limit_reached", "upgrade_suggested")
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     app = models.ForeignKey(App, on_delete=models.CASCADE, related_name="activities")
@@ -346,6 +350,9 @@ class Activity(models.Model):
                         "downgraded",
                         "subscription_frozen",
                         "subscription_unfrozen",
+                        "usage_limit_approaching",
+                        "usage_limit_reached",
+                        "upgrade_suggested",
                     ]
                 ),
                 name="activity_kind_valid",

@@ -329,3 +329,14 @@ CELERY_BEAT_SCHEDULE["sources-inbox-sweep"] = {
     "schedule": HUB_INBOX_SWEEP_SECONDS,
     "options": {"expires": max(HUB_INBOX_SWEEP_SECONDS * 2, 2.0)},
 }
+
+# --- Usage metrics (events/rollups.py, docs/metrics.md) ------------------------------------------
+# How often the scheduler looks for rollup batches and metric builds left waiting (a lost task).
+HUB_ROLLUP_SWEEP_SECONDS = env.float("HUB_ROLLUP_SWEEP_SECONDS", default=10.0)
+# A batch waiting longer than this (seconds) is taken as forgotten: the sweep enqueues a drain.
+HUB_ROLLUP_STALE_SECONDS = env.float("HUB_ROLLUP_STALE_SECONDS", default=5.0)
+CELERY_BEAT_SCHEDULE["events-rollups-sweep"] = {
+    "task": "events.rollups_sweep",
+    "schedule": HUB_ROLLUP_SWEEP_SECONDS,
+    "options": {"expires": max(HUB_ROLLUP_SWEEP_SECONDS * 2, 2.0)},
+}

@@ -1,0 +1,183 @@
+"""Write paths of metric definitions: create, change, delete; and hub_apply's `metrics` section."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.db import transaction
+from django.db.models import F
+
+from hub.errors import Conflict, HubError, NotFound
+from hub.models import App, Plan
+
+from .metrics import Definition, MetricDefinitionError, definition_validate
+from .models import Metric, PlanUsageLimit
+
+logger = logging.getLogger(__name__)
+
+REBUILD_TASK = "events.metrics_rebuild"
+
+
+def _enqueue_rebuild(app_pk: int) -> None:
+    from kombu.exceptions import OperationalError
+
+    from hub.celery import app as celery_app
+
+    try:
+        celery_app.send_task(REBUILD_TASK, args=[app_pk], retry=False)
+    except OperationalError as exc:
+        logger.warning("broker unavailable, metric build left for the sweep: %s", exc)
+
+
+def _name_free(app: App, name: str, exclude_pk: int | None = None) -> None:
+    qs = Metric.objects.filter(app=app, name=name)
+    if exclude_pk is not None:
+        qs = qs.exclude(pk=exclude_pk)
+    if qs.exists():
+        raise Conflict(f"A metric named {name!r} exists already.")
+
+
+@transaction.atomic
+def metric_create(*, app: App, definition: Definition) -> Metric:
+    """Create a metric; it is built from the stored events by a worker, then kept up to date."""
+    _name_free(app, definition.name)
+    metric = Metric.objects.create(
+        app=app,
+        name=definition.name,
+        event_name=definition.event_name,
+        aggregation=definition.aggregation,
+        property=definition.property,
+        group_by=definition.group_by,
+        filters=definition.filters_json(),
+        status=Metric.Status.BUILDING,
+    )
+    transaction.on_commit(lambda: _enqueue_rebuild(app.pk))
+    return metric
+
+
+@transaction.atomic
+def metric_update(*, metric: Metric, definition: Definition) -> Metric:
+    """Change a metric; a changed definition (not just the name) is rebuilt from the stored events."""
+    metric = Metric.objects.select_for_update().get(pk=metric.pk)
+    _name_free(metric.app, definition.name, exclude_pk=metric.pk)
+    changed = (
+        metric.event_name != definition.event_name
+        or metric.aggregation != definition.aggregation
+        or metric.property != definition.property
+        or metric.group_by != definition.group_by
+        or metric.filters != definition.filters_json()
+    )
+    metric.name = definition.name
+    fields = ["name", "updated_at"]
+    if changed:
+        metric.event_name = definition.event_name
+        metric.aggregation = definition.aggregation
+        metric.property = definition.property
+        metric.group_by = definition.group_by
+        metric.filters = definition.filters_json()
+        metric.status = Metric.Status.BUILDING
+        metric.version = F("version") + 1
+        fields += ["event_name", "aggregation", "property", "group_by", "filters", "status", "version"]
+        app_pk = metric.app_id
+        transaction.on_commit(lambda: _enqueue_rebuild(app_pk))
+    metric.save(update_fields=fields)
+    metric.refresh_from_db()
+    return metric
+
+
+def metric_delete(*, metric: Metric) -> None:
+    """Delete a metric with its rollups and plan limits."""
+    metric.delete()
+
+
+def metric_rebuild_request(*, metric: Metric) -> None:
+    """Recompute a metric from the stored events (e.g. after events were deleted by hand)."""
+    Metric.objects.filter(pk=metric.pk).update(status=Metric.Status.BUILDING, version=F("version") + 1)
+    transaction.on_commit(lambda: _enqueue_rebuild(metric.app_id))
+
+
+def metric_get(*, app: App, reference: Any) -> Metric:
+    """The app's metric by id or name, or NotFound."""
+    import uuid
+
+    if not isinstance(reference, str) or not reference.strip():
+        raise NotFound("No such metric.")
+    qs = Metric.objects.filter(app=app)
+    try:
+        metric = qs.filter(public_id=uuid.UUID(reference.strip())).first()
+    except ValueError:
+        metric = qs.filter(name=reference.strip()).first()
+    if metric is None:
+        raise NotFound("No such metric.")
+    return metric
+
+
+# --- hub_apply ----------------------------------------------------------------------------------
+
+_METRIC_KEYS = {"name", "event_name", "aggregation", "property", "group_by", "filters", "limits"}
+
+
+def metrics_apply(*, app: App, value: Any, path: str) -> list[dict]:
+    """hub_apply's `metrics` section of an app (matched by name), with plan limits per metric."""
+    from hub.config_apply import ConfigError
+
+    from .usage_limits import DEFAULT_THRESHOLDS, plan_usage_limit_set
+
+    if not isinstance(value, list):
+        raise ConfigError(f"{path}: must be a list of metrics")
+    out = []
+    for i, spec in enumerate(value):
+        where = f"{path}[{i}]"
+        if not isinstance(spec, dict):
+            raise ConfigError(f"{where}: each metric must be an object")
+        extra = set(spec) - _METRIC_KEYS
+        if extra:
+            raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(extra))}")
+        try:
+            definition = definition_validate(
+                name=spec.get("name"),
+                event_name=spec.get("event_name"),
+                aggregation=spec.get("aggregation", "count"),
+                property=spec.get("property", ""),
+                group_by=spec.get("group_by", ""),
+                filters=spec.get("filters"),
+            )
+        except MetricDefinitionError as exc:
+            raise ConfigError(f"{where}.{exc}") from None
+        metric = Metric.objects.filter(app=app, name=definition.name).first()
+        created = metric is None
+        metric = (
+            metric_create(app=app, definition=definition)
+            if created
+            else metric_update(metric=metric, definition=definition)
+        )
+        limits_out = []
+        limits = spec.get("limits", [])
+        if not isinstance(limits, list):
+            raise ConfigError(f"{where}.limits: must be a list")
+        for j, item in enumerate(limits):
+            lpath = f"{where}.limits[{j}]"
+            if not isinstance(item, dict) or set(item) - {"plan", "limit", "thresholds"}:
+                raise ConfigError(f'{lpath}: must be {{"plan", "limit", "thresholds"}}')
+            plan = Plan.objects.filter(app=app, name=item.get("plan")).first()
+            if plan is None:
+                raise ConfigError(f"{lpath}.plan: no plan named {item.get('plan')!r} in this app")
+            try:
+                usage_limit = plan_usage_limit_set(
+                    plan=plan, metric=metric, limit=item.get("limit"),
+                    thresholds=item.get("thresholds", list(DEFAULT_THRESHOLDS)),
+                )  # fmt: skip
+            except HubError as exc:
+                raise ConfigError(f"{lpath}: {exc}") from None
+            limits_out.append(
+                {"plan": plan.name, "limit": float(usage_limit.limit), "thresholds": usage_limit.thresholds}
+            )
+        out.append(
+            {"name": metric.name, "id": str(metric.public_id), "created": created, "status": metric.status,
+             "limits": limits_out}
+        )  # fmt: skip
+    return out
+
+
+__all__ = ["PlanUsageLimit", "metric_create", "metric_delete", "metric_get", "metric_update", "metrics_apply"]

@@ -1,0 +1,362 @@
+"""Read paths of usage metrics: values over a time range, reports per period, a customer's usage.
+
+All values come from the rollups (`MetricRollup` hour and day rows, `MetricUniqueValue` for
+unique counts), never from a scan of the raw events. Periods are UTC: days, ISO weeks (Monday)
+and calendar months. Rolling windows count whole buckets including the current one: "last 24 h"
+is the current hour and the 23 before it, "last 7 days" today and the 6 days before.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.db.models import Count, Q
+from django.db.models.functions import TruncWeek
+from django.utils import timezone
+
+from hub.errors import HubError
+from hub.models import Customer, Plan, Subscription
+
+from .metrics import group_label
+from .models import Metric, MetricRollup, MetricUniqueValue
+from .rollups import day_start, hour_start, month_start
+
+PERIODS = ("daily", "weekly", "monthly")
+# Mantle's spans when no range is given: 90 days, 12 weeks, 12 months (the current one included).
+DEFAULT_SPAN = {"daily": 90, "weekly": 12, "monthly": 12}
+MAX_BUCKETS = 1000
+
+
+# --- Periods ----------------------------------------------------------------------------------
+
+
+def period_start(period: str, ts: datetime) -> datetime:
+    d = day_start(ts)
+    if period == "daily":
+        return d
+    if period == "weekly":
+        return d - timedelta(days=d.weekday())
+    return month_start(d)
+
+
+def period_next(period: str, start: datetime) -> datetime:
+    if period == "daily":
+        return start + timedelta(days=1)
+    if period == "weekly":
+        return start + timedelta(days=7)
+    year, month = (start.year + 1, 1) if start.month == 12 else (start.year, start.month + 1)
+    return start.replace(year=year, month=month)
+
+
+def period_back(period: str, start: datetime, n: int) -> datetime:
+    if period == "daily":
+        return start - timedelta(days=n)
+    if period == "weekly":
+        return start - timedelta(days=7 * n)
+    months = start.year * 12 + start.month - 1 - n
+    return start.replace(year=months // 12, month=months % 12 + 1)
+
+
+def period_buckets(period: str, start: datetime, end: datetime) -> list[datetime]:
+    """Starts of the periods from the one holding `start` to the one holding `end`."""
+    out, cur = [], period_start(period, start)
+    while cur <= end:
+        out.append(cur)
+        if len(out) > MAX_BUCKETS:
+            raise HubError(f"At most {MAX_BUCKETS} {period} periods in one report; narrow the range.")
+        cur = period_next(period, cur)
+    return out
+
+
+@dataclass(frozen=True)
+class BillingPeriod:
+    start: datetime
+    end: datetime
+    source: str  # "subscription" or "calendar month"
+
+
+def billing_period(*, customer: Customer, now: datetime | None = None,
+                   subscription: Subscription | None = None) -> BillingPeriod:  # fmt: skip
+    """The customer's current billing period.
+
+    With an active or frozen subscription: 30-day (or 365-day for annual plans) periods counted
+    from the start of the UTC day it was activated. Otherwise the calendar month.
+    """
+    now = now or timezone.now()
+    if subscription is None:
+        subscription = (
+            Subscription.objects.select_related("plan")
+            .filter(customer=customer, status__in=[Subscription.Status.ACTIVE, Subscription.Status.FROZEN])
+            .first()
+        )
+    if subscription is not None:
+        length = timedelta(days=365 if subscription.plan.interval == Plan.Interval.ANNUAL else 30)
+        anchor = day_start(subscription.activated_at)
+        k = max(0, (now - anchor) // length)
+        start = anchor + k * length
+        return BillingPeriod(start, start + length, "subscription")
+    start = month_start(now)
+    return BillingPeriod(start, period_next("monthly", start), "calendar month")
+
+
+# --- Combining rollup rows --------------------------------------------------------------------
+
+_ROW_FIELDS = ("count", "value_count", "sum", "min", "max", "latest_value", "latest_at", "latest_event_id")
+
+
+def combine(aggregation: str, rows: Iterable[dict]) -> Decimal | int | None:
+    """The metric's value over rollup rows (dicts with _ROW_FIELDS). Empty: 0 for count and sum."""
+    count = value_count = 0
+    total = low = high = None
+    latest: tuple | None = None
+    latest_value = None
+    for r in rows:
+        count += r["count"]
+        value_count += r["value_count"]
+        if r["sum"] is not None:
+            total = r["sum"] if total is None else total + r["sum"]
+        if r["min"] is not None and (low is None or r["min"] < low):
+            low = r["min"]
+        if r["max"] is not None and (high is None or r["max"] > high):
+            high = r["max"]
+        if r["latest_at"] is not None and (latest is None or (r["latest_at"], r["latest_event_id"]) > latest):
+            latest, latest_value = (r["latest_at"], r["latest_event_id"]), r["latest_value"]
+    if aggregation == "count":
+        return count
+    if aggregation == "sum":
+        return total if total is not None else Decimal(0)
+    if aggregation == "min":
+        return low
+    if aggregation == "max":
+        return high
+    if aggregation == "average":
+        return (total / value_count) if value_count and total is not None else None
+    if aggregation == "latest":
+        return latest_value
+    raise ValueError(aggregation)
+
+
+def as_number(value: Any) -> int | float | None:
+    """A value for JSON: integers stay integers."""
+    if value is None:
+        return None
+    if isinstance(value, int):
+        return value
+    d = Decimal(value)
+    if d == d.to_integral_value() and abs(d) < 2**53:
+        return int(d)
+    return float(d)
+
+
+def _scope(qs, *, metric: Metric, customer: Customer | None, group: str = ""):
+    qs = qs.filter(metric=metric, group_key=group)
+    return qs.filter(customer=customer) if customer is not None else qs.filter(customer__isnull=True)
+
+
+def metric_value(*, metric: Metric, customer: Customer | None, start: datetime | None, end: datetime,
+                 granularity: str = "d") -> Decimal | int | None:  # fmt: skip
+    """The metric's value over buckets of `granularity` from `start` (None: all time) to before `end`."""
+    if metric.aggregation == "unique_count":
+        if start is None:
+            qs = _scope(MetricUniqueValue.objects, metric=metric, customer=customer).filter(granularity="a")
+            return qs.count()
+        qs = _scope(MetricUniqueValue.objects, metric=metric, customer=customer).filter(
+            granularity=granularity, bucket__gte=start, bucket__lt=end
+        )
+        return qs.values("value_hash").distinct().count()
+    qs = _scope(MetricRollup.objects, metric=metric, customer=customer).filter(granularity=granularity)
+    if start is not None:
+        qs = qs.filter(bucket__gte=start)
+    qs = qs.filter(bucket__lt=end)
+    return combine(metric.aggregation, qs.values(*_ROW_FIELDS))
+
+
+# --- Reports ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Report:
+    metric: Metric
+    period: str
+    start: datetime
+    end: datetime
+    points: list[tuple[datetime, Any]]
+    groups: list[tuple[str, list[Any]]]  # (label, value per point) when the metric has a group-by
+
+    def as_json(self) -> dict:
+        data = [{"date": _iso(b), "value": as_number(v)} for b, v in self.points]
+        out: dict[str, Any] = {
+            "metricId": str(self.metric.public_id),
+            "name": self.metric.name,
+            "aggregation": self.metric.aggregation,
+            "startDate": _iso(self.start),
+            "endDate": _iso(self.end),
+            "period": self.period,
+            "data": data,
+        }
+        if self.groups:
+            out["groupBy"] = self.metric.group_by
+            for i, item in enumerate(data):
+                item["groups"] = {label: as_number(values[i]) for label, values in self.groups}
+        return out
+
+
+def _iso(dt: datetime) -> str:
+    return dt.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def report_range(period: str, *, start: date | None = None, end: date | None = None,
+                 now: datetime | None = None) -> tuple[datetime, datetime]:  # fmt: skip
+    """The report's first and last period starts: Mantle's spans, or the given dates."""
+    if period not in PERIODS:
+        raise HubError(f"period must be one of {', '.join(PERIODS)}.")
+    now = now or timezone.now()
+    last = period_start(period, _at(end) if end else now)
+    first = period_start(period, _at(start)) if start else period_back(period, last, DEFAULT_SPAN[period] - 1)
+    if first > last:
+        raise HubError("startDate must not be after endDate.")
+    return first, last
+
+
+def _at(d: date) -> datetime:
+    return datetime(d.year, d.month, d.day, tzinfo=UTC)
+
+
+def metric_report(*, metric: Metric, period: str, customer: Customer | None = None,
+                  start: date | None = None, end: date | None = None,
+                  now: datetime | None = None) -> Report:  # fmt: skip
+    """The metric's value per period, app-wide or for one customer (and per group, if grouped)."""
+    first, last = report_range(period, start=start, end=end, now=now)
+    buckets = period_buckets(period, first, last)
+    stop = period_next(period, buckets[-1])
+    keys = [""]
+    if metric.group_by:
+        keys += _group_keys(metric=metric, customer=customer, start=first, end=stop)
+    series = {k: _series(metric, customer, k, period, buckets, stop) for k in keys}
+    points = list(zip(buckets, series[""], strict=True))
+    groups = [(group_label(k), series[k]) for k in keys[1:]]
+    return Report(metric, period, first, stop, points, groups)
+
+
+def _group_keys(*, metric: Metric, customer: Customer | None, start: datetime, end: datetime,
+                limit: int = 20) -> list[str]:  # fmt: skip
+    model = MetricUniqueValue if metric.aggregation == "unique_count" else MetricRollup
+    qs = model.objects.filter(metric=metric, granularity="d", bucket__gte=start, bucket__lt=end).exclude(
+        group_key=""
+    )
+    qs = qs.filter(customer=customer) if customer is not None else qs.filter(customer__isnull=True)
+    if model is MetricRollup:
+        ranked = qs.values("group_key").annotate(n=Count("id")).order_by("-n", "group_key")
+    else:
+        ranked = (
+            qs.values("group_key").annotate(n=Count("value_hash", distinct=True)).order_by("-n", "group_key")
+        )
+    return [r["group_key"] for r in ranked[:limit]]
+
+
+def _series(metric: Metric, customer: Customer | None, group: str, period: str, buckets: list[datetime],
+            stop: datetime) -> list[Any]:  # fmt: skip
+    start = buckets[0]
+    if metric.aggregation == "unique_count":
+        gran = "m" if period == "monthly" else "d"
+        qs = _scope(MetricUniqueValue.objects, metric=metric, customer=customer, group=group).filter(
+            granularity=gran, bucket__gte=start, bucket__lt=stop
+        )
+        if period == "weekly":
+            qs = qs.annotate(p=TruncWeek("bucket", tzinfo=UTC)).values("p")
+        else:
+            qs = qs.values(p=_identity("bucket"))
+        counts = {_utc(r["p"]): r["n"] for r in qs.annotate(n=Count("value_hash", distinct=True))}
+        return [counts.get(b, 0) for b in buckets]
+    rows = _scope(MetricRollup.objects, metric=metric, customer=customer, group=group).filter(
+        granularity="d", bucket__gte=start, bucket__lt=stop
+    )
+    per_bucket: dict[datetime, list[dict]] = defaultdict(list)
+    for r in rows.values("bucket", *_ROW_FIELDS):
+        per_bucket[period_start(period, r["bucket"])].append(r)
+    return [combine(metric.aggregation, per_bucket.get(b, ())) for b in buckets]
+
+
+def _identity(name: str):
+    from django.db.models import F
+
+    return F(name)
+
+
+def _utc(value: datetime | date) -> datetime:
+    if isinstance(value, datetime):
+        return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+    return _at(value)
+
+
+# --- A customer's usage -----------------------------------------------------------------------
+
+WINDOWS = (
+    ("monthToDateValue", "month"),
+    ("last24HoursValue", "24h"),
+    ("last7DaysValue", 7),
+    ("last30DaysValue", 30),
+    ("last90DaysValue", 90),
+    ("last365DaysValue", 365),
+)
+
+
+def customer_usage(*, customer: Customer, now: datetime | None = None) -> dict[str, dict]:
+    """Every metric of the customer's app for this customer, in `@heymantle/client`'s UsageMetric shape.
+
+    Keyed by metric id. `currentValue` is the current billing period's value.
+    """
+    now = now or timezone.now()
+    metrics = list(Metric.objects.filter(app_id=customer.app_id).order_by("name"))
+    if not metrics:
+        return {}
+    period = billing_period(customer=customer, now=now)
+    today = day_start(now)
+    this_hour = hour_start(now)
+    ranges: dict[str, tuple[datetime | None, str]] = {
+        "currentValue": (period.start, "d"),
+        "monthToDateValue": (month_start(now), "d"),
+        "last24HoursValue": (this_hour - timedelta(hours=23), "h"),
+        "last7DaysValue": (today - timedelta(days=6), "d"),
+        "last30DaysValue": (today - timedelta(days=29), "d"),
+        "last90DaysValue": (today - timedelta(days=89), "d"),
+        "last365DaysValue": (today - timedelta(days=364), "d"),
+        "allTimeValue": (None, "d"),
+    }
+    plain = [m for m in metrics if m.aggregation != "unique_count"]
+    rows_by_metric: dict[int, list[dict]] = defaultdict(list)
+    if plain:
+        since_24h = ranges["last24HoursValue"][0]
+        qs = MetricRollup.objects.filter(customer=customer, group_key="", metric__in=plain).filter(
+            Q(granularity="d") | Q(granularity="h", bucket__gte=since_24h)
+        )
+        for r in qs.values("metric_id", "granularity", "bucket", *_ROW_FIELDS):
+            rows_by_metric[r["metric_id"]].append(r)
+    end = this_hour + timedelta(hours=1)
+    out = {}
+    for m in metrics:
+        entry: dict[str, Any] = {
+            "id": str(m.public_id),
+            "name": m.name,
+            "eventName": m.event_name,
+            "aggregation": m.aggregation,
+            "periodStart": _iso(period.start),
+            "periodEnd": _iso(period.end),
+        }
+        for key, (since, gran) in ranges.items():
+            if m.aggregation == "unique_count":
+                value = metric_value(metric=m, customer=customer, start=since, end=end, granularity=gran)
+            else:
+                rows = [
+                    r for r in rows_by_metric.get(m.pk, ())
+                    if r["granularity"] == gran and (since is None or r["bucket"] >= since)
+                ]  # fmt: skip
+                value = combine(m.aggregation, rows)
+            entry[key] = as_number(value)
+        out[str(m.public_id)] = entry
+    return out
