@@ -52,6 +52,9 @@ class RollupBatch(models.Model):
     class Meta:
         indexes = [models.Index(fields=["app", "id"], name="rollup_batch_app")]
 
+    def __str__(self) -> str:
+        return f"{len(self.event_ids)} event(s) of app {self.app_id}"
+
 
 class Metric(models.Model):
     """A usage metric of an app: which events count, how they aggregate, optionally per group."""
@@ -147,6 +150,9 @@ class MetricRollup(models.Model):
             ),
         ]
 
+    def __str__(self) -> str:
+        return f"{self.metric_id} {self.granularity} {self.bucket:%Y-%m-%d %H:00}: {self.count}"
+
     @classmethod
     def customer_merge(cls, *, keep: Customer, remove: Customer) -> None:
         """Move `remove`'s rows onto `keep`, merging buckets both have (called by the core's merge)."""
@@ -185,6 +191,9 @@ class MetricUniqueValue(models.Model):
                 name="metric_unique_app_unique",
             ),
         ]
+
+    def __str__(self) -> str:
+        return f"{self.metric_id} {self.granularity} {self.bucket:%Y-%m-%d}: {self.value_hash}"
 
     @classmethod
     def customer_merge(cls, *, keep: Customer, remove: Customer) -> None:
@@ -229,6 +238,9 @@ class UsageSignal(models.Model):
                 fields=["customer", "metric", "threshold", "period_start"], name="usage_signal_once"
             ),
         ]
+
+    def __str__(self) -> str:
+        return f"{self.customer_id}: {self.threshold}% of {self.metric_id} from {self.period_start:%Y-%m-%d}"
 
     @classmethod
     def customer_merge(cls, *, keep: Customer, remove: Customer) -> None:

@@ -160,25 +160,26 @@ _MERGE = f"""
 """
 _VALUES13 = "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
 _UPSERT_CUSTOMER = (
-    f"INSERT INTO {_T} ({_ROLLUP_COLUMNS}) VALUES {_VALUES13} "
+    f"INSERT INTO {_T} ({_ROLLUP_COLUMNS}) VALUES {_VALUES13} "  # noqa: S608 (constants)
     "ON CONFLICT (metric_id, customer_id, group_key, granularity, bucket) WHERE customer_id IS NOT NULL "
     f"DO UPDATE SET {_MERGE}"
 )
 _UPSERT_APP = (
-    f"INSERT INTO {_T} ({_ROLLUP_COLUMNS}) VALUES {_VALUES13} "
+    f"INSERT INTO {_T} ({_ROLLUP_COLUMNS}) VALUES {_VALUES13} "  # noqa: S608 (constants)
     "ON CONFLICT (metric_id, group_key, granularity, bucket) WHERE customer_id IS NULL "
     f"DO UPDATE SET {_MERGE}"
 )
 _U = "events_metricuniquevalue"
 _UNIQUE_COLUMNS = "metric_id, customer_id, group_key, granularity, bucket, value_hash"
 _INSERT_UNIQUE_CUSTOMER = (
-    f"INSERT INTO {_U} ({_UNIQUE_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s) "
+    f"INSERT INTO {_U} ({_UNIQUE_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s) "  # noqa: S608
     "ON CONFLICT (metric_id, customer_id, group_key, granularity, bucket, value_hash) "
     "WHERE customer_id IS NOT NULL DO NOTHING"
 )
 _INSERT_UNIQUE_APP = (
-    f"INSERT INTO {_U} ({_UNIQUE_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s) "
-    "ON CONFLICT (metric_id, group_key, granularity, bucket, value_hash) WHERE customer_id IS NULL DO NOTHING"
+    f"INSERT INTO {_U} ({_UNIQUE_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s) "  # noqa: S608
+    "ON CONFLICT (metric_id, group_key, granularity, bucket, value_hash) "
+    "WHERE customer_id IS NULL DO NOTHING"
 )
 
 

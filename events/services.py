@@ -163,7 +163,7 @@ _COLUMNS = "(app_id, customer_id, event_id, event_name, timestamp, properties, r
 # both commit together whatever the transaction; rows arrive as arrays (one prepared statement
 # for any batch size), in the order given.
 _INSERT_PG = (
-    f"WITH ins AS (INSERT INTO events_usageevent {_COLUMNS} "
+    f"WITH ins AS (INSERT INTO events_usageevent {_COLUMNS} "  # noqa: S608 (constants)
     "SELECT %s, c, i, n, t, p, %s FROM unnest(%s::bigint[], %s::text[], %s::text[], "
     "%s::timestamptz[], %s::text[]::jsonb[]) AS u(c, i, n, t, p) "
     "ON CONFLICT (app_id, event_id) DO NOTHING RETURNING id) "
@@ -269,7 +269,7 @@ def _insert_rows(rows: list[tuple]) -> int:
                 part = rows[i : i + _SINGLE_STATEMENT_ROWS]
                 values = ", ".join([_VALUES_ROW] * len(part))
                 cursor.execute(
-                    f"INSERT INTO events_usageevent {_COLUMNS} VALUES {values} "
+                    f"INSERT INTO events_usageevent {_COLUMNS} VALUES {values} "  # noqa: S608
                     "ON CONFLICT (app_id, event_id) DO NOTHING RETURNING id",
                     [v for row in part for v in row],
                 )
