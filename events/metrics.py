@@ -148,7 +148,17 @@ def group_label(key: str) -> str:
         value = json.loads(key)
     except ValueError:
         return key
-    return value if isinstance(value, str) else key
+    if not isinstance(value, str):
+        return key
+    # A string that reads like another JSON value (`"1"`, `"true"`) or like the null label keeps
+    # its quotes, so that no two groups share a label.
+    if value == "(none)":
+        return key
+    try:
+        json.loads(value)
+    except ValueError:
+        return value
+    return key
 
 
 # --- Definitions ------------------------------------------------------------------------------

@@ -114,6 +114,9 @@ _CustomerSerializer = inline_serializer(
         "contacts": serializers.ListField(child=serializers.DictField()),
         "identified": serializers.BooleanField(),
         "createdAt": serializers.DateTimeField(),
+        "usage": serializers.DictField(
+            required=False, help_text="Per usage metric id: current period, month to date, rolling windows."
+        ),
     },
 )
 
@@ -201,4 +204,8 @@ class CustomerView(APIView):
             if caller.api_key is None:
                 raise NotFound("No such customer.")
             raise HubError("Pass ?id= (the customer's id, platform id or myshopify domain).")
-        return Response({"customer": customer_json(customer)})
+        return Response({"customer": self.customer_body(customer)})
+
+    def customer_body(self, customer: Customer) -> dict:
+        """The customer as answered; the events package adds its usage (see events/metrics_api.py)."""
+        return customer_json(customer)

@@ -6,6 +6,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from events import api as events_api
+from events import metrics_api
 from events import views as events_views
 
 from . import api, health, lifecycle_api, login, views
@@ -13,8 +14,20 @@ from . import api, health, lifecycle_api, login, views
 api_v1 = [
     path("app", api.AppView.as_view(), name="api_app"),
     path("identify", api.IdentifyView.as_view(), name="api_identify"),
-    path("customer", api.CustomerView.as_view(), name="api_customer"),
+    path("customer", metrics_api.CustomerWithUsageView.as_view(), name="api_customer"),
     path("usage_events", events_api.UsageEventsView.as_view(), name="api_usage_events"),
+    path(
+        "usage_events/<str:id>/report",
+        metrics_api.UsageEventsReportView.as_view(),
+        name="api_usage_events_report",
+    ),
+    path("usage_metrics", metrics_api.UsageMetricsView.as_view(), name="api_usage_metrics"),
+    path("usage_metrics/<str:id>", metrics_api.UsageMetricView.as_view(), name="api_usage_metric"),
+    path(
+        "usage_metrics/<str:id>/report",
+        metrics_api.UsageMetricReportView.as_view(),
+        name="api_usage_metric_report",
+    ),
     # Lifecycle (hub/lifecycle_api.py)
     path("app_installations", lifecycle_api.AppInstallationsView.as_view(), name="api_app_installations"),
     path("app_installations/install", lifecycle_api.InstallView.as_view(), name="api_installation_install"),
