@@ -46,7 +46,7 @@ def metric_json(metric: Metric) -> dict:
                 "thresholds": u.thresholds,
             }
             for u in metric.plan_limits.select_related("plan").order_by("plan__amount", "plan__name")
-        ],  # fmt: skip
+        ],
         "createdAt": metric.created_at.isoformat(),
     }
 
@@ -124,15 +124,24 @@ class UsageMetricsView(APIView):
 
     permission_classes = [HasApiKey]
 
-    @extend_schema(operation_id="usage_metrics_list", tags=["Usage metrics"],
-                   responses={200: inline_serializer("UsageMetrics", {"usageMetrics": serializers.ListField(child=_MetricOut)}),
-                              **_ERRORS})  # fmt: skip
+    @extend_schema(
+        operation_id="usage_metrics_list",
+        tags=["Usage metrics"],
+        responses={
+            200: inline_serializer("UsageMetrics", {"usageMetrics": serializers.ListField(child=_MetricOut)}),
+            **_ERRORS,
+        },
+    )
     def get(self, request):
         metrics = Metric.objects.filter(app=request.user.app).order_by("name")
         return Response({"usageMetrics": [metric_json(m) for m in metrics]})
 
-    @extend_schema(operation_id="usage_metrics_create", tags=["Usage metrics"], request=_MetricIn,
-                   responses={201: _MetricOut, **_ERRORS, 409: ErrorSerializer})  # fmt: skip
+    @extend_schema(
+        operation_id="usage_metrics_create",
+        tags=["Usage metrics"],
+        request=_MetricIn,
+        responses={201: _MetricOut, **_ERRORS, 409: ErrorSerializer},
+    )
     def post(self, request):
         definition = definition_validate(**_definition(json_body(request, max_bytes=64 * 1024)))
         metric = metric_create(app=request.user.app, definition=definition)
@@ -147,13 +156,22 @@ class UsageMetricView(APIView):
 
     permission_classes = [HasApiKey]
 
-    @extend_schema(operation_id="usage_metric_retrieve", tags=["Usage metrics"], parameters=[_ID],
-                   responses={200: _MetricOut, **_ERRORS})  # fmt: skip
+    @extend_schema(
+        operation_id="usage_metric_retrieve",
+        tags=["Usage metrics"],
+        parameters=[_ID],
+        responses={200: _MetricOut, **_ERRORS},
+    )
     def get(self, request, id):
         return Response(metric_json(metric_get(app=request.user.app, reference=id)))
 
-    @extend_schema(operation_id="usage_metric_update", tags=["Usage metrics"], parameters=[_ID],
-                   request=_MetricIn, responses={200: _MetricOut, **_ERRORS, 409: ErrorSerializer})  # fmt: skip
+    @extend_schema(
+        operation_id="usage_metric_update",
+        tags=["Usage metrics"],
+        parameters=[_ID],
+        request=_MetricIn,
+        responses={200: _MetricOut, **_ERRORS, 409: ErrorSerializer},
+    )
     def put(self, request, id):
         body = json_body(request, max_bytes=64 * 1024)
         with transaction.atomic():
@@ -161,8 +179,12 @@ class UsageMetricView(APIView):
             metric = metric_update(metric=metric, definition=definition_validate(**_definition(body)))
         return Response(metric_json(metric))
 
-    @extend_schema(operation_id="usage_metric_destroy", tags=["Usage metrics"], parameters=[_ID],
-                   responses={204: None, **_ERRORS})  # fmt: skip
+    @extend_schema(
+        operation_id="usage_metric_destroy",
+        tags=["Usage metrics"],
+        parameters=[_ID],
+        responses={204: None, **_ERRORS},
+    )
     def delete(self, request, id):
         metric_delete(metric=metric_get(app=request.user.app, reference=id))
         return Response(status=204)
@@ -182,17 +204,19 @@ class UsageMetricReportView(APIView):
     """The metric's value per day, week or month: app-wide, or for one customer."""
 
     @extend_schema(
-        operation_id="usage_metric_report", tags=["Usage metrics"],
+        operation_id="usage_metric_report",
+        tags=["Usage metrics"],
         parameters=[
             OpenApiParameter("id", str, OpenApiParameter.PATH, description="The metric's id (or its name)."),
             OpenApiParameter("period", str, enum=list(PERIODS), description="Default daily."),
             OpenApiParameter("customerId", str, description="Hub id, platform id or myshopify domain."),
-            OpenApiParameter("startDate", str, description="YYYY-MM-DD; default: 90 days, 12 weeks or "
-                                                           "12 months back."),
+            OpenApiParameter(
+                "startDate", str, description="YYYY-MM-DD; default: 90 days, 12 weeks or 12 months back."
+            ),
             OpenApiParameter("endDate", str, description="YYYY-MM-DD; default today."),
         ],
         responses={200: _ReportOut, **_ERRORS},
-    )  # fmt: skip
+    )
     def get(self, request, id):
         caller = request.user
         metric = metric_get(app=caller.app, reference=id)
@@ -205,9 +229,12 @@ class UsageMetricReportView(APIView):
                 raise NotFound("No such customer.")
             customer = found
         report = metric_report(
-            metric=metric, period=period, customer=customer,
-            start=_date_param(request, "startDate"), end=_date_param(request, "endDate"),
-        )  # fmt: skip
+            metric=metric,
+            period=period,
+            customer=customer,
+            start=_date_param(request, "startDate"),
+            end=_date_param(request, "endDate"),
+        )
         return Response({"report": report.as_json()})
 
 
@@ -221,11 +248,17 @@ class CustomerWithUsageView(CustomerView):
 class UsageEventsReportView(UsageMetricReportView):
     """The same report under the path `@heymantle/client`'s `getUsageMetricReport` calls."""
 
-    @extend_schema(operation_id="usage_events_report", tags=["Usage metrics"],
-                   parameters=[OpenApiParameter("id", str, OpenApiParameter.PATH),
-                               OpenApiParameter("period", str, enum=list(PERIODS)),
-                               OpenApiParameter("customerId", str), OpenApiParameter("startDate", str),
-                               OpenApiParameter("endDate", str)],
-                   responses={200: _ReportOut, **_ERRORS})  # fmt: skip
+    @extend_schema(
+        operation_id="usage_events_report",
+        tags=["Usage metrics"],
+        parameters=[
+            OpenApiParameter("id", str, OpenApiParameter.PATH),
+            OpenApiParameter("period", str, enum=list(PERIODS)),
+            OpenApiParameter("customerId", str),
+            OpenApiParameter("startDate", str),
+            OpenApiParameter("endDate", str),
+        ],
+        responses={200: _ReportOut, **_ERRORS},
+    )
     def get(self, request, id):
         return super().get(request, id)

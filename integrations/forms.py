@@ -34,6 +34,11 @@ class SegmentIntegrationForm(forms.Form):
         required=False,
         widget=forms.CheckboxSelectMultiple,
     )
+    usage_activities = forms.MultipleChoiceField(
+        choices=[(k, _KIND_LABELS[k]) for k in Activity.USAGE_KINDS],
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+    )
     use_custom_field = forms.BooleanField(required=False, label="Send a custom field as the user ID")
     user_id_field = forms.CharField(required=False, max_length=100, label="Custom field")
     enabled = forms.BooleanField(required=False, initial=True, label="Send events to Segment")
@@ -49,6 +54,7 @@ class SegmentIntegrationForm(forms.Form):
                 "subscription_activities": [
                     k for k in integration.activities if k in Activity.SUBSCRIPTION_KINDS
                 ],
+                "usage_activities": [k for k in integration.activities if k in Activity.USAGE_KINDS],
                 "use_custom_field": bool(integration.user_id_field),
                 "user_id_field": integration.user_id_field,
                 "enabled": integration.enabled,
@@ -79,7 +85,11 @@ class SegmentIntegrationForm(forms.Form):
             "region": data["region"],
             "custom_host": data.get("custom_host") or "",
             "apps": list(data["apps"]),
-            "activities": [*data["app_activities"], *data["subscription_activities"]],
+            "activities": [
+                *data["app_activities"],
+                *data["subscription_activities"],
+                *data["usage_activities"],
+            ],
             "user_id_field": data["user_id_field"] if data.get("use_custom_field") else "",
             "enabled": data["enabled"],
         }

@@ -62,7 +62,20 @@ PARAMETERS: dict[str, Callable[[Tenant], object]] = {
     "integration_id": lambda t: _integration_of(t).pk,
     "source_id": lambda t: _source_of(t).public_id,
     "mapping_id": lambda t: _source_of(t).mappings.order_by("id").first().pk,
+    "id": lambda t: _metric_of(t).public_id,  # /v1/usage_metrics/<id>, /v1/usage_events/<id>/report
+    "metric_id": lambda t: _metric_of(t).public_id,
 }
+
+
+def _metric_of(t: Tenant):
+    """The tenant's usage metric (events/), made on first use."""
+    from events.metric_services import metric_create
+    from events.metrics import definition_validate
+    from events.models import Metric
+
+    return Metric.objects.filter(app=t.app).first() or metric_create(
+        app=t.app, definition=definition_validate(name=f"Metric {t.marker}", event_name=f"event-{t.marker}")
+    )
 
 
 def _source_of(t: Tenant):

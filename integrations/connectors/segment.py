@@ -33,6 +33,9 @@ EVENT_NAMES = {
     Activity.Kind.DOWNGRADED: "Plan Downgraded",
     Activity.Kind.SUBSCRIPTION_FROZEN: "Subscription Frozen",
     Activity.Kind.SUBSCRIPTION_UNFROZEN: "Subscription Unfrozen",
+    Activity.Kind.USAGE_LIMIT_APPROACHING: "Usage Limit Approaching",
+    Activity.Kind.USAGE_LIMIT_REACHED: "Usage Limit Reached",
+    Activity.Kind.UPGRADE_SUGGESTED: "Plan Upgrade Suggested",
 }
 TEST_EVENT = "Hub Test Event"
 

@@ -46,8 +46,9 @@ def event(draw):
         props["plan"] = draw(plan_values)
     if draw(st.booleans()):
         props["nested"] = {"n": draw(numbers)}
-    at = NOW - timedelta(days=draw(st.integers(0, 70)), hours=draw(st.integers(0, 23)),
-                         minutes=draw(st.integers(0, 59)))  # fmt: skip
+    at = NOW - timedelta(
+        days=draw(st.integers(0, 70)), hours=draw(st.integers(0, 23)), minutes=draw(st.integers(0, 59))
+    )
     return {
         "eventName": draw(st.sampled_from(["job", "job", "other"])),
         "eventId": f"e{draw(st.integers(0, 40))}",  # repeats are duplicates: stored once
@@ -66,17 +67,17 @@ filters = st.one_of(
     st.builds(
         lambda v: {"property": "plan", "op": "not_in", "value": v},
         st.lists(plan_values, min_size=1, max_size=3),
-    ),  # fmt: skip
+    ),
     st.builds(lambda p: {"property": p, "op": "exists"}, st.sampled_from(["units", "plan", "nested.n"])),
     st.builds(lambda p: {"property": p, "op": "not_exists"}, st.sampled_from(["units", "plan"])),
     st.builds(
         lambda op, v: {"property": "units", "op": op, "value": v},
         st.sampled_from(["gt", "gte", "lt", "lte"]),
         numbers,
-    ),  # fmt: skip
+    ),
     st.builds(
         lambda op, v: {"property": "nested.n", "op": op, "value": v}, st.sampled_from(["gt", "lte"]), numbers
-    ),  # fmt: skip
+    ),
 )
 
 
@@ -146,8 +147,12 @@ def oracle(app, spec, *, start=None, end=None, customer=None, by_group=False, pe
         where.append("e.customer_id = %s")
         params.append(customer.pk)
     prop = spec["property"]
-    v = f"CASE WHEN jsonb_typeof(e.properties #> '{_path(prop)}') = 'number' " \
-        f"THEN (e.properties #>> '{_path(prop)}')::numeric END" if prop else "NULL"  # fmt: skip
+    v = (
+        f"CASE WHEN jsonb_typeof(e.properties #> '{_path(prop)}') = 'number' "
+        f"THEN (e.properties #>> '{_path(prop)}')::numeric END"
+        if prop
+        else "NULL"
+    )
     agg = {
         "count": "count(*)",
         "sum": f"COALESCE(sum({v}), 0)",
@@ -163,8 +168,7 @@ def oracle(app, spec, *, start=None, end=None, customer=None, by_group=False, pe
     )
     period = f"date_trunc('{per}', e.timestamp, 'UTC')" if per else "NULL::timestamptz"
     sql = (
-        f"SELECT {period}, {group}, {agg} FROM events_usageevent e "  # noqa: S608
-        f"WHERE {' AND '.join(where)} GROUP BY 1, 2"
+        f"SELECT {period}, {group}, {agg} FROM events_usageevent e WHERE {' AND '.join(where)} GROUP BY 1, 2"
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
@@ -190,10 +194,17 @@ def same(a, b) -> bool:
 # --- The property ----------------------------------------------------------------------------
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                                  HealthCheck.too_slow])  # fmt: skip
-@given(events=st.lists(event(), min_size=1, max_size=30), spec=metric_spec(), split=st.integers(0, 30),
-       late=st.lists(event(), max_size=5))  # fmt: skip
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    events=st.lists(event(), min_size=1, max_size=30),
+    spec=metric_spec(),
+    split=st.integers(0, 30),
+    late=st.lists(event(), max_size=5),
+)
 def test_rollups_equal_brute_force_sql(events, spec, split, late):
     app = AppFactory()
     before, after = events[:split], events[split:]
@@ -265,19 +276,37 @@ json_values = st.recursive(
 
 
 @settings(max_examples=300, deadline=None)
-@given(properties=st.dictionaries(st.sampled_from(["a", "b", "units", "x.y"]), json_values, max_size=4),
-       raw_filters=st.lists(st.fixed_dictionaries({"property": st.text(max_size=6), "op": st.text(max_size=8),
-                                                    "value": json_values}), max_size=3),
-       aggregation=st.text(max_size=12), prop=st.one_of(st.none(), st.text(max_size=6)))  # fmt: skip
+@given(
+    properties=st.dictionaries(st.sampled_from(["a", "b", "units", "x.y"]), json_values, max_size=4),
+    raw_filters=st.lists(
+        st.fixed_dictionaries(
+            {"property": st.text(max_size=6), "op": st.text(max_size=8), "value": json_values}
+        ),
+        max_size=3,
+    ),
+    aggregation=st.text(max_size=12),
+    prop=st.one_of(st.none(), st.text(max_size=6)),
+)
 def test_definitions_and_evaluation_raise_nothing_but_their_own_error(
     properties, raw_filters, aggregation, prop
 ):
     try:
-        definition = definition_validate(name="m", event_name="e", aggregation=aggregation, property=prop,
-                                         group_by=prop, filters=raw_filters)  # fmt: skip
+        definition = definition_validate(
+            name="m",
+            event_name="e",
+            aggregation=aggregation,
+            property=prop,
+            group_by=prop,
+            filters=raw_filters,
+        )
     except MetricDefinitionError:
         return
-    compiled = CompiledMetric(pk=1, event_name="e", aggregation=definition.aggregation,
-                              property=definition.property, group_by=definition.group_by,
-                              filters=definition.filters)  # fmt: skip
+    compiled = CompiledMetric(
+        pk=1,
+        event_name="e",
+        aggregation=definition.aggregation,
+        property=definition.property,
+        group_by=definition.group_by,
+        filters=definition.filters,
+    )
     compiled.evaluate(properties)

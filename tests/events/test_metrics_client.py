@@ -1,6 +1,6 @@
 """@heymantle/client's getUsageMetricReport and the customer's usage, unmodified, against a live hub."""
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, timedelta
 
 import pytest
 from django.utils import timezone
@@ -23,14 +23,27 @@ def test_get_usage_metric_report_and_customer_usage(live_server):
     customer_identify(app=app, platform_id="shop-b")
     today = timezone.now().astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     events = [
-        {"eventName": "job", "customerId": "shop-a", "timestamp": (today + timedelta(minutes=i)).isoformat(),
-         "properties": {"units": 2}}
+        {
+            "eventName": "job",
+            "customerId": "shop-a",
+            "timestamp": (today + timedelta(minutes=i)).isoformat(),
+            "properties": {"units": 2},
+        }
         for i in range(3)
     ] + [
-        {"eventName": "job", "customerId": "shop-a", "timestamp": (today - timedelta(days=2)).isoformat(),
-         "properties": {"units": 5}},
-        {"eventName": "job", "customerId": "shop-b", "timestamp": today.isoformat(), "properties": {"units": 7}},
-    ]  # fmt: skip
+        {
+            "eventName": "job",
+            "customerId": "shop-a",
+            "timestamp": (today - timedelta(days=2)).isoformat(),
+            "properties": {"units": 5},
+        },
+        {
+            "eventName": "job",
+            "customerId": "shop-b",
+            "timestamp": today.isoformat(),
+            "properties": {"units": 7},
+        },
+    ]
     usage_events_ingest(app=app, raw_events=events)
     metric = metric_create(
         app=app,
@@ -41,9 +54,14 @@ def test_get_usage_metric_report_and_customer_usage(live_server):
 
     out = run_node_script(
         "mantle_report.mjs",
-        {"HUB_API_URL": f"{live_server.url}/v1", "HUB_APP_ID": str(app.public_id), "HUB_API_KEY": secret,
-         "HUB_METRIC_ID": str(metric.public_id), "HUB_CUSTOMER_TOKEN": token},
-    )  # fmt: skip
+        {
+            "HUB_API_URL": f"{live_server.url}/v1",
+            "HUB_APP_ID": str(app.public_id),
+            "HUB_API_KEY": secret,
+            "HUB_METRIC_ID": str(metric.public_id),
+            "HUB_CUSTOMER_TOKEN": token,
+        },
+    )
 
     app_daily = out["appDaily"]["report"]
     assert app_daily["period"] == "daily" and len(app_daily["data"]) == 90
