@@ -27,6 +27,16 @@ class Conflict(HubError):
     status_code = 409
 
 
+class RateLimited(HubError):
+    """Over a rate limit; the answer carries `Retry-After: retry_after`."""
+
+    status_code = 429
+
+    def __init__(self, retry_after: int):
+        self.retry_after = retry_after
+        super().__init__(f"Rate limit exceeded. Try again in {retry_after} seconds.")
+
+
 class PayloadTooLarge(HubError):
     status_code = 413
 

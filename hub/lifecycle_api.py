@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.db import transaction
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.response import Response
@@ -247,9 +248,14 @@ class SubscriptionsView(APIView):
         customer = _customer(request, body.get("customerId"))
         if "cappedAmount" not in body:
             raise HubError("cappedAmount is required.")
-        subscription = lifecycle.subscription_update(customer=customer, capped_amount=body["cappedAmount"])
-        if body.get("id") not in (None, "", str(subscription.public_id)):
-            raise NotFound("No such subscription.")
+        # One transaction: a wrong `id` rolls the update back (the open subscription is only
+        # known, and locked, inside the service).
+        with transaction.atomic():
+            subscription = lifecycle.subscription_update(
+                customer=customer, capped_amount=body["cappedAmount"]
+            )
+            if body.get("id") not in (None, "", str(subscription.public_id)):
+                raise NotFound("No such subscription.")
         return Response(subscription_json(subscription))
 
     @extend_schema(

@@ -4,7 +4,8 @@ It rewrites a record's message, traceback and stack in place, so whatever handle
 sees the redacted text too. Covered: the hub's API keys and customer tokens wherever they
 appear, the values of the credential headers (Authorization, X-Mantle-App-Api-Key,
 X-Mantle-Customer-Api-Token) in any of their spellings, HTTP Basic credentials (Segment write
-keys travel that way), `writeKey` fields, and credentials inside URLs.
+keys travel that way), `writeKey` fields, credentials inside URLs, and the sources' write keys
+(`wk_…`) and webhook tokens (`wh_…`, part of the path of a webhook URL) wherever they appear.
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ from django.conf import settings
 REDACTED = "[REDACTED]"
 
 _CUSTOMER_TOKEN = re.compile(r"hub_ct_[A-Za-z0-9_\-]+")
+# integrations.sources.services' WRITE_KEY_PREFIX and WEBHOOK_TOKEN_PREFIX (a test checks they
+# agree). Real values have 32 characters after the prefix; asking 16 spares names like `wh_token`.
+_SOURCE_CREDENTIAL = re.compile(r"(?<![A-Za-z0-9])(wk_|wh_)[A-Za-z0-9_\-]{16,}")
 _HEADER = re.compile(
     r"""((?:HTTP_)?(?:authorization|x[-_]mantle[-_]app[-_]api[-_]key|x[-_]mantle[-_]customer[-_]api[-_]token)"""
     r"""['"]?\s*[:=]\s*['"]?)((?:bearer|basic|token)\s+)?+(?!\[REDACTED\])[^'"\s,;}\]]+""",
@@ -44,6 +48,7 @@ def redact(text: str) -> str:
     text = _URL_CREDENTIALS.sub(r"\1" + REDACTED + "@", text)
     text = _BASIC.sub(r"\1" + REDACTED, text)
     text = _api_key_pattern(settings.HUB_API_KEY_PREFIX).sub(r"\1" + REDACTED, text)
+    text = _SOURCE_CREDENTIAL.sub(r"\1" + REDACTED, text)
     return _CUSTOMER_TOKEN.sub("hub_ct_" + REDACTED, text)
 
 

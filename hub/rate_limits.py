@@ -1,4 +1,5 @@
-"""Fixed-window counters in Redis: the API's per-key rate limit and the login's failure lockout.
+"""Fixed-window counters in Redis: the per-API-key and per-source rate limits, and the login's
+failure lockout.
 
 A window starts at its first hit and lasts `window` seconds; INCR and EXPIRE run in one Lua
 script, so concurrent requests on every web process count exactly once and a window always ends.
@@ -112,22 +113,34 @@ def _log_outage(exc: Exception) -> None:
         logger.warning("API rate limiting skipped, Redis unavailable: %s", exc)
 
 
-def api_rate_limit_exceeded(*, caller_key: str) -> WindowCount | None:
-    """Count an API request of `caller_key`; return its window when over HUB_RATE_LIMIT, else None.
+def rate_limit_exceeded(*, rate: str, key: str) -> WindowCount | None:
+    """Count a hit on `key` under `rate` (`600/60s`, `off`...); return its window when over, else None.
 
     Fails open: without Redis (or while it is down) every request is allowed.
     """
-    rate = rate_parse(settings.HUB_RATE_LIMIT)
-    if rate is None:
+    parsed = rate_parse(rate)
+    if parsed is None:
         return None
-    limit, window = rate
+    limit, window = parsed
     try:
-        hit = window_hit(key=f"api:{caller_key}", window=window)
+        hit = window_hit(key=key, window=window)
     except RateLimitUnavailable as exc:
         if redis_url() is not None:
             _log_outage(exc)
         return None
     return hit if hit.count > limit else None
+
+
+def api_rate_limit_exceeded(*, caller_key: str) -> WindowCount | None:
+    """Count an API request of `caller_key` (`key:<pk>` for an API key, on every endpoint that
+    takes one); return its window when over HUB_RATE_LIMIT, else None (fails open)."""
+    return rate_limit_exceeded(rate=settings.HUB_RATE_LIMIT, key=f"api:{caller_key}")
+
+
+def source_rate_limit_exceeded(*, source_id: int) -> WindowCount | None:
+    """Count a request to a source (Segment tracking API or webhook URL); its window when over
+    HUB_SOURCE_RATE_LIMIT, else None (fails open)."""
+    return rate_limit_exceeded(rate=settings.HUB_SOURCE_RATE_LIMIT, key=f"source:{source_id}")
 
 
 # --- Login failures ---------------------------------------------------------------------------

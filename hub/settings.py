@@ -158,13 +158,15 @@ CELERY_RESULT_BACKEND = env.str(
 )
 if CELERY_BROKER_URL.startswith("filesystem:"):
     _queue_dir = VAR_DIR / "broker"
-    for _sub in ("queue", "processed"):
+    for _sub in ("queue", "processed", "control"):
         (_queue_dir / _sub).mkdir(parents=True, exist_ok=True)
     (VAR_DIR / "celery-results").mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_queue_dir / "queue"),
         "data_folder_out": str(_queue_dir / "queue"),
         "processed_folder": str(_queue_dir / "processed"),
+        # Exchange tables (kombu writes them to ./control by default, i.e. into the checkout).
+        "control_folder": str(_queue_dir / "control"),
         "store_processed": False,
     }
 else:
@@ -318,6 +320,10 @@ CELERY_BEAT_SCHEDULE["integrations-deliveries-sweep"] = {
 HUB_SOURCE_MESSAGE_MAX_BYTES = env.int("HUB_SOURCE_MESSAGE_MAX_BYTES", default=32 * 1024)
 HUB_SOURCE_BATCH_MAX_BYTES = env.int("HUB_SOURCE_BATCH_MAX_BYTES", default=500 * 1024)
 HUB_SOURCE_BATCH_MAX_MESSAGES = env.int("HUB_SOURCE_BATCH_MAX_MESSAGES", default=2500)
+# Requests per source (its Segment tracking API calls and webhook URL together), like
+# HUB_RATE_LIMIT: "<requests>/<seconds>s" or "off"; counted in the same Redis. Segment advises
+# clients to stay under 500 requests/s.
+HUB_SOURCE_RATE_LIMIT = env.str("HUB_SOURCE_RATE_LIMIT", default="30000/60s")
 # How often the scheduler looks for inbox messages left pending (a lost task): seconds.
 HUB_INBOX_SWEEP_SECONDS = env.float("HUB_INBOX_SWEEP_SECONDS", default=10.0)
 # A pending message older than this (seconds) is taken as forgotten: the sweep enqueues a drain.

@@ -93,6 +93,22 @@ class SegmentStandIn:
             f"{len(missing)} of {len(ids)} messages never arrived (violations: {self.violations})"
         )
 
+    def assert_each_once_by_id(self, ids) -> None:
+        """Exactly the messages `ids` arrived, each at least once; a duplicate is only ever a resend
+        of the same message (equal but for `sentAt`); nothing malformed was sent."""
+        ids = {str(i) for i in ids}
+        counts = self.message_ids()
+        assert set(counts) == ids, f"missing {ids - set(counts)}, unexpected {set(counts) - ids}"
+        by_id: dict[str, dict] = {}
+        with self.lock:
+            messages = list(self.messages)
+        for message in messages:
+            first = by_id.setdefault(message["messageId"], message)
+            assert {k: v for k, v in first.items() if k != "sentAt"} == {
+                k: v for k, v in message.items() if k != "sentAt"
+            }, f"two different messages under messageId {message['messageId']}"
+        assert not self.violations, self.violations
+
     # --- the server ---
     def _answer(self, handler, status: int, body: dict, headers: dict | None = None) -> None:
         raw = json.dumps(body).encode()

@@ -8,6 +8,11 @@
   usage-event ingest, stored directly through events.services (flow 1 of docs/architecture.md).
 
 Plain Django views: every vendor has its own error shape, and these are hot paths.
+
+Rate limits (hub.rate_limits, counted in Redis, 429 with `Retry-After`): Metronome and Kable
+requests count against their API key's HUB_RATE_LIMIT budget, the same as on `/v1/`; Segment
+calls and webhooks against their source's HUB_SOURCE_RATE_LIMIT. Credentials are checked first,
+so requests with bad ones spend no budget.
 """
 
 from __future__ import annotations
@@ -28,11 +33,14 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from events.services import usage_events_ingest
-from hub.errors import AuthenticationError, HubError
+from hub.errors import AuthenticationError, HubError, RateLimited
+from hub.models import ApiKey
+from hub.rate_limits import api_rate_limit_exceeded, source_rate_limit_exceeded
 from hub.services import api_key_authenticate
 
 from .formats.segment import TYPES
 from .inbox import inbox_receive
+from .models import Source
 from .services import source_by_webhook_token, source_by_write_key
 
 
@@ -46,6 +54,25 @@ class TooLarge(HubError):
 
 def _json(data: Any, status: int = 200) -> HttpResponse:
     return HttpResponse(orjson.dumps(data), status=status, content_type="application/json")
+
+
+def _error_json(exc: HubError, data: dict) -> HttpResponse:
+    response = _json(data, status=exc.status_code)
+    if isinstance(exc, RateLimited):
+        response["Retry-After"] = str(exc.retry_after)
+    return response
+
+
+def _source_rate_limit(source: Source) -> None:
+    over = source_rate_limit_exceeded(source_id=source.pk)
+    if over is not None:
+        raise RateLimited(over.retry_after)
+
+
+def _api_key_rate_limit(api_key: ApiKey) -> None:
+    over = api_rate_limit_exceeded(caller_key=f"key:{api_key.pk}")
+    if over is not None:
+        raise RateLimited(over.retry_after)
 
 
 def _raw_body(request: HttpRequest, *, max_bytes: int, too_large: type[HubError] = TooLarge) -> bytes:
@@ -95,7 +122,7 @@ def _errors_as_json(view):
         try:
             return view(request, *args, **kwargs)
         except HubError as exc:
-            return _json(exc.body(), status=exc.status_code)
+            return _error_json(exc, exc.body())
 
     wrapped.__name__ = view.__name__
     wrapped.__doc__ = view.__doc__
@@ -117,6 +144,7 @@ def segment_tracking(request: HttpRequest, kind: str) -> HttpResponse:
         raise BadRequest("The body must be a JSON object.")
     write_key = _basic_user(request) or body.get("writeKey")
     source = source_by_write_key(write_key if isinstance(write_key, str) else "")
+    _source_rate_limit(source)
     if is_batch:
         items = body.get("batch")
         if not isinstance(items, list):
@@ -194,6 +222,7 @@ def webhook(request: HttpRequest, token: str) -> HttpResponse:
         source.shared_secret, raw, request.META.get("HTTP_X_SIGNATURE", "")
     ):
         raise AuthenticationError("Missing or invalid X-Signature.")
+    _source_rate_limit(source)
     body = _parse(raw)
     items = body if isinstance(body, list) else [body]
     if items == [{}]:
@@ -228,9 +257,7 @@ def _vendor_errors(view):
             return _json(exc.body(), status=exc.status_code)
         except HubError as exc:
             body = exc.body() if hasattr(exc, "errors") else {}
-            return _json(
-                {"message": str(exc), **{k: v for k, v in body.items() if k == "errors"}}, exc.status_code
-            )
+            return _error_json(exc, {"message": str(exc), **{k: v for k, v in body.items() if k == "errors"}})
 
     wrapped.__name__ = view.__name__
     wrapped.__doc__ = view.__doc__
@@ -275,6 +302,7 @@ def metronome_ingest(request: HttpRequest) -> HttpResponse:
     if scheme.lower() != "bearer" or not key.strip():
         raise _VendorError("Send the API key as Authorization: Bearer <key>.", 401)
     api_key = _auth(key.strip())
+    _api_key_rate_limit(api_key)
     body = _compat_body(request)
     if not isinstance(body, list):
         raise _VendorError("The body must be a JSON array of events.")
@@ -314,6 +342,7 @@ def kable_events_create(request: HttpRequest) -> HttpResponse:
     if not app_id or not secret:
         raise _VendorError("Send KABLE-CLIENT-ID (the app id) and KABLE-CLIENT-SECRET (an API key).", 401)
     api_key = _auth(secret, app_id)
+    _api_key_rate_limit(api_key)
     body = _compat_body(request)
     items = [body] if isinstance(body, dict) else body
     if not isinstance(items, list) or not items:

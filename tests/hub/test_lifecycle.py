@@ -142,6 +142,24 @@ def test_mantle_subscriptions_api_with_the_customer_token(app, plans):
     assert call(client, "DELETE", "/v1/subscriptions").status_code == 409
 
 
+@pytest.mark.django_db(transaction=True)
+def test_put_subscriptions_with_a_wrong_id_changes_nothing(app, plans):
+    """A PUT naming another subscription answers 404 and leaves the capped amount as it was.
+
+    Without a test-wide transaction, so what the request commits is really committed.
+    """
+    token = customer_identify(app=app, platform_id="shop-7").api_token
+    client = Client(headers={"X-Mantle-App-Id": str(app.public_id), "X-Mantle-Customer-Api-Token": token})
+    created = call(client, "POST", "/v1/subscriptions", {"planId": "Basic"}).json()
+    set_once = call(client, "PUT", "/v1/subscriptions", {"id": created["id"], "cappedAmount": 10})
+    assert set_once.status_code == 200, set_once.content
+
+    wrong = call(client, "PUT", "/v1/subscriptions", {"id": str(plans[0].public_id), "cappedAmount": 99})
+
+    assert wrong.status_code == 404, wrong.content
+    assert str(Subscription.objects.get(public_id=created["id"]).capped_amount) == "10.00"
+
+
 def test_transition_endpoints_with_the_api_key(api_client, app, customer, plans):
     ref = {"customerId": "shop-1"}
     assert call(api_client, "POST", "/v1/app_installations/freeze", ref).json()["status"] == "frozen"

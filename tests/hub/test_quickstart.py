@@ -107,6 +107,8 @@ def test_hub_run_on_embedded_defaults(tmp_path):
             timeout=90,
         )
         assert "pong:fs" in shell.stdout, shell.stderr
+        # kombu's exchange tables live under var/, not in ./control of the checkout.
+        assert (tmp_path / "broker" / "control" / "celery.exchange").exists()
 
         # The demo app exists; with a key from hub_apply, the API works on SQLite.
         applied = subprocess.run(

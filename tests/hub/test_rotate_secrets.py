@@ -13,6 +13,15 @@ from hub.crypto import EncryptedTextField, SecretDecryptionError
 from hub.customers import customer_identify
 from hub.models import Customer
 from hub.secret_rotation import encrypted_fields
+from integrations.models import Integration
+from integrations.services import integration_save
+from integrations.sources.models import Source
+from integrations.sources.services import (
+    source_by_webhook_token,
+    source_by_write_key,
+    source_cache_clear,
+    source_create,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -25,6 +34,11 @@ def stored_tokens() -> dict:
     return dict(Customer.objects.annotate(raw=Cast("api_token", models.TextField())).values_list("pk", "raw"))
 
 
+def stored(model, field: str) -> dict:
+    """pk -> the Fernet token as stored in `model`'s column `field`."""
+    return dict(model.objects.annotate(raw=Cast(field, models.TextField())).values_list("pk", "raw"))
+
+
 def rotate(*args) -> str:
     out = StringIO()
     call_command("hub_rotate_secrets", *args, stdout=out)
@@ -33,7 +47,13 @@ def rotate(*args) -> str:
 
 def test_every_encrypted_column_is_discovered():
     found = {(model, f.name) for model, f in encrypted_fields()}
-    assert (Customer, "api_token") in found
+    assert {
+        (Customer, "api_token"),
+        (Integration, "write_key"),
+        (Source, "write_key"),
+        (Source, "webhook_token"),
+        (Source, "shared_secret"),
+    } <= found
     assert all(isinstance(f, EncryptedTextField) for _, f in encrypted_fields())
 
 
@@ -76,3 +96,44 @@ def test_undecryptable_values_are_reported_and_left_alone(app):
     assert stored_tokens()[bad.customer.pk] == "not-a-fernet-token"
     with override_settings(HUB_ENCRYPTION_KEYS=[NEW_KEY]):
         assert Customer.objects.get(pk=good.customer.pk).api_token == good.api_token
+
+
+SOURCE_COLUMNS = ("write_key", "webhook_token", "shared_secret")
+
+
+def test_integration_write_keys_and_source_credentials_move_to_the_new_key(app, workspace):
+    """Segment write keys we send with, and the sources' write keys, webhook tokens and secrets."""
+    with override_settings(HUB_ENCRYPTION_KEYS=[OLD_KEY]):
+        integration = integration_save(workspace=workspace, name="Segment prod", write_key="seg-write-key-1")
+        signed = source_create(app=app, name="Signed", shared_secret="hook-secret")
+        unsigned = source_create(app=app, name="Unsigned")
+    before = {f: stored(Source, f) for f in SOURCE_COLUMNS} | {
+        "integration": stored(Integration, "write_key")
+    }
+
+    with override_settings(HUB_ENCRYPTION_KEYS=[NEW_KEY, OLD_KEY]):
+        output = rotate()
+
+    assert "integrations.Integration.write_key: 1 re-encrypted, 0 empty" in output
+    assert "sources.Source.write_key: 2 re-encrypted, 0 empty" in output
+    assert "sources.Source.webhook_token: 2 re-encrypted, 0 empty" in output
+    assert "sources.Source.shared_secret: 1 re-encrypted, 1 empty" in output
+    assert stored(Integration, "write_key")[integration.pk] != before["integration"][integration.pk]
+    for f in ("write_key", "webhook_token"):
+        assert all(stored(Source, f)[s.pk] != before[f][s.pk] for s in (signed, unsigned))
+    assert stored(Source, "shared_secret")[unsigned.pk] == ""
+    with override_settings(HUB_ENCRYPTION_KEYS=[NEW_KEY]):  # the old key can now be dropped
+        assert Integration.objects.get(pk=integration.pk).write_key == "seg-write-key-1"
+        for source in (signed, unsigned):
+            again = Source.objects.get(pk=source.pk)
+            assert (again.write_key, again.webhook_token, again.shared_secret) == (
+                source.write_key,
+                source.webhook_token,
+                source.shared_secret,
+            )
+            # The credentials still find their source (looked up by hash, not by the ciphertext).
+            source_cache_clear()
+            assert source_by_write_key(source.write_key).pk == source.pk
+            assert source_by_webhook_token(source.webhook_token).pk == source.pk
+    with override_settings(HUB_ENCRYPTION_KEYS=[OLD_KEY]), pytest.raises(SecretDecryptionError):
+        Source.objects.get(pk=signed.pk).shared_secret  # noqa: B018

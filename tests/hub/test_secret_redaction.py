@@ -1,7 +1,9 @@
-"""Credentials never reach the logs or error pages: API keys, customer tokens, auth headers, write keys."""
+"""Credentials never reach the logs or error pages: API keys, customer tokens, auth headers, write keys,
+webhook tokens."""
 
 import base64
 import io
+import json
 import logging
 
 import pytest
@@ -11,6 +13,7 @@ from django.urls import path
 from hub import urls as hub_urls
 from hub.customers import customer_identify
 from hub.log_redaction import REDACTED, redact
+from integrations.sources.services import source_cache_clear, source_create
 
 pytestmark = [pytest.mark.django_db, pytest.mark.urls(__name__)]
 
@@ -81,6 +84,32 @@ def test_requests_with_good_and_bad_credentials_and_a_500_leave_no_secret_in_log
             assert secret not in body, secret
 
 
+def test_webhook_tokens_and_write_keys_in_a_hook_url_never_reach_the_logs(app, log_output):
+    """Django logs the path of every 4xx ("Unauthorized: /hooks/<token>"): the token is in it."""
+    source_cache_clear()
+    source = source_create(app=app, name="Signed hooks", shared_secret="s3cret")
+    body = json.dumps({"type": "track", "event": "Signed up", "userId": "u-1"})
+    client = Client(raise_request_exception=False)
+
+    bad_signature = client.post(
+        f"/hooks/{source.webhook_token}",
+        body,
+        content_type="application/json",
+        headers={"X-Signature": "0" * 40},
+    )
+    misdirected = client.post(f"/hooks/{source.write_key}", body, content_type="application/json")
+
+    assert bad_signature.status_code == 401 and misdirected.status_code == 401
+    logged = log_output.getvalue()
+    # The capture saw both requests...
+    assert logged.count("Unauthorized: /hooks/wh_" + REDACTED) == 1
+    assert logged.count("Unauthorized: /hooks/wk_" + REDACTED) == 1
+    # ...and neither credential, nor its random part.
+    for secret in (source.webhook_token, source.write_key):
+        assert secret[3:] not in logged, secret
+        assert secret[3:] not in bad_signature.content.decode() + misdirected.content.decode()
+
+
 def test_one_logged_line_can_be_redacted_by_several_handlers_without_damage():
     once = redact(f"Authorization: Bearer {BAD_KEY} and X-Mantle-App-Api-Key: {BAD_KEY}")
     assert once == "Authorization: Bearer [REDACTED] and X-Mantle-App-Api-Key: [REDACTED]"
@@ -102,6 +131,9 @@ def test_one_logged_line_can_be_redacted_by_several_handlers_without_damage():
         ("POST https://wk_123:@api.segment.io/v1/batch", "POST https://[REDACTED]@api.segment.io/v1/batch"),
         ("supports basic authentication", "supports basic authentication"),
         ("GET /v1/app 200", "GET /v1/app 200"),
+        ("POST /hooks/wh_AbCdEfGh-1234567_ijklmnop 401", "POST /hooks/wh_[REDACTED] 401"),
+        ("key=wk_0123456789abcdefXYZ_-ab", "key=wk_[REDACTED]"),
+        ("the wh_token and wk_prefix columns", "the wh_token and wk_prefix columns"),
     ],
 )
 def test_what_is_redacted(text, expected):

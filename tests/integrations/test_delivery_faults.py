@@ -35,16 +35,7 @@ def worker_with_beat(name: str, tmp_path: Path, **env) -> CeleryWorker:
 
 def assert_each_activity_once_by_id(standin, activities):
     """Every activity arrived; a duplicate is only ever a resend of the same message."""
-    ids = {str(a.pk) for a in activities}
-    counts = standin.message_ids()
-    assert set(counts) == ids, f"missing {ids - set(counts)}, unexpected {set(counts) - ids}"
-    by_id: dict[str, dict] = {}
-    for message in standin.messages:
-        first = by_id.setdefault(message["messageId"], message)
-        assert {k: v for k, v in first.items() if k != "sentAt"} == {
-            k: v for k, v in message.items() if k != "sentAt"
-        }
-    assert not standin.violations
+    standin.assert_each_once_by_id(a.pk for a in activities)
 
 
 def wait_delivered(integration, count, timeout=40):
