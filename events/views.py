@@ -14,7 +14,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from hub.customers import customer_get
-from hub.selectors import app_get_for_user
+from hub.selectors import app_get_for_user, customer_lifecycle_get
 
 from . import selectors
 
@@ -111,5 +111,6 @@ def customer_detail(request: HttpRequest, app_id: str, customer_id: str) -> Http
             "custom_fields": json.dumps(customer.custom_fields, indent=2, sort_keys=True),
             "timeline": [(e, json.dumps(e.properties, indent=2, sort_keys=True)) for e in recent.events],
             "more_events": recent.older is not None,
+            "lifecycle": customer_lifecycle_get(customer=customer),
         },
     )

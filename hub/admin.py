@@ -1,6 +1,7 @@
 """The operator's console. Admin actions call the same services as the screens and the API."""
 
 from django.contrib import admin, messages
+from django.template.response import TemplateResponse
 
 from . import services
 from .models import ApiKey, App, Contact, Customer, Membership, Workspace
@@ -83,6 +84,44 @@ class CustomerAdmin(admin.ModelAdmin):
     raw_id_fields = ["app"]
     inlines = [ContactInline]
     show_full_result_count = False
+    actions = ["install", "subscribe", "review"]
+
+    @admin.action(description="Install / reinstall the app")
+    def install(self, request, queryset):
+        _run_for_customers(self, request, queryset, lifecycle.installation_install, "Install")
+
+    @admin.action(description="Subscribe / change plan…")
+    def subscribe(self, request, queryset):
+        app = _single_app(self, request, queryset)
+        if app is None:
+            return None
+        form = PlanChoiceForm(request.POST if "apply" in request.POST else None, app=app)
+        if not form.is_valid():
+            return _action_page(self, request, queryset, form, "subscribe", "Subscribe or change plan")
+        plan = form.cleaned_data["plan"]
+        _run_for_customers(
+            self,
+            request,
+            queryset,
+            lambda *, customer: lifecycle.subscription_subscribe(customer=customer, plan=plan),
+            f"Subscribe to {plan.name}",
+        )
+        return None
+
+    @admin.action(description="Add a review…")
+    def review(self, request, queryset):
+        form = ReviewForm(request.POST if "apply" in request.POST else None)
+        if not form.is_valid():
+            return _action_page(self, request, queryset, form, "review", "Add a review")
+        rating, text = form.cleaned_data["rating"], form.cleaned_data["text"]
+        _run_for_customers(
+            self,
+            request,
+            queryset,
+            lambda *, customer: lifecycle.review_create(customer=customer, rating=rating, text=text),
+            "Review",
+        )
+        return None
 
 
 @admin.register(Contact)
@@ -97,21 +136,54 @@ class ContactAdmin(admin.ModelAdmin):
 
 from . import lifecycle  # noqa: E402
 from .errors import HubError  # noqa: E402
+from .forms import PlanChoiceForm, ReviewForm  # noqa: E402
 from .models import Activity, Installation, Plan, Review, Subscription  # noqa: E402
 
 
 def _run_transition(modeladmin, request, queryset, service, label: str) -> None:
+    customers = [obj.customer for obj in queryset.select_related("customer")]
+    _run_for_customers(modeladmin, request, customers, service, label)
+
+
+def _run_for_customers(modeladmin, request, customers, service, label: str) -> None:
+    """Call `service(customer=...)` for each customer; each refusal (409 and others) is reported."""
     done, failed = 0, []
-    for obj in queryset.select_related("customer"):
+    for customer in customers:
         try:
-            service(customer=obj.customer)
+            service(customer=customer)
             done += 1
         except HubError as exc:
-            failed.append(f"{obj.customer}: {exc}")
+            failed.append(f"{customer}: {exc}")
     if done:
         modeladmin.message_user(request, f"{label}: {done} done.", messages.SUCCESS)
     for failure in failed:
         modeladmin.message_user(request, f"{label}: {failure}", messages.ERROR)
+
+
+def _single_app(modeladmin, request, queryset) -> App | None:
+    """The one app of the selected customers; a plan belongs to one app, so a mix is refused."""
+    app_ids = set(queryset.values_list("app_id", flat=True))
+    if len(app_ids) != 1:
+        modeladmin.message_user(request, "Select customers of one app to choose its plan.", messages.ERROR)
+        return None
+    return App.objects.get(pk=app_ids.pop())
+
+
+def _action_page(modeladmin, request, queryset, form, action: str, title: str) -> TemplateResponse:
+    """The intermediate page of an action that needs input; it posts back to the same action."""
+    return TemplateResponse(
+        request,
+        "admin/hub/lifecycle_action.html",
+        {
+            **modeladmin.admin_site.each_context(request),
+            "title": title,
+            "opts": modeladmin.model._meta,
+            "queryset": queryset,
+            "form": form,
+            "action": action,
+            "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+        },
+    )
 
 
 @admin.register(Plan)

@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db.models import QuerySet
 from django.http import Http404
 
-from .models import ApiKey, App, Membership, Workspace
+from .models import (
+    Activity,
+    ApiKey,
+    App,
+    Customer,
+    Installation,
+    Membership,
+    Plan,
+    Review,
+    Subscription,
+    Workspace,
+)
 
 
 def workspaces_for_user(*, user: AbstractBaseUser) -> QuerySet[Workspace]:
@@ -51,3 +63,27 @@ def app_get_for_user(*, user: AbstractBaseUser, public_id: str | uuid.UUID) -> A
 def api_keys_for_app(*, app: App) -> QuerySet[ApiKey]:
     """The app's keys, active first, newest first."""
     return app.api_keys.select_related("created_by").order_by("revoked_at", "-created_at")
+
+
+@dataclass(frozen=True)
+class CustomerLifecycle:
+    """What the Customer view shows of a customer's lifecycle."""
+
+    installation: Installation | None
+    subscription: Subscription | None  # the open (active or frozen) one
+    plans: list[Plan]  # the app's plans, cheapest first
+    reviews: list[Review]  # newest first
+    activities: list[Activity]  # newest first
+
+
+def customer_lifecycle_get(*, customer: Customer, limit: int = 10) -> CustomerLifecycle:
+    """The customer's installation, open subscription, app plans and latest reviews and activities."""
+    return CustomerLifecycle(
+        installation=Installation.objects.filter(customer=customer).first(),
+        subscription=Subscription.objects.select_related("plan")
+        .filter(customer=customer, status__in=[Subscription.Status.ACTIVE, Subscription.Status.FROZEN])
+        .first(),
+        plans=list(Plan.objects.filter(app_id=customer.app_id).order_by("amount", "name")),
+        reviews=list(Review.objects.filter(customer=customer).order_by("-created_at")[:limit]),
+        activities=list(Activity.objects.filter(customer=customer).order_by("-occurred_at")[:limit]),
+    )

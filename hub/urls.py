@@ -6,7 +6,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from events import api as events_api
-from events import metrics_api
+from events import lifecycle_views, metrics_api
 from events import views as events_views
 
 from . import api, health, lifecycle_api, login, views
@@ -78,6 +78,52 @@ urlpatterns = [
         "apps/<str:app_id>/customers/<str:customer_id>/",
         events_views.customer_detail,
         name="customer_detail",
+    ),
+    # The Customer view's lifecycle actions (events/lifecycle_views.py), POST only
+    path(
+        "apps/<str:app_id>/customers/<str:customer_id>/lifecycle/install/",
+        lifecycle_views.installation_install,
+        name="customer_installation_install",
+    ),
+    path(
+        "apps/<str:app_id>/customers/<str:customer_id>/lifecycle/uninstall/",
+        lifecycle_views.installation_uninstall,
+        name="customer_installation_uninstall",
+    ),
+    path(
+        "apps/<str:app_id>/customers/<str:customer_id>/lifecycle/installation/freeze/",
+        lifecycle_views.installation_freeze,
+        name="customer_installation_freeze",
+    ),
+    path(
+        "apps/<str:app_id>/customers/<str:customer_id>/lifecycle/installation/reactivate/",
+        lifecycle_views.installation_reactivate,
+        name="customer_installation_reactivate",
+    ),
+    path(
+        "apps/<str:app_id>/customers/<str:customer_id>/lifecycle/subscribe/",
+        lifecycle_views.subscription_subscribe,
+        name="customer_subscription_subscribe",
+    ),
+    path(
+        "apps/<str:app_id>/customers/<str:customer_id>/lifecycle/subscription/cancel/",
+        lifecycle_views.subscription_cancel,
+        name="customer_subscription_cancel",
+    ),
+    path(
+        "apps/<str:app_id>/customers/<str:customer_id>/lifecycle/subscription/freeze/",
+        lifecycle_views.subscription_freeze,
+        name="customer_subscription_freeze",
+    ),
+    path(
+        "apps/<str:app_id>/customers/<str:customer_id>/lifecycle/subscription/unfreeze/",
+        lifecycle_views.subscription_unfreeze,
+        name="customer_subscription_unfreeze",
+    ),
+    path(
+        "apps/<str:app_id>/customers/<str:customer_id>/lifecycle/reviews/",
+        lifecycle_views.review_create,
+        name="customer_review_create",
     ),
     path("", include("integrations.sources.urls")),  # Segment, webhook, Metronome, Kable; source screens
     path("", include("integrations.urls")),  # Settings → Integrations, delivery log

@@ -6,7 +6,7 @@ from django.contrib import admin
 from django.test import Client
 
 from hub.customers import customer_identify
-from tests.factories import UserFactory
+from tests.factories import AppFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -48,3 +48,84 @@ def test_admin_revoke_action_uses_the_service(app, api_key):
     client.post("/admin/hub/apikey/", {"action": "revoke", "_selected_action": [api_key[0].pk]})
     api_key[0].refresh_from_db()
     assert api_key[0].revoked_at is not None
+
+
+# --- Lifecycle actions on customers: install, subscribe / change plan, review (hub.lifecycle) --------
+
+
+@pytest.fixture
+def staff_client():
+    client = Client()
+    client.force_login(UserFactory(is_staff=True, is_superuser=True))
+    return client
+
+
+def _kinds(customer):
+    return list(customer.activities.order_by("created_at").values_list("kind", flat=True))
+
+
+def _action(client, action, customers, **data):
+    return client.post(
+        "/admin/hub/customer/",
+        {"action": action, "_selected_action": [c.pk for c in customers], **data},
+        follow=True,
+    )
+
+
+def _messages(response):
+    return [str(m) for m in response.context["messages"]]
+
+
+def test_admin_install_action_reinstalls_and_reports_conflicts(staff_client, app):
+    from hub import lifecycle
+
+    gone = customer_identify(app=app, platform_id="gone").customer
+    lifecycle.installation_uninstall(customer=gone)
+    there = customer_identify(app=app, platform_id="there").customer
+    response = _action(staff_client, "install", [gone, there])
+    assert _kinds(gone) == ["installed", "uninstalled", "installed"]
+    assert _kinds(there) == ["installed"]  # already installed: a 409, reported, nothing recorded
+    assert _messages(response) == [
+        "Install: 1 done.",
+        "Install: there: The app is already installed for this customer (installed).",
+    ]
+
+
+def test_admin_subscribe_action_asks_for_a_plan_of_the_app_then_subscribes(staff_client, app):
+    from hub import lifecycle
+
+    basic, _ = lifecycle.plan_upsert(app=app, name="Basic", amount=5)
+    pro, _ = lifecycle.plan_upsert(app=app, name="Pro", amount=50)
+    lifecycle.plan_upsert(app=AppFactory(), name="Elsewhere", amount=1)
+    customer = customer_identify(app=app, platform_id="c1").customer
+    page = _action(staff_client, "subscribe", [customer])
+    html = page.content.decode()
+    assert page.templates[0].name == "admin/hub/lifecycle_action.html"
+    assert "Basic" in html and "Pro" in html and "Elsewhere" not in html  # only the app's plans
+    assert _kinds(customer) == ["installed"]  # nothing done before a plan is chosen
+    _action(staff_client, "subscribe", [customer], apply="1", plan=basic.public_id)
+    response = _action(staff_client, "subscribe", [customer], apply="1", plan=pro.public_id)
+    assert _messages(response) == ["Subscribe to Pro: 1 done."]
+    _action(staff_client, "subscribe", [customer], apply="1", plan=pro.public_id)  # already on Pro: 409
+    assert _kinds(customer) == ["installed", "subscribed", "upgraded"]
+    assert customer.subscriptions.get().plan == pro
+
+
+def test_admin_subscribe_action_refuses_customers_of_several_apps(staff_client, app):
+    mine = customer_identify(app=app, platform_id="m").customer
+    theirs = customer_identify(app=AppFactory(), platform_id="t").customer
+    response = _action(staff_client, "subscribe", [mine, theirs])
+    assert _messages(response) == ["Select customers of one app to choose its plan."]
+    assert _kinds(mine) == ["installed"] and _kinds(theirs) == ["installed"]
+
+
+def test_admin_review_action_creates_reviews_through_the_service(staff_client, app):
+    customer = customer_identify(app=app, platform_id="r").customer
+    page = _action(staff_client, "review", [customer], apply="1", rating="7")  # invalid: asked again
+    assert page.templates[0].name == "admin/hub/lifecycle_action.html"
+    assert "Select a valid choice" in page.content.decode() and not customer.reviews.exists()
+    response = _action(staff_client, "review", [customer], apply="1", rating="4", text=" Solid ")
+    assert _messages(response) == ["Review: 1 done."]
+    review = customer.reviews.get()
+    assert (review.rating, review.text) == (4, "Solid")
+    assert _kinds(customer) == ["installed", "reviewed"]
