@@ -1,0 +1,476 @@
+"""Usage metrics at scale (issue 6, item 4): 10 million stored events, reports, ingest rate.
+
+On a scratch database (`hub_bench_metrics`), prints from one run:
+  1. the COPY load of N events (--events, 10,000,000 by default) spread over --days days and
+     --customers customers (skewed: a few heavy customers, many light ones), and the build of
+     four metrics from them with the product's `metrics_rebuild` (rows/s);
+  2. p50/p95 of --queries random report calls (each metric, daily/weekly/monthly, app-wide and
+     per customer) and of the customer usage object of random customers, through HTTP on
+     gunicorn when the report API exists, in-process otherwise (the output says which);
+  3. bulk ingest (1,000-event requests, gunicorn with 2 workers, a Celery worker draining the
+     rollups) of --ingest events, timed until every event is stored and counted (no pending
+     rollup batch): first into an app of the same metrics on an empty events table (before the
+     COPY), then into the app with the N events stored; the ratio full/empty.
+Targets: report p95 <= 50 ms; ingest ratio >= 0.8.
+
+    .venv/bin/python -m bench.metrics [--events 10000000] [--customers 2000] [--days 365]
+                                      [--queries 300] [--ingest 100000] [--clients 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from multiprocessing import get_context
+from urllib.parse import urlencode
+
+import psycopg
+
+from bench.harness import (
+    BIN,
+    ROOT,
+    database_url,
+    dumps,
+    gunicorn,
+    http_load,
+    hub_env,
+    manage,
+    recreate_database,
+)
+
+DB = "hub_bench_metrics"
+USERS_PER_CUSTOMER = 50
+PLANS = ("free", "pro", "enterprise")
+# (name, event_name, aggregation, property, group_by, filters)
+METRICS = (
+    ("API calls", "api_call", "count", "", "", None),
+    ("Units", "api_call", "sum", "units", "", [{"property": "units", "op": "gt", "value": 0}]),
+    ("Active users", "api_call", "unique_count", "user", "", None),
+    ("API calls by plan", "api_call", "count", "", "plan", None),
+)
+REPORT_P95_TARGET_MS = 50.0
+INGEST_RATIO_TARGET = 0.8
+
+
+# --- Generated events ---------------------------------------------------------------------------
+
+
+def customer_weights(customers: int) -> list[float]:
+    """Zipf-like activity (exponent 0.8): customer 0 is the heaviest, the tail is light."""
+    return [1 / (rank + 1) ** 0.8 for rank in range(customers)]
+
+
+def _event_name(r: float) -> str:
+    return "api_call" if r < 0.8 else ("report_generated" if r < 0.95 else "export")
+
+
+def _properties(rng: random.Random, customer: int) -> str:
+    return (
+        f'{{"units": {rng.randrange(0, 100)}, "user": "c{customer}-u{rng.randrange(USERS_PER_CUSTOMER)}", '
+        f'"plan": "{PLANS[customer % len(PLANS)]}", "path": "/api/v1/things"}}'
+    )
+
+
+def _copy_slice(args: tuple) -> int:
+    """COPY events `first`..`last` (time-ordered across the span) into the events table."""
+    dsn, app_pk, customer_pks, first, last, total, start_ts, span_s, received = args
+    rng = random.Random(first)
+    cum = []
+    acc = 0.0
+    for w in customer_weights(len(customer_pks)):
+        acc += w
+        cum.append(acc)
+    sql = (
+        "COPY events_usageevent (app_id, customer_id, event_id, event_name, timestamp, properties,"
+        " received_at) FROM STDIN"
+    )
+    with psycopg.connect(dsn) as conn, conn.cursor() as cur, cur.copy(sql) as copy:
+        step = 20_000
+        for lo in range(first, last, step):
+            hi = min(last, lo + step)
+            picks = rng.choices(range(len(customer_pks)), cum_weights=cum, k=hi - lo)
+            lines = []
+            for i, c in zip(range(lo, hi), picks, strict=True):
+                ts = start_ts + span_s * (i + rng.random()) / total
+                at = datetime.fromtimestamp(ts, UTC).isoformat()
+                lines.append(
+                    f"{app_pk}\t{customer_pks[c]}\tcopy-{i}\t{_event_name(rng.random())}\t{at}\t"
+                    f"{_properties(rng, c)}\t{received}\n"
+                )
+            copy.write("".join(lines))
+    return last - first
+
+
+def copy_events(app_pk: int, customer_pks: list[int], n: int, days: int, now: datetime, procs: int) -> None:
+    """Load `n` events with COPY from `procs` processes, each a contiguous stretch of time."""
+    start_ts = (now - timedelta(days=days)).timestamp()
+    bounds = [n * k // procs for k in range(procs + 1)]
+    jobs = [
+        (database_url(DB), app_pk, customer_pks, bounds[k], bounds[k + 1], n, start_ts, days * 86400,
+         now.isoformat())
+        for k in range(procs)
+    ]  # fmt: skip
+    with get_context("spawn").Pool(procs) as pool:
+        pool.map(_copy_slice, jobs)
+
+
+def ingest_bodies(n: int, prefix: str, customers: int, now: datetime, seed: int) -> list[bytes]:
+    """`n` Mantle events in 1,000-event bodies: last 30 days (late ones too), same mix as the COPY."""
+    rng = random.Random(seed)
+    weights = customer_weights(customers)
+    picks = rng.choices(range(customers), weights=weights, k=n)
+    base = int(now.timestamp() * 1000)
+    events = [
+        {
+            "eventName": _event_name(rng.random()),
+            "eventId": f"{prefix}-{i}",
+            "customerId": f"shop-{c}",
+            "timestamp": base - rng.randrange(30 * 86400 * 1000),
+            "properties": json.loads(_properties(rng, c)),
+        }
+        for i, c in enumerate(picks)
+    ]
+    return [dumps({"events": events[i : i + 1000]}) for i in range(0, n, 1000)]
+
+
+# --- Processes ----------------------------------------------------------------------------------
+
+
+@contextmanager
+def celery_worker(env: dict[str, str], *, concurrency: int = 2) -> Iterator[None]:
+    """A Celery worker with beat (the rollup sweep), stopped on exit."""
+    log_path = f"/tmp/{DB}-worker.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [str(BIN / "celery"), "-A", "hub", "worker", "--beat", "--schedule", f"/tmp/{DB}-beat",
+             "--concurrency", str(concurrency), "--loglevel", "WARNING", "--without-gossip",
+             "--without-mingle", "--hostname", f"bench-metrics-{os.getpid()}@%h"],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    try:
+        time.sleep(3)
+        if proc.poll() is not None:
+            with open(log_path) as f:
+                raise RuntimeError(f.read()[-3000:])
+        yield
+    finally:
+        # Warm shutdown of the main process (its pool finishes what it runs), then the group.
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+
+
+def _setup_django(env: dict[str, str]) -> None:
+    os.environ.update(env)
+    os.environ["DJANGO_SETTINGS_MODULE"] = "hub.settings"
+    import django
+
+    django.setup()
+
+
+# --- Measuring ----------------------------------------------------------------------------------
+
+
+def pct(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
+
+
+def _ms(values: list[float]) -> str:
+    p50, p95, top = pct(values, 50) * 1000, pct(values, 95) * 1000, max(values) * 1000
+    return f"p50 {p50:.1f} ms, p95 {p95:.1f} ms, max {top:.1f} ms"
+
+
+def ingest_run(env: dict[str, str], *, app: dict, bodies: list[bytes], clients: int, dsn: str) -> dict:
+    """Bulk-ingest `bodies` through gunicorn; time until stored and until no rollup batch is pending."""
+    headers = {"Content-Type": "application/json", "X-Mantle-App-Id": app["id"],
+               "X-Mantle-App-Api-Key": app["secret"]}  # fmt: skip
+    with psycopg.connect(dsn, autocommit=True) as conn:
+
+        def pending() -> int:
+            return conn.execute(
+                "SELECT count(*) FROM events_rollupbatch WHERE app_id = %s", (app["pk"],)
+            ).fetchone()[0]
+
+        def wait_drained(timeout: float) -> float:
+            deadline = time.monotonic() + timeout
+            while pending():
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{pending()} rollup batches still pending after {timeout:.0f} s")
+                time.sleep(0.02)
+            return time.perf_counter()
+
+        with gunicorn(env, workers=2) as port, celery_worker(env):
+            # Warm up: connections open, customer ids cached, code paths hot; then nothing pending.
+            warm = http_load(port, "POST", "/v1/usage_events", headers, bodies[:2], clients=2)
+            assert warm.statuses == {200: 2}, warm.statuses
+            wait_drained(300)
+            timed = bodies[2:]
+            start = time.perf_counter()
+            load = http_load(port, "POST", "/v1/usage_events", headers, timed, clients=clients)
+            stored = time.perf_counter()
+            assert load.statuses == {200: len(timed)}, load.statuses
+            drained = wait_drained(max(600, len(timed) * 2))
+    events = 1000 * len(timed)
+    return {"events": events, "stored_s": stored - start, "total_s": drained - start,
+            "rate": events / (drained - start), "latency": load.summary()}  # fmt: skip
+
+
+def rollup_total(metric_pk: int) -> int:
+    """The metric's app-wide all-time count from its day rows."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT coalesce(sum(count), 0) FROM events_metricrollup WHERE metric_id = %s"
+            " AND customer_id IS NULL AND group_key = '' AND granularity = 'd'",
+            [metric_pk],
+        )
+        return int(cursor.fetchone()[0])
+
+
+class InProcessReader:
+    """Report and usage through the selectors, as a view would call them (lookups and JSON included)."""
+
+    mode = "in-process (selectors; the report API has not landed)"
+
+    def __init__(self, app_pk: int):
+        self.app_pk = app_pk
+
+    def report(self, metric_id: str, period: str, customer_ref: str | None) -> None:
+        from events.models import Metric
+        from events.usage import metric_report
+        from hub.models import Customer
+
+        metric = Metric.objects.get(app_id=self.app_pk, public_id=metric_id)
+        customer = (
+            Customer.objects.get(app_id=self.app_pk, platform_id=customer_ref) if customer_ref else None
+        )
+        json.dumps(metric_report(metric=metric, period=period, customer=customer).as_json())
+
+    def usage(self, customer_ref: str) -> None:
+        from events.usage import customer_usage
+        from hub.models import Customer
+
+        customer = Customer.objects.get(app_id=self.app_pk, platform_id=customer_ref)
+        json.dumps(customer_usage(customer=customer))
+
+
+class HttpReader:
+    """Report and usage through the API on gunicorn (one client, one keep-alive connection)."""
+
+    mode = "HTTP (gunicorn, 2 workers)"
+
+    def __init__(self, port: int, app: dict):
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        self.headers = {"X-Mantle-App-Id": app["id"], "X-Mantle-App-Api-Key": app["secret"]}
+
+    def _get(self, path: str) -> None:
+        self.conn.request("GET", path, headers=self.headers)
+        response = self.conn.getresponse()
+        body = response.read()
+        if response.status != 200:
+            raise RuntimeError(f"GET {path}: {response.status} {body[:300]!r}")
+
+    def report(self, metric_id: str, period: str, customer_ref: str | None) -> None:
+        query = {"period": period} | ({"customerId": customer_ref} if customer_ref else {})
+        self._get(f"/v1/usage_events/{metric_id}/report?{urlencode(query)}")
+
+    def usage(self, customer_ref: str) -> None:
+        self._get(f"/v1/customer?{urlencode({'id': customer_ref})}")
+
+
+def report_api_exists() -> bool:
+    from django.urls import Resolver404, resolve
+
+    try:
+        resolve(f"/v1/usage_events/{uuid.uuid4()}/report")
+    except Resolver404:
+        return False
+    return True
+
+
+def timed(fn: Callable[[], None]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def read_run(reader, *, metrics: list[tuple[str, str]], customers: int, queries: int, seed: int) -> tuple:
+    """Random report calls and customer usage objects; latencies overall and per metric and scope."""
+    rng = random.Random(seed)
+    for _name, metric_id in metrics:  # warm up: code paths and connections
+        reader.report(metric_id, "daily", None)
+        reader.usage("shop-0")
+    reports: list[float] = []
+    by_kind: dict[str, list[float]] = defaultdict(list)
+    for _ in range(queries):
+        name, metric_id = rng.choice(metrics)
+        period = rng.choice(("daily", "weekly", "monthly"))
+        customer = f"shop-{rng.randrange(customers)}" if rng.random() < 0.75 else None
+        seconds = timed(lambda: reader.report(metric_id, period, customer))  # noqa: B023
+        reports.append(seconds)
+        by_kind[f"{name}, {'per customer' if customer else 'app-wide'}"].append(seconds)
+    usage = [timed(lambda: reader.usage(f"shop-{rng.randrange(customers)}")) for _ in range(queries)]
+    return reports, by_kind, usage
+
+
+# --- The run ------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--events", type=int, default=10_000_000, help="events loaded with COPY")
+    parser.add_argument("--customers", type=int, default=2_000)
+    parser.add_argument("--days", type=int, default=365, help="the span of the loaded events")
+    parser.add_argument("--queries", type=int, default=300, help="report calls, and usage objects")
+    parser.add_argument("--ingest", type=int, default=100_000, help="events of each ingest run")
+    parser.add_argument("--clients", type=int, default=4, help="ingest client processes")
+    parser.add_argument("--copy-procs", type=int, default=2, help="COPY processes")
+    args = parser.parse_args(argv)
+    if args.ingest < 3000:
+        parser.error("--ingest must be at least 3000 (2 warm-up requests, then the timed ones)")
+
+    recreate_database(DB)
+    broker = os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/9")
+    env = hub_env(DB, CELERY_BROKER_URL=broker, CELERY_RESULT_BACKEND=broker, DATABASE_CONN_MAX_AGE="600")
+    dsn = database_url(DB)
+    manage(env, "migrate", "--verbosity", "0")
+    created = json.loads(manage(env, "hub_apply", "-", stdin=json.dumps(
+        {"workspace": "Bench", "apps": [{"name": "Empty table", "api_keys": ["bench"]},
+                                        {"name": "Stored events", "api_keys": ["bench"]}]})))  # fmt: skip
+    _setup_django(env)
+    from django.db import connection
+
+    from events.metric_services import metric_create
+    from events.metrics import definition_validate
+    from events.models import Metric
+    from events.rollups import metrics_rebuild
+    from hub.models import App, Customer
+
+    apps = {}
+    for item in created["apps"]:
+        app = App.objects.get(public_id=item["id"])
+        customers = Customer.objects.bulk_create(
+            [Customer(app=app, platform_id=f"shop-{i}", name=f"Shop {i}") for i in range(args.customers)]
+        )
+        apps[item["name"]] = {"id": item["id"], "secret": item["api_keys"][0]["secret"], "pk": app.pk,
+                              "model": app, "customer_pks": [c.pk for c in customers]}  # fmt: skip
+
+    def metrics_create(app) -> list[Metric]:
+        return [
+            metric_create(app=app, definition=definition_validate(
+                name=name, event_name=event, aggregation=agg, property=prop, group_by=group, filters=filters))
+            for name, event, agg, prop, group, filters in METRICS
+        ]  # fmt: skip
+
+    now = datetime.now(UTC)
+    print(f"sizes: {args.events:,} events over {args.days} days, {args.customers:,} customers "
+          f"(Zipf 0.8), {len(METRICS)} metrics, {args.ingest:,} events per ingest run",
+          flush=True)  # fmt: skip
+
+    # 1. Ingest on an empty events table (another app with the same metrics, built: ready).
+    empty = apps["Empty table"]
+    empty_metrics = metrics_create(empty["model"])
+    metrics_rebuild(app_pk=empty["pk"])
+    connection.close()
+    bodies = ingest_bodies(args.ingest, "empty", args.customers, now, seed=1)
+    on_empty = ingest_run(env, app=empty, bodies=bodies, clients=args.clients, dsn=dsn)
+    print(f"ingest, empty events table: {on_empty['rate']:,.0f} events/s stored and rolled up "
+          f"({on_empty['events']:,} events: stored in {on_empty['stored_s']:.1f} s, counted by "
+          f"{on_empty['total_s']:.1f} s; requests {on_empty['latency']})", flush=True)  # fmt: skip
+
+    # 2. COPY the events into the second app, then build its metrics the way the product does.
+    full = apps["Stored events"]
+    start = time.perf_counter()
+    copy_events(full["pk"], full["customer_pks"], args.events, args.days, now, args.copy_procs)
+    copy_s = time.perf_counter() - start
+    start = time.perf_counter()
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("VACUUM ANALYZE events_usageevent")
+    vacuum_s = time.perf_counter() - start
+    print(f"load: {args.events:,} events by COPY in {copy_s:.1f} s = {args.events / copy_s:,.0f} rows/s "
+          f"(then VACUUM ANALYZE {vacuum_s:.1f} s)", flush=True)  # fmt: skip
+    full_metrics = metrics_create(full["model"])
+    start = time.perf_counter()
+    built = metrics_rebuild(app_pk=full["pk"])
+    build_s = time.perf_counter() - start
+    assert len(built) == len(METRICS), built
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("VACUUM ANALYZE events_metricrollup")
+        conn.execute("VACUUM ANALYZE events_metricuniquevalue")
+        rollups = conn.execute("SELECT count(*) FROM events_metricrollup").fetchone()[0]
+        uniques = conn.execute("SELECT count(*) FROM events_metricuniquevalue").fetchone()[0]
+    print(f"build: {len(built)} metrics from {args.events:,} stored events in {build_s:.1f} s = "
+          f"{args.events / build_s:,.0f} events/s ({rollups:,} rollup rows, {uniques:,} distinct-value rows)",
+          flush=True)  # fmt: skip
+    calls = rollup_total(full_metrics[0].pk)
+
+    # 3. Reports and customer usage.
+    metric_ids = [(m.name, str(m.public_id)) for m in full_metrics]
+    if report_api_exists():
+        connection.close()
+        with gunicorn(env, workers=2) as port:
+            reader = HttpReader(port, full)
+            reports, by_kind, usage = read_run(reader, metrics=metric_ids, customers=args.customers,
+                                               queries=args.queries, seed=2)  # fmt: skip
+    else:
+        reader = InProcessReader(full["pk"])
+        reports, by_kind, usage = read_run(reader, metrics=metric_ids, customers=args.customers,
+                                           queries=args.queries, seed=2)  # fmt: skip
+    print(f"reads measured {reader.mode}")
+    print(f"report calls ({len(reports)}): {_ms(reports)}")
+    for kind in sorted(by_kind):
+        print(f"  {kind} ({len(by_kind[kind])}): {_ms(by_kind[kind])}")
+    print(f"customer usage objects ({len(usage)}): {_ms(usage)}", flush=True)
+
+    # 4. Ingest with the events stored.
+    connection.close()
+    bodies = ingest_bodies(args.ingest, "full", args.customers, now, seed=3)
+    on_full = ingest_run(env, app=full, bodies=bodies, clients=args.clients, dsn=dsn)
+    print(f"ingest, {args.events:,} events stored: {on_full['rate']:,.0f} events/s stored and rolled up "
+          f"({on_full['events']:,} events: stored in {on_full['stored_s']:.1f} s, counted by "
+          f"{on_full['total_s']:.1f} s; requests {on_full['latency']})", flush=True)  # fmt: skip
+
+    # Every event counted once: the count metric grew by exactly the api_call events ingested.
+    ingested_calls = sum(
+        1 for body in bodies for e in json.loads(body)["events"] if e["eventName"] == "api_call"
+    )
+    assert rollup_total(full_metrics[0].pk) == calls + ingested_calls, "rollups disagree with the events"
+    assert rollup_total(empty_metrics[0].pk) > 0
+
+    report_p95 = pct(reports, 95) * 1000
+    ratio = on_full["rate"] / on_empty["rate"]
+    report_ok = report_p95 <= REPORT_P95_TARGET_MS
+    ratio_ok = ratio >= INGEST_RATIO_TARGET
+    print("summary:")
+    print(f"  load {args.events / copy_s:,.0f} rows/s; "
+          f"build {build_s:.1f} s ({args.events / build_s:,.0f} events/s)")  # fmt: skip
+    print(f"  report p95 {report_p95:.1f} ms (target <= {REPORT_P95_TARGET_MS:.0f} ms): "
+          f"{'PASS' if report_ok else 'FAIL'}")  # fmt: skip
+    print(f"  usage p50 {pct(usage, 50) * 1000:.1f} ms, p95 {pct(usage, 95) * 1000:.1f} ms (no target)")
+    print(f"  RATIO ingest with {args.events:,} stored / empty = {on_full['rate']:,.0f} / "
+          f"{on_empty['rate']:,.0f} = {ratio:.2f} (target >= {INGEST_RATIO_TARGET}): "
+          f"{'PASS' if ratio_ok else 'FAIL'}")  # fmt: skip
+    return 0 if report_ok and ratio_ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
