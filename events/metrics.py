@@ -221,7 +221,7 @@ def filters_validate(raw: Any) -> list[Filter]:
             raise MetricDefinitionError(f"unknown key(s) {', '.join(sorted(extra))}", field=where)
         prop = _path_check(item.get("property"), f"{where}.property", required=True)
         op = item.get("op")
-        if op not in FILTER_OPS:
+        if not isinstance(op, str) or op not in FILTER_OPS:
             raise MetricDefinitionError(f"must be one of {', '.join(FILTER_OPS)}", field=f"{where}.op")
         value = item.get("value")
         if op in _NO_VALUE_OPS:
@@ -268,7 +268,7 @@ def definition_validate(
         raise MetricDefinitionError("is required (at most 100 characters)", field="name")
     if not isinstance(event_name, str) or not event_name.strip() or len(event_name.strip()) > 255:
         raise MetricDefinitionError("is required (at most 255 characters)", field="eventName")
-    if aggregation not in AGGREGATIONS:
+    if not isinstance(aggregation, str) or aggregation not in AGGREGATIONS:
         raise MetricDefinitionError(f"must be one of {', '.join(AGGREGATIONS)}", field="aggregation")
     prop = _path_check(property, "property", required=aggregation != "count")
     if aggregation == "count":
