@@ -62,7 +62,18 @@ PARAMETERS: dict[str, Callable[[Tenant], object]] = {
     "integration_id": lambda t: _integration_of(t).pk,
     "source_id": lambda t: _source_of(t).public_id,
     "mapping_id": lambda t: _source_of(t).mappings.order_by("id").first().pk,
+    "metric_id": lambda t: _metric_of(t).public_id,
 }
+
+
+def _metric_of(t: Tenant):
+    """The tenant's usage metric (events/), made on first use, counting its usage event."""
+    from events.metric_services import metric_create
+    from events.metrics import definition_validate
+
+    return t.app.metrics.first() or metric_create(
+        app=t.app, definition=definition_validate(name=f"Metric {t.marker}", event_name=f"event-{t.marker}")
+    )
 
 
 def _source_of(t: Tenant):
