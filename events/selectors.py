@@ -1,4 +1,4 @@
-"""Read paths of usage events and customers for the screens (keyset pagination, no OFFSET)."""
+"""Read paths of usage events, customers and metrics for the screens (keyset pagination, no OFFSET)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from datetime import datetime
 
 from django.db.models import Q, QuerySet
 
-from hub.models import App, Customer
+from hub.models import App, Customer, Plan
 
-from .models import UsageEvent
+from .models import Metric, PlanUsageLimit, UsageEvent
 
 
 @dataclass(frozen=True)
@@ -127,3 +127,17 @@ def customer_get_for_app(*, app: App, public_id: str) -> Customer | None:
     except ValueError:
         return None
     return Customer.objects.filter(app=app, public_id=parsed).prefetch_related("contacts").first()
+
+
+def metrics_for_app(*, app: App) -> list[Metric]:
+    """The app's metrics by name."""
+    return list(Metric.objects.filter(app=app).order_by("name"))
+
+
+def plan_limits_for_metric(*, metric: Metric) -> list[tuple[Plan, PlanUsageLimit | None]]:
+    """Every plan of the metric's app, cheapest first, with its limit of the metric (None: unlimited)."""
+    limits = {u.plan_id: u for u in PlanUsageLimit.objects.filter(metric=metric)}
+    return [
+        (plan, limits.get(plan.pk))
+        for plan in Plan.objects.filter(app_id=metric.app_id).order_by("amount", "name")
+    ]

@@ -360,3 +360,68 @@ def customer_usage(*, customer: Customer, now: datetime | None = None) -> dict[s
             entry[key] = as_number(value)
         out[str(m.public_id)] = entry
     return out
+
+
+# --- Several metrics at once (the screens) ----------------------------------------------------
+
+
+def _days_scope(model, *, metrics: list[Metric], customer: Customer | None, start: datetime, end: datetime):
+    qs = model.objects.filter(
+        metric__in=metrics, group_key="", granularity="d", bucket__gte=start, bucket__lt=end
+    )
+    return qs.filter(customer=customer) if customer is not None else qs.filter(customer__isnull=True)
+
+
+def metrics_values(*, metrics: list[Metric], customer: Customer | None, start: datetime,
+                   end: datetime) -> dict[int, Any]:  # fmt: skip
+    """Each metric's value (by pk) over the whole UTC days from `start` to before `end`, in two queries."""
+    plain = [m for m in metrics if m.aggregation != "unique_count"]
+    unique = [m for m in metrics if m.aggregation == "unique_count"]
+    rows: dict[int, list[dict]] = defaultdict(list)
+    if plain:
+        qs = _days_scope(MetricRollup, metrics=plain, customer=customer, start=start, end=end)
+        for r in qs.values("metric_id", *_ROW_FIELDS):
+            rows[r["metric_id"]].append(r)
+    counts: dict[int, int] = {}
+    if unique:
+        qs = _days_scope(MetricUniqueValue, metrics=unique, customer=customer, start=start, end=end)
+        counts = {
+            r["metric_id"]: r["n"]
+            for r in qs.values("metric_id").annotate(n=Count("value_hash", distinct=True)).order_by()
+        }
+    return {
+        m.pk: counts.get(m.pk, 0) if m.aggregation == "unique_count" else combine(m.aggregation, rows[m.pk])
+        for m in metrics
+    }
+
+
+def metrics_daily_values(*, metrics: list[Metric], customer: Customer | None, start: datetime,
+                         end: datetime) -> dict[int, list[tuple[datetime, Any]]]:  # fmt: skip
+    """Each metric's value (by pk) per UTC day from `start` to before `end`, in two queries.
+
+    The same numbers as `metric_report(period="daily")` without its group series.
+    """
+    days = period_buckets("daily", start, end - timedelta(microseconds=1))
+    plain = [m for m in metrics if m.aggregation != "unique_count"]
+    unique = [m for m in metrics if m.aggregation == "unique_count"]
+    rows: dict[tuple[int, datetime], list[dict]] = defaultdict(list)
+    if plain:
+        qs = _days_scope(MetricRollup, metrics=plain, customer=customer, start=days[0], end=end)
+        for r in qs.values("metric_id", "bucket", *_ROW_FIELDS):
+            rows[(r["metric_id"], _utc(r["bucket"]))].append(r)
+    counts: dict[tuple[int, datetime], int] = {}
+    if unique:
+        qs = _days_scope(MetricUniqueValue, metrics=unique, customer=customer, start=days[0], end=end)
+        counts = {
+            (r["metric_id"], _utc(r["bucket"])): r["n"]
+            for r in qs.values("metric_id", "bucket")
+            .annotate(n=Count("value_hash", distinct=True))
+            .order_by()
+        }
+    out = {}
+    for m in metrics:
+        if m.aggregation == "unique_count":
+            out[m.pk] = [(d, counts.get((m.pk, d), 0)) for d in days]
+        else:
+            out[m.pk] = [(d, combine(m.aggregation, rows.get((m.pk, d), ()))) for d in days]
+    return out

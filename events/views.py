@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from urllib.parse import urlencode
 
 from django.contrib.auth.decorators import login_required
@@ -17,6 +17,21 @@ from hub.customers import customer_get
 from hub.selectors import app_get_for_user, customer_lifecycle_get
 
 from . import selectors
+from .metric_views import bucket_label, number_display
+from .rollups import day_start
+from .usage import as_number, billing_period, customer_usage, metrics_daily_values
+
+# (customer_usage key, label) of the Customer view's usage cards, the current billing period first.
+USAGE_WINDOWS = (
+    ("currentValue", "Current period"),
+    ("monthToDateValue", "Month to date"),
+    ("last24HoursValue", "Last 24 h"),
+    ("last7DaysValue", "7 days"),
+    ("last30DaysValue", "30 days"),
+    ("last90DaysValue", "90 days"),
+    ("last365DaysValue", "365 days"),
+    ("allTimeValue", "All time"),
+)
 
 
 def _parse_local(value: str | None) -> datetime | None:
@@ -102,7 +117,7 @@ def customer_detail(request: HttpRequest, app_id: str, customer_id: str) -> Http
     recent = selectors.usage_events_page(qs, limit=25)
     return render(
         request,
-        "events/customer_detail.html",
+        "events/customer_detail_usage.html",  # customer_detail.html with its usage block filled
         {
             "workspace": app.workspace,
             "app": app,
@@ -112,5 +127,40 @@ def customer_detail(request: HttpRequest, app_id: str, customer_id: str) -> Http
             "timeline": [(e, json.dumps(e.properties, indent=2, sort_keys=True)) for e in recent.events],
             "more_events": recent.older is not None,
             "lifecycle": customer_lifecycle_get(customer=customer),
+            "usage_cards": _usage_cards(app=app, customer=customer),
+            "billing_period": billing_period(customer=customer),
         },
     )
+
+
+def _usage_cards(*, app, customer) -> list[dict]:
+    """A card per metric: the customer's values over the usage windows, and the last 90 days per day."""
+    metrics = selectors.metrics_for_app(app=app)
+    if not metrics:
+        return []
+    usage = customer_usage(customer=customer)
+    today = day_start(timezone.now())
+    daily = metrics_daily_values(
+        metrics=metrics, customer=customer, start=today - timedelta(days=89), end=today + timedelta(days=1)
+    )
+    cards = []
+    for metric in metrics:
+        values = usage[str(metric.public_id)]
+        points = daily[metric.pk]
+        cards.append(
+            {
+                "metric": metric,
+                "stats": [(label, number_display(values[key])) for key, label in USAGE_WINDOWS],
+                "chart_id": f"usage-chart-{metric.public_id}",
+                "chart": {
+                    "labels": [bucket_label("daily", day) for day, _ in points],
+                    "total": [as_number(v) for _, v in points],
+                    "groups": [],
+                    "stacked": metric.aggregation in ("count", "sum"),
+                },
+                "table": [
+                    {"bucket": day, "total": number_display(v), "groups": []} for day, v in reversed(points)
+                ],
+            }
+        )
+    return cards

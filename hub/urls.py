@@ -6,7 +6,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from events import api as events_api
-from events import lifecycle_views, metrics_api
+from events import lifecycle_views, metric_views, metrics_api
 from events import views as events_views
 
 from . import api, health, lifecycle_api, login, views
@@ -73,6 +73,18 @@ urlpatterns = [
         name="api_key_revoke",
     ),
     path("apps/<str:app_id>/usage-events/", events_views.usage_events, name="usage_events"),
+    path("apps/<str:app_id>/metrics/", metric_views.metrics, name="metrics"),
+    path("apps/<str:app_id>/metrics/new/", metric_views.metric_edit, name="metric_create"),
+    path("apps/<str:app_id>/metrics/<str:metric_id>/", metric_views.metric_detail, name="metric_detail"),
+    path("apps/<str:app_id>/metrics/<str:metric_id>/edit/", metric_views.metric_edit, name="metric_edit"),
+    path(
+        "apps/<str:app_id>/metrics/<str:metric_id>/limits/", metric_views.metric_limits, name="metric_limits"
+    ),
+    path(
+        "apps/<str:app_id>/metrics/<str:metric_id>/delete/",
+        metric_views.metric_delete_view,
+        name="metric_delete",
+    ),
     path("apps/<str:app_id>/customers/", events_views.customers, name="customers"),
     path(
         "apps/<str:app_id>/customers/<str:customer_id>/",

@@ -68,12 +68,11 @@ PARAMETERS: dict[str, Callable[[Tenant], object]] = {
 
 
 def _metric_of(t: Tenant):
-    """The tenant's usage metric (events/), made on first use."""
+    """The tenant's usage metric (events/), made on first use, counting its usage event."""
     from events.metric_services import metric_create
     from events.metrics import definition_validate
-    from events.models import Metric
 
-    return Metric.objects.filter(app=t.app).first() or metric_create(
+    return t.app.metrics.first() or metric_create(
         app=t.app, definition=definition_validate(name=f"Metric {t.marker}", event_name=f"event-{t.marker}")
     )
 
