@@ -65,43 +65,25 @@ def _invalid(request: HttpRequest, customer: Customer, form: Form) -> HttpRespon
     return _back(customer)
 
 
-@login_required
-@require_POST
-def installation_install(request: HttpRequest, app_id: str, customer_id: str) -> HttpResponse:
-    customer = _customer(request, app_id, customer_id)
-    return _run(
-        request, customer, lambda: lifecycle.installation_install(customer=customer), "App installed."
-    )
+def _transition(service: str, done: str):
+    """A view that runs `hub.lifecycle.<service>(customer=...)`, which takes nothing from the form."""
+
+    @login_required
+    @require_POST
+    def view(request: HttpRequest, app_id: str, customer_id: str) -> HttpResponse:
+        customer = _customer(request, app_id, customer_id)
+        return _run(request, customer, lambda: getattr(lifecycle, service)(customer=customer), done)
+
+    view.__name__ = view.__qualname__ = service
+    return view
 
 
-@login_required
-@require_POST
-def installation_uninstall(request: HttpRequest, app_id: str, customer_id: str) -> HttpResponse:
-    customer = _customer(request, app_id, customer_id)
-    return _run(
-        request, customer, lambda: lifecycle.installation_uninstall(customer=customer), "App uninstalled."
-    )
-
-
-@login_required
-@require_POST
-def installation_freeze(request: HttpRequest, app_id: str, customer_id: str) -> HttpResponse:
-    customer = _customer(request, app_id, customer_id)
-    return _run(
-        request, customer, lambda: lifecycle.installation_freeze(customer=customer), "Installation frozen."
-    )
-
-
-@login_required
-@require_POST
-def installation_reactivate(request: HttpRequest, app_id: str, customer_id: str) -> HttpResponse:
-    customer = _customer(request, app_id, customer_id)
-    return _run(
-        request,
-        customer,
-        lambda: lifecycle.installation_reactivate(customer=customer),
-        "Installation reactivated.",
-    )
+installation_install = _transition("installation_install", "App installed.")
+installation_uninstall = _transition("installation_uninstall", "App uninstalled.")
+installation_freeze = _transition("installation_freeze", "Installation frozen.")
+installation_reactivate = _transition("installation_reactivate", "Installation reactivated.")
+subscription_freeze = _transition("subscription_freeze", "Subscription frozen.")
+subscription_unfreeze = _transition("subscription_unfreeze", "Subscription unfrozen.")
 
 
 @login_required
@@ -133,27 +115,6 @@ def subscription_cancel(request: HttpRequest, app_id: str, customer_id: str) -> 
         customer,
         lambda: lifecycle.subscription_cancel(customer=customer, reason=reason),
         "Subscription cancelled.",
-    )
-
-
-@login_required
-@require_POST
-def subscription_freeze(request: HttpRequest, app_id: str, customer_id: str) -> HttpResponse:
-    customer = _customer(request, app_id, customer_id)
-    return _run(
-        request, customer, lambda: lifecycle.subscription_freeze(customer=customer), "Subscription frozen."
-    )
-
-
-@login_required
-@require_POST
-def subscription_unfreeze(request: HttpRequest, app_id: str, customer_id: str) -> HttpResponse:
-    customer = _customer(request, app_id, customer_id)
-    return _run(
-        request,
-        customer,
-        lambda: lifecycle.subscription_unfreeze(customer=customer),
-        "Subscription unfrozen.",
     )
 
 
