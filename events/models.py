@@ -114,12 +114,19 @@ class MetricRollup(models.Model):
 
     `customer` NULL is the app-wide row. `group_key` "" is the total over every group; a grouped
     metric also has one row per value of its group-by property (canonical JSON text, `null` when
-    missing). Rows merge: counts and sums add, min and max combine, the latest wins.
+    missing). Rows merge: counts and sums add, min and max combine, the latest wins. Hour rows are
+    kept for the recent hours only (HUB_METRICS_HOUR_ROWS_HOURS), enough for "last 24 hours".
+
+    A unique-count metric's rows are counters instead: `count` is the number of distinct values in
+    the day, ISO week, month or ever ("a"), kept as `MetricUniqueValue` rows are first inserted.
     """
 
     class Granularity(models.TextChoices):
         HOUR = "h", "Hour"
         DAY = "d", "Day"
+        WEEK = "w", "Week"
+        MONTH = "m", "Month"
+        ALL = "a", "All time"
 
     id = models.BigAutoField(primary_key=True)
     metric = models.ForeignKey(Metric, on_delete=models.CASCADE, related_name="+")
@@ -149,6 +156,10 @@ class MetricRollup(models.Model):
                 name="metric_rollup_app_unique",
             ),
         ]
+        # The sweep prunes old hour rows.
+        indexes = [
+            models.Index(fields=["bucket"], condition=models.Q(granularity="h"), name="metric_rollup_hours")
+        ]
 
     def __str__(self) -> str:
         return f"{self.metric_id} {self.granularity} {self.bucket:%Y-%m-%d %H:00}: {self.count}"
@@ -162,11 +173,12 @@ class MetricRollup(models.Model):
 
 
 class MetricUniqueValue(models.Model):
-    """A distinct value of a unique-count metric seen in one hour, day, month or ever ("a")."""
+    """A distinct value of a unique-count metric seen in one hour, day, ISO week, month or ever ("a")."""
 
     class Granularity(models.TextChoices):
         HOUR = "h", "Hour"
         DAY = "d", "Day"
+        WEEK = "w", "Week"
         MONTH = "m", "Month"
         ALL = "a", "All time"
 
@@ -190,6 +202,9 @@ class MetricUniqueValue(models.Model):
                 condition=models.Q(customer__isnull=True),
                 name="metric_unique_app_unique",
             ),
+        ]
+        indexes = [
+            models.Index(fields=["bucket"], condition=models.Q(granularity="h"), name="metric_unique_hours")
         ]
 
     def __str__(self) -> str:

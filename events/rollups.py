@@ -19,17 +19,20 @@ import logging
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
 from hub.locks import app_usage_lock, app_usage_lock_session
 
+from . import rollups_sql
 from .metrics import CompiledMetric, Evaluated, properties_load
 from .models import Metric, MetricRollup, MetricUniqueValue, RollupBatch
+from .rollups_sql import metric_sql
 
 logger = logging.getLogger(__name__)
 
@@ -49,8 +52,22 @@ def day_start(ts: datetime) -> datetime:
     return ts.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
+def week_start(ts: datetime) -> datetime:
+    """Monday of the ISO week (UTC)."""
+    d = day_start(ts)
+    return d - timedelta(days=d.weekday())
+
+
 def month_start(ts: datetime) -> datetime:
     return day_start(ts).replace(day=1)
+
+
+def hour_rows_since(now: datetime | None = None) -> datetime | None:
+    """The first hour whose rows are kept (HUB_METRICS_HOUR_ROWS_HOURS before this hour); None: all."""
+    hours = settings.HUB_METRICS_HOUR_ROWS_HOURS
+    if not hours:
+        return None
+    return hour_start(now or timezone.now()) - timedelta(hours=hours)
 
 
 # --- Accumulating a delta ---------------------------------------------------------------------
@@ -81,11 +98,26 @@ class _Cell:
 
 @dataclass
 class RollupDelta:
-    """What a set of events adds to the rollups, before it is merged into the tables."""
+    """What a set of events adds to the rollups, before it is merged into the tables.
 
+    Hour rows older than `hours_since` are not written (only recent hours are read).
+    """
+
+    hours_since: datetime | None = None
     cells: dict[tuple, _Cell] = field(default_factory=dict)
     uniques: set[tuple] = field(default_factory=set)
     touched: set[tuple[int, int]] = field(default_factory=set)  # (customer pk, metric pk)
+
+    def _buckets(self, at: datetime, grans: str) -> list[tuple[str, datetime]]:
+        out = []
+        hour = hour_start(at)
+        if self.hours_since is None or hour >= self.hours_since:
+            out.append(("h", hour))
+        starts = {"d": day_start, "w": week_start, "m": month_start}
+        out += [(g, starts[g](at)) for g in grans if g in starts]
+        if "a" in grans:
+            out.append(("a", EPOCH))
+        return out
 
     def add(self, metric: CompiledMetric, *, event_pk: int, customer_pk: int, at: datetime,
             result: Evaluated) -> None:  # fmt: skip
@@ -94,13 +126,13 @@ class RollupDelta:
         if metric.unique:
             if result.unique is None:
                 return
-            buckets = (("h", hour_start(at)), ("d", day_start(at)), ("m", month_start(at)), ("a", EPOCH))
+            buckets = self._buckets(at, "dwma")
             for customer in (customer_pk, None):
                 for group in groups:
                     for gran, bucket in buckets:
                         self.uniques.add((metric.pk, customer, group, gran, bucket, result.unique))
             return
-        buckets = (("h", hour_start(at)), ("d", day_start(at)))
+        buckets = self._buckets(at, "d")
         for customer in (customer_pk, None):
             for group in groups:
                 for gran, bucket in buckets:
@@ -114,9 +146,10 @@ class RollupDelta:
         return bool(self.cells or self.uniques)
 
 
-def delta_of(metrics: list[CompiledMetric], events: Iterable[tuple]) -> RollupDelta:
+def delta_of(metrics: list[CompiledMetric], events: Iterable[tuple], *,
+             hours_since: datetime | None = None) -> RollupDelta:  # fmt: skip
     """Evaluate events `(pk, customer_pk, event_name, timestamp, properties)` against metrics."""
-    delta = RollupDelta()
+    delta = RollupDelta(hours_since=hours_since)
     by_name: dict[str, list[CompiledMetric]] = {}
     for m in metrics:
         by_name.setdefault(m.event_name, []).append(m)
@@ -159,28 +192,53 @@ _MERGE = f"""
     latest_event_id = CASE WHEN {_LATER} THEN excluded.latest_event_id ELSE {_T}.latest_event_id END
 """
 _VALUES13 = "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+_ON_CUSTOMER = "(metric_id, customer_id, group_key, granularity, bucket) WHERE customer_id IS NOT NULL"
+_ON_APP = "(metric_id, group_key, granularity, bucket) WHERE customer_id IS NULL"
 _UPSERT_CUSTOMER = (
     f"INSERT INTO {_T} ({_ROLLUP_COLUMNS}) VALUES {_VALUES13} "  # noqa: S608 (constants)
-    "ON CONFLICT (metric_id, customer_id, group_key, granularity, bucket) WHERE customer_id IS NOT NULL "
-    f"DO UPDATE SET {_MERGE}"
+    f"ON CONFLICT {_ON_CUSTOMER} DO UPDATE SET {_MERGE}"
 )
 _UPSERT_APP = (
     f"INSERT INTO {_T} ({_ROLLUP_COLUMNS}) VALUES {_VALUES13} "  # noqa: S608 (constants)
-    "ON CONFLICT (metric_id, group_key, granularity, bucket) WHERE customer_id IS NULL "
-    f"DO UPDATE SET {_MERGE}"
+    f"ON CONFLICT {_ON_APP} DO UPDATE SET {_MERGE}"
 )
 _U = "events_metricuniquevalue"
 _UNIQUE_COLUMNS = "metric_id, customer_id, group_key, granularity, bucket, value_hash"
+_ON_UNIQUE_CUSTOMER = (
+    "(metric_id, customer_id, group_key, granularity, bucket, value_hash) WHERE customer_id IS NOT NULL"
+)
+_ON_UNIQUE_APP = "(metric_id, group_key, granularity, bucket, value_hash) WHERE customer_id IS NULL"
 _INSERT_UNIQUE_CUSTOMER = (
     f"INSERT INTO {_U} ({_UNIQUE_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s) "  # noqa: S608
-    "ON CONFLICT (metric_id, customer_id, group_key, granularity, bucket, value_hash) "
-    "WHERE customer_id IS NOT NULL DO NOTHING"
+    f"ON CONFLICT {_ON_UNIQUE_CUSTOMER} DO NOTHING"
 )
 _INSERT_UNIQUE_APP = (
     f"INSERT INTO {_U} ({_UNIQUE_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s) "  # noqa: S608
-    "ON CONFLICT (metric_id, group_key, granularity, bucket, value_hash) "
-    "WHERE customer_id IS NULL DO NOTHING"
+    f"ON CONFLICT {_ON_UNIQUE_APP} DO NOTHING"
 )
+
+
+def _unique_with_counters(on_unique: str, on_rollup: str) -> str:
+    # Distinct values first seen now add one to their bucket's counter (not for hours: the last
+    # 24 hours are counted from the hour rows themselves).
+    return f"""
+    WITH new AS (
+        INSERT INTO {_U} ({_UNIQUE_COLUMNS})
+        SELECT * FROM unnest(%s::bigint[], %s::bigint[], %s::varchar[], %s::varchar[],
+                             %s::timestamptz[], %s::uuid[])
+        ON CONFLICT {on_unique} DO NOTHING
+        RETURNING metric_id, customer_id, group_key, granularity, bucket
+    )
+    INSERT INTO {_T} (metric_id, customer_id, group_key, granularity, bucket, count, value_count)
+    SELECT metric_id, customer_id, group_key, granularity, bucket, count(*), count(*)
+    FROM new WHERE granularity <> 'h' GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5
+    ON CONFLICT {on_rollup} DO UPDATE SET count = {_T}.count + excluded.count,
+        value_count = {_T}.value_count + excluded.value_count
+    """  # noqa: S608 (constants)
+
+
+_UNIQUE_COUNTED_CUSTOMER = _unique_with_counters(_ON_UNIQUE_CUSTOMER, _ON_CUSTOMER)
+_UNIQUE_COUNTED_APP = _unique_with_counters(_ON_UNIQUE_APP, _ON_APP)
 
 
 def _adapters():
@@ -209,14 +267,50 @@ def delta_write(delta: RollupDelta) -> None:
         row = (metric_pk, customer, group, gran, dt(bucket), uid(value))
         (unique_app if customer is None else unique_customer).append(row)
     with _cursor() as cursor:
-        for sql, rows in (
-            (_UPSERT_CUSTOMER, customer_rows),
-            (_UPSERT_APP, app_rows),
-            (_INSERT_UNIQUE_CUSTOMER, unique_customer),
-            (_INSERT_UNIQUE_APP, unique_app),
-        ):
+        for sql, rows in ((_UPSERT_CUSTOMER, customer_rows), (_UPSERT_APP, app_rows)):
             if rows:
                 cursor.executemany(sql, rows)
+        if connection.vendor == "postgresql":
+            for sql, rows in ((_UNIQUE_COUNTED_CUSTOMER, unique_customer), (_UNIQUE_COUNTED_APP, unique_app)):
+                if rows:
+                    cursor.execute(sql, [list(column) for column in zip(*rows, strict=True)])
+        else:
+            _uniques_write_one_by_one(cursor, unique_customer, unique_app)
+
+
+def _uniques_write_one_by_one(cursor, unique_customer: list[tuple], unique_app: list[tuple]) -> None:
+    """The same as the counted inserts above, for databases without data-modifying CTEs (SQLite)."""
+    counters: dict[tuple, int] = {}
+    for sql, rows in ((_INSERT_UNIQUE_CUSTOMER, unique_customer), (_INSERT_UNIQUE_APP, unique_app)):
+        for row in rows:
+            cursor.execute(sql, row)
+            if cursor.rowcount == 1 and row[3] != "h":
+                counters[row[:5]] = counters.get(row[:5], 0) + 1
+    for key, n in counters.items():
+        sql = _UPSERT_APP if key[1] is None else _UPSERT_CUSTOMER
+        cursor.execute(sql, (*key, n, n, None, None, None, None, None, None))
+
+
+def unique_counters_recount(*, metric_pks: list[int], customer_pk: int | None = None) -> None:
+    """Set the distinct-value counters of unique-count metrics from their distinct values."""
+    if not metric_pks:
+        return
+    scope = MetricRollup.objects.filter(metric_id__in=metric_pks)
+    if customer_pk is not None:
+        scope = scope.filter(customer_id=customer_pk)
+    scope.delete()
+    where = ["metric_id IN (" + ", ".join(["%s"] * len(metric_pks)) + ")", "granularity <> 'h'"]
+    params: list[Any] = list(metric_pks)
+    if customer_pk is not None:
+        where.append("customer_id = %s")
+        params.append(customer_pk)
+    with _cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {_T} (metric_id, customer_id, group_key, granularity, bucket, count, value_count) "  # noqa: S608
+            f"SELECT metric_id, customer_id, group_key, granularity, bucket, count(*), count(*) FROM {_U} "
+            f"WHERE {' AND '.join(where)} GROUP BY metric_id, customer_id, group_key, granularity, bucket",
+            params,
+        )
 
 
 def _sort_key(key: tuple) -> tuple:
@@ -294,7 +388,7 @@ def rollups_drain_app(*, app_pk: int, max_batches: int = 200) -> DrainResult:
         ids = [pk for _, event_ids in batches for pk in event_ids]
         delta = RollupDelta()
         if metrics:
-            delta = delta_of(metrics, events_by_ids(ids))
+            delta = delta_of(metrics, events_by_ids(ids), hours_since=hour_rows_since())
             delta_write(delta)
         RollupBatch.objects.filter(id__in=[pk for pk, _ in batches]).delete()
         if delta.touched:
@@ -362,15 +456,34 @@ def _rebuild_in_snapshot(app_pk: int, chunk: int) -> list[int]:
     if not building:
         return []
     versions = {m.pk: m.version for m in building}
-    compiled = [CompiledMetric.of(m) for m in building]
     MetricRollup.objects.filter(metric__in=building).delete()
     MetricUniqueValue.objects.filter(metric__in=building).delete()
-    pending = {pk for ids in RollupBatch.objects.filter(app_id=app_pk).values_list("event_ids", flat=True)
-               for pk in ids}  # fmt: skip
-    names = sorted({m.event_name for m in building})
-    for rows in _events_of(app_pk, names, chunk):
-        delta = delta_of(compiled, (r for r in rows if r[0] not in pending))
-        delta_write(delta)
+    pending = sorted(
+        {
+            pk
+            for ids in RollupBatch.objects.filter(app_id=app_pk).values_list("event_ids", flat=True)
+            for pk in ids
+        }
+    )
+    hours_since = hour_rows_since()
+    in_python = []
+    for metric in building:
+        plan = metric_sql(metric, app_pk=app_pk) if connection.vendor == "postgresql" else None
+        if plan is None:
+            in_python.append(CompiledMetric.of(metric))
+            continue
+        # SQL counts what it evaluates exactly; the few events it cannot are counted by Python.
+        with _cursor() as cursor:
+            rollups_sql.build(cursor, plan, pending=pending, hours_since=hours_since)
+            cursor.execute(rollups_sql.python_rows_select(plan, pending))
+            rows = cursor.fetchall()
+        delta_write(delta_of([CompiledMetric.of(metric)], rows, hours_since=hours_since))
+    if in_python:
+        skip = set(pending)
+        names = sorted({m.event_name for m in in_python})
+        for rows in _events_of(app_pk, names, chunk):
+            delta_write(delta_of(in_python, (r for r in rows if r[0] not in skip), hours_since=hours_since))
+    unique_counters_recount(metric_pks=[m.pk for m in building if m.aggregation == Metric.Aggregation.UNIQUE])
     now = timezone.now()
     built = []
     for pk, version in versions.items():
@@ -425,6 +538,13 @@ def rollups_customer_merge(*, keep: Any, remove: Any) -> None:
     )
     MetricRollup.objects.filter(customer=remove).delete()
     MetricUniqueValue.objects.filter(customer=remove).delete()
+    # Distinct-value counters do not add up (both may have seen a value): counted again below.
+    unique_pks = set(
+        Metric.objects.filter(app_id=keep.app_id, aggregation=Metric.Aggregation.UNIQUE).values_list(
+            "pk", flat=True
+        )
+    )
+    rows = [r for r in rows if r[0] not in unique_pks]
     with _cursor() as cursor:
         if rows:
             cursor.executemany(
@@ -438,6 +558,20 @@ def rollups_customer_merge(*, keep: Any, remove: Any) -> None:
             cursor.executemany(
                 _INSERT_UNIQUE_CUSTOMER, [(m, keep.pk, g, gr, dt(b), uid(v)) for m, g, gr, b, v in uniques]
             )
+    unique_counters_recount(metric_pks=sorted(unique_pks), customer_pk=keep.pk)
+
+
+# --- Pruning hour rows ------------------------------------------------------------------------
+
+
+def rollups_hours_prune(*, now: datetime | None = None) -> int:
+    """Delete hour rows (and hourly distinct values) older than HUB_METRICS_HOUR_ROWS_HOURS."""
+    since = hour_rows_since(now)
+    if since is None:
+        return 0
+    deleted, _ = MetricRollup.objects.filter(granularity="h", bucket__lt=since).delete()
+    more, _ = MetricUniqueValue.objects.filter(granularity="h", bucket__lt=since).delete()
+    return deleted + more
 
 
 # --- Enqueueing drains ------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from django.db import OperationalError
 from django.utils import timezone
 
 from .models import Metric
-from .rollups import rollups_drain, rollups_pending_apps
+from .rollups import rollups_drain, rollups_hours_prune, rollups_pending_apps
 
 
 @shared_task(
@@ -33,7 +33,8 @@ def metrics_rebuild_task(app_pk: int) -> list[int]:
 
 @shared_task(name="events.rollups_sweep")
 def rollups_sweep() -> dict:
-    """Enqueue drains for batches waiting longer than HUB_ROLLUP_STALE_SECONDS, and forgotten builds."""
+    """Enqueue drains for batches waiting longer than HUB_ROLLUP_STALE_SECONDS and forgotten builds;
+    prune old hour rows."""
     stale = timezone.now() - timedelta(seconds=settings.HUB_ROLLUP_STALE_SECONDS)
     apps = rollups_pending_apps(older_than=stale)
     if apps:
@@ -47,4 +48,4 @@ def rollups_sweep() -> dict:
     )
     for app_pk in building:
         metrics_rebuild_task.delay(app_pk)
-    return {"drain": apps, "rebuild": building}
+    return {"drain": apps, "rebuild": building, "pruned": rollups_hours_prune()}

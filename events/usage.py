@@ -16,7 +16,6 @@ from decimal import Decimal
 from typing import Any
 
 from django.db.models import Count, Q
-from django.db.models.functions import TruncWeek
 from django.utils import timezone
 
 from hub.errors import HubError
@@ -30,6 +29,9 @@ PERIODS = ("daily", "weekly", "monthly")
 # Mantle's spans when no range is given: 90 days, 12 weeks, 12 months (the current one included).
 DEFAULT_SPAN = {"daily": 90, "weekly": 12, "monthly": 12}
 MAX_BUCKETS = 1000
+GROUPS_SHOWN = 20
+# Unique counts are not additive: each period reads its own distinct-value counter.
+UNIQUE_GRANULARITY = {"daily": "d", "weekly": "w", "monthly": "m"}
 
 
 # --- Periods ----------------------------------------------------------------------------------
@@ -163,8 +165,8 @@ def metric_value(*, metric: Metric, customer: Customer | None, start: datetime |
     """The metric's value over buckets of `granularity` from `start` (None: all time) to before `end`."""
     if metric.aggregation == "unique_count":
         if start is None:
-            qs = _scope(MetricUniqueValue.objects, metric=metric, customer=customer).filter(granularity="a")
-            return qs.count()
+            counter = _scope(MetricRollup.objects, metric=metric, customer=customer).filter(granularity="a")
+            return counter.values_list("count", flat=True).first() or 0
         qs = _scope(MetricUniqueValue.objects, metric=metric, customer=customer).filter(
             granularity=granularity, bucket__gte=start, bucket__lt=end
         )
@@ -230,62 +232,36 @@ def _at(d: date) -> datetime:
 def metric_report(*, metric: Metric, period: str, customer: Customer | None = None,
                   start: date | None = None, end: date | None = None,
                   now: datetime | None = None) -> Report:  # fmt: skip
-    """The metric's value per period, app-wide or for one customer (and per group, if grouped)."""
+    """The metric's value per period, app-wide or for one customer (and per group, if grouped).
+
+    One query: day rows (or, for unique counts, the period's distinct-value counters) of the total
+    and of every group; the 20 most active groups are shown, in the order of their keys.
+    """
     first, last = report_range(period, start=start, end=end, now=now)
     buckets = period_buckets(period, first, last)
     stop = period_next(period, buckets[-1])
-    keys = [""]
-    if metric.group_by:
-        keys += _group_keys(metric=metric, customer=customer, start=first, end=stop)
-    series = {k: _series(metric, customer, k, period, buckets, stop) for k in keys}
-    points = list(zip(buckets, series[""], strict=True))
-    groups = [(group_label(k), series[k]) for k in keys[1:]]
-    return Report(metric, period, first, stop, points, groups)
-
-
-def _group_keys(*, metric: Metric, customer: Customer | None, start: datetime, end: datetime,
-                limit: int = 20) -> list[str]:  # fmt: skip
-    model = MetricUniqueValue if metric.aggregation == "unique_count" else MetricRollup
-    qs = model.objects.filter(metric=metric, granularity="d", bucket__gte=start, bucket__lt=end).exclude(
-        group_key=""
-    )
+    unique = metric.aggregation == "unique_count"
+    gran = UNIQUE_GRANULARITY[period] if unique else "d"
+    qs = MetricRollup.objects.filter(metric=metric, granularity=gran, bucket__gte=first, bucket__lt=stop)
     qs = qs.filter(customer=customer) if customer is not None else qs.filter(customer__isnull=True)
-    if model is MetricRollup:
-        ranked = qs.values("group_key").annotate(n=Count("id")).order_by("-n", "group_key")
-    else:
-        ranked = (
-            qs.values("group_key").annotate(n=Count("value_hash", distinct=True)).order_by("-n", "group_key")
-        )
-    return [r["group_key"] for r in ranked[:limit]]
+    if not metric.group_by:
+        qs = qs.filter(group_key="")
+    rows: dict[str, dict[datetime, list[dict]]] = defaultdict(lambda: defaultdict(list))
+    activity: dict[str, int] = defaultdict(int)
+    for r in qs.values("group_key", "bucket", *_ROW_FIELDS):
+        rows[r["group_key"]][period_start(period, r["bucket"])].append(r)
+        activity[r["group_key"]] += r["count"]
+    # The most active groups, shown in the order of their keys (stable columns from day to day).
+    ranked = sorted(sorted((k for k in rows if k != ""), key=lambda k: (-activity[k], k))[:GROUPS_SHOWN])
+    aggregation = "count" if unique else metric.aggregation
 
+    def series(key: str) -> list[Any]:
+        per_bucket = rows.get(key, {})
+        return [combine(aggregation, per_bucket.get(b, ())) for b in buckets]
 
-def _series(metric: Metric, customer: Customer | None, group: str, period: str, buckets: list[datetime],
-            stop: datetime) -> list[Any]:  # fmt: skip
-    start = buckets[0]
-    if metric.aggregation == "unique_count":
-        gran = "m" if period == "monthly" else "d"
-        qs = _scope(MetricUniqueValue.objects, metric=metric, customer=customer, group=group).filter(
-            granularity=gran, bucket__gte=start, bucket__lt=stop
-        )
-        if period == "weekly":
-            qs = qs.annotate(p=TruncWeek("bucket", tzinfo=UTC)).values("p")
-        else:
-            qs = qs.values(p=_identity("bucket"))
-        counts = {_utc(r["p"]): r["n"] for r in qs.annotate(n=Count("value_hash", distinct=True))}
-        return [counts.get(b, 0) for b in buckets]
-    rows = _scope(MetricRollup.objects, metric=metric, customer=customer, group=group).filter(
-        granularity="d", bucket__gte=start, bucket__lt=stop
-    )
-    per_bucket: dict[datetime, list[dict]] = defaultdict(list)
-    for r in rows.values("bucket", *_ROW_FIELDS):
-        per_bucket[period_start(period, r["bucket"])].append(r)
-    return [combine(metric.aggregation, per_bucket.get(b, ())) for b in buckets]
-
-
-def _identity(name: str):
-    from django.db.models import F
-
-    return F(name)
+    points = list(zip(buckets, series(""), strict=True))
+    groups = [(group_label(k), series(k)) for k in ranked] if metric.group_by else []
+    return Report(metric, period, first, stop, points, groups)
 
 
 def _utc(value: datetime | date) -> datetime:
@@ -338,6 +314,8 @@ def customer_usage(*, customer: Customer, now: datetime | None = None) -> dict[s
         for r in qs.values("metric_id", "granularity", "bucket", *_ROW_FIELDS):
             rows_by_metric[r["metric_id"]].append(r)
     end = this_hour + timedelta(hours=1)
+    unique = [m for m in metrics if m.aggregation == "unique_count"]
+    unique_values = _unique_windows(metrics=unique, customer=customer, ranges=ranges, end=end)
     out = {}
     for m in metrics:
         entry: dict[str, Any] = {
@@ -350,7 +328,7 @@ def customer_usage(*, customer: Customer, now: datetime | None = None) -> dict[s
         }
         for key, (since, gran) in ranges.items():
             if m.aggregation == "unique_count":
-                value = metric_value(metric=m, customer=customer, start=since, end=end, granularity=gran)
+                value = unique_values.get(m.pk, {}).get(key, 0)
             else:
                 rows = [
                     r for r in rows_by_metric.get(m.pk, ())
@@ -359,6 +337,35 @@ def customer_usage(*, customer: Customer, now: datetime | None = None) -> dict[s
                 value = combine(m.aggregation, rows)
             entry[key] = as_number(value)
         out[str(m.public_id)] = entry
+    return out
+
+
+Windows = dict[str, tuple[datetime | None, str]]
+
+
+def _unique_windows(*, metrics: list[Metric], customer: Customer, ranges: Windows,
+                    end: datetime) -> dict[int, dict[str, int]]:  # fmt: skip
+    """Distinct values of each unique-count metric in each window, in one query (all time: counters)."""
+    if not metrics:
+        return {}
+    windows = {k: v for k, v in ranges.items() if v[0] is not None}
+    oldest = {gran: min(since for since, g in windows.values() if g == gran) for _, gran in windows.values()}
+    scope = Q()
+    for gran, since in oldest.items():
+        scope |= Q(granularity=gran, bucket__gte=since)
+    qs = MetricUniqueValue.objects.filter(scope, customer=customer, group_key="", metric__in=metrics)
+    qs = qs.filter(bucket__lt=end)
+    counts = {
+        key: Count("value_hash", distinct=True, filter=Q(granularity=gran, bucket__gte=since))
+        for key, (since, gran) in windows.items()
+    }
+    out: dict[int, dict[str, int]] = {}
+    for row in qs.values("metric_id").annotate(**counts).order_by():
+        out[row.pop("metric_id")] = row
+    all_time = MetricRollup.objects.filter(customer=customer, group_key="", metric__in=metrics)
+    all_time = all_time.filter(granularity="a")
+    for metric_pk, n in all_time.values_list("metric_id", "count"):
+        out.setdefault(metric_pk, {})["allTimeValue"] = n
     return out
 
 
@@ -383,7 +390,12 @@ def metrics_values(*, metrics: list[Metric], customer: Customer | None, start: d
         for r in qs.values("metric_id", *_ROW_FIELDS):
             rows[r["metric_id"]].append(r)
     counts: dict[int, int] = {}
-    if unique:
+    if unique and start == month_start(start) and end <= period_next("monthly", start):
+        # A month so far: its distinct-value counters (a month's values seen before `end`).
+        qs = MetricRollup.objects.filter(metric__in=unique, group_key="", granularity="m", bucket=start)
+        qs = qs.filter(customer=customer) if customer is not None else qs.filter(customer__isnull=True)
+        counts = dict(qs.values_list("metric_id", "count"))
+    elif unique:
         qs = _days_scope(MetricUniqueValue, metrics=unique, customer=customer, start=start, end=end)
         counts = {
             r["metric_id"]: r["n"]
@@ -411,13 +423,8 @@ def metrics_daily_values(*, metrics: list[Metric], customer: Customer | None, st
             rows[(r["metric_id"], _utc(r["bucket"]))].append(r)
     counts: dict[tuple[int, datetime], int] = {}
     if unique:
-        qs = _days_scope(MetricUniqueValue, metrics=unique, customer=customer, start=days[0], end=end)
-        counts = {
-            (r["metric_id"], _utc(r["bucket"])): r["n"]
-            for r in qs.values("metric_id", "bucket")
-            .annotate(n=Count("value_hash", distinct=True))
-            .order_by()
-        }
+        qs = _days_scope(MetricRollup, metrics=unique, customer=customer, start=days[0], end=end)
+        counts = {(m, _utc(b)): n for m, b, n in qs.values_list("metric_id", "bucket", "count")}
     out = {}
     for m in metrics:
         if m.aggregation == "unique_count":

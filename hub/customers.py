@@ -102,7 +102,11 @@ def _customer_merge(*, keep: Customer, remove: Customer) -> Customer:
         if keep.contacts.filter(email=contact.email).exists():
             contact.delete()
     merged: set[type] = set()
-    for rel in Customer._meta.related_objects:
+    # Hidden relations too (`related_name="+"`, as the metrics' rollups have): all rows move.
+    relations = [
+        f for f in Customer._meta.get_fields(include_hidden=True) if f.auto_created and not f.concrete
+    ]
+    for rel in relations:
         model = rel.related_model
         if hasattr(model, "customer_merge"):
             if model not in merged:

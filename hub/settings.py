@@ -341,6 +341,9 @@ CELERY_BEAT_SCHEDULE["sources-inbox-sweep"] = {
 HUB_ROLLUP_SWEEP_SECONDS = env.float("HUB_ROLLUP_SWEEP_SECONDS", default=10.0)
 # A batch waiting longer than this (seconds) is taken as forgotten: the sweep enqueues a drain.
 HUB_ROLLUP_STALE_SECONDS = env.float("HUB_ROLLUP_STALE_SECONDS", default=5.0)
+# Hours of hour rollup rows kept (only "last 24 hours" reads them; older ones are pruned by the
+# sweep and not written). 0 keeps every hour row.
+HUB_METRICS_HOUR_ROWS_HOURS = env.int("HUB_METRICS_HOUR_ROWS_HOURS", default=48)
 CELERY_BEAT_SCHEDULE["events-rollups-sweep"] = {
     "task": "events.rollups_sweep",
     "schedule": HUB_ROLLUP_SWEEP_SECONDS,

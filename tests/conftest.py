@@ -38,6 +38,15 @@ def logged_in(client, user):
 
 
 @pytest.fixture(autouse=True)
+def _every_hour_row_kept(settings):
+    """The metric tests read with a fixed clock days in the past: keep their hour rows.
+
+    Pruning old hour rows is tested on its own (tests/events/test_rollups_sql.py).
+    """
+    settings.HUB_METRICS_HOUR_ROWS_HOURS = 0
+
+
+@pytest.fixture(autouse=True)
 def _fresh_reference_cache():
     """Customer-reference caching is per process; tests must not see each other's ids."""
     from hub.customers import reference_cache_clear
