@@ -166,6 +166,63 @@ def http_load(
     return LoadResult(len(bodies), seconds, latencies, statuses)
 
 
+def _paced_worker(args) -> tuple[list[float], dict[int, int], float]:
+    """Send each body at its scheduled wall-clock time (open loop: a late one goes at once)."""
+    port, method, path, headers, schedule = args
+    latencies, statuses = [], {}
+    worst_lag = 0.0
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    for at, body in schedule:
+        wait = at - time.time()
+        if wait > 0:
+            time.sleep(wait)
+        worst_lag = max(worst_lag, -wait)
+        start = time.perf_counter()
+        try:
+            conn.request(method, path, body=body, headers=headers)
+            response = conn.getresponse()
+            response.read()
+        except (http.client.HTTPException, OSError):
+            conn.close()
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+            conn.request(method, path, body=body, headers=headers)
+            response = conn.getresponse()
+            response.read()
+        latencies.append(time.perf_counter() - start)
+        statuses[response.status] = statuses.get(response.status, 0) + 1
+    return latencies, statuses, worst_lag
+
+
+def paced_load(
+    port: int,
+    method: str,
+    path: str,
+    headers: dict[str, str],
+    bodies: list[bytes],
+    *,
+    requests_per_second: float,
+    clients: int,
+) -> tuple[LoadResult, float]:
+    """Send `bodies` at a fixed rate (request k at start + k / rate) from `clients` processes, so a
+    slow answer does not slow the senders; the result and the worst lateness of a send, seconds."""
+    ctx = get_context("spawn")
+    with ctx.Pool(clients) as pool:
+        pool.map(time.sleep, [0.01] * clients)
+        t0 = time.time() + 0.5
+        schedule = [(t0 + k / requests_per_second, body) for k, body in enumerate(bodies)]
+        start = time.perf_counter()
+        results = pool.map(
+            _paced_worker, [(port, method, path, headers, schedule[i::clients]) for i in range(clients)]
+        )
+        seconds = time.perf_counter() - start
+    latencies = [x for lat, _, _ in results for x in lat]
+    statuses: dict[int, int] = {}
+    for _, st, _ in results:
+        for k, v in st.items():
+            statuses[k] = statuses.get(k, 0) + v
+    return LoadResult(len(bodies), seconds, latencies, statuses), max(lag for _, _, lag in results)
+
+
 def median_of(runs: int, fn: Callable[[], float]) -> float:
     return statistics.median(fn() for _ in range(runs))
 

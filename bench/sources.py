@@ -7,10 +7,14 @@ made by hub_apply (default presets: track → usage event), and drives `/segment
   (b) end-to-end messages/s: from the first request to the last usage event stored, with Celery
       workers processing while the clients send; receipt-to-stored p50/p99;
 each with its ratio to a raw psycopg executemany of INSERT ... ON CONFLICT DO NOTHING of the same
-rows into a same-shaped events table, measured in the same run (bench.ingest's baseline).
-Targets: receipt >= 0.5, end-to-end >= 0.25.
+rows into a same-shaped events table, measured in the same run (bench.ingest's baseline);
+  (c) steady load: batches sent at a fixed rate (`--steady-fraction`, default 50%, of the lesser of
+      (a)'s and (b)'s rates) for `--steady-seconds` with the Celery workers processing;
+      receipt-to-stored latency of every message, from its inbox row's `received_at` to its usage
+      event's `received_at` (the time it was stored), both read from the database.
+Targets: receipt >= 0.5, end-to-end >= 0.25, steady-load receipt-to-stored p99 <= 1 s (issue 4).
 
-    python -m bench.sources [--messages 50000] [--clients 4] [--celery 2]
+    python -m bench.sources [--messages 50000] [--clients 4] [--celery 2] [--steady-seconds 25]
 """
 
 from __future__ import annotations
@@ -37,10 +41,12 @@ from bench.harness import (
     http_load,
     hub_env,
     manage,
+    paced_load,
     recreate_database,
 )
 
 DB = "hub_bench_sources"
+STEADY_P99_TARGET_SECONDS = 1.0
 
 
 def make_messages(n: int, prefix: str) -> list[dict]:
@@ -88,6 +94,26 @@ def _count(sql: str, *params) -> int:
         return conn.execute(sql, params).fetchone()[0]
 
 
+def _wait_stored(expected: int, deadline: float) -> None:
+    while _count("SELECT count(*) FROM events_usageevent") < expected and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def steady_latency(prefix: str) -> tuple[int, float, float, float, float]:
+    """Messages, and p50/p95/p99/max seconds from inbox receipt to the usage event being stored."""
+    with psycopg.connect(database_url(DB)) as conn:
+        return conn.execute(
+            "SELECT count(*), percentile_cont(0.5) WITHIN GROUP (ORDER BY lag), "
+            "percentile_cont(0.95) WITHIN GROUP (ORDER BY lag), "
+            "percentile_cont(0.99) WITHIN GROUP (ORDER BY lag), max(lag) FROM ("
+            " SELECT extract(epoch FROM e.received_at - m.received_at) AS lag"
+            " FROM sources_inboxmessage m JOIN sources_source s ON s.id = m.source_id"
+            " JOIN events_usageevent e ON e.app_id = s.app_id AND e.event_id = m.message_id"
+            " WHERE m.message_id LIKE %s) AS lags",
+            (f"{prefix}-%",),
+        ).fetchone()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -96,6 +122,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=4, help="client processes")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
     parser.add_argument("--celery", type=int, default=2, help="Celery worker processes (concurrency)")
+    parser.add_argument("--steady-seconds", type=float, default=25.0, help="length of the steady phase")
+    parser.add_argument(
+        "--steady-fraction", type=float, default=0.5, help="steady rate as a fraction of receipt's"
+    )
     args = parser.parse_args(argv)
 
     recreate_database(DB)
@@ -149,10 +179,24 @@ def main(argv: list[str] | None = None) -> int:
             e2e = http_load(
                 port, "POST", "/segment/v1/batch", headers, batches(e2e_msgs), clients=args.clients
             )
-            while _count("SELECT count(*) FROM events_usageevent") < expected and time.monotonic() < deadline:
-                time.sleep(0.05)
+            _wait_stored(expected, deadline)
             e2e_seconds = time.perf_counter() - start
             assert e2e.statuses == {200: len(e2e_msgs) // 100}, e2e.statuses
+
+            # (c) Steady load: a fixed rate well below the maximum, workers processing as it comes.
+            time.sleep(2)
+            # Below the lesser of the two maxima: receipt alone, and receipt with the workers busy.
+            steady_rate = args.steady_fraction * min(
+                len(receipt_msgs) / receipt.seconds, len(e2e_msgs) / e2e_seconds
+            )
+            steady_msgs = make_messages(int(steady_rate * args.steady_seconds) // 100 * 100, f"s-{run}")
+            expected = _count("SELECT count(*) FROM events_usageevent") + len(steady_msgs)
+            steady, send_lag = paced_load(
+                port, "POST", "/segment/v1/batch", headers, batches(steady_msgs),
+                requests_per_second=steady_rate / 100, clients=args.clients,
+            )  # fmt: skip
+            _wait_stored(expected, time.monotonic() + 120)
+            assert steady.statuses == {200: len(steady_msgs) // 100}, steady.statuses
         finally:
             worker.send_signal(signal.SIGTERM)  # the main process: a warm shutdown of its pool
             try:
@@ -177,6 +221,8 @@ def main(argv: list[str] | None = None) -> int:
             (f"e-{run}-%",),
         ).fetchone()
     baseline = raw_baseline(e2e_msgs, app_pk, customers)
+    count, s50, s95, s99, smax = steady_latency(f"s-{run}")
+    assert count == len(steady_msgs), (count, len(steady_msgs))
 
     receipt_rate = len(receipt_msgs) / receipt.seconds
     e2e_rate = len(e2e_msgs) / e2e_seconds
@@ -192,7 +238,18 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  raw psycopg executemany baseline: {baseline:,.0f} rows/s")
     print(f"  RATIO receipt/raw = {receipt_rate / baseline:.2f}  (target >= 0.5)")
     print(f"  RATIO end-to-end/raw = {e2e_rate / baseline:.2f}  (target >= 0.25)")
-    return 0 if receipt_rate / baseline >= 0.5 and e2e_rate / baseline >= 0.25 else 1
+    steady_pass = s99 <= STEADY_P99_TARGET_SECONDS
+    print(
+        f"steady load: {len(steady_msgs) / steady.seconds:,.0f} messages/s for {steady.seconds:.0f} s "
+        f"({args.steady_fraction:.0%} of min(receipt, end to end); {len(steady_msgs) // 100} batches of 100; "
+        f"{steady.summary()}; latest send {send_lag * 1000:.0f} ms behind schedule)"
+    )
+    print(
+        f"  receipt-to-stored p50 {s50 * 1000:.0f} ms, p95 {s95 * 1000:.0f} ms, p99 {s99 * 1000:.0f} ms, "
+        f"max {smax * 1000:.0f} ms  (target p99 <= {STEADY_P99_TARGET_SECONDS * 1000:.0f} ms): "
+        f"{'PASS' if steady_pass else 'FAIL'}"
+    )
+    return 0 if receipt_rate / baseline >= 0.5 and e2e_rate / baseline >= 0.25 and steady_pass else 1
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ _SUBSCRIBED = {
     Activity.Kind.SUBSCRIBED: "Subscribed to {plan}.",
     Activity.Kind.UPGRADED: "Upgraded to {plan}.",
     Activity.Kind.DOWNGRADED: "Downgraded to {plan}.",
+    Activity.Kind.PLAN_CHANGED: "Changed plan to {plan}.",
 }
 
 

@@ -291,7 +291,8 @@ def _require_installed(customer: Customer) -> None:
 def subscription_subscribe(*, customer: Customer, plan: Plan) -> tuple[Subscription, str]:
     """Subscribe to `plan`, or change the open subscription to it; return it and the activity kind.
 
-    A change to a dearer plan is an upgrade, to a cheaper (or equally priced) one a downgrade.
+    A change to a dearer plan is an upgrade, to a cheaper one a downgrade, to an equally priced one
+    a plan change (neither).
     """
     if plan.app_id != customer.app_id:
         raise NotFound("No such plan.")
@@ -310,13 +311,19 @@ def subscription_subscribe(*, customer: Customer, plan: Plan) -> tuple[Subscript
 
 
 def subscription_change_plan(*, subscription: Subscription, plan: Plan) -> str:
-    """Move a locked, open subscription to `plan`; return the activity kind (upgraded or downgraded)."""
+    """Move a locked, open subscription to `plan`; return the activity kind (upgraded, downgraded,
+    or plan_changed for an equally priced plan)."""
     if subscription.status != Subscription.Status.ACTIVE:
         raise Conflict(f"A {subscription.status} subscription cannot change plan.")
     previous = subscription.plan
     if previous.pk == plan.pk:
         raise Conflict(f"The customer is already subscribed to {plan.name}.")
-    kind = Activity.Kind.UPGRADED if plan.amount > previous.amount else Activity.Kind.DOWNGRADED
+    if plan.amount > previous.amount:
+        kind = Activity.Kind.UPGRADED
+    elif plan.amount < previous.amount:
+        kind = Activity.Kind.DOWNGRADED
+    else:
+        kind = Activity.Kind.PLAN_CHANGED
     subscription.plan = plan
     subscription.save(update_fields=["plan", "updated_at"])
     activity_record(

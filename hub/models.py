@@ -306,6 +306,7 @@ class Activity(models.Model):
         UNSUBSCRIBED = "unsubscribed", "Customer unsubscribed from plan"
         UPGRADED = "upgraded", "Customer upgraded plan"
         DOWNGRADED = "downgraded", "Customer downgraded plan"
+        PLAN_CHANGED = "plan_changed", "Customer changed plan"
         SUBSCRIPTION_FROZEN = "subscription_frozen", "Subscription was frozen"
         SUBSCRIPTION_UNFROZEN = "subscription_unfrozen", "Subscription was unfrozen"
         USAGE_LIMIT_APPROACHING = "usage_limit_approaching", "Customer's usage is approaching a plan limit"
@@ -318,9 +319,13 @@ class Activity(models.Model):
         "unsubscribed",
         "upgraded",
         "downgraded",
+        "plan_changed",
         "subscription_frozen",
         "subscription_unfrozen",
     )
+    # The eleven activities of seed 000 (a change to an equally priced plan is neither an upgrade
+    # nor a downgrade: `plan_changed`).
+    SEED_KINDS = (*APP_KINDS, *(k for k in SUBSCRIPTION_KINDS if k != "plan_changed"))
     USAGE_KINDS = ("usage_limit_approaching", "usage_limit_reached", "upgrade_suggested")
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
@@ -348,6 +353,7 @@ class Activity(models.Model):
                         "unsubscribed",
                         "upgraded",
                         "downgraded",
+                        "plan_changed",
                         "subscription_frozen",
                         "subscription_unfrozen",
                         "usage_limit_approaching",

@@ -1,5 +1,6 @@
 """The operator's console for integrations; actions call the same services as the screens."""
 
+from django import forms
 from django.contrib import admin, messages
 
 from hub.errors import HubError
@@ -8,10 +9,40 @@ from . import services
 from .models import Attempt, Delivery, Integration, Replay
 
 
+class IntegrationAdminForm(forms.ModelForm):
+    """The screens' checks: apps of the integration's workspace only, a custom host that passes
+    the outbound-URL guard."""
+
+    class Meta:
+        model = Integration
+        fields = [
+            "workspace", "kind", "name", "region", "custom_host", "apps", "activities", "user_id_field",
+            "enabled", "needs_attention", "attention_reason",
+        ]  # fmt: skip
+
+    def clean(self):
+        data = super().clean()
+        workspace = data.get("workspace")
+        if workspace is not None and "apps" in data:
+            try:
+                services.integration_apps_check(workspace=workspace, apps=list(data["apps"]))
+            except HubError as exc:
+                self.add_error("apps", str(exc))
+        if "region" in data:
+            try:
+                data["custom_host"] = services.integration_destination_check(
+                    region=data["region"], custom_host=data.get("custom_host", "")
+                )
+            except HubError as exc:
+                self.add_error("custom_host", str(exc))
+        return data
+
+
 @admin.register(Integration)
 class IntegrationAdmin(admin.ModelAdmin):
     """The write key is never shown (encrypted at rest; replace it on the Segment screen)."""
 
+    form = IntegrationAdminForm
     list_display = ["name", "workspace", "kind", "region", "enabled", "needs_attention", "created_at"]
     list_filter = ["kind", "region", "enabled", "needs_attention", "workspace"]
     search_fields = ["name", "workspace__name"]

@@ -49,22 +49,12 @@ def integration_save(
         clash = clash.exclude(pk=integration.pk)
     if clash.exists():
         raise HubError(f"An integration named {name!r} already exists in this workspace.")
-    if region not in Integration.Region.values:
-        raise HubError("Choose the US or EU region, or a custom host.")
-    custom_host = (custom_host or "").strip()
-    if region == Integration.Region.CUSTOM:
-        if not custom_host:
-            raise HubError("A custom region needs the host URL.")
-        try:
-            url_check(custom_host)
-        except (OutboundRefused, OSError) as exc:
-            raise HubError(f"The custom host cannot be used: {exc}") from None
+    custom_host = integration_destination_check(region=region, custom_host=custom_host)
     unknown = set(activities or ()) - set(Activity.Kind.values)
     if unknown:
         raise HubError(f"Unknown activities: {', '.join(sorted(unknown))}.")
     apps = list(apps or ())
-    if any(app.workspace_id != workspace.pk for app in apps):
-        raise HubError("Apps must belong to this workspace.")
+    integration_apps_check(workspace=workspace, apps=apps)
     write_key = (write_key or "").strip()
     if integration is None:
         if not write_key:
@@ -75,13 +65,36 @@ def integration_save(
         integration.needs_attention, integration.attention_reason = False, ""
     integration.name = name
     integration.region = region
-    integration.custom_host = custom_host if region == Integration.Region.CUSTOM else ""
+    integration.custom_host = custom_host
     integration.activities = [k for k in Activity.Kind.values if k in set(activities or ())]
     integration.user_id_field = (user_id_field or "").strip()[:100]
     integration.enabled = enabled
     integration.save()
     integration.apps.set(apps)
     return integration
+
+
+def integration_destination_check(*, region: str, custom_host: str) -> str:
+    """The custom host to keep (stripped; "" unless the region is custom), or HubError when the
+    region is unknown or the host fails the outbound-URL guard (integrations.outbound)."""
+    if region not in Integration.Region.values:
+        raise HubError("Choose the US or EU region, or a custom host.")
+    custom_host = (custom_host or "").strip()
+    if region != Integration.Region.CUSTOM:
+        return ""
+    if not custom_host:
+        raise HubError("A custom region needs the host URL.")
+    try:
+        url_check(custom_host)
+    except (OutboundRefused, OSError) as exc:
+        raise HubError(f"The custom host cannot be used: {exc}") from None
+    return custom_host
+
+
+def integration_apps_check(*, workspace: Workspace, apps: list[App]) -> None:
+    """HubError unless every app belongs to the integration's workspace."""
+    if any(app.workspace_id != workspace.pk for app in apps):
+        raise HubError("Apps must belong to this workspace.")
 
 
 def integration_send_test(*, integration: Integration) -> tuple[Delivery, Attempt | None]:

@@ -31,6 +31,7 @@ EVENT_NAMES = {
     Activity.Kind.UNSUBSCRIBED: "Plan Unsubscribed",
     Activity.Kind.UPGRADED: "Plan Upgraded",
     Activity.Kind.DOWNGRADED: "Plan Downgraded",
+    Activity.Kind.PLAN_CHANGED: "Plan Changed",
     Activity.Kind.SUBSCRIPTION_FROZEN: "Subscription Frozen",
     Activity.Kind.SUBSCRIPTION_UNFROZEN: "Subscription Unfrozen",
     Activity.Kind.USAGE_LIMIT_APPROACHING: "Usage Limit Approaching",

@@ -1,12 +1,33 @@
-"""The operator's console for sources: credentials are never shown (not even hashed)."""
+"""The operator's console for sources: credentials are never shown (not even hashed). Mappings are
+validated as on the screens; sources are created on the screens (which make their credentials)."""
 
-from django.contrib import admin
+from django import forms
+from django.contrib import admin, messages
+from django.shortcuts import redirect
 
 from .models import InboxMessage, Mapping, Source
+from .services import MappingInvalid, mapping_validate
+
+
+class MappingAdminForm(forms.ModelForm):
+    """Refuses a trigger or fields that do not compile, with the screens' message (and position)."""
+
+    def clean(self):
+        data = super().clean()
+        instance = self.instance
+        name, trigger, action = (data.get(k, getattr(instance, k)) for k in ("name", "trigger", "action"))
+        fields = data.get("fields", instance.fields)
+        try:
+            mapping_validate(name=name or "", trigger=trigger or "", action=action or "", fields=fields)
+        except MappingInvalid as exc:
+            target = exc.field if exc.field in self.fields else None
+            self.add_error(target, str(exc))
+        return data
 
 
 class MappingInline(admin.TabularInline):
     model = Mapping
+    form = MappingAdminForm
     extra = 0
     fields = ("position", "name", "enabled", "action", "trigger")
     show_change_link = True
@@ -18,12 +39,24 @@ class SourceAdmin(admin.ModelAdmin):
     list_filter = ("kind", "enabled")
     search_fields = ("name", "app__name", "public_id")
     fields = ("app", "name", "kind", "enabled", "public_id", "created_at", "updated_at")
-    readonly_fields = ("app", "public_id", "created_at", "updated_at")
+    readonly_fields = ("app", "kind", "public_id", "created_at", "updated_at")
     inlines = [MappingInline]
+
+    def has_add_permission(self, request):
+        return False
+
+    def add_view(self, request, form_url="", extra_context=None):
+        messages.info(
+            request,
+            "Create a source on its app's Sources screen (New source): it makes the write key and "
+            "webhook URL. Metronome and Kable sources are made by their endpoints' first request.",
+        )
+        return redirect("admin:sources_source_changelist")
 
 
 @admin.register(Mapping)
 class MappingAdmin(admin.ModelAdmin):
+    form = MappingAdminForm
     list_display = ("name", "source", "position", "action", "enabled", "updated_at")
     list_filter = ("action", "enabled")
     search_fields = ("name", "trigger", "source__name")

@@ -8,6 +8,8 @@
 
 Sources and mappings are matched by name; declared mappings take their declared order. Without
 `mappings` a new source starts with the default presets. Mappings not declared are left alone.
+`{"kind": "metronome"}` (or `"kable"`) declares the app's Metronome- or Kable-compatible source
+instead (one per app, matched by kind, made with its preset when missing; `name` renames it).
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from . import services
 from .models import Source
 from .presets import DEFAULT_PRESETS, preset_get
 
+_VENDOR_KINDS = (Source.Kind.METRONOME, Source.Kind.KABLE)
+
 
 def _require(cond: bool, path: str, message: str) -> None:
     if not cond:
@@ -35,18 +39,35 @@ def sources_apply(*, app: App, value: Any, path: str) -> list[dict]:
     for i, spec in enumerate(value):
         here = f"{path}[{i}]"
         _require(isinstance(spec, dict), here, "each source must be an object")
-        extra = set(spec) - {"name", "shared_secret", "mappings", "enabled"}
+        extra = set(spec) - {"name", "kind", "shared_secret", "mappings", "enabled"}
         _require(not extra, here, f"unknown key(s) {', '.join(sorted(extra))}")
+        kind = spec.get("kind", Source.Kind.SEGMENT)
+        kinds = Source.Kind.values
+        _require(kind in kinds, f"{here}.kind", f"must be one of {', '.join(kinds)}")
         name = spec.get("name")
-        _require(isinstance(name, str) and name.strip(), f"{here}.name", "a source name is required")
+        _require(
+            (kind in _VENDOR_KINDS and name is None) or (isinstance(name, str) and name.strip()),
+            f"{here}.name",
+            "a source name is required",
+        )
         secret = spec.get("shared_secret")
         _require(secret is None or isinstance(secret, str), f"{here}.shared_secret", "must be text")
+        _require(
+            secret is None or kind not in _VENDOR_KINDS, f"{here}.shared_secret", f"a {kind} source has none"
+        )
         mappings = spec.get("mappings")
         _require(mappings is None or isinstance(mappings, list), f"{here}.mappings", "must be a list")
-        source = Source.objects.filter(app=app, name=name.strip()).first()
-        created = source is None
+        if kind in _VENDOR_KINDS:
+            created = not Source.objects.filter(app=app, kind=kind).exists()
+            source = services.vendor_source_get_or_create(app=app, kind=kind)
+        else:
+            source = Source.objects.filter(app=app, name=name.strip(), kind=kind).first()
+            created = source is None
         try:
-            if created:
+            if kind in _VENDOR_KINDS:
+                if name is not None and name.strip() != source.name:
+                    services.source_update(source=source, name=name)
+            elif created:
                 source = services.source_create(
                     app=app,
                     name=name,
@@ -59,8 +80,13 @@ def sources_apply(*, app: App, value: Any, path: str) -> list[dict]:
                 services.source_update(source=source, enabled=bool(spec["enabled"]))
         except HubError as exc:
             raise ConfigError(f"{here}: {exc}") from None
-        result: dict[str, Any] = {"name": source.name, "id": str(source.public_id), "created": created}
-        if created:
+        result: dict[str, Any] = {
+            "name": source.name,
+            "kind": source.kind,
+            "id": str(source.public_id),
+            "created": created,
+        }
+        if created and source.is_segment:
             result["write_key"] = source.write_key
             result["webhook_token"] = source.webhook_token
         result["mappings"] = [

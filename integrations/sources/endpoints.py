@@ -5,7 +5,9 @@
 - `/hooks/<token>`: a source's webhook URL (Segment Webhooks Classic and Actions, ChartMogul's
   Send Contact / Send Customer), `X-Signature` verified when the source has a shared secret.
 - `/metronome/v1/ingest` and `/kable/api/v1/events/create`: Metronome- and Kable-compatible
-  usage-event ingest, stored directly through events.services (flow 1 of docs/architecture.md).
+  usage-event ingest, checked whole (all or nothing, the vendor's error shape), then kept in the
+  inbox of the app's `metronome` / `kable` source and run through its mappings inline, so the
+  events are stored before the 2xx.
 
 Plain Django views: every vendor has its own error shape, and these are hot paths.
 
@@ -32,16 +34,22 @@ from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from events.services import usage_events_ingest
+from events.services import InvalidEvents, usage_events_validate
 from hub.errors import AuthenticationError, HubError, RateLimited
 from hub.models import ApiKey
 from hub.rate_limits import api_rate_limit_exceeded, source_rate_limit_exceeded
 from hub.services import api_key_authenticate
 
 from .formats.segment import TYPES
+from .formats.vendor import kable_event_name
 from .inbox import inbox_receive
 from .models import Source
-from .services import source_by_webhook_token, source_by_write_key
+from .services import (
+    source_by_webhook_token,
+    source_by_write_key,
+    vendor_events_receive,
+    vendor_events_refuse,
+)
 
 
 class BadRequest(HubError):
@@ -308,27 +316,56 @@ def metronome_ingest(request: HttpRequest) -> HttpResponse:
         raise _VendorError("The body must be a JSON array of events.")
     if not 1 <= len(body) <= 100:
         raise _VendorError("Send between 1 and 100 events." if body else "The array of events is empty.")
-    events = []
-    for i, event in enumerate(body):
-        if not isinstance(event, dict):
-            raise _VendorError(f"[{i}] must be an event object")
-        properties = event.get("properties", {})
-        if properties is not None and not isinstance(properties, dict):
-            raise _VendorError(f"[{i}].properties must be an object")
-        events.append(
-            {
-                "eventId": _required_text(event, "transaction_id", i),
-                "customerId": _required_text(event, "customer_id", i),
-                "eventName": _required_text(event, "event_type", i),
-                "timestamp": _rfc3339(event.get("timestamp"), i, "timestamp"),
-                "properties": properties or {},
-            }
-        )
-    usage_events_ingest(app=api_key.app, raw_events=events)
+    _check_whole(api_key, Source.Kind.METRONOME, body, _metronome_event)
+    vendor_events_receive(app=api_key.app, kind=Source.Kind.METRONOME, items=body)
     return HttpResponse(status=200)
 
 
-_KABLE_EVENT_NAME_KEYS = ("eventName", "event_name", "event", "eventType")
+def _metronome_event(event: Any, i: int) -> dict:
+    """One Metronome event as the Mantle-shaped event today's conversion makes (to check it)."""
+    if not isinstance(event, dict):
+        raise _VendorError(f"[{i}] must be an event object")
+    properties = event.get("properties", {})
+    if properties is not None and not isinstance(properties, dict):
+        raise _VendorError(f"[{i}].properties must be an object")
+    return {
+        "eventId": _required_text(event, "transaction_id", i),
+        "customerId": _required_text(event, "customer_id", i),
+        "eventName": _required_text(event, "event_type", i),
+        "timestamp": _rfc3339(event.get("timestamp"), i, "timestamp"),
+        "properties": properties or {},
+    }
+
+
+def _kable_event(event: Any, i: int) -> dict:
+    """One Kable event as the Mantle-shaped event today's conversion makes (to check it)."""
+    if not isinstance(event, dict):
+        raise _VendorError(f"[{i}] must be an event object")
+    data = event.get("data", {})
+    if data is not None and not isinstance(data, dict):
+        raise _VendorError(f"[{i}].data must be an object")
+    return {
+        "eventId": _required_text(event, "transactionId", i),
+        "customerId": _required_text(event, "clientId", i),
+        "eventName": kable_event_name(data),
+        "timestamp": _rfc3339(event.get("timestamp"), i, "timestamp"),
+        "properties": data or {},
+    }
+
+
+def _check_whole(api_key: ApiKey, kind: str, items: list[Any], convert) -> None:
+    """All or nothing: each event's fields, then the usage-event rules (a timestamp at most 24 h
+    ahead, sizes) on the conversion the preset mapping makes. A refused request's events are
+    recorded as rejected with the reason, so the source's debugger shows them."""
+    try:
+        usage_events_validate([convert(event, i) for i, event in enumerate(items)])
+    except InvalidEvents as exc:
+        details = "; ".join(f"[{e.index}].{e.field}: {e.message}" for e in exc.errors)
+        vendor_events_refuse(app=api_key.app, kind=kind, items=items, reason=f"{exc} {details}")
+        raise
+    except HubError as exc:
+        vendor_events_refuse(app=api_key.app, kind=kind, items=items, reason=str(exc))
+        raise
 
 
 @csrf_exempt
@@ -349,26 +386,6 @@ def kable_events_create(request: HttpRequest) -> HttpResponse:
         raise _VendorError("The body must be an event or a non-empty array of events.")
     if len(items) > settings.HUB_USAGE_EVENTS_MAX_PER_REQUEST:
         raise _VendorError(f"At most {settings.HUB_USAGE_EVENTS_MAX_PER_REQUEST} events per request.", 413)
-    events = []
-    for i, event in enumerate(items):
-        if not isinstance(event, dict):
-            raise _VendorError(f"[{i}] must be an event object")
-        data = event.get("data", {})
-        if data is not None and not isinstance(data, dict):
-            raise _VendorError(f"[{i}].data must be an object")
-        data = data or {}
-        name = next(
-            (data[k] for k in _KABLE_EVENT_NAME_KEYS if isinstance(data.get(k), str) and data[k]),
-            "kable_event",
-        )
-        events.append(
-            {
-                "eventId": _required_text(event, "transactionId", i),
-                "customerId": _required_text(event, "clientId", i),
-                "eventName": name,
-                "timestamp": _rfc3339(event.get("timestamp"), i, "timestamp"),
-                "properties": data,
-            }
-        )
-    result = usage_events_ingest(app=api_key.app, raw_events=events)
-    return _json({"success": True, "accepted": result.accepted, "duplicates": result.duplicates})
+    _check_whole(api_key, Source.Kind.KABLE, items, _kable_event)
+    receipt = vendor_events_receive(app=api_key.app, kind=Source.Kind.KABLE, items=items)
+    return _json({"success": True, "accepted": receipt.accepted, "duplicates": receipt.duplicates})

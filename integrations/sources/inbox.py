@@ -74,6 +74,46 @@ def inbox_receive(
 
     `format_kind=None` detects each item's format (webhooks). Enqueues processing after commit.
     """
+    receipt, rows = _receipt_rows(
+        source=source, items=items, format_kind=format_kind, defaults=defaults, max_messages=max_messages
+    )
+    _insert(rows)
+    if receipt.accepted:
+        from .tasks import inbox_drain
+
+        transaction.on_commit(inbox_drain.delay)
+    return receipt
+
+
+def inbox_receive_inline(*, source: Source, items: list[Any], format_kind: str) -> list[str]:
+    """Commit the items to the inbox and run the source's mappings over them in the same
+    transaction, so what they make is stored before the caller answers; each message's outcome.
+
+    For the synchronous Metronome- and Kable-compatible endpoints: the rows are invisible to the
+    workers until they are processed, and a database error stores nothing (the client retries).
+    """
+    _, rows = _receipt_rows(source=source, items=items, format_kind=format_kind)
+    with transaction.atomic():
+        ids = _insert(rows)
+        outcomes = dict(_process_claimed(limit=len(ids), ids=ids))
+    return [outcomes.get(row_id, InboxMessage.Outcome.REJECTED) for row_id in ids]
+
+
+def inbox_refuse(*, source: Source, items: list[Any], format_kind: str, reason: str) -> None:
+    """Record refused items as rejected with `reason` (a request refused as a whole), for the debugger."""
+    _, rows = _receipt_rows(source=source, items=items, format_kind=format_kind, refused=reason)
+    _insert(rows)
+
+
+def _receipt_rows(
+    *,
+    source: Source,
+    items: list[Any],
+    format_kind: str | None,
+    defaults: dict | None = None,
+    max_messages: int | None = None,
+    refused: str = "",
+) -> tuple[Receipt, list[tuple]]:
     max_bytes = settings.HUB_SOURCE_MESSAGE_MAX_BYTES
     received_at = timezone.now()
     stamp = received_at.isoformat().replace("+00:00", "Z")
@@ -95,6 +135,8 @@ def inbox_receive(
                     received.error = "strings may not contain the NUL character"
         if not received.error and max_messages is not None and receipt.accepted >= max_messages:
             received.error = f"over {max_messages} messages in one batch"
+        if refused and not received.error:
+            received.error = refused
         if received.error:
             payload = orjson.dumps(_stub(received))
             receipt.rejected.append(
@@ -118,21 +160,23 @@ def inbox_receive(
                 received_at,
             )
         )
-    _insert(rows)
-    if receipt.accepted:
-        from .tasks import inbox_drain
-
-        transaction.on_commit(inbox_drain.delay)
-    return receipt
+    return receipt, rows
 
 
-def _insert(rows: list[tuple]) -> None:
+def _insert(rows: list[tuple]) -> list[int]:
+    """Insert inbox rows; their ids, in order."""
     if not rows:
-        return
+        return []
+    ids: list[int] = []
     with transaction.atomic() if len(rows) > _CHUNK else nullcontext(), raw_cursor() as cursor:
         for start in range(0, len(rows), _CHUNK):
             chunk = rows[start : start + _CHUNK]
-            cursor.execute(_INSERT_HEAD + ", ".join([_ROW] * len(chunk)), [v for row in chunk for v in row])
+            cursor.execute(
+                _INSERT_HEAD + ", ".join([_ROW] * len(chunk)) + " RETURNING id",
+                [v for row in chunk for v in row],
+            )
+            ids.extend(sorted(r[0] for r in cursor.fetchall()))
+    return ids
 
 
 # --- Processing ---------------------------------------------------------------------------------
@@ -165,7 +209,7 @@ def inbox_process_pending(*, limit: int = 500, ids: list[int] | None = None) -> 
     """Claim up to `limit` pending messages, process them, mark them done; return how many."""
     try:
         with transaction.atomic():
-            return _process_claimed(limit=limit, ids=ids)
+            return len(_process_claimed(limit=limit, ids=ids))
     except OperationalError:
         raise  # the database is away: leave the rows pending, the task is retried
     except DatabaseError:
@@ -201,7 +245,8 @@ def _mark_failed(row_id: int, error: str) -> None:
     )
 
 
-def _process_claimed(*, limit: int, ids: list[int] | None) -> int:
+def _process_claimed(*, limit: int, ids: list[int] | None) -> list[tuple[int, str]]:
+    """Claim, run and mark pending rows (in the caller's transaction); each row's id and outcome."""
     with raw_cursor() as cursor:
         if ids is None:
             cursor.execute(_CLAIM, [limit])
@@ -209,7 +254,7 @@ def _process_claimed(*, limit: int, ids: list[int] | None) -> int:
             cursor.execute(_CLAIM_IDS, [ids])
         claimed = cursor.fetchall()
     if not claimed:
-        return 0
+        return []
     source_ids = {r[1] for r in claimed}
     sources = {s.pk: s for s in Source.objects.select_related("app").filter(pk__in=source_ids)}
     compiled = mappings_for_sources(source_ids)
@@ -236,7 +281,7 @@ def _process_claimed(*, limit: int, ids: list[int] | None) -> int:
         )
     with raw_cursor() as cursor:
         cursor.executemany(_MARK, rows)
-    return len(work)
+    return [(row[-1], row[0]) for row in rows]
 
 
 def _outcome(results: list[dict]) -> tuple[str, str]:

@@ -12,23 +12,29 @@ from hub.models import App
 
 
 class Source(models.Model):
-    """Where an app receives messages from Segment (or a Segment library) and webhooks.
+    """Where an app receives messages from Segment (or a Segment library) and webhooks, or from the
+    Metronome- and Kable-compatible endpoints.
 
-    The write key and the webhook token are credentials: each is stored as a SHA-256 hash to find
-    the source and encrypted so the screen can show it again. The shared secret signs webhooks.
+    A Segment source's write key and webhook token are credentials: each is stored as a SHA-256 hash
+    to find the source and encrypted so the screen can show it again. The shared secret signs
+    webhooks. A `metronome` or `kable` source (one per app, made on its first request) has neither:
+    its endpoint authenticates with an API key.
     """
 
     class Kind(models.TextChoices):
         SEGMENT = "segment", "Segment"
+        METRONOME = "metronome", "Metronome-compatible"
+        KABLE = "kable", "Kable-compatible"
 
     app = models.ForeignKey(App, on_delete=models.CASCADE, related_name="sources")
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     name = models.CharField(max_length=100)
     kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.SEGMENT)
-    write_key_hash = models.CharField(max_length=64, unique=True, editable=False)
-    write_key = EncryptedTextField(editable=False)
-    webhook_token_hash = models.CharField(max_length=64, unique=True, editable=False)
-    webhook_token = EncryptedTextField(editable=False)
+    # NULL (not "") for a source without them: unique allows many NULLs.
+    write_key_hash = models.CharField(max_length=64, unique=True, null=True, editable=False)  # noqa: DJ001
+    write_key = EncryptedTextField(blank=True, default="", editable=False)
+    webhook_token_hash = models.CharField(max_length=64, unique=True, null=True, editable=False)  # noqa: DJ001
+    webhook_token = EncryptedTextField(blank=True, default="", editable=False)
     shared_secret = EncryptedTextField(blank=True, default="")
     enabled = models.BooleanField(default=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
@@ -38,11 +44,28 @@ class Source(models.Model):
         ordering = ["name"]
         constraints = [
             models.UniqueConstraint(fields=["app", "name"], name="source_unique_name"),
-            models.CheckConstraint(condition=models.Q(kind__in=["segment"]), name="source_kind_valid"),
+            models.CheckConstraint(
+                condition=models.Q(kind__in=["segment", "metronome", "kable"]), name="source_kind_valid"
+            ),
+            # A Segment source has its credentials; a Metronome or Kable source is the app's only one.
+            models.CheckConstraint(
+                condition=~models.Q(kind="segment")
+                | (models.Q(write_key_hash__isnull=False) & models.Q(webhook_token_hash__isnull=False)),
+                name="source_segment_has_credentials",
+            ),
+            models.UniqueConstraint(
+                fields=["app", "kind"],
+                condition=models.Q(kind__in=["metronome", "kable"]),
+                name="source_one_per_vendor_kind",
+            ),
         ]
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def is_segment(self) -> bool:
+        return self.kind == self.Kind.SEGMENT
 
 
 class Mapping(models.Model):

@@ -7,6 +7,9 @@
   (`segmentX: kableX`, `nested.field: dimension`) (seed 002).
 - ChartMogul: identify → contact and group → customer, with Send Contact / Send Customer's default
   fields (seed 004).
+- Metronome- and Kable-compatible ingest: what a `metronome` or `kable` source starts with, the
+  conversion those endpoints always made (transaction id → event id, customer, event name,
+  timestamp, properties), now a mapping the user can edit.
 """
 
 from __future__ import annotations
@@ -125,11 +128,60 @@ CHARTMOGUL_CUSTOMER = Preset(
     description="Send Customer: the group is the customer.",
 )
 
+METRONOME_INGEST = Preset(
+    key="metronome_ingest",
+    name="Metronome ingest → usage event",
+    trigger='type = "track"',
+    action="usage_event",
+    fields={
+        "event_id": _p("$.transaction_id"),
+        "customer_id": _p("$.customer_id"),
+        "event_name": _p("$.event_type"),
+        "timestamp": _p("$.timestamp"),
+        "properties": _p("$.properties"),
+    },
+    description="POST /metronome/v1/ingest: transaction_id, customer_id, event_type, timestamp, properties.",
+)
+
+KABLE_INGEST = Preset(
+    key="kable_ingest",
+    name="Kable events → usage event",
+    trigger='type = "track"',
+    action="usage_event",
+    fields={
+        "event_id": _p("$.transactionId"),
+        "customer_id": _p("$.clientId"),
+        "event_name": {
+            "coalesce": [
+                _p("$.data.eventName"),
+                _p("$.data.event_name"),
+                _p("$.data.event"),
+                _p("$.data.eventType"),
+                {"literal": "kable_event"},
+            ]
+        },
+        "timestamp": _p("$.timestamp"),
+        "properties": _p("$.data"),
+    },
+    description="POST /kable/api/v1/events/create: transactionId, clientId, data (and its event name).",
+)
+
 PRESETS: dict[str, Preset] = {
-    p.key: p for p in (MANTLE_TRACK, METRONOME_TRACK, kable_track(), CHARTMOGUL_CONTACT, CHARTMOGUL_CUSTOMER)
+    p.key: p
+    for p in (
+        MANTLE_TRACK,
+        METRONOME_TRACK,
+        kable_track(),
+        CHARTMOGUL_CONTACT,
+        CHARTMOGUL_CUSTOMER,
+        METRONOME_INGEST,
+        KABLE_INGEST,
+    )
 }
 # What a new source starts with: Mantle's track mapping and ChartMogul's identify and group.
 DEFAULT_PRESETS = ("mantle_track", "chartmogul_contact", "chartmogul_customer")
+# What the app's Metronome and Kable sources start with.
+VENDOR_PRESETS = {"metronome": ("metronome_ingest",), "kable": ("kable_ingest",)}
 
 
 def preset_get(key: str, **options: Any) -> Preset:

@@ -1,11 +1,13 @@
 """Write paths of sources and mappings: create sources with their credentials, save mappings
-(validated: a bad trigger or field is refused with where it is wrong), presets, credential lookup."""
+(validated: a bad trigger or field is refused with where it is wrong), presets, credential lookup,
+and the receipt of the Metronome- and Kable-compatible endpoints through their app's source."""
 
 from __future__ import annotations
 
 import hashlib
 import secrets
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from django.db import IntegrityError, transaction
@@ -15,9 +17,10 @@ from hub.errors import AuthenticationError, Conflict, HubError
 from hub.models import App
 
 from .actions import action_for
+from .inbox import inbox_receive_inline, inbox_refuse
 from .mapping_engine import CompiledMapping, MappingError, mapping_compile
-from .models import Mapping, Source
-from .presets import DEFAULT_PRESETS, preset_get
+from .models import InboxMessage, Mapping, Source
+from .presets import DEFAULT_PRESETS, VENDOR_PRESETS, preset_get
 from .triggers import TriggerError
 
 WRITE_KEY_PREFIX = "wk_"
@@ -100,6 +103,8 @@ def source_rotate_credentials(
 ) -> Source:
     """New write key and/or webhook token; the old ones are refused at once in this process
     (within HUB_SOURCE_CACHE_SECONDS in others)."""
+    if not source.is_segment:
+        raise HubError("This source has no write key or webhook URL: its endpoint takes an API key.")
     if write_key:
         _set_write_key(source)
     if webhook_token:
@@ -107,6 +112,62 @@ def source_rotate_credentials(
     source.save()
     _source_cache.clear()
     return source
+
+
+# --- Metronome- and Kable-compatible sources ----------------------------------------------------
+
+VENDOR_SOURCE_NAMES = {Source.Kind.METRONOME: "Metronome API", Source.Kind.KABLE: "Kable API"}
+
+
+def vendor_source_get_or_create(*, app: App, kind: str) -> Source:
+    """The app's Metronome or Kable source; made with its preset mapping on first use (race-safe:
+    one per app and kind is a database constraint, the loser of a race reads the winner's)."""
+    source = Source.objects.select_related("app").filter(app=app, kind=kind).first()
+    if source is not None:
+        return source
+    name = VENDOR_SOURCE_NAMES[Source.Kind(kind)]
+    if Source.objects.filter(app=app, name=name).exists():
+        name = f"{name} ({kind})"
+    try:
+        with transaction.atomic():
+            source = Source.objects.create(app=app, kind=kind, name=name)
+            for key in VENDOR_PRESETS[kind]:
+                mapping_from_preset(source=source, key=key)
+    except IntegrityError:
+        return Source.objects.select_related("app").get(app=app, kind=kind)
+    return source
+
+
+@dataclass
+class VendorReceipt:
+    """What became of a Metronome or Kable request's events, by their inbox outcome."""
+
+    accepted: int = 0
+    duplicates: int = 0
+    not_stored: int = 0  # no mapping matched, or one failed: the debugger says why
+
+
+def vendor_events_receive(*, app: App, kind: str, items: list[Any]) -> VendorReceipt:
+    """Keep validated Metronome or Kable events in the app's source's inbox and run its mappings
+    on them before returning (the endpoints answer after the events are stored)."""
+    source = vendor_source_get_or_create(app=app, kind=kind)
+    if not source.enabled:
+        raise AuthenticationError(f"The {source.get_kind_display()} endpoint is turned off for this app.")
+    receipt = VendorReceipt()
+    for outcome in inbox_receive_inline(source=source, items=items, format_kind=kind):
+        if outcome == InboxMessage.Outcome.STORED:
+            receipt.accepted += 1
+        elif outcome == InboxMessage.Outcome.DUPLICATE:
+            receipt.duplicates += 1
+        else:
+            receipt.not_stored += 1
+    return receipt
+
+
+def vendor_events_refuse(*, app: App, kind: str, items: list[Any], reason: str) -> None:
+    """Record the events of a refused Metronome or Kable request as rejected, with why."""
+    source = vendor_source_get_or_create(app=app, kind=kind)
+    inbox_refuse(source=source, items=items, format_kind=kind, reason=reason)
 
 
 # --- Mappings -----------------------------------------------------------------------------------

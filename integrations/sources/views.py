@@ -73,7 +73,11 @@ def source_detail(request: HttpRequest, app_id: str, source_id: str) -> HttpResp
             presets=PRESETS.values(),
             urls={
                 "tracking": f"{base}/segment",
-                "webhook": f"{base}{reverse('source_webhook', args=[source.webhook_token])}",
+                "webhook": (
+                    f"{base}{reverse('source_webhook', args=[source.webhook_token])}"
+                    if source.is_segment
+                    else ""
+                ),
                 "metronome": f"{base}/metronome",
                 "kable": f"{base}/kable",
                 "mantle": f"{base}/v1",

@@ -69,7 +69,7 @@ def test_the_eleven_activities_and_their_properties(customer, plans):
         "uninstalled",
     ]  # fmt: skip
     # The eleven of seed 000; the usage kinds are billing signals (tests/events/test_usage_limits.py).
-    assert set(kinds(customer)) == {*Activity.APP_KINDS, *Activity.SUBSCRIPTION_KINDS}
+    assert set(kinds(customer)) == set(Activity.SEED_KINDS)
     upgraded = Activity.objects.get(customer=customer, kind="upgraded")
     assert upgraded.properties.items() >= {
         "plan": "Pro", "price": 29.0, "interval": "ANNUAL", "previous_plan": "Basic", "previous_price": 9.99,
@@ -79,6 +79,22 @@ def test_the_eleven_activities_and_their_properties(customer, plans):
     assert (
         Activity.objects.get(customer=customer, kind="unsubscribed").properties["cancel_reason"] == "too dear"
     )
+
+
+def test_a_change_to_an_equally_priced_plan_is_a_plan_change_neither_upgrade_nor_downgrade(customer, plans):
+    basic, pro = plans
+    monthly_pro, _ = lifecycle.plan_upsert(app=customer.app, name="Pro monthly", amount=29)
+    lifecycle.subscription_subscribe(customer=customer, plan=pro)
+
+    subscription, kind = lifecycle.subscription_subscribe(customer=customer, plan=monthly_pro)
+
+    assert kind == "plan_changed" and subscription.plan == monthly_pro
+    changed = Activity.objects.get(customer=customer, kind="plan_changed")
+    assert (
+        changed.properties.items() >= {"plan": "Pro monthly", "previous_plan": "Pro", "price": 29.0}.items()
+    )
+    assert not Activity.objects.filter(customer=customer, kind__in=["upgraded", "downgraded"]).exists()
+    assert lifecycle.subscription_subscribe(customer=customer, plan=basic)[1] == "downgraded"
 
 
 def test_uninstall_cancels_the_open_subscription(customer, plans):

@@ -30,7 +30,7 @@ def test_the_eleven_activities_arrive_as_object_action_track_calls(segment, app,
     assert report.delivered == 11 and report.requests == 1
     assert not standin.violations
     by_event = {m["event"]: m for m in standin.messages}
-    assert set(by_event) == {EVENT_NAMES[k] for k in (*Activity.APP_KINDS, *Activity.SUBSCRIPTION_KINDS)}
+    assert set(by_event) == {EVENT_NAMES[k] for k in Activity.SEED_KINDS}
     activities = {str(a.pk): a for a in Activity.objects.filter(customer=customer)}
     for m in standin.messages:
         activity = activities[m["messageId"]]  # messageId is the activity id

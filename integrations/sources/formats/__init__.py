@@ -52,4 +52,4 @@ def format_detect(item: Any) -> InboundFormat:
     return _REGISTRY["segment"]
 
 
-from . import chartmogul, segment  # noqa: E402,F401  (each registers itself)
+from . import chartmogul, segment, vendor  # noqa: E402,F401  (each registers itself)

@@ -40,7 +40,8 @@ def test_segment_actions_reach_the_hub_and_are_stored(live_server):
         "api.metronome.com/v1/ingest" in out["seen"] and "appapi.heymantle.com/v1/usage_events" in out["seen"]
     )
 
-    # Mantle and Metronome are stored at once (flow 1); the webhook sources through the inbox.
+    # Mantle is stored at once (flow 1), Metronome through its source's inbox inline (before the 2xx);
+    # the webhook sources through the inbox and a worker.
     events = {e.event_id: e for e in UsageEvent.objects.filter(app=app)}
     assert {"seg-mantle-1", "seg-mantle-2", "seg-mantle-3", "seg-metronome-1"} <= set(events)
     shop = Customer.objects.get(app=app, myshopify_domain="node-shop.myshopify.com")
