@@ -146,10 +146,10 @@ class RollupDelta:
         return bool(self.cells or self.uniques)
 
 
-def delta_of(metrics: list[CompiledMetric], events: Iterable[tuple], *,
-             hours_since: datetime | None = None) -> RollupDelta:  # fmt: skip
+def delta_of(metrics: list[CompiledMetric], events: Iterable[tuple], *, hours_since: datetime | None = None,
+             into: RollupDelta | None = None) -> RollupDelta:  # fmt: skip
     """Evaluate events `(pk, customer_pk, event_name, timestamp, properties)` against metrics."""
-    delta = RollupDelta(hours_since=hours_since)
+    delta = into if into is not None else RollupDelta(hours_since=hours_since)
     by_name: dict[str, list[CompiledMetric]] = {}
     for m in metrics:
         by_name.setdefault(m.event_name, []).append(m)
@@ -382,18 +382,43 @@ def rollups_drain_app(*, app_pk: int, max_batches: int = 200) -> DrainResult:
         )
         if not batches:
             return DrainResult(0, 0)
-        metrics = [
-            CompiledMetric.of(m) for m in Metric.objects.filter(app_id=app_pk, status=Metric.Status.READY)
-        ]
+        ready = list(Metric.objects.filter(app_id=app_pk, status=Metric.Status.READY))
         ids = [pk for _, event_ids in batches for pk in event_ids]
-        delta = RollupDelta()
-        if metrics:
-            delta = delta_of(metrics, events_by_ids(ids), hours_since=hour_rows_since())
-            delta_write(delta)
+        touched = rollups_count(ready, app_pk=app_pk, ids=ids, hours_since=hour_rows_since())
         RollupBatch.objects.filter(id__in=[pk for pk, _ in batches]).delete()
-        if delta.touched:
-            usage_limits_check(app_pk=app_pk, touched=delta.touched)
-        return DrainResult(len(batches), len(ids), frozenset(delta.touched))
+        if touched:
+            usage_limits_check(app_pk=app_pk, touched=touched)
+        return DrainResult(len(batches), len(ids), frozenset(touched))
+
+
+def rollups_count(metrics: list[Metric], *, app_pk: int, ids: list[int],
+                  hours_since: datetime | None) -> set[tuple[int, int]]:  # fmt: skip
+    """Merge the events `ids` into the metrics' rollups; return the (customer, metric) pairs touched.
+
+    On PostgreSQL each metric SQL can mirror is counted by a few set-based statements (its exotic
+    events, and the metrics it cannot mirror, by the Python evaluation).
+    """
+    if not metrics:
+        return set()
+    plans = {m.pk: metric_sql(m, app_pk=app_pk) for m in metrics} if connection.vendor == "postgresql" else {}
+    in_python = [CompiledMetric.of(m) for m in metrics if plans.get(m.pk) is None]
+    delta = RollupDelta(hours_since=hours_since)
+    touched: set[tuple[int, int]] = set()
+    scope = rollups_sql.only(ids)
+    with _cursor() as cursor:
+        for m in metrics:
+            plan = plans.get(m.pk)
+            if plan is None:
+                continue
+            rollups_sql.drain(cursor, plan, ids=ids, hours_since=hours_since)
+            cursor.execute(rollups_sql.customers_select(plan, scope))
+            touched |= {(customer_pk, m.pk) for (customer_pk,) in cursor.fetchall()}
+            cursor.execute(rollups_sql.python_rows_select(plan, scope))
+            delta_of([CompiledMetric.of(m)], cursor.fetchall(), into=delta)
+    if in_python:
+        delta_of(in_python, events_by_ids(ids), into=delta)
+    delta_write(delta)
+    return touched | delta.touched
 
 
 def rollups_drain(*, app_pks: Iterable[int] | None = None, max_rounds: int = 50) -> int:
@@ -475,7 +500,7 @@ def _rebuild_in_snapshot(app_pk: int, chunk: int) -> list[int]:
         # SQL counts what it evaluates exactly; the few events it cannot are counted by Python.
         with _cursor() as cursor:
             rollups_sql.build(cursor, plan, pending=pending, hours_since=hours_since)
-            cursor.execute(rollups_sql.python_rows_select(plan, pending))
+            cursor.execute(rollups_sql.python_rows_select(plan, rollups_sql.not_pending(pending)))
             rows = cursor.fetchall()
         delta_write(delta_of([CompiledMetric.of(metric)], rows, hours_since=hours_since))
     if in_python:

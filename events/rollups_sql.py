@@ -133,24 +133,35 @@ def metric_sql(metric: Any, *, app_pk: int) -> SqlMetric | None:
     return out
 
 
-def _pending(pending: list[int]) -> str:
+def not_pending(pending: list[int]) -> str:
+    """The events of a build: all but those in pending batches (the drain counts those)."""
     return f"NOT (e.id = ANY({_lit(pending)}::bigint[]))" if pending else "true"
 
 
-def _events(m: SqlMetric, pending: list[int]) -> str:
+def only(ids: list[int]) -> str:
+    """The events of a drain: those of the batches taken."""
+    return f"e.id = ANY({_lit(ids)}::bigint[])"
+
+
+def _events(m: SqlMetric, scope: str) -> str:
     """The metric's events SQL evaluates: id, customer_id, ts, val (jsonb), grp (jsonb)."""
     return (
         f"SELECT e.id, e.customer_id, e.timestamp AS ts, {m.value} AS val, {m.group} AS grp "
-        f"FROM {_E} e WHERE {m.where} AND {_pending(pending)} AND NOT COALESCE({m.python_rows}, false)"
+        f"FROM {_E} e WHERE {m.where} AND {scope} AND NOT COALESCE({m.python_rows}, false)"
     )
 
 
-def python_rows_select(m: SqlMetric, pending: list[int]) -> str:
+def python_rows_select(m: SqlMetric, scope: str) -> str:
     """The events of this metric left to Python: (pk, customer pk, name, timestamp, properties text)."""
     return (
         "SELECT e.id, e.customer_id, e.event_name, e.timestamp, e.properties::text "
-        f"FROM {_E} e WHERE {m.where} AND {_pending(pending)} AND COALESCE({m.python_rows}, false)"
+        f"FROM {_E} e WHERE {m.where} AND {scope} AND COALESCE({m.python_rows}, false)"
     )
+
+
+def customers_select(m: SqlMetric, scope: str) -> str:
+    """The customers with events of this metric in scope (their usage limits are checked)."""
+    return f"SELECT DISTINCT e.customer_id FROM {_E} e WHERE {m.where} AND {scope}"
 
 
 def _group_key_sql(m: SqlMetric) -> str:
@@ -175,18 +186,28 @@ def build(cursor, m: SqlMetric, *, pending: list[int], hours_since: datetime | N
     if m.aggregation == "unique_count":
         _build_unique(cursor, m, pending=pending, hours_since=hours_since)
     else:
-        _build_values(cursor, m, pending=pending, hours_since=hours_since)
+        _values_insert(cursor, m, scope=not_pending(pending), hours_since=hours_since, merge=False)
 
 
-def _since(hours_since: datetime | None) -> str:
-    return "true" if hours_since is None else f"e2.ts >= {_lit(hours_since)}::timestamptz"
+def drain(cursor, m: SqlMetric, *, ids: list[int], hours_since: datetime | None) -> None:
+    """Merge the events `ids` into the metric's rows (counters of new distinct values included)."""
+    if m.aggregation == "unique_count":
+        _drain_unique(cursor, m, ids=ids, hours_since=hours_since)
+    else:
+        _values_insert(cursor, m, scope=only(ids), hours_since=hours_since, merge=True)
 
 
-def _build_values(cursor, m: SqlMetric, *, pending: list[int], hours_since: datetime | None) -> None:
+def _since(hours_since: datetime | None, column: str = "e2.ts") -> str:
+    return "true" if hours_since is None else f"{column} >= {_lit(hours_since)}::timestamptz"
+
+
+def _values_insert(cursor, m: SqlMetric, *, scope: str, hours_since: datetime | None, merge: bool) -> None:
+    from .rollups import _MERGE, _ON_APP, _ON_CUSTOMER
+
     number = "CASE WHEN jsonb_typeof(e1.val) = 'number' THEN (e1.val)::numeric END"
     rows = (
         f"SELECT e1.id, e1.customer_id, e1.ts, {number} AS num, {_group_key_sql(m)} AS gk "
-        f"FROM ({_events(m, pending)}) e1"
+        f"FROM ({_events(m, scope)}) e1"
     )
     if m.aggregation == "latest":
         latest = (
@@ -199,23 +220,72 @@ def _build_values(cursor, m: SqlMetric, *, pending: list[int], hours_since: date
     group = "COALESCE(e2.gk, '')" if m.grouped else "''"
     for gran, trunc, where in (("d", "day", "true"), ("h", "hour", _since(hours_since))):
         bucket = f"date_trunc('{trunc}', e2.ts, 'UTC')"
+        customer_sets = [f"(e2.customer_id, {bucket})"] + ([f"(e2.customer_id, e2.gk, {bucket})"] * m.grouped)
+        app_sets = [f"({bucket})"] + ([f"(e2.gk, {bucket})"] * m.grouped)
+        if merge:
+            # Customer and app-wide rows have their own unique indexes: one upsert each.
+            statements = [
+                ("e2.customer_id", customer_sets,
+                 f"ORDER BY 2, 3, 5 ON CONFLICT {_ON_CUSTOMER} DO UPDATE SET {_MERGE}"),
+                ("NULL::bigint", app_sets, f"ORDER BY 3, 5 ON CONFLICT {_ON_APP} DO UPDATE SET {_MERGE}"),
+            ]  # fmt: skip
+        else:
+            statements = [("e2.customer_id", customer_sets + app_sets, "")]
+        for customer, sets, tail in statements:
+            cursor.execute(
+                f"INSERT INTO {_T} (metric_id, customer_id, group_key, granularity, bucket, count, "
+                "value_count, sum, min, max, latest_value, latest_at, latest_event_id) "
+                f"SELECT {int(m.pk)}, {customer}, {group}, '{gran}', {bucket}, count(*), count(e2.num), "
+                f"sum(e2.num), min(e2.num), max(e2.num), {latest} FROM ({rows}) e2 WHERE {where} "
+                f"GROUP BY GROUPING SETS ({', '.join(sets)}) {tail}"
+            )
+
+
+def _unique_rows(m: SqlMetric, scope: str) -> str:
+    hashed = f"md5({_canonical_sql('e1.val')})::uuid"
+    return (
+        f"SELECT e1.customer_id, e1.ts, {hashed} AS vh, {_group_key_sql(m)} AS gk "
+        f"FROM ({_events(m, scope)}) e1"
+    )
+
+
+def _drain_unique(cursor, m: SqlMetric, *, ids: list[int], hours_since: datetime | None) -> None:
+    from .rollups import _ON_APP, _ON_CUSTOMER, _ON_UNIQUE_APP, _ON_UNIQUE_CUSTOMER
+
+    hour = "date_trunc('hour', r.ts, 'UTC')"
+    buckets = (
+        "(VALUES ('d', date_trunc('day', r.ts, 'UTC')), ('w', date_trunc('week', r.ts, 'UTC')), "
+        "('m', date_trunc('month', r.ts, 'UTC')), ('a', '1970-01-01T00:00:00Z'::timestamptz), "
+        f"('h', CASE WHEN {_since(hours_since, hour)} THEN {hour} END)) AS b(gran, bucket)"
+    )
+    groups = "(VALUES (''), (r.gk)) AS g(key)" if m.grouped else "(VALUES ('')) AS g(key)"
+    for customer, on_unique, on_rollup in (
+        ("r.customer_id", _ON_UNIQUE_CUSTOMER, _ON_CUSTOMER),
+        ("NULL::bigint", _ON_UNIQUE_APP, _ON_APP),
+    ):
         cursor.execute(
-            f"INSERT INTO {_T} (metric_id, customer_id, group_key, granularity, bucket, count, value_count, "
-            "sum, min, max, latest_value, latest_at, latest_event_id) "
-            f"SELECT {int(m.pk)}, e2.customer_id, {group}, '{gran}', {bucket}, count(*), count(e2.num), "
-            f"sum(e2.num), min(e2.num), max(e2.num), {latest} FROM ({rows}) e2 WHERE {where} "
-            f"GROUP BY GROUPING SETS ({_grouping_sets(m.grouped, bucket)})"
+            f"""
+            WITH new AS (
+                INSERT INTO {_U} (metric_id, customer_id, group_key, granularity, bucket, value_hash)
+                SELECT DISTINCT {int(m.pk)}, {customer}, g.key, b.gran, b.bucket, r.vh
+                FROM ({_unique_rows(m, only(ids))}) r CROSS JOIN LATERAL {buckets} CROSS JOIN LATERAL {groups}
+                WHERE b.bucket IS NOT NULL ORDER BY 2, 3, 4, 5, 6
+                ON CONFLICT {on_unique} DO NOTHING
+                RETURNING metric_id, customer_id, group_key, granularity, bucket
+            )
+            INSERT INTO {_T} (metric_id, customer_id, group_key, granularity, bucket, count, value_count)
+            SELECT metric_id, customer_id, group_key, granularity, bucket, count(*), count(*)
+            FROM new WHERE granularity <> 'h' GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5
+            ON CONFLICT {on_rollup} DO UPDATE SET count = {_T}.count + excluded.count,
+                value_count = {_T}.value_count + excluded.value_count
+            """
         )
 
 
 def _build_unique(cursor, m: SqlMetric, *, pending: list[int], hours_since: datetime | None) -> None:
     # The distinct values per customer, group and day first; weeks, months, all time and the
     # app-wide rows come from that much smaller set. Hours come from the recent events.
-    hashed = f"md5({_canonical_sql('e1.val')})::uuid"
-    rows = (
-        f"SELECT e1.customer_id, e1.ts, {hashed} AS vh, {_group_key_sql(m)} AS gk "
-        f"FROM ({_events(m, pending)}) e1"
-    )
+    rows = _unique_rows(m, not_pending(pending))
     cursor.execute("DROP TABLE IF EXISTS _rebuild_days")
     cursor.execute(
         "CREATE TEMP TABLE _rebuild_days ON COMMIT DROP AS SELECT DISTINCT e2.customer_id, e2.gk, "

@@ -36,7 +36,8 @@ scalars = st.one_of(
     st.booleans(),
     st.integers(-(2**63), 2**63 - 1),  # what the events API stores (orjson: 64-bit)
     st.decimals(allow_nan=False, allow_infinity=False, places=6, min_value=-(10**6), max_value=10**6),
-    st.sampled_from([0, 1, 1.0, 1.50, 100, 1e2, 2.5e-7, "1", "true", "null", "", "(none)"]),
+    st.sampled_from([0, 1, 1.0, 1.50, 100, 1e2, 2.5e-7, -0.0, 1e20, "1", "true", "null", "", "(none)"]),
+    st.sampled_from([1.0, 2.50, 100.0, 0.0]),  # JSON numbers whose text is not canonical
     st.text(alphabet=st.characters(blacklist_categories=["Cs"], blacklist_characters="\x00"), max_size=8),
     st.text(alphabet='ab"\\/\n\t\x01\x7fé€😀', min_size=250, max_size=262),
 )
@@ -151,19 +152,54 @@ def _rebuild(metric, *, python: bool):
     return _rows(metric)
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(events=st.lists(event(), min_size=1, max_size=25), definition=spec())
-def test_the_sql_build_gives_the_rows_of_the_python_evaluation(events, definition):
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(events=st.lists(event(), min_size=1, max_size=25), definition=spec(), split=st.floats(0, 1))
+def test_sql_build_and_drain_give_the_rows_of_the_python_evaluation(events, definition, split):
+    """Events before the metric are counted by its SQL build, the others by SQL drains."""
     app = AppFactory()
-    usage_events_ingest(app=app, raw_events=events)
-    rollups_drain(app_pks=[app.pk])
+    k = int(len(events) * split)
+    before, after = events[:k], events[k:]
+    if before:
+        usage_events_ingest(app=app, raw_events=before)
+        rollups_drain(app_pks=[app.pk])
     metric = metric_create(app=app, definition=definition_validate(**definition))
-    assert metric_sql(metric, app_pk=app.pk) is not None, "this definition is meant for the SQL build"
+    assert metric_sql(metric, app_pk=app.pk) is not None, "this definition is meant for SQL"
+    assert metrics_rebuild(app_pk=app.pk) == [metric.pk]
+    if after:
+        usage_events_ingest(app=app, raw_events=after)
+        rollups_drain(app_pks=[app.pk])
+    by_sql_build_and_drain = _rows(metric)
 
-    by_sql = _rebuild(metric, python=False)
     by_python = _rebuild(metric, python=True)
+    by_sql_build = _rebuild(metric, python=False)
 
-    assert by_sql == by_python
+    assert by_sql_build_and_drain == by_python
+    assert by_sql_build == by_python
+
+
+def test_the_drain_evaluates_in_python_only_what_sql_cannot_mirror():
+    app = AppFactory()
+    metric = metric_create(app=app, definition=definition_validate(
+        name="plans", event_name="job", aggregation="unique_count", property="plan"))  # fmt: skip
+    metrics_rebuild(app_pk=app.pk)
+    usage_events_ingest(app=app, raw_events=[
+        {"eventName": "job", "eventId": str(i), "customerId": "shop", "timestamp": NOW.isoformat(),
+         "properties": {"plan": plan}}
+        for i, plan in enumerate(["pro", {"tier": "pro"}, ["a"], "pro", 1, 1.0])
+    ])  # fmt: skip
+    evaluated = []
+    real = rollups.delta_of
+
+    def spy(metrics, events, **kwargs):
+        events = list(events)
+        evaluated.extend(events)
+        return real(metrics, events, **kwargs)
+
+    with mock.patch.object(rollups, "delta_of", spy):
+        rollups_drain(app_pks=[app.pk])
+    assert sorted(e[4] for e in evaluated) == ['{"plan": ["a"]}', '{"plan": {"tier": "pro"}}']
+    usage = customer_usage(customer=Customer.objects.get(app=app), now=NOW)[str(metric.public_id)]
+    assert usage["allTimeValue"] == 4  # "pro", {"tier": "pro"}, ["a"], 1 (= 1.0)
 
 
 @pytest.mark.parametrize("path", ["items.-1", "items. 1", "items.+1", "items.²"])
