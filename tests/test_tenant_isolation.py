@@ -115,6 +115,7 @@ EXCLUDED: dict[str, str] = {
 }
 
 API_PREFIX = "v1/"
+INBOUND_PREFIXES = ("segment/", "hooks/", "metronome/", "kable/")
 _PARAM = re.compile(r"<(?:(?P<converter>[^>:]+):)?(?P<name>\w+)>")
 
 
@@ -130,6 +131,11 @@ class Route:
     @property
     def is_api(self) -> bool:
         return self.route.startswith(API_PREFIX)
+
+    @property
+    def is_inbound(self) -> bool:
+        """Segment's tracking API, webhook URLs, Metronome's and Kable's ingest."""
+        return self.route.startswith(INBOUND_PREFIXES)
 
     def url(self, values: dict[str, object]) -> str:
         return "/" + _PARAM.sub(lambda m: str(values[m["name"]]), self.route)
@@ -151,6 +157,7 @@ def _exclusion(route: Route) -> str | None:
     return next((why for prefix, why in EXCLUDED.items() if route.route.startswith(prefix)), None)
 
 
+ALL_ROUTES = sorted(set(_walk(get_resolver().url_patterns)), key=str)
 ROUTES = sorted({r for r in _walk(get_resolver().url_patterns) if not _exclusion(r)}, key=str)
 SCREENS_WITH_OBJECTS = [r for r in ROUTES if not r.is_api and r.params]
 SCREENS_WITHOUT_OBJECTS = [r for r in ROUTES if not r.is_api and not r.params]
