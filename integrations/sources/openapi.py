@@ -14,7 +14,12 @@ from django.conf import settings
 
 from .formats.segment import MAX_MESSAGE_ID, REQUIRED_BY_TYPE, TYPES
 
-_RFC3339 = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})$"
+# RFC 3339 as the endpoints take it; dates of 1970-2029 only, so that generated examples are mostly
+# real days (the endpoints refuse impossible dates and more than 24 h in the future with a 400).
+_RFC3339 = (
+    r"^(19[7-9][0-9]|20[0-2][0-9])-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])"
+    r"T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})$"
+)
 
 _REF = "#/components/schemas/"
 
