@@ -122,7 +122,10 @@ def _known_server_error(case, errors) -> str | None:
     suppress_health_check=list(HealthCheck),
 )
 def test_api_answers_conform_to_the_schema(case, credentials, server_errors):
-    headers, path_parameters = next(v for prefix, v in credentials.items() if case.path.startswith(prefix))
+    found = [v for prefix, v in credentials.items() if case.path.startswith(prefix)]
+    if not found:
+        pytest.fail(f"{case.path}: no credentials for it; add its kind to the `credentials` fixture")
+    headers, path_parameters = found[0]
     case.headers = {k: v for k, v in (case.headers or {}).items() if k.lower() not in CREDENTIAL_HEADERS}
     if path_parameters:
         case.path_parameters = {**(case.path_parameters or {}), **path_parameters}
@@ -157,6 +160,13 @@ def test_the_schema_describes_the_api_and_its_credentials():
             assert {"401", "429"} <= set(operation["responses"]), f"{method} {path}"
             if path.startswith("/v1/"):
                 assert {"AppId": [], "AppApiKey": []} in operation["security"], f"{method} {path}"
+    paths = document["paths"]
+    assert paths["/segment/v1/track"]["post"]["security"] == [{"SegmentWriteKey": []}]
+    assert paths["/metronome/v1/ingest"]["post"]["security"] == [{"BearerApiKey": []}]
+    assert paths["/kable/api/v1/events/create"]["post"]["security"] == [
+        {"KableClientId": [], "KableClientSecret": []}
+    ]
+    assert paths["/hooks/{token}"]["post"]["parameters"][0]["name"] == "token"  # the URL is the credential
 
 
 def test_every_api_route_of_the_url_configuration_is_in_the_schema():
