@@ -10,6 +10,7 @@ from datetime import datetime
 from django.db.models import Q, QuerySet
 
 from hub.models import App, Customer, Plan
+from hub.timestamps import parse_iso_datetime
 
 from .models import Metric, PlanUsageLimit, UsageEvent
 
@@ -32,7 +33,7 @@ class Cursor:
         try:
             raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)).decode()
             ts, _, pk = raw.rpartition("|")
-            return cls(datetime.fromisoformat(ts), int(pk))
+            return cls(parse_iso_datetime(ts), int(pk))
         except (ValueError, UnicodeDecodeError):
             return None
 

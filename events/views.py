@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from urllib.parse import urlencode
 
 from django.contrib.auth.decorators import login_required
@@ -15,6 +15,7 @@ from django.utils.dateparse import parse_datetime
 
 from hub.customers import customer_get
 from hub.selectors import app_get_for_user, customer_lifecycle_get
+from hub.timestamps import datetime_in_utc
 
 from . import selectors
 from .metric_views import bucket_label, number_display
@@ -44,9 +45,10 @@ def _parse_local(value: str | None) -> datetime | None:
         return None
     if parsed is None:
         return None
-    if timezone.is_naive(parsed):
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed
+    try:
+        return datetime_in_utc(parsed)
+    except ValueError:
+        return None
 
 
 @login_required

@@ -290,6 +290,7 @@ SILENCED_SYSTEM_CHECKS = ["security.W021"]
 SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"] = [
     "drf_spectacular.hooks.postprocess_schema_enums",
     "hub.openapi.document_common_errors",
+    "integrations.sources.openapi.document_inbound_endpoints",
 ]
 
 # --- Lifecycle activities out (integrations/, docs/segment.md) ---------------------------------

@@ -1,4 +1,9 @@
-"""Timestamps as the APIs send them."""
+"""Timestamps as the APIs and screens receive them, always turned into UTC.
+
+Python takes UTC offsets up to ±23:59, PostgreSQL only up to ±15:59: an aware datetime with a
+larger offset, passed on as it is, fails in the database. Every parsed timestamp is therefore
+converted to UTC here, and one whose UTC is outside Python's years (1..9999) is refused.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +14,27 @@ from typing import Any
 _MS_MIN, _MS_MAX = 0, 7_258_118_400_000
 
 
+def datetime_in_utc(value: datetime) -> datetime:
+    """`value` as an aware UTC datetime (naive means UTC); ValueError when UTC is out of range."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("is out of range once converted to UTC") from None
+
+
+def parse_iso_datetime(text: str) -> datetime:
+    """An ISO-8601 date and time in UTC (naive means UTC); ValueError when it is not one."""
+    try:
+        parsed = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ValueError("is not an ISO-8601 timestamp") from None
+    return datetime_in_utc(parsed)
+
+
 def parse_timestamp(value: Any, *, now: datetime) -> datetime:
-    """Epoch milliseconds (number or digits) or an ISO-8601 string; naive means UTC."""
+    """Epoch milliseconds (number or digits) or an ISO-8601 string, in UTC; naive means UTC."""
     if value is None:
         return now
     if isinstance(value, bool):
@@ -22,12 +46,8 @@ def parse_timestamp(value: Any, *, now: datetime) -> datetime:
             raise ValueError("epoch milliseconds out of range")
         return datetime.fromtimestamp(value / 1000, tz=UTC)
     if isinstance(value, str):
-        text = value.strip()
         try:
-            parsed = datetime.fromisoformat(text)
+            return parse_iso_datetime(value)
         except ValueError:
-            raise ValueError("is not epoch milliseconds or an ISO-8601 timestamp") from None
-        if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=UTC)
-        return parsed
+            raise ValueError("is not epoch milliseconds or an ISO-8601 timestamp in range") from None
     raise ValueError("must be epoch milliseconds or an ISO-8601 string")

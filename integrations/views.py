@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import datetime
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.views.decorators.http import require_POST
 
 from hub.errors import HubError
 from hub.models import Activity
 from hub.selectors import workspace_get_for_user
+from hub.timestamps import datetime_in_utc
 
 from . import selectors, services
 from .delivery import message_for
@@ -33,9 +33,12 @@ def _parse_local(value: str | None) -> datetime | None:
         parsed = parse_datetime(value)
     except ValueError:
         return None
-    if parsed is not None and timezone.is_naive(parsed):
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed
+    if parsed is None:
+        return None
+    try:
+        return datetime_in_utc(parsed)
+    except ValueError:
+        return None
 
 
 @login_required

@@ -1,14 +1,21 @@
 """Tenant isolation, generated from the URL configuration.
 
 Every URL pattern is walked (`get_resolver()`) and filled with the objects of tenant B, then
-requested as tenant A: a user of workspace A on the screens, app A's API key on /v1/. Screens
-answer 404 (or 403/405) and change nothing; the API never shows B's data. A URL parameter the
-matrix does not know how to fill FAILS the suite: register it in PARAMETERS below, and every new
-endpoint is covered without anyone remembering to write its isolation test.
+requested as tenant A with every method a route may take (GET, POST, PUT, PATCH, DELETE): a user of
+workspace A on the screens, app A's API key on /v1/, app A's write key, webhook token and API key on
+the inbound endpoints (Segment, webhooks, Metronome, Kable). Screens answer 404 (or 403/405), the
+API never shows B's data, and a digest of every row that is not A's (B's and everyone else's) is
+the same after the attack as before it.
+
+A URL parameter the matrix does not know how to fill FAILS the suite (register it in PARAMETERS),
+and so does a route that is neither in the matrix nor in EXCLUDED (by exact route, with a reason):
+every new endpoint or screen is covered without anyone remembering to write its isolation test.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import itertools
 import json
 import re
@@ -18,6 +25,7 @@ from dataclasses import dataclass
 
 import pytest
 from django.apps import apps
+from django.contrib.auth import get_user_model
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 
@@ -64,7 +72,9 @@ PARAMETERS: dict[str, Callable[[Tenant], object]] = {
     "mapping_id": lambda t: _source_of(t).mappings.order_by("id").first().pk,
     "id": lambda t: _metric_of(t).public_id,  # /v1/usage_metrics/<id>, /v1/usage_events/<id>/report
     "metric_id": lambda t: _metric_of(t).public_id,
+    "token": lambda t: _source_of(t).webhook_token,  # /hooks/<token>: the URL is the credential
 }
+METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 
 
 def _metric_of(t: Tenant):
@@ -97,10 +107,8 @@ def _integration_of(t: Tenant):
     return integration
 
 
-# URLs left out of the matrix, by route prefix, each with the reason.
+# Routes left out of the matrix, each by its exact route, with the reason.
 EXCLUDED: dict[str, str] = {
-    "admin/": "Django admin: the operators' console, staff only, sees every tenant by design",
-    "static/": "static files (served by WhiteNoise, not views): no tenant data",
     "api/schema/": "the OpenAPI document: the API's shape, no tenant data",
     "api/docs/": "Swagger UI page: no tenant data",
     "api/redoc/": "ReDoc page: no tenant data",
@@ -108,13 +116,15 @@ EXCLUDED: dict[str, str] = {
     "readyz": "readiness probe: no tenant data",
     "login/": "the login form: no tenant data, throttled and tested in tests/hub/test_login_throttle.py",
     "logout/": "logs the caller out: no tenant data",
-    "segment/": "Segment tracking API: the write key picks the source; tests/integrations/sources",
-    "hooks/": "webhook URLs: the token in the URL picks the source; tests/integrations/sources",
-    "metronome/": "Metronome-compatible ingest: the Bearer API key picks the app; tests/integrations/sources",
-    "kable/": "Kable-compatible ingest: KABLE-CLIENT-ID/SECRET pick the app; tests/integrations/sources",
+}
+# Whole URL configurations that are not the project's own, by their include() prefix.
+EXCLUDED_INCLUDES: dict[str, str] = {
+    "admin/": "Django's admin site (one route per model and action): the operators' console, staff only, "
+    "sees every tenant by design",
 }
 
 API_PREFIX = "v1/"
+INBOUND_PREFIXES = ("segment/", "hooks/", "metronome/", "kable/")
 _PARAM = re.compile(r"<(?:(?P<converter>[^>:]+):)?(?P<name>\w+)>")
 
 
@@ -130,6 +140,11 @@ class Route:
     @property
     def is_api(self) -> bool:
         return self.route.startswith(API_PREFIX)
+
+    @property
+    def is_inbound(self) -> bool:
+        """Segment's tracking API, webhook URLs, Metronome's and Kable's ingest."""
+        return self.route.startswith(INBOUND_PREFIXES)
 
     def url(self, values: dict[str, object]) -> str:
         return "/" + _PARAM.sub(lambda m: str(values[m["name"]]), self.route)
@@ -148,13 +163,23 @@ def _walk(patterns, prefix: str = "") -> Iterator[Route]:
 
 
 def _exclusion(route: Route) -> str | None:
-    return next((why for prefix, why in EXCLUDED.items() if route.route.startswith(prefix)), None)
+    if route.route in EXCLUDED:
+        return EXCLUDED[route.route]
+    return next((why for prefix, why in EXCLUDED_INCLUDES.items() if route.route.startswith(prefix)), None)
 
 
+ALL_ROUTES = sorted(set(_walk(get_resolver().url_patterns)), key=str)
 ROUTES = sorted({r for r in _walk(get_resolver().url_patterns) if not _exclusion(r)}, key=str)
-SCREENS_WITH_OBJECTS = [r for r in ROUTES if not r.is_api and r.params]
-SCREENS_WITHOUT_OBJECTS = [r for r in ROUTES if not r.is_api and not r.params]
+SCREENS_WITH_OBJECTS = [r for r in ROUTES if not (r.is_api or r.is_inbound) and r.params]
+SCREENS_WITHOUT_OBJECTS = [r for r in ROUTES if not (r.is_api or r.is_inbound) and not r.params]
 API_ROUTES = [r for r in ROUTES if r.is_api]
+INBOUND_ROUTES = [r for r in ROUTES if r.is_inbound]
+MATRIX = {
+    "screens with objects": SCREENS_WITH_OBJECTS,
+    "screens without objects": SCREENS_WITHOUT_OBJECTS,
+    "API": API_ROUTES,
+    "inbound": INBOUND_ROUTES,
+}
 
 
 def _unfillable(route: Route) -> str | None:
@@ -174,15 +199,6 @@ def _owner_combinations(route: Route) -> list[dict[str, str]]:
     """Every mix of A's and B's objects in which at least one is B's: {param: "A" | "B"}."""
     combos = itertools.product("AB", repeat=len(route.params))
     return [dict(zip(route.params, c, strict=True)) for c in combos if "B" in c]
-
-
-def _cases(routes: list[Route], methods=("GET", "POST")) -> list:
-    return [
-        pytest.param(r, owners, method, id=f"{method} {r} {owners}")
-        for r in routes
-        for owners in _owner_combinations(r)
-        for method in methods
-    ]
 
 
 # --- The tenants --------------------------------------------------------------------------------
@@ -223,13 +239,55 @@ def _values(route: Route, owners: dict[str, str], a: Tenant, b: Tenant) -> dict[
     return {p: PARAMETERS[p](a if owners.get(p, "A") == "A" else b) for p in route.params}
 
 
-def _snapshot() -> dict:
-    """Every row of the project's own models: a foreign request must not change any."""
-    rows = {}
-    for label in ("hub", "events", "integrations", "sources"):
-        for model in apps.get_app_config(label).get_models():
-            rows[model._meta.label] = sorted(map(repr, model._base_manager.values()))
-    return rows
+def _workspace_lookup(model, depth: int = 4) -> str | None:
+    """The ORM path from `model` to its Workspace ("app__workspace"), "pk" for Workspace, or None."""
+    if model is Workspace:
+        return "pk"
+    paths = [("", model)]
+    for _ in range(depth):
+        further = []
+        for prefix, current in paths:
+            for f in current._meta.concrete_fields:
+                if f.is_relation and f.related_model is not None:
+                    path = f"{prefix}{f.name}"
+                    if f.related_model is Workspace:
+                        return path
+                    further.append((path + "__", f.related_model))
+        paths = further
+    return None
+
+
+_OWN_MODELS = [
+    model
+    for label in ("hub", "events", "integrations", "sources")
+    for model in apps.get_app_config(label).get_models(include_auto_created=True)
+]
+
+
+def _digest_not_of(a: Tenant) -> dict[str, str]:
+    """A digest per model of every row that is not tenant A's: B's, and everyone else's.
+
+    A's rows are those of the workspaces A's user belongs to (A may change its own data), and A's
+    user; all the rest must stay the same whatever A sends.
+    """
+    own = list(Workspace.objects.filter(memberships__user=a.user).values_list("pk", flat=True))
+    digest = {}
+    for model in [*_OWN_MODELS, get_user_model()]:
+        rows = model._base_manager.all()
+        if model is get_user_model():
+            rows = rows.exclude(pk=a.user.pk)
+        elif (lookup := _workspace_lookup(model)) is not None:
+            rows = rows.exclude(**{f"{lookup}__in": own})
+        values = sorted(map(repr, rows.values()))
+        digest[model._meta.label] = (
+            f"{len(values)} rows, " + hashlib.sha256("\n".join(values).encode()).hexdigest()
+        )
+    return digest
+
+
+def _assert_unchanged(before: dict[str, str], after: dict[str, str], what: str) -> None:
+    changed = {label: (before[label], after[label]) for label in before if before[label] != after[label]}
+    assert not changed, f"{what} changed data that is not A's: {changed}"
 
 
 def _assert_no_leak(body: bytes, other: Tenant, what: str) -> None:
@@ -242,25 +300,44 @@ def _assert_no_leak(body: bytes, other: Tenant, what: str) -> None:
 
 
 def test_every_url_is_in_the_matrix_or_excluded_with_a_reason():
+    """A new route is either attacked by the matrix (its parameters fillable) or excluded by name."""
     problems = [msg for r in ROUTES if (msg := _unfillable(r))]
     assert not problems, "\n".join(problems)
-    assert SCREENS_WITH_OBJECTS and API_ROUTES  # the walk found the URL configuration
-    assert all(why.strip() for why in EXCLUDED.values())
+    in_matrix = [r for routes in MATRIX.values() for r in routes]
+    assert len(in_matrix) == len(set(in_matrix)) == len(ROUTES)
+    uncovered = [str(r) for r in ALL_ROUTES if r not in in_matrix and not _exclusion(r)]
+    assert not uncovered, f"routes neither in the matrix nor in EXCLUDED: {uncovered}"
+    assert all(routes for routes in MATRIX.values())  # the walk found the URL configuration
+    assert all(why.strip() for why in [*EXCLUDED.values(), *EXCLUDED_INCLUDES.values()])
+    stale = [route for route in EXCLUDED if not any(r.route == route for r in ALL_ROUTES)]
+    assert not stale, f"EXCLUDED names routes that no longer exist: {stale}"
 
 
-@pytest.mark.parametrize(("route", "owners", "method"), _cases(SCREENS_WITH_OBJECTS))
-def test_screens_answer_not_found_for_another_workspace_objects(route, owners, method, tenants):
+def test_the_digest_sees_a_change_to_another_tenant_and_ignores_a_change_to_ones_own(tenants):
+    """The control: the digest is not blind to B's rows, nor does it flag A changing its own."""
+    a, b = tenants
+    before = _digest_not_of(a)
+    App.objects.filter(pk=a.app.pk).update(name="renamed by A")
+    assert _digest_not_of(a) == before
+    App.objects.filter(pk=b.app.pk).update(name="renamed")
+    assert _digest_not_of(a)["hub.App"] != before["hub.App"]
+
+
+@pytest.mark.parametrize("route", SCREENS_WITH_OBJECTS, ids=str)
+def test_screens_answer_not_found_for_another_workspace_objects(route, tenants):
+    """Every method, every mix of A's and B's objects in the URL: 403/404/405, nothing shown, nothing changed."""
     a, b = tenants
     if problem := _unfillable(route):
         pytest.fail(problem)
-    url = route.url(_values(route, owners, a, b))
+    urls = [route.url(_values(route, owners, a, b)) for owners in _owner_combinations(route)]
     client = Client()
     client.force_login(a.user)
-    before = _snapshot()
-    response = client.generic(method, url)
-    assert response.status_code in (403, 404, 405), f"{method} {url} as A: {response.status_code}"
-    _assert_no_leak(response.content, b, f"{method} {url}")
-    assert _snapshot() == before, f"{method} {url} as A changed data"
+    before = _digest_not_of(a)
+    for url, method in itertools.product(urls, METHODS):
+        response = client.generic(method, url)
+        assert response.status_code in (403, 404, 405), f"{method} {url} as A: {response.status_code}"
+        _assert_no_leak(response.content, b, f"{method} {url}")
+        _assert_unchanged(before, _digest_not_of(a), f"{method} {url} as A")
 
 
 @pytest.mark.parametrize("route", SCREENS_WITH_OBJECTS, ids=str)
@@ -283,6 +360,12 @@ def test_screens_without_objects_show_nothing_of_another_workspace(route, tenant
     a, b = tenants
     client = Client()
     client.force_login(a.user)
+    before = _digest_not_of(a)
+    for method in METHODS:
+        response = client.generic(method, route.url({}))
+        assert response.status_code < 500, f"{method} {route}"
+        _assert_no_leak(response.content, b, f"{method} {route}")
+        _assert_unchanged(before, _digest_not_of(a), f"{method} {route} as A")
     response = client.get(route.url({}), follow=True)
     assert response.status_code == 200
     _assert_no_leak(response.content, b, f"GET {route}")
@@ -311,47 +394,119 @@ def _api_variants(a: Tenant, b: Tenant) -> dict[str, dict]:
     }
 
 
-@pytest.mark.parametrize("method", ["GET", "POST"])
 @pytest.mark.parametrize("route", API_ROUTES, ids=str)
-def test_api_with_app_a_key_never_shows_app_b_data(route, method, tenants):
+def test_api_with_app_a_key_never_shows_or_changes_app_b_data(route, tenants):
     a, b = tenants
     if problem := _unfillable(route):
         pytest.fail(problem)
     client = Client(headers={"X-Mantle-App-Id": str(a.app.public_id), "X-Mantle-App-Api-Key": a.secret})
-    for owners in _owner_combinations(route) or [{}]:
-        url = route.url(_values(route, owners, a, b))
-        for variant, request in _api_variants(a, b).items():
-            what = f"{method} {url} ({variant})"
-            query = (
-                "?" + "&".join(f"{k}={v}" for k, v in request.get("query", {}).items())
-                if request.get("query")
-                else ""
-            )
-            response = client.generic(
-                method, url + query, data=json.dumps(request.get("body", {})), content_type="application/json"
-            )
-            assert response.status_code < 500, what
-            if owners:  # the path names one of B's objects
-                assert response.status_code in (401, 403, 404, 405), f"{what}: {response.status_code}"
-            _assert_no_leak(response.content, b, what)
+    requests = [
+        (owners, route.url(_values(route, owners, a, b)), method, variant, request)
+        for owners in _owner_combinations(route) or [{}]
+        for method in METHODS
+        for variant, request in _api_variants(a, b).items()
+    ]
+    before = _digest_not_of(a)
+    for owners, url, method, variant, request in requests:
+        what = f"{method} {url} ({variant})"
+        query = (
+            "?" + "&".join(f"{k}={v}" for k, v in request.get("query", {}).items())
+            if request.get("query")
+            else ""
+        )
+        response = client.generic(
+            method, url + query, data=json.dumps(request.get("body", {})), content_type="application/json"
+        )
+        assert response.status_code < 500, what
+        if owners:  # the path names one of B's objects
+            assert response.status_code in (401, 403, 404, 405), f"{what}: {response.status_code}"
+        _assert_no_leak(response.content, b, what)
+        _assert_unchanged(before, _digest_not_of(a), f"{what} as A")
 
 
-@pytest.mark.parametrize("method", ["GET", "POST"])
 @pytest.mark.parametrize("route", API_ROUTES, ids=str)
-def test_api_refuses_another_app_customer_token(route, method, tenants):
+def test_api_refuses_another_app_customer_token(route, tenants):
     a, b = tenants
     if problem := _unfillable(route):
         pytest.fail(problem)
     url = route.url(_values(route, {}, a, b))
-    for headers in (
-        {"X-Mantle-App-Id": str(a.app.public_id), "X-Mantle-Customer-Api-Token": b.customer_token},
-        {"Authorization": f"Bearer {a.secret}", "X-Mantle-Customer-Api-Token": b.customer_token},
-    ):
-        response = Client(headers=headers).generic(method, url, data="{}", content_type="application/json")
-        assert response.status_code in (401, 405), (
-            f"{method} {url} with {list(headers)}: {response.status_code}"
-        )
-        _assert_no_leak(response.content, b, f"{method} {url}")
+    before = _digest_not_of(a)
+    for method in METHODS:
+        for headers in (
+            {"X-Mantle-App-Id": str(a.app.public_id), "X-Mantle-Customer-Api-Token": b.customer_token},
+            {"Authorization": f"Bearer {a.secret}", "X-Mantle-Customer-Api-Token": b.customer_token},
+        ):
+            response = Client(headers=headers).generic(
+                method, url, data="{}", content_type="application/json"
+            )
+            assert response.status_code in (401, 405), (
+                f"{method} {url} with {list(headers)}: {response.status_code}"
+            )
+            _assert_no_leak(response.content, b, f"{method} {url}")
+    _assert_unchanged(before, _digest_not_of(a), f"{route} with B's customer token")
+
+
+def _inbound_requests(route: Route, a: Tenant, b: Tenant) -> list[tuple[dict, object]]:
+    """A's credentials for `route`, and bodies naming B's customer, app and shop every way they can."""
+    source = _source_of(a)
+    names_b = {"shop": b.customer_id, "customerId": b.customer_id, "appId": str(b.app.public_id)}
+    message = {
+        "type": "track", "event": f"event-{b.marker}", "userId": b.customer_id, "messageId": f"m-{a.marker}",
+        "properties": names_b, "context": {"groupId": b.customer_id}, "traits": names_b,
+        "groupId": b.customer_id, "previousId": b.customer_id,
+    }  # fmt: skip
+    if route.route.startswith("segment/"):
+        basic = base64.b64encode(f"{source.write_key}:".encode()).decode()
+        body = {"batch": [message]} if route.route.endswith("batch") else message
+        return [({"Authorization": f"Basic {basic}"}, body)]
+    if route.route.startswith("hooks/"):
+        contact = {"type": "Send Contact", "message_id": f"c-{a.marker}", "user_id": b.customer_id,
+                   "email": f"{b.marker}@example.com", "company": {"id": b.customer_id}}  # fmt: skip
+        return [({}, [message]), ({}, contact)]
+    if route.route.startswith("metronome/"):
+        event = {"transaction_id": f"t-{a.marker}", "customer_id": b.customer_id, "event_type": f"event-{b.marker}",
+                 "timestamp": "2024-03-01T12:00:00Z", "properties": names_b}  # fmt: skip
+        return [({"Authorization": f"Bearer {a.secret}"}, [event])]
+    if route.route.startswith("kable/"):
+        event = {"clientId": b.customer_id, "transactionId": f"k-{a.marker}", "timestamp": "2024-03-01T12:00:00Z",
+                 "data": {"eventName": f"event-{b.marker}", **names_b}}  # fmt: skip
+        return [
+            ({"KABLE-CLIENT-ID": str(a.app.public_id), "KABLE-CLIENT-SECRET": a.secret}, [event]),
+            ({"KABLE-CLIENT-ID": str(b.app.public_id), "KABLE-CLIENT-SECRET": a.secret}, [event]),
+        ]
+    pytest.fail(f"{route}: an inbound route the matrix has no credentials for; add it to _inbound_requests")
+
+
+@pytest.mark.parametrize("route", INBOUND_ROUTES, ids=str)
+def test_inbound_endpoints_with_a_credentials_never_store_into_b(route, tenants):
+    """A's write key, webhook token or API key, with bodies naming B's objects, store only into A's app,
+    once the inbox is processed too."""
+    from integrations.sources.inbox import inbox_process_pending
+    from integrations.sources.services import source_cache_clear
+
+    a, b = tenants
+    if problem := _unfillable(route):
+        pytest.fail(problem)
+    source_cache_clear()
+    url = route.url(_values(route, {}, a, b))
+    _source_of(b)
+    before = _digest_not_of(a)
+    rows_before = sum(m._base_manager.count() for m in _OWN_MODELS)
+    statuses = []
+    for headers, body in _inbound_requests(route, a, b):
+        for method in METHODS:
+            response = Client(headers=headers).generic(
+                method, url, data=json.dumps(body), content_type="application/json"
+            )
+            what = f"{method} {url} with A's credentials"
+            assert response.status_code < 500, what
+            statuses.append(response.status_code)
+            _assert_no_leak(response.content, b, what)
+    inbox_process_pending()
+    _assert_unchanged(before, _digest_not_of(a), f"{route} with A's credentials")
+    # The controls: A's credentials were accepted, and what they sent was stored (so, into A's app).
+    assert 200 in statuses, f"{route}: A's own credentials were never accepted, so the check proves nothing"
+    assert sum(m._base_manager.count() for m in _OWN_MODELS) > rows_before, f"{route} stored nothing"
 
 
 def test_the_leak_check_sees_identifiers_where_the_api_shows_them(tenants):

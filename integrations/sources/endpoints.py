@@ -274,11 +274,16 @@ def _vendor_errors(view):
 
 def _compat_body(request: HttpRequest) -> Any:
     try:
-        return _parse(_raw_body(request, max_bytes=_COMPAT_MAX_BYTES))
+        raw = _raw_body(request, max_bytes=_COMPAT_MAX_BYTES)
+        body = _parse(raw)
     except BadRequest as exc:
         raise _VendorError(str(exc)) from None
     except TooLarge as exc:
         raise _VendorError(str(exc), 413) from None
+    if b"\\u0000" in raw:
+        # PostgreSQL stores no NUL character in text or jsonb: refuse it here, clearly (as /v1/ does).
+        raise _VendorError("Strings may not contain the NUL character (\\u0000).")
+    return body
 
 
 def _auth(key: str, app_id: str | None = None):

@@ -56,10 +56,21 @@ class Receipt:
 
 
 def _stub(received: Received) -> dict:
+    """What is kept of a rejected message: a few fields, without NUL (PostgreSQL's jsonb holds none)."""
     message = received.message
     if isinstance(message, dict):
-        return {k: message[k] for k in ("type", "messageId", "event", "userId") if k in message}
+        return {k: _without_nul(message[k]) for k in ("type", "messageId", "event", "userId") if k in message}
     return {}
+
+
+def _without_nul(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, dict):
+        return {_without_nul(k): _without_nul(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_nul(v) for v in value]
+    return value
 
 
 def inbox_receive(

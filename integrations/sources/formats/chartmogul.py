@@ -45,7 +45,7 @@ class ChartMogulFormat:
     TYPES = {"Send Contact": "identify", "Send Customer": "group"}
 
     def accepts(self, item: Any) -> bool:
-        return isinstance(item, dict) and item.get("type") in self.TYPES
+        return isinstance(item, dict) and isinstance(item.get("type"), str) and item["type"] in self.TYPES
 
     def normalize(self, item: Any, *, received_at: str, defaults: dict | None = None) -> Received:
         kind = self.TYPES[item["type"]]

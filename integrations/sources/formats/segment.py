@@ -13,7 +13,7 @@ from . import Received, format_register
 
 TYPES = ("track", "identify", "group", "page", "screen", "alias")
 MAX_MESSAGE_ID = 100
-_REQUIRED = {"track": "event", "group": "groupId", "alias": "previousId"}
+REQUIRED_BY_TYPE = {"track": "event", "group": "groupId", "alias": "previousId"}
 
 
 def _present(value: Any) -> bool:
@@ -58,8 +58,8 @@ class SegmentFormat:
             out.error = f"messageId must be under {MAX_MESSAGE_ID} characters"
         elif not (_present(message.get("userId")) or _present(message.get("anonymousId"))):
             out.error = "userId or anonymousId is required"
-        elif kind in _REQUIRED and not _present(message.get(_REQUIRED[kind])):
-            out.error = f"{_REQUIRED[kind]} is required for {kind}"
+        elif kind in REQUIRED_BY_TYPE and not _present(message.get(REQUIRED_BY_TYPE[kind])):
+            out.error = f"{REQUIRED_BY_TYPE[kind]} is required for {kind}"
         elif kind == "track" and not isinstance(message.get("event"), str):
             out.error = "event must be a string"
         else:
