@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import psycopg
 from django.db import connection
 
 
@@ -23,5 +24,6 @@ def raw_cursor() -> Iterator:
         return
     connection.close_if_health_check_failed()
     connection.ensure_connection()
-    with connection.wrap_database_errors, connection.connection.cursor() as cursor:
+    # Django's connection makes client-side binding cursors: ask for a server-binding one.
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
         yield cursor
