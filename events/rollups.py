@@ -404,7 +404,7 @@ def rollups_count(metrics: list[Metric], *, app_pk: int, ids: list[int],
     in_python = [CompiledMetric.of(m) for m in metrics if plans.get(m.pk) is None]
     delta = RollupDelta(hours_since=hours_since)
     touched: set[tuple[int, int]] = set()
-    scope = rollups_sql.only(ids)
+    scope = rollups_sql.only(ids) if any(plans.values()) else ""
     with _cursor() as cursor:
         for m in metrics:
             plan = plans.get(m.pk)

@@ -311,3 +311,21 @@ def test_the_sql_build_leaves_no_temporary_table():
     with connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM pg_class WHERE relname = '_rebuild_days'")
         assert cursor.fetchone()[0] == 0
+
+
+def test_a_drain_without_sql_plans_builds_no_sql(monkeypatch):
+    """On SQLite (`make run`) no metric has a SQL plan: the drain must not build PostgreSQL SQL."""
+    from events import rollups_sql
+
+    app = AppFactory()
+    metric = _unique_app(app)
+    metrics_rebuild(app_pk=app.pk)
+
+    def refuse(value):
+        raise AssertionError("SQL was built for a drain that has no SQL plan")
+
+    monkeypatch.setattr(rollups, "metric_sql", lambda metric, app_pk: None)
+    monkeypatch.setattr(rollups_sql, "_lit", refuse)
+    usage_events_ingest(app=app, raw_events=[_ev("1", "shop", "ann", NOW)])
+    rollups_drain(app_pks=[app.pk])
+    assert MetricRollup.objects.get(metric=metric, customer__isnull=True, granularity="a").count == 1
