@@ -122,22 +122,28 @@ class LoadResult:
         return f"p50 {self.pct(50):.1f} ms, p99 {self.pct(99):.1f} ms"
 
 
+def _request(conn, port: int, method: str, path: str, body, headers: dict[str, str]):
+    """Send one request on `conn`, once more on a new connection if the old one broke."""
+    try:
+        conn.request(method, path, body=body, headers=headers)
+        response = conn.getresponse()
+        response.read()
+    except (http.client.HTTPException, OSError):
+        conn.close()
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        conn.request(method, path, body=body, headers=headers)
+        response = conn.getresponse()
+        response.read()
+    return conn, response
+
+
 def _client_worker(args) -> tuple[list[float], dict[int, int]]:
     port, method, path, headers, bodies = args
     latencies, statuses = [], {}
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     for body in bodies:
         start = time.perf_counter()
-        try:
-            conn.request(method, path, body=body, headers=headers)
-            response = conn.getresponse()
-            response.read()
-        except (http.client.HTTPException, OSError):
-            conn.close()
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-            conn.request(method, path, body=body, headers=headers)
-            response = conn.getresponse()
-            response.read()
+        conn, response = _request(conn, port, method, path, body, headers)
         latencies.append(time.perf_counter() - start)
         statuses[response.status] = statuses.get(response.status, 0) + 1
         if response.getheader("Connection", "").lower() == "close":
@@ -178,16 +184,7 @@ def _paced_worker(args) -> tuple[list[float], dict[int, int], float]:
             time.sleep(wait)
         worst_lag = max(worst_lag, -wait)
         start = time.perf_counter()
-        try:
-            conn.request(method, path, body=body, headers=headers)
-            response = conn.getresponse()
-            response.read()
-        except (http.client.HTTPException, OSError):
-            conn.close()
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-            conn.request(method, path, body=body, headers=headers)
-            response = conn.getresponse()
-            response.read()
+        conn, response = _request(conn, port, method, path, body, headers)
         latencies.append(time.perf_counter() - start)
         statuses[response.status] = statuses.get(response.status, 0) + 1
     return latencies, statuses, worst_lag

@@ -218,14 +218,18 @@ _INSERT_UNIQUE_APP = (
 )
 
 
-def _unique_with_counters(on_unique: str, on_rollup: str) -> str:
-    # Distinct values first seen now add one to their bucket's counter (not for hours: the last
-    # 24 hours are counted from the hour rows themselves).
+def unique_counted_insert(values_select: str, *, app_wide: bool) -> str:
+    """Insert the distinct values `values_select` yields and count the new ones in their counters.
+
+    `values_select` gives (metric_id, customer_id, group_key, granularity, bucket, value_hash).
+    A value first seen in a bucket adds one to that bucket's counter (not for hours: the last 24
+    hours are counted from the hour rows themselves).
+    """
+    on_unique, on_rollup = (_ON_UNIQUE_APP, _ON_APP) if app_wide else (_ON_UNIQUE_CUSTOMER, _ON_CUSTOMER)
     return f"""
     WITH new AS (
         INSERT INTO {_U} ({_UNIQUE_COLUMNS})
-        SELECT * FROM unnest(%s::bigint[], %s::bigint[], %s::varchar[], %s::varchar[],
-                             %s::timestamptz[], %s::uuid[])
+        {values_select}
         ON CONFLICT {on_unique} DO NOTHING
         RETURNING metric_id, customer_id, group_key, granularity, bucket
     )
@@ -234,11 +238,15 @@ def _unique_with_counters(on_unique: str, on_rollup: str) -> str:
     FROM new WHERE granularity <> 'h' GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5
     ON CONFLICT {on_rollup} DO UPDATE SET count = {_T}.count + excluded.count,
         value_count = {_T}.value_count + excluded.value_count
-    """  # noqa: S608 (constants)
+    """  # noqa: S608 (constants and the caller's SQL)
 
 
-_UNIQUE_COUNTED_CUSTOMER = _unique_with_counters(_ON_UNIQUE_CUSTOMER, _ON_CUSTOMER)
-_UNIQUE_COUNTED_APP = _unique_with_counters(_ON_UNIQUE_APP, _ON_APP)
+_UNNEST_UNIQUES = (
+    "SELECT * FROM unnest(%s::bigint[], %s::bigint[], %s::varchar[], %s::varchar[], "
+    "%s::timestamptz[], %s::uuid[])"
+)
+_UNIQUE_COUNTED_CUSTOMER = unique_counted_insert(_UNNEST_UNIQUES, app_wide=False)
+_UNIQUE_COUNTED_APP = unique_counted_insert(_UNNEST_UNIQUES, app_wide=True)
 
 
 def _adapters():

@@ -250,7 +250,7 @@ def _unique_rows(m: SqlMetric, scope: str) -> str:
 
 
 def _drain_unique(cursor, m: SqlMetric, *, ids: list[int], hours_since: datetime | None) -> None:
-    from .rollups import _ON_APP, _ON_CUSTOMER, _ON_UNIQUE_APP, _ON_UNIQUE_CUSTOMER
+    from .rollups import unique_counted_insert
 
     hour = "date_trunc('hour', r.ts, 'UTC')"
     buckets = (
@@ -259,27 +259,13 @@ def _drain_unique(cursor, m: SqlMetric, *, ids: list[int], hours_since: datetime
         f"('h', CASE WHEN {_since(hours_since, hour)} THEN {hour} END)) AS b(gran, bucket)"
     )
     groups = "(VALUES (''), (r.gk)) AS g(key)" if m.grouped else "(VALUES ('')) AS g(key)"
-    for customer, on_unique, on_rollup in (
-        ("r.customer_id", _ON_UNIQUE_CUSTOMER, _ON_CUSTOMER),
-        ("NULL::bigint", _ON_UNIQUE_APP, _ON_APP),
-    ):
-        cursor.execute(
-            f"""
-            WITH new AS (
-                INSERT INTO {_U} (metric_id, customer_id, group_key, granularity, bucket, value_hash)
-                SELECT DISTINCT {int(m.pk)}, {customer}, g.key, b.gran, b.bucket, r.vh
-                FROM ({_unique_rows(m, only(ids))}) r CROSS JOIN LATERAL {buckets} CROSS JOIN LATERAL {groups}
-                WHERE b.bucket IS NOT NULL ORDER BY 2, 3, 4, 5, 6
-                ON CONFLICT {on_unique} DO NOTHING
-                RETURNING metric_id, customer_id, group_key, granularity, bucket
-            )
-            INSERT INTO {_T} (metric_id, customer_id, group_key, granularity, bucket, count, value_count)
-            SELECT metric_id, customer_id, group_key, granularity, bucket, count(*), count(*)
-            FROM new WHERE granularity <> 'h' GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5
-            ON CONFLICT {on_rollup} DO UPDATE SET count = {_T}.count + excluded.count,
-                value_count = {_T}.value_count + excluded.value_count
-            """
+    for customer, app_wide in (("r.customer_id", False), ("NULL::bigint", True)):
+        values = (
+            f"SELECT DISTINCT {int(m.pk)}, {customer}, g.key, b.gran, b.bucket, r.vh "
+            f"FROM ({_unique_rows(m, only(ids))}) r CROSS JOIN LATERAL {buckets} CROSS JOIN LATERAL {groups} "
+            "WHERE b.bucket IS NOT NULL ORDER BY 2, 3, 4, 5, 6"
         )
+        cursor.execute(unique_counted_insert(values, app_wide=app_wide))
 
 
 def _build_unique(cursor, m: SqlMetric, *, pending: list[int], hours_since: datetime | None) -> None:
