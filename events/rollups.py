@@ -16,7 +16,6 @@ land in their own period.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -28,6 +27,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from hub.locks import app_usage_lock, app_usage_lock_session
+from hub.task_coalescing import CoalescedTask
 
 from . import rollups_sql
 from .metrics import CompiledMetric, Evaluated, properties_load
@@ -609,31 +609,5 @@ def rollups_hours_prune(*, now: datetime | None = None) -> int:
 
 # --- Enqueueing drains ------------------------------------------------------------------------
 
-_pending_apps: set[int] = set()
-_pending_lock = threading.Lock()
-_COALESCE_SECONDS = 0.05
-
-
-def rollups_enqueue(app_pk: int) -> None:
-    """Ask a worker to drain the app's batches soon (coalesced per process; the sweep is the backstop)."""
-    with _pending_lock:
-        first = not _pending_apps
-        _pending_apps.add(app_pk)
-    if first:
-        timer = threading.Timer(_COALESCE_SECONDS, _send_pending)
-        timer.daemon = True
-        timer.start()
-
-
-def _send_pending() -> None:
-    from kombu.exceptions import OperationalError
-
-    from hub.celery import app as celery_app
-
-    with _pending_lock:
-        apps = sorted(_pending_apps)
-        _pending_apps.clear()
-    try:
-        celery_app.send_task(DRAIN_TASK, args=[apps], retry=False)
-    except OperationalError as exc:
-        logger.warning("broker unavailable, rollups left for the sweep: %s", exc)
+# Each commit of events asks; the process sends one drain task (with the apps asked for) per window.
+rollups_enqueue = CoalescedTask(DRAIN_TASK)

@@ -55,6 +55,7 @@ class IngestResult:
     accepted: int
     duplicates: int
     event_ids: list[str] = field(default_factory=list)
+    stored_ids: frozenset[str] = frozenset()  # the event ids stored now (the others were duplicates)
 
 
 @dataclass(frozen=True)
@@ -168,10 +169,10 @@ _INSERT_PG = (
     f"WITH ins AS (INSERT INTO events_usageevent {_COLUMNS} "  # noqa: S608 (constants)
     "SELECT %s, c, i, n, t, p, %s FROM unnest(%s::bigint[], %b::text[], %b::text[], "
     "%s::timestamptz[], %b::text[]::jsonb[]) AS u(c, i, n, t, p) "
-    "ON CONFLICT (app_id, event_id) DO NOTHING RETURNING id) "
-    "INSERT INTO events_rollupbatch (app_id, event_ids, created_at) "
-    "SELECT %s, to_jsonb(array_agg(id)), %s FROM ins HAVING count(*) > 0 "
-    "RETURNING jsonb_array_length(event_ids)"
+    "ON CONFLICT (app_id, event_id) DO NOTHING RETURNING id, event_id), "
+    "batch AS (INSERT INTO events_rollupbatch (app_id, event_ids, created_at) "
+    "SELECT %s, to_jsonb(array_agg(id)), %s FROM ins HAVING count(*) > 0) "
+    "SELECT event_id FROM ins"
 )
 _VALUES_ROW = "(%s, %s, %s, %s, %s, %s, %s)"
 _SINGLE_STATEMENT_ROWS = 20
@@ -197,7 +198,7 @@ def usage_events_store(
     use_cache = True
     for attempt in range(3):
         try:
-            inserted = _store_once(app, events, ordered, customer, use_cache=use_cache)
+            stored = _store_once(app, events, ordered, customer, use_cache=use_cache)
             break
         except IntegrityError:
             if attempt == 2:
@@ -209,7 +210,12 @@ def usage_events_store(
             # Deadlocks and serialization failures are transient: PostgreSQL rolled back, retry.
             if attempt == 2 or getattr(exc.__cause__, "sqlstate", None) not in _RETRYABLE_SQLSTATES:
                 raise
-    return IngestResult(accepted=inserted, duplicates=len(events) - inserted, event_ids=list(unique.keys()))
+    return IngestResult(
+        accepted=len(stored),
+        duplicates=len(events) - len(stored),
+        event_ids=list(unique.keys()),
+        stored_ids=frozenset(stored),
+    )
 
 
 def _store_once(
@@ -219,7 +225,7 @@ def _store_once(
     customer: Customer | None,
     *,
     use_cache: bool,
-) -> int:
+) -> list[str]:
     # A few rows go in one INSERT statement, atomic by itself (no BEGIN/COMMIT round trips);
     # a batch goes in one transaction of prepared inserts.
     single_statement = len(unique) <= _SINGLE_STATEMENT_ROWS
@@ -250,8 +256,9 @@ def _store_once(
         return _insert_rows(rows)
 
 
-def _insert_rows(rows: list[tuple]) -> int:
-    """INSERT ... ON CONFLICT DO NOTHING every row, with the rollup batch of the new ones; count them."""
+def _insert_rows(rows: list[tuple]) -> list[str]:
+    """INSERT ... ON CONFLICT DO NOTHING every row, with the rollup batch of the new ones; the event
+    ids stored (the others were there already)."""
     app_pk, received_at = rows[0][0], rows[0][6]
     if connection.vendor == "postgresql":
         with raw_cursor() as cursor:
@@ -262,26 +269,26 @@ def _insert_rows(rows: list[tuple]) -> int:
                     [r[4] for r in rows], [r[5] for r in rows], app_pk, received_at,
                 ],
             )  # fmt: skip
-            found = cursor.fetchone()
-        inserted = found[0] if found else 0
+            stored = [r[0] for r in cursor.fetchall()]
     else:
         with transaction.atomic(), raw_cursor() as cursor:
-            ids = []
+            ids, stored = [], []
             for i in range(0, len(rows), _SINGLE_STATEMENT_ROWS):
                 part = rows[i : i + _SINGLE_STATEMENT_ROWS]
                 values = ", ".join([_VALUES_ROW] * len(part))
                 cursor.execute(
                     f"INSERT INTO events_usageevent {_COLUMNS} VALUES {values} "  # noqa: S608
-                    "ON CONFLICT (app_id, event_id) DO NOTHING RETURNING id",
+                    "ON CONFLICT (app_id, event_id) DO NOTHING RETURNING id, event_id",
                     [v for row in part for v in row],
                 )
-                ids.extend(r[0] for r in cursor.fetchall())
+                for pk, event_id in cursor.fetchall():
+                    ids.append(pk)
+                    stored.append(event_id)
             if ids:
                 RollupBatch.objects.create(app_id=app_pk, event_ids=ids, created_at=received_at)
-        inserted = len(ids)
-    if inserted:
+    if stored:
         transaction.on_commit(lambda: rollups_enqueue(app_pk))
-    return inserted
+    return stored
 
 
 def usage_events_ingest(*, app: App, raw_events: list[Any], customer: Customer | None = None) -> IngestResult:

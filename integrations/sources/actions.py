@@ -13,7 +13,6 @@ from typing import Any, Protocol
 
 from django.db import transaction
 
-from events.models import UsageEvent
 from events.services import EventInput, InvalidEvents, usage_events_store, usage_events_validate
 from hub.customers import contact_upsert, customer_identify, customers_resolve
 from hub.errors import HubError
@@ -130,22 +129,19 @@ class UsageEventAction:
 
     def execute(self, *, app: App, items: list[Prepared]) -> list[Written]:
         events: list[EventInput] = [item.data for item in items]
-        ids = {e.event_id for e in events}
-        existing = set(
-            UsageEvent.objects.filter(app=app, event_id__in=ids).values_list("event_id", flat=True)
-        )
         try:
             with transaction.atomic():
-                usage_events_store(app=app, events=events)
+                stored = usage_events_store(app=app, events=events).stored_ids
         except HubError:
             if len(items) == 1:
                 raise
             # One bad reference must not fail the others: store each on its own.
             return [self._execute_one(app, item) for item in items]
+        # The first message of a stored id stored it; any other was a duplicate.
         seen: set[str] = set()
         out = []
         for e in events:
-            out.append(Written("duplicate" if e.event_id in existing or e.event_id in seen else "stored"))
+            out.append(Written("stored" if e.event_id in stored and e.event_id not in seen else "duplicate"))
             seen.add(e.event_id)
         return out
 

@@ -1,10 +1,11 @@
-"""The inbox: every received message is committed here before the sender gets its 2xx; workers
-claim pending rows (`FOR UPDATE SKIP LOCKED`), run the source's mappings, write through the same
-services as the APIs, and mark the rows processed in that same transaction.
+"""The inbox: every received message is committed here before the sender gets its 2xx, with an
+`InboxBatch` of the request's pending messages in the same statement; workers claim batches
+(`FOR UPDATE SKIP LOCKED`), run the source's mappings, write through the same services as the
+APIs, mark the messages processed and delete the batches in that same transaction.
 
-A worker killed mid-way holds an open transaction: PostgreSQL rolls it back and unlocks the rows,
-so another worker claims them again and nothing is half-stored. The message id is the default
-event id, so storing a message again never makes a second usage event.
+A worker killed mid-way holds an open transaction: PostgreSQL rolls it back and unlocks the
+batches, so another worker claims them again and nothing is half-stored. The message id is the
+default event id, so storing a message again never makes a second usage event.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections import defaultdict
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 from django.conf import settings
 from django.db import DatabaseError, OperationalError, connection, transaction
+from django.db.models import Sum
 from django.utils import timezone
 
 from hub.models import App
@@ -28,17 +29,32 @@ from hub.raw_cursor import raw_cursor
 from .actions import Prepared, action_for, actions_all
 from .formats import Received, format_detect, format_for
 from .mapping_engine import CompiledMapping, MappingError, mapping_compile, mappings_run
-from .models import InboxMessage, Mapping, Source
+from .models import InboxBatch, InboxMessage, Mapping, Source
 from .triggers import TriggerError
 
 logger = logging.getLogger(__name__)
 
-_INSERT_HEAD = (
-    "INSERT INTO sources_inboxmessage (source_id, format, message_id, type, event, payload, status, "
-    "outcome, error, matched, results, received_at) VALUES "
+_COLUMNS = (
+    "(source_id, format, message_id, type, event, payload, status, outcome, error, matched, results, "
+    "received_at)"
+)
+# PostgreSQL: the rows arrive as arrays (one short prepared statement for any batch size; psycopg
+# parses a statement of a thousand placeholders in Python on every call), text arrays in binary
+# (%b: a text-format array's elements are escaped in Python).
+_SELECT_UNNEST = (
+    "SELECT %s, f, i, t, e, p::jsonb, s, o, r, '[]', '[]', %s FROM unnest(%b::text[], %b::text[], "
+    "%b::text[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[]) AS u(f, i, t, e, p, s, o, r)"
+)
+_INSERT_PG = f"INSERT INTO sources_inboxmessage {_COLUMNS} {_SELECT_UNNEST} RETURNING id"
+# ...and with the batch of the pending ones, so the batch commits with its messages.
+_INSERT_BATCHED_PG = (
+    f"WITH ins AS (INSERT INTO sources_inboxmessage {_COLUMNS} {_SELECT_UNNEST} "  # noqa: S608
+    "RETURNING id, status) "
+    "INSERT INTO sources_inboxbatch (source_id, message_ids, size, created_at) "
+    "SELECT %s, to_jsonb(array_agg(id ORDER BY id)), count(*), %s FROM ins WHERE status = 'pending' "
+    "HAVING count(*) > 0"
 )
 _ROW = "(%s, %s, %s, %s, %s, %s, %s, %s, %s, '[]', '[]', %s)"
-_CHUNK = 500
 
 
 @dataclass
@@ -85,14 +101,14 @@ def inbox_receive(
 
     `format_kind=None` detects each item's format (webhooks). Enqueues processing after commit.
     """
-    receipt, rows = _receipt_rows(
+    receipt, rows, received_at = _receipt_rows(
         source=source, items=items, format_kind=format_kind, defaults=defaults, max_messages=max_messages
     )
-    _insert(rows)
+    _insert(source, rows, received_at, batched=True)
     if receipt.accepted:
-        from .tasks import inbox_drain
+        from .tasks import inbox_drain_soon
 
-        transaction.on_commit(inbox_drain.delay)
+        transaction.on_commit(inbox_drain_soon)
     return receipt
 
 
@@ -103,17 +119,37 @@ def inbox_receive_inline(*, source: Source, items: list[Any], format_kind: str) 
     For the synchronous Metronome- and Kable-compatible endpoints: the rows are invisible to the
     workers until they are processed, and a database error stores nothing (the client retries).
     """
-    _, rows = _receipt_rows(source=source, items=items, format_kind=format_kind)
+    _, rows, received_at = _receipt_rows(source=source, items=items, format_kind=format_kind)
     with transaction.atomic():
-        ids = _insert(rows)
-        outcomes = dict(_process_claimed(limit=len(ids), ids=ids))
+        ids = _insert(source, rows, received_at, batched=False)
+        pending = [
+            (row_id, source.pk, row.message)
+            for row_id, row in zip(ids, rows, strict=True)
+            if row.status == InboxMessage.Status.PENDING
+        ]
+        outcomes = dict(_process_rows(pending, sources={source.pk: source}))
     return [outcomes.get(row_id, InboxMessage.Outcome.REJECTED) for row_id in ids]
 
 
 def inbox_refuse(*, source: Source, items: list[Any], format_kind: str, reason: str) -> None:
     """Record refused items as rejected with `reason` (a request refused as a whole), for the debugger."""
-    _, rows = _receipt_rows(source=source, items=items, format_kind=format_kind, refused=reason)
-    _insert(rows)
+    _, rows, received_at = _receipt_rows(source=source, items=items, format_kind=format_kind, refused=reason)
+    _insert(source, rows, received_at, batched=False)
+
+
+@dataclass
+class _Row:
+    """One inbox row to insert (the source and the time of receipt are the request's)."""
+
+    format: str
+    message_id: str
+    type: str
+    event: str
+    payload: str
+    status: str
+    outcome: str
+    error: str
+    message: Any  # the normalized message, for inline processing
 
 
 def _receipt_rows(
@@ -124,7 +160,7 @@ def _receipt_rows(
     defaults: dict | None = None,
     max_messages: int | None = None,
     refused: str = "",
-) -> tuple[Receipt, list[tuple]]:
+) -> tuple[Receipt, list[_Row], datetime]:
     max_bytes = settings.HUB_SOURCE_MESSAGE_MAX_BYTES
     received_at = timezone.now()
     stamp = received_at.isoformat().replace("+00:00", "Z")
@@ -158,8 +194,7 @@ def _receipt_rows(
             receipt.accepted += 1
             status, outcome = InboxMessage.Status.PENDING, ""
         rows.append(
-            (
-                source.pk,
+            _Row(
                 received.format,
                 received.message_id.replace("\x00", ""),
                 received.type.replace("\x00", ""),
@@ -168,25 +203,42 @@ def _receipt_rows(
                 status,
                 outcome,
                 received.error,
-                received_at,
+                received.message,
             )
         )
-    return receipt, rows
+    return receipt, rows, received_at
 
 
-def _insert(rows: list[tuple]) -> list[int]:
-    """Insert inbox rows; their ids, in order."""
+def _insert(source: Source, rows: list[_Row], received_at: datetime, *, batched: bool) -> list[int]:
+    """Insert inbox rows (and, `batched`, the batch of the pending ones for the workers); their ids
+    in order, unless `batched`."""
     if not rows:
         return []
+    if connection.vendor == "postgresql":
+        columns = [
+            [getattr(r, name) for r in rows]
+            for name in ("format", "message_id", "type", "event", "payload", "status", "outcome", "error")
+        ]
+        with raw_cursor() as cursor:
+            if batched:
+                cursor.execute(_INSERT_BATCHED_PG, [source.pk, received_at, *columns, source.pk, received_at])
+                return []
+            cursor.execute(_INSERT_PG, [source.pk, received_at, *columns])
+            return sorted(r[0] for r in cursor.fetchall())
     ids: list[int] = []
-    with transaction.atomic() if len(rows) > _CHUNK else nullcontext(), raw_cursor() as cursor:
-        for start in range(0, len(rows), _CHUNK):
-            chunk = rows[start : start + _CHUNK]
+    with transaction.atomic(), raw_cursor() as cursor:
+        for r in rows:
             cursor.execute(
-                _INSERT_HEAD + ", ".join([_ROW] * len(chunk)) + " RETURNING id",
-                [v for row in chunk for v in row],
+                f"INSERT INTO sources_inboxmessage {_COLUMNS} VALUES {_ROW} RETURNING id",  # noqa: S608
+                [source.pk, r.format, r.message_id, r.type, r.event, r.payload, r.status, r.outcome, r.error,
+                 received_at],
+            )  # fmt: skip
+            ids.append(cursor.fetchone()[0])
+        pending = [i for i, r in zip(ids, rows, strict=True) if r.status == InboxMessage.Status.PENDING]
+        if batched and pending:
+            InboxBatch.objects.create(
+                source=source, message_ids=pending, size=len(pending), created_at=received_at
             )
-            ids.extend(sorted(r[0] for r in cursor.fetchall()))
     return ids
 
 
@@ -202,14 +254,14 @@ class _Work:
     matched: list[str] = field(default_factory=list)
 
 
-_CLAIM = (
-    "SELECT id, source_id, payload FROM sources_inboxmessage WHERE status = 'pending' "
-    "ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED"
+_CLAIM_BATCHES = (
+    "SELECT id, size, message_ids FROM sources_inboxbatch ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED"
 )
-_CLAIM_IDS = (
-    "SELECT id, source_id, payload FROM sources_inboxmessage WHERE status = 'pending' AND id = ANY(%s) "
-    "ORDER BY id FOR UPDATE SKIP LOCKED"
+_PENDING_OF = (
+    "SELECT id, source_id, payload FROM sources_inboxmessage WHERE id = ANY(%s) AND status = 'pending' "
+    "ORDER BY id"
 )
+_DELETE_BATCHES = "DELETE FROM sources_inboxbatch WHERE id = ANY(%s)"
 _MARK = (
     "UPDATE sources_inboxmessage SET status = 'processed', outcome = %s, matched = %s, results = %s, "
     "error = %s, processed_at = %s WHERE id = %s"
@@ -218,41 +270,90 @@ _MARK = (
 # text arrays in binary (%b), as psycopg escapes a text-format array's elements in Python.
 _MARK_ALL = (
     "UPDATE sources_inboxmessage m SET status = 'processed', outcome = u.outcome, "
-    "matched = u.matched::jsonb, results = u.results::jsonb, error = u.error, processed_at = u.at "
-    "FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], %s::timestamptz[], %s::bigint[]) "
-    "AS u(outcome, matched, results, error, at, id) WHERE m.id = u.id"
+    "matched = u.matched::jsonb, results = u.results::jsonb, error = u.error, processed_at = %s "
+    "FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::bigint[]) "
+    "AS u(outcome, matched, results, error, id) WHERE m.id = u.id"
 )
+_TYPICAL_BATCH = 100  # messages a request brings (Segment's libraries' batch), to size the first claim
 
 
-def inbox_process_pending(*, limit: int = 500, ids: list[int] | None = None) -> int:
-    """Claim up to `limit` pending messages, process them, mark them done; return how many."""
+def inbox_process_pending(*, limit: int = 500) -> int:
+    """Claim pending batches (about `limit` messages), process them, mark them done; how many."""
     try:
         with transaction.atomic():
-            return len(_process_claimed(limit=limit, ids=ids))
+            batches = _claim_batches(limit)
+            rows = _pending_rows(batches)
+            _process_rows(rows)
+            _delete_batches(batches)
+            return len(rows)
     except OperationalError:
-        raise  # the database is away: leave the rows pending, the task is retried
+        raise  # the database is away: the batches stay, the task is retried
     except DatabaseError:
-        if ids is not None and len(ids) == 1:
-            raise
-        # Something in the batch breaks the database write: isolate it, one message at a time.
+        # Something in the batches breaks the database write: isolate it, one message at a time.
         logger.exception("inbox batch failed; processing its messages one by one")
-        with transaction.atomic(), raw_cursor() as cursor:
-            cursor.execute(
-                "SELECT id FROM sources_inboxmessage WHERE status = 'pending' ORDER BY id LIMIT %s "
-                "FOR UPDATE SKIP LOCKED",
-                [limit],
-            )
-            claimed = [r[0] for r in cursor.fetchall()]
-        done = 0
-        for row_id in claimed:
+        return _process_one_by_one(limit)
+
+
+def _process_one_by_one(limit: int) -> int:
+    with transaction.atomic():
+        batches = _claim_batches(limit)
+        rows = _pending_rows(batches)
+        for row in rows:
             try:
-                done += inbox_process_pending(ids=[row_id], limit=1)
+                with transaction.atomic():
+                    _process_rows([row])
             except OperationalError:
                 raise
             except DatabaseError as exc:
-                _mark_failed(row_id, f"could not be stored: {exc.__class__.__name__}")
-                done += 1
-        return done
+                _mark_failed(row[0], f"could not be stored: {exc.__class__.__name__}")
+        _delete_batches(batches)
+    return len(rows)
+
+
+def _claim_batches(limit: int) -> list[tuple[int, list[int]]]:
+    """Lock pending batches, oldest first, until they hold `limit` messages (or none is left)."""
+    claimed: list[tuple[int, list[int]]] = []
+    total = 0
+    with raw_cursor() as cursor:
+        while total < limit:
+            average = total // len(claimed) if claimed else _TYPICAL_BATCH
+            want = max(1, (limit - total) // max(1, average))
+            cursor.execute(_CLAIM_BATCHES, [want])
+            found = cursor.fetchall()
+            for batch_id, size, message_ids in found:
+                if isinstance(message_ids, str | bytes):
+                    message_ids = orjson.loads(message_ids)
+                claimed.append((batch_id, message_ids))
+                total += size
+            if len(found) < want:
+                break
+    return claimed
+
+
+def _pending_rows(batches: list[tuple[int, list[int]]]) -> list[tuple[int, int, Any]]:
+    """The messages of claimed batches still pending: (id, source id, payload), in order."""
+    ids = [message_id for _, message_ids in batches for message_id in message_ids]
+    if not ids:
+        return []
+    with raw_cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(_PENDING_OF, [ids])
+            return cursor.fetchall()
+    return list(
+        InboxMessage.objects.filter(pk__in=ids, status=InboxMessage.Status.PENDING)
+        .order_by("id")
+        .values_list("id", "source_id", "payload")
+    )
+
+
+def _delete_batches(batches: list[tuple[int, list[int]]]) -> None:
+    if not batches:
+        return
+    if connection.vendor == "postgresql":
+        with raw_cursor() as cursor:
+            cursor.execute(_DELETE_BATCHES, [[batch_id for batch_id, _ in batches]])
+    else:
+        InboxBatch.objects.filter(pk__in=[batch_id for batch_id, _ in batches]).delete()
 
 
 def _mark_failed(row_id: int, error: str) -> None:
@@ -264,46 +365,37 @@ def _mark_failed(row_id: int, error: str) -> None:
     )
 
 
-def _process_claimed(*, limit: int, ids: list[int] | None) -> list[tuple[int, str]]:
-    """Claim, run and mark pending rows (in the caller's transaction); each row's id and outcome."""
-    with raw_cursor() as cursor:
-        if ids is None:
-            cursor.execute(_CLAIM, [limit])
-        else:
-            cursor.execute(_CLAIM_IDS, [ids])
-        claimed = cursor.fetchall()
-    if not claimed:
+def _process_rows(
+    rows: list[tuple[int, int, Any]], *, sources: dict[int, Source] | None = None
+) -> list[tuple[int, str]]:
+    """Run and mark pending messages (in the caller's transaction, which owns them: their batch is
+    locked, or they are not committed yet); each message's id and outcome."""
+    if not rows:
         return []
-    source_ids = {r[1] for r in claimed}
-    sources = {s.pk: s for s in Source.objects.select_related("app").filter(pk__in=source_ids)}
+    source_ids = {r[1] for r in rows}
+    if sources is None:
+        sources = {s.pk: s for s in Source.objects.select_related("app").filter(pk__in=source_ids)}
     compiled = mappings_for_sources(source_ids)
     work = [
         _Work(
             row_id, sources[source_id], orjson.loads(payload) if isinstance(payload, str | bytes) else payload
         )
-        for row_id, source_id, payload in claimed
+        for row_id, source_id, payload in rows
     ]
     now = timezone.now()
     messages_run(work, compiled, now=now)
-    rows = []
+    marks = []
     for w in work:
         outcome, error = _outcome(w.results)
-        rows.append(
-            (
-                outcome,
-                orjson.dumps(w.matched).decode(),
-                orjson.dumps(w.results).decode(),
-                error,
-                now,
-                w.row_id,
-            )
+        marks.append(
+            (outcome, orjson.dumps(w.matched).decode(), orjson.dumps(w.results).decode(), error, w.row_id)
         )
     with raw_cursor() as cursor:
         if connection.vendor == "postgresql":
-            cursor.execute(_MARK_ALL, [list(column) for column in zip(*rows, strict=True)])
+            cursor.execute(_MARK_ALL, [now, *(list(column) for column in zip(*marks, strict=True))])
         else:
-            cursor.executemany(_MARK, rows)
-    return [(row[-1], row[0]) for row in rows]
+            cursor.executemany(_MARK, [(o, m, r, e, now, i) for o, m, r, e, i in marks])
+    return [(mark[-1], mark[0]) for mark in marks]
 
 
 def _outcome(results: list[dict]) -> tuple[str, str]:
@@ -381,10 +473,9 @@ def _distinct_event_id(prepared: Prepared, mapping: CompiledMapping, seen: set[s
 
 
 def inbox_stale_count(*, older_than: timedelta) -> int:
-    """Pending messages received longer ago than `older_than` (what the sweep re-enqueues)."""
-    return InboxMessage.objects.filter(
-        status=InboxMessage.Status.PENDING, received_at__lt=timezone.now() - older_than
-    ).count()
+    """Messages in batches waiting longer than `older_than` (what the sweep re-enqueues)."""
+    waiting = InboxBatch.objects.filter(created_at__lt=timezone.now() - older_than)
+    return waiting.aggregate(messages=Sum("size"))["messages"] or 0
 
 
 # --- Send test event ----------------------------------------------------------------------------

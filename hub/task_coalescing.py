@@ -1,0 +1,54 @@
+"""Coalesced task sends: a hot path asks for a Celery task after each commit, and the process sends
+it at most once per short window, with the union of what was asked for meanwhile.
+
+Sending a task costs a broker round trip and kombu's bookkeeping (a sizeable share of a request
+that stores a batch); the work itself is found in PostgreSQL, so one send covers every commit of
+the window. A process that dies inside the window loses its send: each such task has a periodic
+sweep as the backstop.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Hashable
+
+logger = logging.getLogger(__name__)
+
+
+class CoalescedTask:
+    """Call it (after commit) to have `task_name` sent within `seconds`; with `item`s, the task gets
+    their sorted list as its one argument."""
+
+    def __init__(self, task_name: str, *, seconds: float = 0.05):
+        self.task_name = task_name
+        self.seconds = seconds
+        self._items: set[Hashable] = set()
+        self._scheduled = False
+        self._lock = threading.Lock()
+
+    def __call__(self, item: Hashable | None = None) -> None:
+        with self._lock:
+            if item is not None:
+                self._items.add(item)
+            if self._scheduled:
+                return
+            self._scheduled = True
+        timer = threading.Timer(self.seconds, self.send)
+        timer.daemon = True
+        timer.start()
+
+    def send(self) -> None:
+        """Send the task now with what was asked for (the timer calls it)."""
+        from kombu.exceptions import OperationalError
+
+        from hub.celery import app as celery_app
+
+        with self._lock:
+            items = sorted(self._items)
+            self._items.clear()
+            self._scheduled = False
+        try:
+            celery_app.send_task(self.task_name, args=[items] if items else [], retry=False)
+        except OperationalError as exc:
+            logger.warning("broker unavailable, %s left for the sweep: %s", self.task_name, exc)
