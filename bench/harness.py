@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import resource
 import signal
 import socket
 import statistics
@@ -109,6 +110,7 @@ class LoadResult:
     seconds: float
     latencies: list[float]
     statuses: dict[int, int]
+    client_cpu: float = 0.0  # CPU seconds the client processes spent sending (the load generator's cost)
 
     @property
     def rate(self) -> float:
@@ -137,9 +139,15 @@ def _request(conn, port: int, method: str, path: str, body, headers: dict[str, s
     return conn, response
 
 
-def _client_worker(args) -> tuple[list[float], dict[int, int]]:
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _client_worker(args) -> tuple[list[float], dict[int, int], float]:
     port, method, path, headers, bodies = args
     latencies, statuses = [], {}
+    cpu_start = _cpu_seconds()
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     for body in bodies:
         start = time.perf_counter()
@@ -149,7 +157,31 @@ def _client_worker(args) -> tuple[list[float], dict[int, int]]:
         if response.getheader("Connection", "").lower() == "close":
             conn.close()
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-    return latencies, statuses
+    return latencies, statuses, _cpu_seconds() - cpu_start
+
+
+_barrier = None
+
+
+def _init_client(barrier) -> None:
+    global _barrier
+    _barrier = barrier
+
+
+def _client_ready(_: int) -> None:
+    """Return once every client process runs this at the same time: all of them have started."""
+    _barrier.wait(timeout=60)
+
+
+@contextmanager
+def client_pool(clients: int) -> Iterator:
+    """`clients` spawned processes, every one started (imports done) before the caller's clock
+    starts: a process still starting would spend its start-up CPU inside the measured window."""
+    ctx = get_context("spawn")
+    barrier = ctx.Barrier(clients)
+    with ctx.Pool(clients, initializer=_init_client, initargs=(barrier,)) as pool:
+        pool.map(_client_ready, range(clients), chunksize=1)
+        yield pool
 
 
 def http_load(
@@ -157,19 +189,16 @@ def http_load(
 ) -> LoadResult:
     """Send `bodies` from `clients` separate processes at once; time the whole run."""
     chunks = [bodies[i::clients] for i in range(clients)]
-    ctx = get_context("spawn")
-    with ctx.Pool(clients) as pool:
-        # Warm the pool's processes before the clock starts.
-        pool.map(time.sleep, [0.01] * clients)
+    with client_pool(clients) as pool:
         start = time.perf_counter()
         results = pool.map(_client_worker, [(port, method, path, headers, c) for c in chunks])
         seconds = time.perf_counter() - start
-    latencies = [x for lat, _ in results for x in lat]
+    latencies = [x for lat, _, _ in results for x in lat]
     statuses: dict[int, int] = {}
-    for _, st in results:
+    for _, st, _ in results:
         for k, v in st.items():
             statuses[k] = statuses.get(k, 0) + v
-    return LoadResult(len(bodies), seconds, latencies, statuses)
+    return LoadResult(len(bodies), seconds, latencies, statuses, sum(cpu for _, _, cpu in results))
 
 
 def _paced_worker(args) -> tuple[list[float], dict[int, int], float]:
@@ -202,9 +231,7 @@ def paced_load(
 ) -> tuple[LoadResult, float]:
     """Send `bodies` at a fixed rate (request k at start + k / rate) from `clients` processes, so a
     slow answer does not slow the senders; the result and the worst lateness of a send, seconds."""
-    ctx = get_context("spawn")
-    with ctx.Pool(clients) as pool:
-        pool.map(time.sleep, [0.01] * clients)
+    with client_pool(clients) as pool:
         t0 = time.time() + 0.5
         schedule = [(t0 + k / requests_per_second, body) for k, body in enumerate(bodies)]
         start = time.perf_counter()

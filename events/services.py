@@ -163,12 +163,12 @@ _COLUMNS = "(app_id, customer_id, event_id, event_name, timestamp, properties, r
 # PostgreSQL: one statement stores the events and the batch of their new ids for the rollups, so
 # both commit together whatever the transaction; rows arrive as arrays (one prepared statement
 # for any batch size), in the order given.
-# Text arrays are sent in binary (%b): psycopg escapes every element of a text-format array in
-# Python, several times slower for JSON documents.
+# Arrays are sent in binary (%b): psycopg escapes every element of a text-format array in
+# Python, several times slower for JSON documents (and formats each timestamp as text).
 _INSERT_PG = (
     f"WITH ins AS (INSERT INTO events_usageevent {_COLUMNS} "  # noqa: S608 (constants)
-    "SELECT %s, c, i, n, t, p, %s FROM unnest(%s::bigint[], %b::text[], %b::text[], "
-    "%s::timestamptz[], %b::text[]::jsonb[]) AS u(c, i, n, t, p) "
+    "SELECT %s, c, i, n, t, p, %s FROM unnest(%b::bigint[], %b::text[], %b::text[], "
+    "%b::timestamptz[], %b::text[]::jsonb[]) AS u(c, i, n, t, p) "
     "ON CONFLICT (app_id, event_id) DO NOTHING RETURNING id, event_id), "
     "batch AS (INSERT INTO events_rollupbatch (app_id, event_ids, created_at) "
     "SELECT %s, to_jsonb(array_agg(id)), %s FROM ins HAVING count(*) > 0) "

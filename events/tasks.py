@@ -14,7 +14,11 @@ from .rollups import rollups_drain, rollups_hours_prune, rollups_pending_apps
 
 
 @shared_task(
-    name="events.rollups_drain", autoretry_for=(OperationalError,), retry_backoff=True, max_retries=5
+    name="events.rollups_drain",
+    autoretry_for=(OperationalError,),
+    retry_backoff=True,
+    max_retries=5,
+    ignore_result=True,
 )
 def rollups_drain_task(app_pks: list[int] | None = None) -> int:
     """Count the pending events of these apps (default: all) into their metrics' rollups."""

@@ -49,6 +49,9 @@ class CoalescedTask:
             self._items.clear()
             self._scheduled = False
         try:
-            celery_app.send_task(self.task_name, args=[items] if items else [], retry=False)
+            # No result is wanted: Redis's result backend would subscribe to one on every send.
+            celery_app.send_task(
+                self.task_name, args=[items] if items else [], retry=False, ignore_result=True
+            )
         except OperationalError as exc:
             logger.warning("broker unavailable, %s left for the sweep: %s", self.task_name, exc)

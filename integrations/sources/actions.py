@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from django.db import transaction
 
-from events.services import EventInput, InvalidEvents, usage_events_store, usage_events_validate
+from events.services import EventError, EventInput, InvalidEvents, usage_event_validate, usage_events_store
 from hub.customers import contact_upsert, customer_identify, customers_resolve
 from hub.errors import HubError
 from hub.models import App
@@ -114,10 +114,13 @@ class UsageEventAction:
             ),
             "properties": values.get("properties"),
         }
+        errors: list[EventError] = []
         try:
-            event = usage_events_validate([raw], now=now)[0]
+            event = usage_event_validate(raw, index=0, now=now, need_customer=True, errors=errors)
         except HubError as exc:
             return Prepared(errors=[_hub_error_text(exc)])
+        if event is None:
+            return Prepared(errors=[_hub_error_text(InvalidEvents(errors))])
         record = {
             "event_name": event.event_name,
             "event_id": event.event_id,
@@ -130,8 +133,9 @@ class UsageEventAction:
     def execute(self, *, app: App, items: list[Prepared]) -> list[Written]:
         events: list[EventInput] = [item.data for item in items]
         try:
-            with transaction.atomic():
-                stored = usage_events_store(app=app, events=events).stored_ids
+            # No savepoint of its own: the store's refusals (an unknown customer token) come before
+            # it writes, and a batch's writes are atomic in the store.
+            stored = usage_events_store(app=app, events=events).stored_ids
         except HubError:
             if len(items) == 1:
                 raise

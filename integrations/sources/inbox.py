@@ -266,14 +266,24 @@ _MARK = (
     "UPDATE sources_inboxmessage SET status = 'processed', outcome = %s, matched = %s, results = %s, "
     "error = %s, processed_at = %s WHERE id = %s"
 )
-# PostgreSQL: the whole batch in one statement (one row per message was most of a batch's time);
-# text arrays in binary (%b), as psycopg escapes a text-format array's elements in Python.
+# PostgreSQL: the whole batch in one statement (one row per message was most of a batch's time),
+# with the claimed batches deleted; arrays in binary (%b), as psycopg escapes a text-format
+# array's elements in Python.
 _MARK_ALL = (
+    "WITH done AS (DELETE FROM sources_inboxbatch WHERE id = ANY(%s)) "
     "UPDATE sources_inboxmessage m SET status = 'processed', outcome = u.outcome, "
     "matched = u.matched::jsonb, results = u.results::jsonb, error = u.error, processed_at = %s "
     "FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::bigint[]) "
     "AS u(outcome, matched, results, error, id) WHERE m.id = u.id"
 )
+# The state of what processing reads besides the messages: a source's app and its enabled
+# mappings, as digests of their rows (whatever changed them, a form or a bulk update).
+_SOURCE_STATE = (
+    "SELECT s.id, md5(a::text), (SELECT md5(coalesce(string_agg(m::text, ',' ORDER BY m.position, m.id), "
+    "'')) FROM sources_mapping m WHERE m.source_id = s.id AND m.enabled) "
+    "FROM sources_source s JOIN hub_app a ON a.id = s.app_id WHERE s.id = ANY(%s)"
+)
+_CACHE_MAX_SOURCES = 1000
 _TYPICAL_BATCH = 100  # messages a request brings (Segment's libraries' batch), to size the first claim
 
 
@@ -283,9 +293,11 @@ def inbox_process_pending(*, limit: int = 500) -> int:
         with transaction.atomic():
             batches = _claim_batches(limit)
             rows = _pending_rows(batches)
-            _process_rows(rows)
-            _delete_batches(batches)
-            return len(rows)
+            if rows:
+                _process_rows(rows, batch_ids=[batch_id for batch_id, _ in batches])
+            else:
+                _delete_batches([batch_id for batch_id, _ in batches])
+        return len(rows)
     except OperationalError:
         raise  # the database is away: the batches stay, the task is retried
     except DatabaseError:
@@ -306,7 +318,7 @@ def _process_one_by_one(limit: int) -> int:
                 raise
             except DatabaseError as exc:
                 _mark_failed(row[0], f"could not be stored: {exc.__class__.__name__}")
-        _delete_batches(batches)
+        _delete_batches([batch_id for batch_id, _ in batches])
     return len(rows)
 
 
@@ -346,14 +358,14 @@ def _pending_rows(batches: list[tuple[int, list[int]]]) -> list[tuple[int, int, 
     )
 
 
-def _delete_batches(batches: list[tuple[int, list[int]]]) -> None:
-    if not batches:
+def _delete_batches(batch_ids: list[int]) -> None:
+    if not batch_ids:
         return
     if connection.vendor == "postgresql":
         with raw_cursor() as cursor:
-            cursor.execute(_DELETE_BATCHES, [[batch_id for batch_id, _ in batches]])
+            cursor.execute(_DELETE_BATCHES, [batch_ids])
     else:
-        InboxBatch.objects.filter(pk__in=[batch_id for batch_id, _ in batches]).delete()
+        InboxBatch.objects.filter(pk__in=batch_ids).delete()
 
 
 def _mark_failed(row_id: int, error: str) -> None:
@@ -366,21 +378,25 @@ def _mark_failed(row_id: int, error: str) -> None:
 
 
 def _process_rows(
-    rows: list[tuple[int, int, Any]], *, sources: dict[int, Source] | None = None
+    rows: list[tuple[int, int, Any]],
+    *,
+    sources: dict[int, Source] | None = None,
+    batch_ids: list[int] | None = None,
 ) -> list[tuple[int, str]]:
     """Run and mark pending messages (in the caller's transaction, which owns them: their batch is
-    locked, or they are not committed yet); each message's id and outcome."""
+    locked, or they are not committed yet), deleting the batches `batch_ids` with the marks; each
+    message's id and outcome."""
     if not rows:
         return []
-    source_ids = {r[1] for r in rows}
-    if sources is None:
-        sources = {s.pk: s for s in Source.objects.select_related("app").filter(pk__in=source_ids)}
-    compiled = mappings_for_sources(source_ids)
+    loaded, compiled = _sources_and_mappings({r[1] for r in rows})
+    if sources is not None:
+        loaded.update(sources)
     work = [
         _Work(
-            row_id, sources[source_id], orjson.loads(payload) if isinstance(payload, str | bytes) else payload
+            row_id, loaded[source_id], orjson.loads(payload) if isinstance(payload, str | bytes) else payload
         )
         for row_id, source_id, payload in rows
+        if source_id in loaded  # a source deleted meanwhile: its messages go with it
     ]
     now = timezone.now()
     messages_run(work, compiled, now=now)
@@ -390,11 +406,17 @@ def _process_rows(
         marks.append(
             (outcome, orjson.dumps(w.matched).decode(), orjson.dumps(w.results).decode(), error, w.row_id)
         )
+    if not marks:
+        _delete_batches(batch_ids or [])
+        return []
     with raw_cursor() as cursor:
         if connection.vendor == "postgresql":
-            cursor.execute(_MARK_ALL, [now, *(list(column) for column in zip(*marks, strict=True))])
+            columns = [list(column) for column in zip(*marks, strict=True)]
+            cursor.execute(_MARK_ALL, [batch_ids or [], now, *columns])
         else:
             cursor.executemany(_MARK, [(o, m, r, e, now, i) for o, m, r, e, i in marks])
+            if batch_ids:
+                InboxBatch.objects.filter(pk__in=batch_ids).delete()
     return [(mark[-1], mark[0]) for mark in marks]
 
 
@@ -407,6 +429,40 @@ def _outcome(results: list[dict]) -> tuple[str, str]:
     if all(r["outcome"] == "duplicate" for r in results):
         return InboxMessage.Outcome.DUPLICATE, ""
     return InboxMessage.Outcome.STORED, ""
+
+
+# This process's sources (with their apps) and compiled mappings, by source id, each with the
+# digest it was loaded at: reused while the database gives the same digest.
+_loaded_sources: dict[int, tuple[str, Source]] = {}
+_compiled_mappings: dict[int, tuple[str, list[CompiledMapping]]] = {}
+
+
+def _sources_and_mappings(source_ids: set[int]) -> tuple[dict[int, Source], dict[int, list[CompiledMapping]]]:
+    """The sources (with their apps) and compiled enabled mappings of `source_ids`: one query for
+    their digests, and the ORM only for what changed since this process last loaded it."""
+    if connection.vendor != "postgresql":
+        sources = {s.pk: s for s in Source.objects.select_related("app").filter(pk__in=source_ids)}
+        return sources, mappings_for_sources(source_ids)
+    with raw_cursor() as cursor:
+        cursor.execute(_SOURCE_STATE, [list(source_ids)])
+        state = {
+            source_id: (app_digest, mappings_digest) for source_id, app_digest, mappings_digest in cursor
+        }
+    if len(_loaded_sources) > _CACHE_MAX_SOURCES:
+        _loaded_sources.clear()
+        _compiled_mappings.clear()
+    stale = [i for i, (app_digest, _) in state.items() if _loaded_sources.get(i, ("",))[0] != app_digest]
+    if stale:
+        for source in Source.objects.select_related("app").filter(pk__in=stale):
+            if source.pk in state:
+                _loaded_sources[source.pk] = (state[source.pk][0], source)
+    changed = [i for i, (_, digest) in state.items() if _compiled_mappings.get(i, ("",))[0] != digest]
+    if changed:
+        fresh = mappings_for_sources(set(changed))
+        for i in changed:
+            _compiled_mappings[i] = (state[i][1], fresh.get(i, []))
+    sources = {i: _loaded_sources[i][1] for i in state if i in _loaded_sources}
+    return sources, {i: _compiled_mappings[i][1] for i in state}
 
 
 def mappings_for_sources(source_ids: set[int]) -> dict[int, list[CompiledMapping]]:
