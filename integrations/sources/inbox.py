@@ -42,7 +42,7 @@ _COLUMNS = (
 # parses a statement of a thousand placeholders in Python on every call), text arrays in binary
 # (%b: a text-format array's elements are escaped in Python).
 _SELECT_UNNEST = (
-    "SELECT %s, f, i, t, e, p::jsonb, s, o, r, '[]', '[]', %s FROM unnest(%b::text[], %b::text[], "
+    "SELECT %s, f, i, t, e, p::json, s, o, r, '[]', '[]', %s FROM unnest(%b::text[], %b::text[], "
     "%b::text[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[]) AS u(f, i, t, e, p, s, o, r)"
 )
 _INSERT_PG = f"INSERT INTO sources_inboxmessage {_COLUMNS} {_SELECT_UNNEST} RETURNING id"
@@ -272,7 +272,7 @@ _MARK = (
 _MARK_ALL = (
     "WITH done AS (DELETE FROM sources_inboxbatch WHERE id = ANY(%s)) "
     "UPDATE sources_inboxmessage m SET status = 'processed', outcome = u.outcome, "
-    "matched = u.matched::jsonb, results = u.results::jsonb, error = u.error, processed_at = %s "
+    "matched = u.matched::json, results = u.results::json, error = u.error, processed_at = %s "
     "FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::bigint[]) "
     "AS u(outcome, matched, results, error, id) WHERE m.id = u.id"
 )

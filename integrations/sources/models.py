@@ -105,6 +105,20 @@ class Mapping(models.Model):
         return self.name
 
 
+class JSONTextField(models.JSONField):
+    """A JSONField stored as PostgreSQL `json` (the text, checked) rather than `jsonb`: the inbox
+    writes every message once and reads it back whole, never by key, and `json` skips building
+    jsonb on the way in and printing it on the way out. (Its values load as text: see apps.py.)"""
+
+    def db_type(self, connection):
+        return "json" if connection.vendor == "postgresql" else super().db_type(connection)
+
+    def from_db_value(self, value, expression, connection):
+        if value is not None and not isinstance(value, str | bytes | bytearray):
+            return value  # already decoded by the driver
+        return super().from_db_value(value, expression, connection)
+
+
 class InboxMessage(models.Model):
     """One message as received, committed before the sender got its 2xx; a worker processes it.
 
@@ -130,17 +144,22 @@ class InboxMessage(models.Model):
 
     id = models.BigAutoField(primary_key=True)
     # No index of its own: inbox_source_latest leads with it (each index costs every receipt).
-    source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="inbox", db_index=False)
+    # No database constraint either (it was a check per row at every commit): a pending message
+    # commits with its InboxBatch, whose constraint fails the receipt if the source went away,
+    # and deleting a source deletes its messages (Django's cascade).
+    source = models.ForeignKey(
+        Source, on_delete=models.CASCADE, related_name="inbox", db_index=False, db_constraint=False
+    )
     format = models.CharField(max_length=20)
     message_id = models.CharField(max_length=255)
     type = models.CharField(max_length=30, blank=True, default="")
     event = models.CharField(max_length=255, blank=True, default="")
-    payload = models.JSONField()
+    payload = JSONTextField()
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
     outcome = models.CharField(max_length=10, choices=Outcome.choices, blank=True, default="")
     error = models.TextField(blank=True, default="")
-    matched = models.JSONField(default=list, blank=True)
-    results = models.JSONField(default=list, blank=True)
+    matched = JSONTextField(default=list, blank=True)
+    results = JSONTextField(default=list, blank=True)
     received_at = models.DateTimeField(default=timezone.now)
     processed_at = models.DateTimeField(null=True, blank=True)
 

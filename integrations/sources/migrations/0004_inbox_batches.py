@@ -1,8 +1,10 @@
 """Pending inbox messages wait in batches (one row lock per request); the inbox leaves room on its
 pages so that marking a message processed is a HOT update (the pending index is gone: no indexed
-column changes)."""
+column changes); its JSON columns are `json` (written once, read whole), and its source reference
+is checked through the batch (no per-row constraint)."""
 
 import django.db.models.deletion
+import integrations.sources.models
 import django.utils.timezone
 from django.db import migrations, models
 
@@ -59,6 +61,26 @@ class Migration(migrations.Migration):
             model_name='inboxbatch',
             name='source',
             field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='sources.source'),
+        ),
+        migrations.AlterField(
+            model_name='inboxmessage',
+            name='matched',
+            field=integrations.sources.models.JSONTextField(blank=True, default=list),
+        ),
+        migrations.AlterField(
+            model_name='inboxmessage',
+            name='payload',
+            field=integrations.sources.models.JSONTextField(),
+        ),
+        migrations.AlterField(
+            model_name='inboxmessage',
+            name='results',
+            field=integrations.sources.models.JSONTextField(blank=True, default=list),
+        ),
+        migrations.AlterField(
+            model_name='inboxmessage',
+            name='source',
+            field=models.ForeignKey(db_constraint=False, db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='inbox', to='sources.source'),
         ),
         migrations.RunPython(batch_pending, migrations.RunPython.noop),
         migrations.RunPython(fillfactor(40), fillfactor(100)),
