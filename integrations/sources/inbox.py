@@ -54,6 +54,14 @@ _INSERT_BATCHED_PG = (
     "SELECT %s, to_jsonb(array_agg(id ORDER BY id)), count(*), %s FROM ins WHERE status = 'pending' "
     "HAVING count(*) > 0"
 )
+# ...and the usual request, every message valid and of one format: four arrays, not eight.
+_INSERT_PENDING_PG = (
+    f"WITH ins AS (INSERT INTO sources_inboxmessage {_COLUMNS} "  # noqa: S608
+    "SELECT %s, %s, i, t, e, p::json, 'pending', '', '', '[]', '[]', %s "
+    "FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[]) AS u(i, t, e, p) RETURNING id) "
+    "INSERT INTO sources_inboxbatch (source_id, message_ids, size, created_at) "
+    "SELECT %s, to_jsonb(array_agg(id ORDER BY id)), count(*), %s FROM ins"
+)
 _ROW = "(%s, %s, %s, %s, %s, %s, %s, %s, %s, '[]', '[]', %s)"
 
 
@@ -215,6 +223,16 @@ def _insert(source: Source, rows: list[_Row], received_at: datetime, *, batched:
     if not rows:
         return []
     if connection.vendor == "postgresql":
+        pending = InboxMessage.Status.PENDING
+        if batched and all(r.status == pending and r.format == rows[0].format for r in rows):
+            columns = [[r.message_id for r in rows], [r.type for r in rows], [r.event for r in rows]]
+            columns.append([r.payload for r in rows])
+            with raw_cursor() as cursor:
+                cursor.execute(
+                    _INSERT_PENDING_PG,
+                    [source.pk, rows[0].format, received_at, *columns, source.pk, received_at],
+                )
+            return []
         columns = [
             [getattr(r, name) for r in rows]
             for name in ("format", "message_id", "type", "event", "payload", "status", "outcome", "error")
@@ -275,6 +293,13 @@ _MARK_ALL = (
     "matched = u.matched::json, results = u.results::json, error = u.error, processed_at = %s "
     "FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::bigint[]) "
     "AS u(outcome, matched, results, error, id) WHERE m.id = u.id"
+)
+# ...and the usual batch, every message with the same outcome, mappings and error: two arrays.
+_MARK_UNIFORM = (
+    "WITH done AS (DELETE FROM sources_inboxbatch WHERE id = ANY(%s)) "
+    "UPDATE sources_inboxmessage m SET status = 'processed', outcome = %s, matched = %s::json, "
+    "results = u.results::json, error = %s, processed_at = %s "
+    "FROM unnest(%b::text[], %b::bigint[]) AS u(results, id) WHERE m.id = u.id"
 )
 # The state of what processing reads besides the messages: a source's app and its enabled
 # mappings, as digests of their rows (whatever changed them, a form or a bulk update).
@@ -411,8 +436,13 @@ def _process_rows(
         return []
     with raw_cursor() as cursor:
         if connection.vendor == "postgresql":
-            columns = [list(column) for column in zip(*marks, strict=True)]
-            cursor.execute(_MARK_ALL, [batch_ids or [], now, *columns])
+            outcome, matched, _, error, _ = marks[0]
+            if all(m[0] == outcome and m[1] == matched and m[3] == error for m in marks):
+                results, ids = [m[2] for m in marks], [m[4] for m in marks]
+                cursor.execute(_MARK_UNIFORM, [batch_ids or [], outcome, matched, error, now, results, ids])
+            else:
+                columns = [list(column) for column in zip(*marks, strict=True)]
+                cursor.execute(_MARK_ALL, [batch_ids or [], now, *columns])
         else:
             cursor.executemany(_MARK, [(o, m, r, e, now, i) for o, m, r, e, i in marks])
             if batch_ids:
