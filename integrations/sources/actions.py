@@ -37,10 +37,14 @@ class Prepared:
     data: Any = None  # what `execute` needs (e.g. the validated EventInput)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Written:
     outcome: str  # "stored", "duplicate" or "failed"
     error: str = ""
+
+
+_STORED = Written("stored")
+_DUPLICATE = Written("duplicate")
 
 
 class Action(Protocol):
@@ -145,7 +149,7 @@ class UsageEventAction:
         seen: set[str] = set()
         out = []
         for e in events:
-            out.append(Written("stored" if e.event_id in stored and e.event_id not in seen else "duplicate"))
+            out.append(_STORED if e.event_id in stored and e.event_id not in seen else _DUPLICATE)
             seen.add(e.event_id)
         return out
 

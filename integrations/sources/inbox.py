@@ -263,7 +263,7 @@ def _insert(source: Source, rows: list[_Row], received_at: datetime, *, batched:
 # --- Processing ---------------------------------------------------------------------------------
 
 
-@dataclass
+@dataclass(slots=True)
 class _Work:
     row_id: int
     source: Source
