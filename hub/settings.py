@@ -112,8 +112,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # The hot paths (hub/raw_cursor.py) bind on the server; a statement they run this many times
     # on a connection is prepared (parsed and planned once). Django turns this off for connection
     # poolers: set it empty behind a pooler in transaction mode that keeps no prepared statements.
-    threshold = env.str("DATABASE_PREPARE_THRESHOLD", default="5")
-    DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = int(threshold) if threshold else None
+    _threshold = env.str("DATABASE_PREPARE_THRESHOLD", default="5")
+    DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = (
+        int(_threshold) if _threshold else None
+    )
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["CONN_MAX_AGE"] = 0
     DATABASES["default"].setdefault("OPTIONS", {}).update(

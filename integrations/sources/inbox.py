@@ -272,8 +272,11 @@ class _Work:
     matched: list[str] = field(default_factory=list)
 
 
+# After the last batch this transaction claimed: SKIP LOCKED skips other transactions' locks, not
+# its own.
 _CLAIM_BATCHES = (
-    "SELECT id, size, message_ids FROM sources_inboxbatch ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED"
+    "SELECT id, size, message_ids FROM sources_inboxbatch WHERE id > %s ORDER BY id LIMIT %s "
+    "FOR UPDATE SKIP LOCKED"
 )
 _PENDING_OF = (
     "SELECT id, source_id, payload FROM sources_inboxmessage WHERE id = ANY(%s) AND status = 'pending' "
@@ -355,7 +358,7 @@ def _claim_batches(limit: int) -> list[tuple[int, list[int]]]:
         while total < limit:
             average = total // len(claimed) if claimed else _TYPICAL_BATCH
             want = max(1, (limit - total) // max(1, average))
-            cursor.execute(_CLAIM_BATCHES, [want])
+            cursor.execute(_CLAIM_BATCHES, [claimed[-1][0] if claimed else 0, want])
             found = cursor.fetchall()
             for batch_id, size, message_ids in found:
                 if isinstance(message_ids, str | bytes):

@@ -1,0 +1,160 @@
+"""The inbox's batches: what a receipt leaves for the workers, how workers claim it, and what a
+worker process keeps between batches (sources and compiled mappings)."""
+
+from datetime import timedelta
+
+import psycopg
+import pytest
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
+
+from events.models import UsageEvent
+from integrations.sources.inbox import inbox_process_pending, inbox_receive, inbox_stale_count
+from integrations.sources.models import InboxBatch, InboxMessage, Mapping
+
+pytestmark = pytest.mark.django_db
+
+
+def _track(i: int, **extra) -> dict:
+    return {
+        "type": "track",
+        "event": "Report Generated",
+        "userId": "user-1",
+        "messageId": f"m-{i}",
+        "properties": {"shop": "shop-1", "i": i},
+        **extra,
+    }
+
+
+def _receive(source, items) -> None:
+    inbox_receive(source=source, items=items, format_kind="segment")
+
+
+def test_a_request_leaves_one_batch_of_its_valid_messages_in_order(source):
+    _receive(source, [_track(1), {"type": "track", "messageId": "bad"}, _track(2), _track(3)])
+
+    batch = InboxBatch.objects.get()
+    pending = list(InboxMessage.objects.filter(status="pending").order_by("id").values_list("id", flat=True))
+    assert batch.source_id == source.pk
+    assert batch.message_ids == pending and batch.size == 3
+    assert InboxMessage.objects.get(status="rejected").message_id == "bad"
+
+    assert inbox_process_pending() == 3
+    assert not InboxBatch.objects.exists()
+    assert set(InboxMessage.objects.values_list("status", flat=True)) == {"processed", "rejected"}
+
+
+def test_a_request_of_rejected_messages_only_leaves_no_batch(source):
+    _receive(source, [{"type": "track", "messageId": "bad"}])
+    assert not InboxBatch.objects.exists()
+    assert inbox_process_pending() == 0
+
+
+def test_workers_claim_whole_batches_until_the_limit_is_reached(source):
+    for start in (0, 100, 200):
+        _receive(source, [_track(i) for i in range(start, start + 100)])
+
+    assert inbox_stale_count(older_than=timedelta(seconds=-60)) == 300
+    assert inbox_process_pending(limit=150) == 200  # two whole batches: none is split
+    assert InboxBatch.objects.count() == 1
+    assert inbox_process_pending(limit=150) == 100
+    assert UsageEvent.objects.filter(app=source.app).count() == 300
+
+
+def test_marking_messages_processed_writes_no_index(source):
+    """The inbox leaves room on its pages and no index covers the columns processing changes, so
+    every mark is a HOT update (PostgreSQL's counters of this transaction)."""
+    counters = "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_xact_user_tables WHERE relname = %s"
+    _receive(source, [_track(i) for i in range(200)])
+    with connection.cursor() as cursor:
+        cursor.execute(counters, ["sources_inboxmessage"])
+        updated_before, hot_before = cursor.fetchone()
+        assert inbox_process_pending() == 200
+        cursor.execute(counters, ["sources_inboxmessage"])
+        updated, hot = cursor.fetchone()
+        cursor.execute("SELECT reloptions FROM pg_class WHERE relname = 'sources_inboxmessage'")
+        options = cursor.fetchone()[0]
+    assert updated - updated_before == 200
+    assert hot - hot_before == 200
+    assert "fillfactor=40" in options
+
+
+def test_a_mapping_changed_behind_the_screens_reaches_a_worker_that_compiled_it(source):
+    """The worker keeps compiled mappings between batches; a change made by a bulk update (no
+    updated_at bump) or a disabled mapping is seen on the next batch all the same."""
+    _receive(source, [_track(1)])
+    inbox_process_pending()
+    assert InboxMessage.objects.get(message_id="m-1").outcome == "stored"
+
+    track = Mapping.objects.get(source=source, trigger='type = "track"')
+    Mapping.objects.filter(pk=track.pk).update(trigger='type = "track" and event = "Other"')
+    _receive(source, [_track(2)])
+    inbox_process_pending()
+    assert InboxMessage.objects.get(message_id="m-2").outcome == "unmatched"
+
+    Mapping.objects.filter(pk=track.pk).update(trigger='type = "track"', enabled=False)
+    _receive(source, [_track(3)])
+    inbox_process_pending()
+    assert InboxMessage.objects.get(message_id="m-3").outcome == "unmatched"
+
+    Mapping.objects.filter(pk=track.pk).update(enabled=True)
+    _receive(source, [_track(4)])
+    inbox_process_pending()
+    assert InboxMessage.objects.get(message_id="m-4").outcome == "stored"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_locked_by_another_worker_is_left_to_it(source):
+    _receive(source, [_track(1)])
+    _receive(source, [_track(2)])
+    first = InboxBatch.objects.order_by("id").first()
+    settings = connection.settings_dict
+    other = psycopg.connect(
+        dbname=settings["NAME"], user=settings["USER"], host=settings["HOST"], port=settings["PORT"] or 5432,
+        password=settings["PASSWORD"] or None,
+    )  # fmt: skip
+    try:
+        other.execute("SELECT id FROM sources_inboxbatch WHERE id = %s FOR UPDATE", [first.pk])
+        assert inbox_process_pending() == 1  # the other worker's batch is skipped, not waited for
+        assert InboxMessage.objects.get(message_id="m-2").status == "processed"
+        assert InboxMessage.objects.get(message_id="m-1").status == "pending"
+    finally:
+        other.rollback()  # that worker died: its batch is claimable again
+        other.close()
+    assert inbox_process_pending() == 1
+    assert not InboxBatch.objects.exists()
+    assert InboxMessage.objects.get(message_id="m-1").outcome == "stored"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_messages_pending_before_the_batches_migration_are_batched_by_it(app):
+    """Upgrading with messages still pending: migration 0004 puts them in batches for the workers."""
+    executor = MigrationExecutor(connection)
+    before, after = [("sources", "0003_inbox_source_fk_index")], [("sources", "0004_inbox_batches")]
+    executor.migrate(before)
+    try:
+        old = executor.loader.project_state(before).apps
+        source = old.get_model("sources", "Source").objects.create(
+            app_id=app.pk, name="Old", write_key_hash="a" * 64, webhook_token_hash="b" * 64
+        )
+        messages = old.get_model("sources", "InboxMessage")
+        for i in range(3):
+            messages.objects.create(
+                source=source, format="segment", message_id=f"m-{i}", type="track", event="Report Generated",
+                payload=_track(i), status="pending",
+            )  # fmt: skip
+        messages.objects.create(
+            source=source, format="segment", message_id="x", payload={}, status="rejected"
+        )
+    finally:
+        executor = MigrationExecutor(connection)
+        executor.migrate(after)
+    batch = InboxBatch.objects.get()
+    assert batch.size == 3
+    assert batch.message_ids == list(
+        InboxMessage.objects.filter(status="pending").order_by("id").values_list("id", flat=True)
+    )
+    assert inbox_process_pending() == 3  # the old source has no mappings: unmatched, but processed
+    assert set(
+        InboxMessage.objects.filter(message_id__startswith="m-").values_list("outcome", flat=True)
+    ) == {"unmatched"}
