@@ -69,10 +69,11 @@ class CeleryWorker:
     def _wait_ready(self, timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"celery worker exited: {self.output()[-3000:]}")
+            # Ready first: a test may kill the worker on its first delivery, within this loop's sleep.
             if b"ready." in self.log_path.read_bytes():
                 return
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"celery worker exited: {self.output()[-3000:]}")
             time.sleep(0.2)
         raise RuntimeError(f"celery worker not ready in {timeout}s: {self.output()[-3000:]}")
 

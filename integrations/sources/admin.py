@@ -5,7 +5,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.shortcuts import redirect
 
-from .models import InboxMessage, Mapping, Source
+from .models import InboxBatch, InboxMessage, Mapping, Source
 from .services import MappingInvalid, mapping_validate
 
 
@@ -81,3 +81,23 @@ class InboxMessageAdmin(admin.ModelAdmin):
     raw_id_fields = ("source",)
     readonly_fields = [f.name for f in InboxMessage._meta.fields]
     show_full_result_count = False
+
+
+@admin.register(InboxBatch)
+class InboxBatchAdmin(admin.ModelAdmin):
+    """Pending batches, to see what waits for a worker; made by receipts and deleted by workers
+    only (deleting one here would leave its messages pending for good)."""
+
+    list_display = ("id", "source", "size", "created_at")
+    search_fields = ("source__name",)
+    raw_id_fields = ("source",)
+    readonly_fields = [f.name for f in InboxBatch._meta.fields]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
