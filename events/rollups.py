@@ -609,5 +609,7 @@ def rollups_hours_prune(*, now: datetime | None = None) -> int:
 
 # --- Enqueueing drains ------------------------------------------------------------------------
 
-# Each commit of events asks; the process sends one drain task (with the apps asked for) per window.
-rollups_enqueue = CoalescedTask(DRAIN_TASK)
+# Each commit of events asks; the process sends one drain task (with the apps asked for) per window:
+# a quarter second, as counts and billing signals need not follow the events by milliseconds and
+# a busy inbox commits events many times a second.
+rollups_enqueue = CoalescedTask(DRAIN_TASK, seconds=0.25)
