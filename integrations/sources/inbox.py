@@ -354,11 +354,17 @@ def _claim_batches(limit: int) -> list[tuple[int, list[int]]]:
     """Lock pending batches, oldest first, until they hold `limit` messages (or none is left)."""
     claimed: list[tuple[int, list[int]]] = []
     total = 0
+    # SQLite has no row locks: its transactions (BEGIN IMMEDIATE) hold the database's write lock.
+    claim = (
+        _CLAIM_BATCHES
+        if connection.vendor == "postgresql"
+        else _CLAIM_BATCHES.replace(" FOR UPDATE SKIP LOCKED", "")
+    )
     with raw_cursor() as cursor:
         while total < limit:
             average = total // len(claimed) if claimed else _TYPICAL_BATCH
             want = max(1, (limit - total) // max(1, average))
-            cursor.execute(_CLAIM_BATCHES, [claimed[-1][0] if claimed else 0, want])
+            cursor.execute(claim, [claimed[-1][0] if claimed else 0, want])
             found = cursor.fetchall()
             for batch_id, size, message_ids in found:
                 if isinstance(message_ids, str | bytes):

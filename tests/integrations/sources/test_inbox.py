@@ -158,3 +158,49 @@ def test_messages_pending_before_the_batches_migration_are_batched_by_it(app):
     assert set(
         InboxMessage.objects.filter(message_id__startswith="m-").values_list("outcome", flat=True)
     ) == {"unmatched"}
+
+
+_SQLITE_SCRIPT = """
+import django, json
+django.setup()
+from django.core.management import call_command
+call_command("migrate", verbosity=0)
+from hub.models import App, Workspace
+from integrations.sources.inbox import inbox_process_pending, inbox_receive
+from integrations.sources.models import InboxBatch, InboxMessage
+from integrations.sources.services import source_create
+from events.models import UsageEvent
+app = App.objects.create(workspace=Workspace.objects.create(name="W"), name="A")
+source = source_create(app=app, name="Segment")
+items = [{"type": "track", "event": "e", "userId": "u", "messageId": f"m-{i}",
+          "properties": {"shop": "s"}} for i in range(3)] + [{"type": "track"}]
+inbox_receive(source=source, items=items, format_kind="segment")
+batches = list(InboxBatch.objects.values_list("size", flat=True))
+done = inbox_process_pending()
+print(json.dumps({"batches": batches, "done": done, "left": InboxBatch.objects.count(),
+                  "events": UsageEvent.objects.count(),
+                  "outcomes": sorted(InboxMessage.objects.values_list("outcome", flat=True))}))
+"""
+
+
+def test_the_inbox_works_on_the_embedded_sqlite_database(tmp_path):
+    """`make run` uses SQLite: receipt, batches and processing take their portable paths there."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from tests.processes import ROOT
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "CELERY_", "HUB_"))}
+    env.update(
+        DEBUG="1", HUB_VAR_DIR=str(tmp_path), DJANGO_SETTINGS_MODULE="hub.settings", PYTHONPATH=str(ROOT)
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", _SQLITE_SCRIPT], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert (tmp_path / "hub.sqlite3").exists()
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == {
+        "batches": [3], "done": 3, "left": 0, "events": 3, "outcomes": ["rejected", "stored", "stored", "stored"]
+    }  # fmt: skip
