@@ -236,11 +236,13 @@ def main(argv: list[str] | None = None) -> int:
     e2e_rate = len(e2e_msgs) / e2e_seconds
     print(
         f"receipt: {receipt_rate:,.0f} messages/s "
-        f"({len(receipt_msgs) // 100} batches of 100; {receipt.summary()})"
+        f"({len(receipt_msgs) // 100} batches of 100; {receipt.summary()}; "
+        f"the clients used {receipt.client_cpu:.1f} s of CPU)"
     )
     print(
         f"end to end: {e2e_rate:,.0f} messages/s "
-        f"(received → usage event stored; {args.celery} Celery processes)"
+        f"(received → usage event stored; {args.celery} Celery processes; "
+        f"the clients used {e2e.client_cpu:.1f} s of CPU)"
     )
     print(f"  receipt-to-stored p50 {lag[0] * 1000:.0f} ms, p99 {lag[1] * 1000:.0f} ms")
     print(f"  raw psycopg executemany baseline: {baseline:,.0f} rows/s")
