@@ -10,6 +10,7 @@ sweep as the backstop.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Hashable
 
@@ -23,6 +24,11 @@ class CoalescedTask:
     def __init__(self, task_name: str, *, seconds: float = 0.05):
         self.task_name = task_name
         self.seconds = seconds
+        self._reset()
+        # A forked child (a web or Celery worker process) has no timer thread of its parent's.
+        os.register_at_fork(after_in_child=self._reset)
+
+    def _reset(self) -> None:
         self._items: set[Hashable] = set()
         self._scheduled = False
         self._lock = threading.Lock()

@@ -140,11 +140,12 @@ class UsageEventAction:
             # No savepoint of its own: the store's refusals (an unknown customer token) come before
             # it writes, and a batch's writes are atomic in the store.
             stored = usage_events_store(app=app, events=events).stored_ids
-        except HubError:
+        except HubError as exc:
             if len(items) == 1:
-                raise
+                # Refused (an unknown customer token): that message failed, and only that one.
+                return [Written("failed", _hub_error_text(exc))]
             # One bad reference must not fail the others: store each on its own.
-            return [self._execute_one(app, item) for item in items]
+            return [self.execute(app=app, items=[item])[0] for item in items]
         # The first message of a stored id stored it; any other was a duplicate.
         seen: set[str] = set()
         out = []
@@ -152,12 +153,6 @@ class UsageEventAction:
             out.append(_STORED if e.event_id in stored and e.event_id not in seen else _DUPLICATE)
             seen.add(e.event_id)
         return out
-
-    def _execute_one(self, app: App, item: Prepared) -> Written:
-        try:
-            return self.execute(app=app, items=[item])[0]
-        except HubError as exc:
-            return Written("failed", _hub_error_text(exc))
 
 
 _CUSTOMER_TEXT = ("platform", "platform_id", "myshopify_domain", "name", "email", "platform_plan_name")

@@ -3,6 +3,7 @@ validated as on the screens; sources are created on the screens (which make thei
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.shortcuts import redirect
 
 from .models import InboxBatch, InboxMessage, Mapping, Source
@@ -85,10 +86,12 @@ class InboxMessageAdmin(admin.ModelAdmin):
 
 @admin.register(InboxBatch)
 class InboxBatchAdmin(admin.ModelAdmin):
-    """Pending batches, to see what waits for a worker; made by receipts and deleted by workers
-    only (deleting one here would leave its messages pending for good)."""
+    """Pending batches, to see what waits for a worker. Made by receipts and deleted by workers:
+    none is added, changed or deleted here (that would leave its messages pending for good), but
+    deleting a source or an app deletes its batches with it, so the delete permission stays."""
 
     list_display = ("id", "source", "size", "created_at")
+    list_select_related = ("source",)
     search_fields = ("source__name",)
     raw_id_fields = ("source",)
     readonly_fields = [f.name for f in InboxBatch._meta.fields]
@@ -99,5 +102,10 @@ class InboxBatchAdmin(admin.ModelAdmin):
     def has_change_permission(self, request, obj=None) -> bool:
         return False
 
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
+
+    def delete_view(self, request, object_id, extra_context=None):
+        raise PermissionDenied("Batches are deleted by the workers that process them.")

@@ -272,12 +272,14 @@ class _Work:
     matched: list[str] = field(default_factory=list)
 
 
-# After the last batch this transaction claimed: SKIP LOCKED skips other transactions' locks, not
-# its own.
+# Batches after the last one this transaction claimed (SKIP LOCKED skips other transactions'
+# locks, not its own): their sizes first, without locks, then the ones that reach the limit.
+_CANDIDATES = "SELECT id, size FROM sources_inboxbatch WHERE id > %s ORDER BY id LIMIT %s"
 _CLAIM_BATCHES = (
-    "SELECT id, size, message_ids FROM sources_inboxbatch WHERE id > %s ORDER BY id LIMIT %s "
+    "SELECT id, size, message_ids FROM sources_inboxbatch WHERE id = ANY(%s) ORDER BY id "
     "FOR UPDATE SKIP LOCKED"
 )
+_CANDIDATES_AT_ONCE = 64
 _PENDING_OF = (
     "SELECT id, source_id, payload FROM sources_inboxmessage WHERE id = ANY(%s) AND status = 'pending' "
     "ORDER BY id"
@@ -285,7 +287,7 @@ _PENDING_OF = (
 _DELETE_BATCHES = "DELETE FROM sources_inboxbatch WHERE id = ANY(%s)"
 _MARK = (
     "UPDATE sources_inboxmessage SET status = 'processed', outcome = %s, matched = %s, results = %s, "
-    "error = %s, processed_at = %s WHERE id = %s"
+    "error = %s, processed_at = %s WHERE id = %s AND status = 'pending'"
 )
 # PostgreSQL: the whole batch in one statement (one row per message was most of a batch's time),
 # with the claimed batches deleted; arrays in binary (%b), as psycopg escapes a text-format
@@ -295,14 +297,14 @@ _MARK_ALL = (
     "UPDATE sources_inboxmessage m SET status = 'processed', outcome = u.outcome, "
     "matched = u.matched::json, results = u.results::json, error = u.error, processed_at = %s "
     "FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::bigint[]) "
-    "AS u(outcome, matched, results, error, id) WHERE m.id = u.id"
+    "AS u(outcome, matched, results, error, id) WHERE m.id = u.id AND m.status = 'pending'"
 )
 # ...and the usual batch, every message with the same outcome, mappings and error: two arrays.
 _MARK_UNIFORM = (
     "WITH done AS (DELETE FROM sources_inboxbatch WHERE id = ANY(%s)) "
     "UPDATE sources_inboxmessage m SET status = 'processed', outcome = %s, matched = %s::json, "
     "results = u.results::json, error = %s, processed_at = %s "
-    "FROM unnest(%b::text[], %b::bigint[]) AS u(results, id) WHERE m.id = u.id"
+    "FROM unnest(%b::text[], %b::bigint[]) AS u(results, id) WHERE m.id = u.id AND m.status = 'pending'"
 )
 # The state of what processing reads besides the messages: a source's app and its enabled
 # mappings, as digests of their rows (whatever changed them, a form or a bulk update).
@@ -312,7 +314,6 @@ _SOURCE_STATE = (
     "FROM sources_source s JOIN hub_app a ON a.id = s.app_id WHERE s.id = ANY(%s)"
 )
 _CACHE_MAX_SOURCES = 1000
-_TYPICAL_BATCH = 100  # messages a request brings (Segment's libraries' batch), to size the first claim
 
 
 def inbox_process_pending(*, limit: int = 500) -> int:
@@ -351,27 +352,39 @@ def _process_one_by_one(limit: int) -> int:
 
 
 def _claim_batches(limit: int) -> list[tuple[int, list[int]]]:
-    """Lock pending batches, oldest first, until they hold `limit` messages (or none is left)."""
+    """Lock pending batches, oldest first, until they hold `limit` messages (or none is left); the
+    last one may take it past `limit`, by less than one batch."""
     claimed: list[tuple[int, list[int]]] = []
-    total = 0
+    total, after = 0, 0
     # SQLite has no row locks: its transactions (BEGIN IMMEDIATE) hold the database's write lock.
     claim = (
         _CLAIM_BATCHES
         if connection.vendor == "postgresql"
-        else _CLAIM_BATCHES.replace(" FOR UPDATE SKIP LOCKED", "")
+        else _CLAIM_BATCHES.replace("id = ANY(%s)", "id IN (SELECT value FROM json_each(%s))").replace(
+            " FOR UPDATE SKIP LOCKED", ""
+        )
     )
     with raw_cursor() as cursor:
         while total < limit:
-            average = total // len(claimed) if claimed else _TYPICAL_BATCH
-            want = max(1, (limit - total) // max(1, average))
-            cursor.execute(claim, [claimed[-1][0] if claimed else 0, want])
-            found = cursor.fetchall()
-            for batch_id, size, message_ids in found:
+            cursor.execute(_CANDIDATES, [after, _CANDIDATES_AT_ONCE])
+            candidates = cursor.fetchall()
+            if not candidates:
+                break
+            wanted, room = [], limit - total
+            for batch_id, size in candidates:
+                wanted.append(batch_id)
+                room -= size
+                if room <= 0:
+                    break
+            after = wanted[-1]
+            ids = wanted if connection.vendor == "postgresql" else orjson.dumps(wanted).decode()
+            cursor.execute(claim, [ids])
+            for batch_id, size, message_ids in cursor.fetchall():
                 if isinstance(message_ids, str | bytes):
                     message_ids = orjson.loads(message_ids)
                 claimed.append((batch_id, message_ids))
                 total += size
-            if len(found) < want:
+            if len(candidates) < _CANDIDATES_AT_ONCE and wanted[-1] == candidates[-1][0]:
                 break
     return claimed
 
@@ -490,18 +503,30 @@ def _sources_and_mappings(source_ids: set[int]) -> tuple[dict[int, Source], dict
     if len(_loaded_sources) > _CACHE_MAX_SOURCES:
         _loaded_sources.clear()
         _compiled_mappings.clear()
-    stale = [i for i, (app_digest, _) in state.items() if _loaded_sources.get(i, ("",))[0] != app_digest]
+    # Built from local lookups, so another thread clearing the caches meanwhile changes nothing here.
+    sources: dict[int, Source] = {}
+    compiled: dict[int, list[CompiledMapping]] = {}
+    stale = []
+    for i, (app_digest, mappings_digest) in state.items():
+        source = _loaded_sources.get(i)
+        if source is not None and source[0] == app_digest:
+            sources[i] = source[1]
+        else:
+            stale.append(i)
+        mappings = _compiled_mappings.get(i)
+        if mappings is not None and mappings[0] == mappings_digest:
+            compiled[i] = mappings[1]
     if stale:
         for source in Source.objects.select_related("app").filter(pk__in=stale):
-            if source.pk in state:
-                _loaded_sources[source.pk] = (state[source.pk][0], source)
-    changed = [i for i, (_, digest) in state.items() if _compiled_mappings.get(i, ("",))[0] != digest]
+            sources[source.pk] = source
+            _loaded_sources[source.pk] = (state[source.pk][0], source)
+    changed = [i for i in state if i not in compiled]
     if changed:
         fresh = mappings_for_sources(set(changed))
         for i in changed:
-            _compiled_mappings[i] = (state[i][1], fresh.get(i, []))
-    sources = {i: _loaded_sources[i][1] for i in state if i in _loaded_sources}
-    return sources, {i: _compiled_mappings[i][1] for i in state}
+            compiled[i] = fresh.get(i, [])
+            _compiled_mappings[i] = (state[i][1], compiled[i])
+    return sources, compiled
 
 
 def mappings_for_sources(source_ids: set[int]) -> dict[int, list[CompiledMapping]]:

@@ -204,3 +204,44 @@ def test_the_inbox_works_on_the_embedded_sqlite_database(tmp_path):
     assert json.loads(out.stdout.strip().splitlines()[-1]) == {
         "batches": [3], "done": 3, "left": 0, "events": 3, "outcomes": ["rejected", "stored", "stored", "stored"]
     }  # fmt: skip
+
+
+def test_a_claim_stops_within_one_batch_of_the_limit_whatever_the_sizes(source):
+    """Single calls then full batches: the claim takes the small ones and one large one, not as
+    many large ones as small ones came before."""
+    for i in range(10):
+        _receive(source, [_track(i)])
+    for start in range(100, 1100, 100):
+        _receive(source, [_track(i) for i in range(start, start + 100)])
+
+    assert inbox_process_pending(limit=50) == 110
+    assert InboxBatch.objects.count() == 9
+
+
+def test_a_refused_message_alone_in_its_batch_fails_without_stalling_the_inbox(source):
+    """An unknown customer token is refused by the store: that message fails, the claim commits,
+    and the next batches are processed (a raised refusal rolled the claim back, every time)."""
+    _receive(source, [_track(1, properties={"shop": "hub_ct_unknown"})])
+    _receive(source, [_track(2)])
+
+    assert inbox_process_pending() == 2
+    failed = InboxMessage.objects.get(message_id="m-1")
+    assert failed.outcome == "failed" and "Unknown customer API token" in failed.error
+    assert InboxMessage.objects.get(message_id="m-2").outcome == "stored"
+    assert not InboxBatch.objects.exists()
+
+
+def test_an_operator_can_delete_a_source_with_pending_batches(source):
+    from django.test import Client
+
+    from tests.factories import UserFactory
+
+    _receive(source, [_track(1)])
+    client = Client()
+    client.force_login(UserFactory(is_staff=True, is_superuser=True))
+    page = client.get(f"/admin/sources/source/{source.pk}/delete/")
+    assert page.status_code == 200 and b"Are you sure" in page.content
+    assert client.post(f"/admin/sources/source/{source.pk}/delete/", {"post": "yes"}).status_code == 302
+    assert not InboxBatch.objects.exists() and not InboxMessage.objects.exists()
+    batch_page = client.get("/admin/sources/inboxbatch/")
+    assert batch_page.status_code == 200 and b"delete_selected" not in batch_page.content
