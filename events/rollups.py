@@ -15,7 +15,6 @@ land in their own period.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -33,8 +32,6 @@ from . import rollups_sql
 from .metrics import CompiledMetric, Evaluated, properties_load
 from .models import Metric, MetricRollup, MetricUniqueValue, RollupBatch
 from .rollups_sql import metric_sql
-
-logger = logging.getLogger(__name__)
 
 DRAIN_TASK = "events.rollups_drain"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

@@ -284,7 +284,6 @@ _PENDING_OF = (
     "SELECT id, source_id, payload FROM sources_inboxmessage WHERE id = ANY(%s) AND status = 'pending' "
     "ORDER BY id"
 )
-_DELETE_BATCHES = "DELETE FROM sources_inboxbatch WHERE id = ANY(%s)"
 _MARK = (
     "UPDATE sources_inboxmessage SET status = 'processed', outcome = %s, matched = %s, results = %s, "
     "error = %s, processed_at = %s WHERE id = %s AND status = 'pending'"
@@ -406,12 +405,8 @@ def _pending_rows(batches: list[tuple[int, list[int]]]) -> list[tuple[int, int, 
 
 
 def _delete_batches(batch_ids: list[int]) -> None:
-    if not batch_ids:
-        return
-    if connection.vendor == "postgresql":
-        with raw_cursor() as cursor:
-            cursor.execute(_DELETE_BATCHES, [batch_ids])
-    else:
+    """Batches done without a mark to fold their deletion into (none of their messages pending)."""
+    if batch_ids:
         InboxBatch.objects.filter(pk__in=batch_ids).delete()
 
 
@@ -467,8 +462,7 @@ def _process_rows(
                 cursor.execute(_MARK_ALL, [batch_ids or [], now, *columns])
         else:
             cursor.executemany(_MARK, [(o, m, r, e, now, i) for o, m, r, e, i in marks])
-            if batch_ids:
-                InboxBatch.objects.filter(pk__in=batch_ids).delete()
+            _delete_batches(batch_ids or [])
     return [(mark[-1], mark[0]) for mark in marks]
 
 
