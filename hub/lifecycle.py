@@ -70,6 +70,7 @@ def activity_record(
         customer=customer,
         kind=kind,
         occurred_at=at or timezone.now(),
+        customer_fields=dict(customer.custom_fields or {}),
         properties={
             "app": app.name,
             "app_id": str(app.public_id),

@@ -334,6 +334,9 @@ class Activity(models.Model):
     kind = models.CharField(max_length=30, choices=Kind.choices)
     occurred_at = models.DateTimeField(default=timezone.now)
     properties = models.JSONField(default=dict, blank=True)
+    # The customer's custom fields as they were when it happened (what a destination's userId may
+    # come from), so a message rendered later is the message of that moment.
+    customer_fields = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     dispatched_at = models.DateTimeField(null=True, blank=True, editable=False)
 

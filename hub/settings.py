@@ -323,6 +323,19 @@ CELERY_BEAT_SCHEDULE["integrations-deliveries-sweep"] = {
     "schedule": HUB_DELIVERY_SWEEP_SECONDS,
     "options": {"expires": max(HUB_DELIVERY_SWEEP_SECONDS * 2, 2.0)},
 }
+# While a destination fails retryably its circuit is open: one probe request (one delivery) every
+# this many seconds (or its Retry-After); the first success makes all its waiting deliveries due.
+HUB_DELIVERY_PROBE_SECONDS = env.float("HUB_DELIVERY_PROBE_SECONDS", default=5.0)
+# Retention: delivered deliveries (and their attempts) are deleted after this many days, failed
+# and dead ones after the other; pending ones never. The scheduler prunes in small batches.
+HUB_DELIVERY_KEEP_DELIVERED_DAYS = env.float("HUB_DELIVERY_KEEP_DELIVERED_DAYS", default=30)
+HUB_DELIVERY_KEEP_FAILED_DAYS = env.float("HUB_DELIVERY_KEEP_FAILED_DAYS", default=90)
+HUB_DELIVERY_PRUNE_SECONDS = env.float("HUB_DELIVERY_PRUNE_SECONDS", default=600.0)
+CELERY_BEAT_SCHEDULE["integrations-deliveries-prune"] = {
+    "task": "integrations.deliveries_prune",
+    "schedule": HUB_DELIVERY_PRUNE_SECONDS,
+    "options": {"expires": HUB_DELIVERY_PRUNE_SECONDS},
+}
 
 # --- Sources (integrations/sources: Segment tracking API, webhook URLs, the inbox) ---------------
 # Segment's limits: 32 KB a message; 500 KB and 2,500 messages a batch (and a webhook request).

@@ -1,10 +1,19 @@
-"""The delivery engine: activities → Delivery rows → batched requests, each recorded as an Attempt.
+"""The delivery engine: items → Delivery rows with their message stored → batched requests, each
+recorded as one Attempt row that knows its deliveries.
 
-Everything that must survive lives in PostgreSQL: a pending delivery with `next_attempt_at` is
-claimed with `SELECT ... FOR UPDATE SKIP LOCKED` inside the transaction that sends it and
-records the outcome, so a worker killed mid-request simply releases its rows (rolled back) and
-they are sent again under the same messageId. Retries are scheduled in the rows; the periodic
-sweep enqueues what is due.
+Everything that must survive lives in PostgreSQL. The fan-out renders each message once, from
+the data as it was when the item happened, and stores its exact bytes; every retry, Retry and
+Replay sends those bytes under the same message id (only batch-level fields, like `sentAt` and
+auth, are of the send). A pending delivery with `next_attempt_at` is claimed with
+`SELECT ... FOR UPDATE SKIP LOCKED` inside the transaction that sends it and records the outcome,
+so a worker killed mid-request simply releases its rows (rolled back) and they are sent again
+under the same message id. Claim, send and record are a few statements per request
+(`integrations.delivery_store`).
+
+A retryable failure opens the integration's circuit: while it is open, one small probe request
+(one delivery) goes out every `HUB_DELIVERY_PROBE_SECONDS`, and its first success makes every
+waiting delivery due at once, so a backlog drains as soon as the destination is back instead of
+waiting out each delivery's backoff.
 """
 
 from __future__ import annotations
@@ -14,82 +23,89 @@ import logging
 import random
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import orjson
 import requests
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
-
-from hub.models import Activity
 
 from . import outbound
 from .connectors import connector_for
+from .delivery_store import Claimed, NewDelivery, RetryMark, store
 from .models import Attempt, Delivery, Integration
 
 logger = logging.getLogger(__name__)
 
-_REQUEST_EXCERPT = 4096
-_RESPONSE_EXCERPT = 2048
+REQUEST_EXCERPT_BYTES = 4096
+RESPONSE_EXCERPT_BYTES = 2048
 _avg_message_bytes: dict[str, float] = defaultdict(lambda: 600.0)
 
 
 # --- Fan-out ------------------------------------------------------------------------------------
 
 
+def _activity_links(app_ids: set[int]) -> dict[int, list[tuple[Integration, set[str]]]]:
+    by_app: dict[int, list[tuple[Integration, set[str]]]] = defaultdict(list)
+    through = Integration.apps.through
+    links = through.objects.filter(app_id__in=app_ids, integration__enabled=True).select_related(
+        "integration"
+    )
+    for link in links:
+        integration = link.integration
+        by_app[link.app_id].append((integration, set(integration.activities or ())))
+    return by_app
+
+
 def activities_fanout(*, activity_ids: list[str] | None = None, limit: int = 5000) -> dict[int, int]:
     """Create the deliveries of undispatched activities (these ids, or the oldest `limit`).
 
-    Each activity gets one delivery per enabled integration that has its app and its kind;
-    activities are marked dispatched in the same transaction. Returns {integration id: new rows}.
+    Each activity gets one delivery per enabled integration that has its app and its kind, its
+    message rendered now from the activity's own snapshot; activities are marked dispatched in
+    the same transaction. Returns {integration id: new rows}.
     """
-    created: dict[int, int] = defaultdict(int)
+    db = store()
     with transaction.atomic():
-        qs = Activity.objects.select_for_update(skip_locked=True).filter(dispatched_at__isnull=True)
-        if activity_ids is not None:
-            qs = qs.filter(pk__in=activity_ids)
-        rows = list(qs.order_by("created_at").values_list("pk", "app_id", "kind")[:limit])
+        rows = db.activities_claim(ids=activity_ids, limit=limit)
         if not rows:
             return {}
-        links = Integration.apps.through.objects.filter(
-            app_id__in={app_id for _, app_id, _ in rows}, integration__enabled=True
-        ).values_list("app_id", "integration_id", "integration__activities")
-        by_app: dict[int, list[tuple[int, set[str]]]] = defaultdict(list)
-        for app_id, integration_id, kinds in links:
-            by_app[app_id].append((integration_id, set(kinds or ())))
-        now = timezone.now()
-        deliveries = []
-        for pk, app_id, kind in rows:
-            for integration_id, kinds in by_app.get(app_id, ()):
-                if kind in kinds:
-                    deliveries.append(
-                        Delivery(
-                            activity_id=pk,
-                            integration_id=integration_id,
-                            next_attempt_at=now,
-                            created_at=now,
-                            retry_window_start=now,
-                        )
+        by_app = _activity_links({r.app_id for r in rows})
+        new: list[NewDelivery] = []
+        for row in rows:
+            for integration, kinds in by_app.get(row.app_id, ()):
+                if row.kind not in kinds:
+                    continue
+                connector = connector_for(integration.kind)
+                message = connector.activity_message(integration=integration, activity=row)
+                new.append(
+                    NewDelivery(
+                        integration_id=integration.pk,
+                        item_kind=Delivery.ItemKind.ACTIVITY,
+                        item_id=str(row.id),
+                        action="",
+                        message_id=str(row.id),
+                        message=orjson.dumps(message).decode(),
+                        activity_id=row.id,
                     )
-                    created[integration_id] += 1
-        Delivery.objects.bulk_create(deliveries, batch_size=2000, ignore_conflicts=True)
-        Activity.objects.filter(pk__in=[pk for pk, _, _ in rows]).update(dispatched_at=now)
-    return dict(created)
+                )
+        now = timezone.now()
+        created = db.deliveries_insert(rows=new, now=now)
+        db.activities_dispatched(ids=[r.id for r in rows], now=now)
+    return created
 
 
 def integrations_due(*, now: datetime | None = None) -> list[int]:
-    """Enabled integrations with at least one delivery due now."""
+    """Enabled integrations with a delivery due now (circuit closed) or a probe due (circuit open)."""
     now = now or timezone.now()
-    return list(
-        Delivery.objects.filter(
-            status=Delivery.Status.PENDING, next_attempt_at__lte=now, integration__enabled=True
-        )
-        .values_list("integration_id", flat=True)
-        .distinct()
+    due = Delivery.objects.filter(
+        integration=OuterRef("pk"), status=Delivery.Status.PENDING, next_attempt_at__lte=now
     )
+    closed = Integration.objects.filter(enabled=True, outage_since__isnull=True).filter(Exists(due))
+    probing = Integration.objects.filter(enabled=True, outage_since__isnull=False, probe_at__lte=now)
+    return sorted(set(closed.values_list("pk", flat=True)) | set(probing.values_list("pk", flat=True)))
 
 
 # --- Sending ------------------------------------------------------------------------------------
@@ -103,7 +119,11 @@ class SendReport:
     failed: int = 0
     dead: int = 0
     more: bool = False
-    attempts: list[Attempt] = field(default_factory=list)
+    # The circuit was open and a probe succeeded: the backlog is due now (start parallel senders).
+    recovered: bool = False
+    # The circuit is open and the next probe waits until then.
+    probe_at: datetime | None = None
+    attempt_ids: list[int] | None = None
 
 
 def backoff_delay(attempts: int) -> float:
@@ -127,88 +147,39 @@ def _retry_after(value: str | None) -> float | None:
     return max(0.0, (when - timezone.now()).total_seconds())
 
 
-def _classify(status: int) -> str:
-    if 200 <= status < 300:
-        return Attempt.Outcome.DELIVERED
-    if status in (408, 429) or status >= 500:
-        return Attempt.Outcome.RETRY
-    return Attempt.Outcome.FAILED
-
-
 def _excerpt(raw: bytes, limit: int) -> str:
     text = raw[:limit].decode("utf-8", errors="replace")
     return text + ("…" if len(raw) > limit else "")
 
 
-def _message_of(connector, integration: Integration, delivery: Delivery) -> dict:
-    if delivery.activity_id is None:
-        return delivery.test_message
-    return connector.message(integration=integration, activity=delivery.activity)
+_SECRET_HEADERS = {"authorization", "x-mantle-app-api-key", "kable-client-secret", "x-api-key"}
 
 
-def message_for(delivery: Delivery) -> dict:
-    """The message a delivery sends (for the delivery log)."""
-    integration = delivery.integration
-    return _message_of(connector_for(integration.kind), integration, delivery)
+def _shown_headers(request) -> dict[str, str]:
+    """The request's headers as the log shows them: credentials masked."""
+    shown = {k: ("••••" if k.lower() in _SECRET_HEADERS else v) for k, v in request.headers.items()}
+    if request.auth is not None:
+        shown["Authorization"] = "Basic •••• (the write key)"
+    return shown
 
 
-def _claim(integration: Integration, connector, now: datetime, only: list | None) -> list[Delivery]:
-    avg = _avg_message_bytes[integration.kind]
-    limit = max(1, min(connector.max_batch_messages, int(connector.max_batch_bytes / avg * 1.2)))
-    qs = (
-        Delivery.objects.select_for_update(skip_locked=True, of=("self",))
-        .select_related("activity", "activity__customer")
-        .filter(integration=integration, status=Delivery.Status.PENDING)
-    )
-    if only is not None:
-        qs = qs.filter(pk__in=only)
-    else:
-        qs = qs.filter(next_attempt_at__lte=now).order_by("next_attempt_at")
-    return list(qs[:limit])
+@dataclass
+class _Outcome:
+    attempt: Attempt
+    retry_after: float | None = None
+    attention: str = ""
 
 
-def _send_batch(integration_id: int, report: SendReport, only: list | None = None) -> bool:
-    """Claim due deliveries, send one request, record it; return False when nothing was due."""
-    with transaction.atomic():
-        integration = Integration.objects.filter(pk=integration_id).first()
-        if integration is None or (not integration.enabled and only is None):
-            return False
-        connector = connector_for(integration.kind)
-        now = timezone.now()
-        rows = _claim(integration, connector, now, only)
-        if not rows:
-            return False
-        batch, batch_rows = [], []
-        size = connector.batch_overhead()
-        for delivery in rows:
-            raw = orjson.dumps(_message_of(connector, integration, delivery))
-            if len(raw) > connector.max_message_bytes:
-                _fail_alone(integration, delivery, raw, connector.max_message_bytes, report)
-                continue
-            if batch and size + len(raw) + 1 > connector.max_batch_bytes:
-                break
-            batch.append(raw)
-            batch_rows.append(delivery)
-            size += len(raw) + 1
-        if not batch:
-            return True
-        _avg_message_bytes[integration.kind] = size / len(batch)
-        request = connector.batch_request(integration=integration, messages=batch)
-        attempt = _post(integration, request, len(batch))
-        _record(integration, attempt, batch_rows, report)
-        report.requests += 1
-        report.attempts.append(attempt)
-        return attempt.outcome != Attempt.Outcome.RETRY
-
-
-def _post(integration: Integration, request, count: int) -> Attempt:
+def _post(integration: Integration, request) -> _Outcome:
     attempt = Attempt(
-        integration=integration,
+        integration_id=integration.pk,
+        created_at=timezone.now(),
         url=request.url[:300],
-        message_count=count,
         request_bytes=len(request.body),
-        request_excerpt=_excerpt(request.body, _REQUEST_EXCERPT),
+        request_headers=_shown_headers(request),
+        request_excerpt=_excerpt(request.body, REQUEST_EXCERPT_BYTES),
     )
+    out = _Outcome(attempt)
     try:
         response = outbound.post(
             request.url,
@@ -219,133 +190,206 @@ def _post(integration: Integration, request, count: int) -> Attempt:
         )
     except outbound.OutboundRefused as exc:
         attempt.outcome, attempt.error = Attempt.Outcome.FAILED, f"refused: {exc}"
-        _needs_attention(integration, f"The destination was refused: {exc}")
-        return attempt
+        out.attention = f"The destination was refused: {exc}"
+        return out
     except requests.Timeout as exc:
         attempt.outcome, attempt.error = Attempt.Outcome.RETRY, f"timeout: {exc}"
-        return attempt
+        return out
     except requests.RequestException as exc:
         attempt.outcome, attempt.error = Attempt.Outcome.RETRY, f"connection error: {exc}"
-        return attempt
+        return out
+    connector = connector_for(integration.kind)
     attempt.status_code = response.status_code
     attempt.latency_ms = response.latency_ms
-    attempt.response_excerpt = _excerpt(response.body, _RESPONSE_EXCERPT)
-    attempt.outcome = _classify(response.status_code)
+    attempt.response_excerpt = _excerpt(response.body, RESPONSE_EXCERPT_BYTES)
+    attempt.outcome = connector.classify(response.status_code, response.body)
     if 300 <= response.status_code < 400:
         attempt.error = f"redirect to {response.headers.get('Location', '?')} not followed"
     elif response.status_code == 429:
-        attempt.retry_after = _retry_after(response.headers.get("Retry-After"))
-    if response.status_code in (401, 403):
-        _needs_attention(
-            integration, f"The destination answered {response.status_code}: check the write key."
-        )
-    elif attempt.outcome == Attempt.Outcome.DELIVERED and integration.needs_attention:
-        Integration.objects.filter(pk=integration.pk).update(needs_attention=False, attention_reason="")
-    return attempt
+        out.retry_after = _retry_after(response.headers.get("Retry-After"))
+    if connector.needs_attention(response.status_code):
+        out.attention = f"The destination answered {response.status_code}: check the credentials."
+    return out
 
 
-def _needs_attention(integration: Integration, reason: str) -> None:
-    Integration.objects.filter(pk=integration.pk).update(needs_attention=True, attention_reason=reason[:300])
+def _error_text(attempt: Attempt) -> str:
+    return attempt.error or f"HTTP {attempt.status_code}: {attempt.response_excerpt[:200]}"
 
 
-def _link(attempt: Attempt, rows: list[Delivery]) -> None:
-    through = Attempt.deliveries.through
-    through.objects.bulk_create(
-        [through(attempt_id=attempt.pk, delivery_id=d.pk) for d in rows], batch_size=2500
-    )
-
-
-def _fail_alone(integration, delivery: Delivery, raw: bytes, limit: int, report: SendReport) -> None:
-    attempt = Attempt.objects.create(
-        integration=integration,
-        url="",
-        message_count=1,
-        request_bytes=len(raw),
-        request_excerpt=_excerpt(raw, _REQUEST_EXCERPT),
-        error=f"message is {len(raw)} bytes, over the {limit}-byte limit per message: not sent",
-        outcome=Attempt.Outcome.FAILED,
-    )
-    _link(attempt, [delivery])
-    Delivery.objects.filter(pk=delivery.pk).update(
-        status=Delivery.Status.FAILED,
-        next_attempt_at=None,
-        last_error=attempt.error,
-        last_attempt=attempt,
-        updated_at=timezone.now(),
-    )
-    report.failed += 1
-
-
-def _record(integration: Integration, attempt: Attempt, rows: list[Delivery], report: SendReport) -> None:
-    attempt.save()
-    _link(attempt, rows)
-    now = timezone.now()
-    ids = [d.pk for d in rows]
-    common = {"last_status_code": attempt.status_code, "last_attempt": attempt, "updated_at": now}
-    if attempt.outcome == Attempt.Outcome.DELIVERED:
-        Delivery.objects.filter(pk__in=ids).update(
-            status=Delivery.Status.DELIVERED,
-            attempts=F("attempts") + 1,
-            delivered_at=now,
-            next_attempt_at=None,
-            last_error="",
-            **common,
-        )
-        report.delivered += len(rows)
-        return
-    error = attempt.error or f"HTTP {attempt.status_code}: {attempt.response_excerpt[:200]}"
-    if attempt.outcome == Attempt.Outcome.FAILED:
-        Delivery.objects.filter(pk__in=ids).update(
-            status=Delivery.Status.FAILED,
-            attempts=F("attempts") + 1,
-            next_attempt_at=None,
-            last_error=error,
-            **common,
-        )
-        report.failed += len(rows)
-        return
+def _retry_marks(
+    rows: list[Claimed], error: str, retry_after: float | None, now: datetime
+) -> list[RetryMark]:
     window = timedelta(seconds=settings.HUB_DELIVERY_RETRY_WINDOW)
-    retry_after = getattr(attempt, "retry_after", None)
-    for delivery in rows:
-        delivery.attempts += 1
+    marks = []
+    for row in rows:
         if retry_after is not None:
             delay = retry_after + random.uniform(0, max(0.05, retry_after * 0.1))
         else:
-            delay = backoff_delay(delivery.attempts)
+            delay = backoff_delay(row.attempts + 1)
         next_at = now + timedelta(seconds=delay)
-        delivery.last_error = error
-        delivery.last_status_code = attempt.status_code
-        delivery.last_attempt = attempt
-        delivery.updated_at = now
-        if delivery.test_message is not None:
-            delivery.status, delivery.next_attempt_at = Delivery.Status.FAILED, None
-            report.failed += 1
-        elif next_at > delivery.retry_window_start + window:
-            delivery.status, delivery.next_attempt_at = Delivery.Status.DEAD, None
-            delivery.last_error = f"retry window over, gave up: {error}"
-            report.dead += 1
+        if row.item_kind == Delivery.ItemKind.TEST:
+            marks.append(RetryMark(row.id, Delivery.Status.FAILED, None, error))
+        elif next_at > row.retry_window_start + window:
+            marks.append(
+                RetryMark(row.id, Delivery.Status.DEAD, None, f"retry window over, gave up: {error}")
+            )
         else:
-            delivery.next_attempt_at = next_at
-            report.retry += 1
-    Delivery.objects.bulk_update(
-        rows,
-        [
-            "attempts",
-            "status",
-            "next_attempt_at",
-            "last_error",
-            "last_status_code",
-            "last_attempt",
-            "updated_at",
-        ],
+            marks.append(RetryMark(row.id, Delivery.Status.PENDING, next_at, error))
+    return marks
+
+
+def _record(integration: Integration, out: _Outcome, rows: list[Claimed], report: SendReport) -> None:
+    db = store()
+    attempt = out.attempt
+    attempt.delivery_ids = [str(r.id) for r in rows]
+    attempt.message_count = len(rows)
+    attempt_id = db.attempt_insert(attempt=attempt)
+    report.attempt_ids = [*(report.attempt_ids or []), attempt_id]
+    now = timezone.now()
+    ids = [r.id for r in rows]
+    if attempt.outcome == Attempt.Outcome.DELIVERED:
+        db.mark_delivered(ids=ids, attempt_id=attempt_id, status_code=attempt.status_code, now=now)
+        report.delivered += len(rows)
+    elif attempt.outcome == Attempt.Outcome.FAILED:
+        db.mark_failed(
+            ids=ids,
+            attempt_id=attempt_id,
+            status_code=attempt.status_code,
+            error=_error_text(attempt),
+            now=now,
+        )
+        report.failed += len(rows)
+    else:
+        marks = _retry_marks(rows, _error_text(attempt), out.retry_after, now)
+        db.mark_retry(marks=marks, attempt_id=attempt_id, status_code=attempt.status_code, now=now)
+        for m in marks:
+            if m.status == Delivery.Status.PENDING:
+                report.retry += 1
+            elif m.status == Delivery.Status.DEAD:
+                report.dead += 1
+            else:
+                report.failed += 1
+    changes: dict = {}
+    if out.attention:
+        changes = {"needs_attention": True, "attention_reason": out.attention[:300]}
+    elif attempt.status_code and attempt.outcome == Attempt.Outcome.DELIVERED and integration.needs_attention:
+        changes = {"needs_attention": False, "attention_reason": ""}
+    if changes:
+        Integration.objects.filter(pk=integration.pk).update(**changes)
+
+
+def _fail_oversize(integration: Integration, row: Claimed, limit: int, report: SendReport) -> None:
+    attempt = Attempt(
+        integration_id=integration.pk,
+        created_at=timezone.now(),
+        url="",
+        request_bytes=len(row.message),
+        request_excerpt=_excerpt(row.message, REQUEST_EXCERPT_BYTES),
+        error=f"message is {len(row.message)} bytes, over the {limit}-byte limit per message: not sent",
+        outcome=Attempt.Outcome.FAILED,
     )
+    _record(integration, _Outcome(attempt), [row], report)
+
+
+def _circuit_open(integration: Integration, out: _Outcome, now: datetime) -> datetime:
+    """Open (or keep open) the integration's circuit after a retryable failure; return the next probe."""
+    wait = settings.HUB_DELIVERY_PROBE_SECONDS
+    if out.retry_after is not None:
+        wait = max(wait, out.retry_after)
+    probe_at = now + timedelta(seconds=wait)
+    Integration.objects.filter(pk=integration.pk).update(
+        outage_since=integration.outage_since or now,
+        outage_error=_error_text(out.attempt)[:300],
+        probe_at=probe_at,
+    )
+    if integration.outage_since is not None:
+        # Deliveries that never got a try of their own during a long outage still end with the window.
+        window = timedelta(seconds=settings.HUB_DELIVERY_RETRY_WINDOW)
+        Delivery.objects.filter(
+            integration_id=integration.pk, status=Delivery.Status.PENDING, retry_window_start__lt=now - window
+        ).update(
+            status=Delivery.Status.DEAD,
+            next_attempt_at=None,
+            last_error=f"retry window over during an outage, gave up: {_error_text(out.attempt)}"[:2000],
+            updated_at=now,
+        )
+    return probe_at
+
+
+def _circuit_close(integration: Integration, now: datetime) -> None:
+    """The destination answers again: every waiting delivery is due now."""
+    Integration.objects.filter(pk=integration.pk).update(outage_since=None, outage_error="", probe_at=None)
+    Delivery.objects.filter(
+        integration_id=integration.pk, status=Delivery.Status.PENDING, next_attempt_at__gt=now
+    ).update(next_attempt_at=now)
+
+
+def _batch_limit(connector, kind: str) -> int:
+    avg = _avg_message_bytes[kind]
+    return max(1, min(connector.max_batch_messages, int(connector.max_batch_bytes / avg * 1.2)))
+
+
+def _send_batch(integration_id: int, report: SendReport, only: list | None = None) -> bool:
+    """Claim due deliveries, send one request, record it; False when there is nothing (more) to do."""
+    db = store()
+    with transaction.atomic():
+        integration = Integration.objects.filter(pk=integration_id).first()
+        if integration is None or (not integration.enabled and only is None):
+            return False
+        connector = connector_for(integration.kind)
+        now = timezone.now()
+        probing = integration.outage_since is not None and only is None
+        if probing:
+            if integration.probe_at is not None and integration.probe_at > now:
+                report.probe_at = integration.probe_at
+                return False
+            # One prober at a time: the integration's row stays locked while the probe is out.
+            if not Integration.objects.select_for_update(skip_locked=True).filter(pk=integration_id).exists():
+                return False
+            rows = db.claim(integration_id=integration_id, limit=1, due_by=None, only=None)
+            if not rows:
+                _circuit_close(integration, now)
+                return False
+        else:
+            limit = _batch_limit(connector, integration.kind)
+            rows = db.claim(integration_id=integration_id, limit=limit, due_by=now, only=only)
+            if not rows:
+                return False
+        batch: list[Claimed] = []
+        size = connector.batch_overhead()
+        for row in rows:
+            if len(row.message) > connector.max_message_bytes:
+                _fail_oversize(integration, row, connector.max_message_bytes, report)
+                continue
+            if batch and size + len(row.message) + 1 > connector.max_batch_bytes:
+                break
+            batch.append(row)
+            size += len(row.message) + 1
+        if not batch:
+            return True
+        _avg_message_bytes[integration.kind] = size / len(batch)
+        request = connector.batch_request(integration=integration, messages=[r.message for r in batch])
+        out = _post(integration, request)
+        out.attempt.probe = probing
+        _record(integration, out, batch, report)
+        report.requests += 1
+        if out.attempt.outcome == Attempt.Outcome.RETRY:
+            if only is None:
+                report.probe_at = _circuit_open(integration, out, timezone.now())
+            return False
+        if probing:
+            # Any answer that is not retryable means the destination is reachable again.
+            _circuit_close(integration, timezone.now())
+            report.recovered = True
+        return True
 
 
 def deliveries_send(*, integration_id: int, budget_seconds: float | None = None) -> SendReport:
     """Send the integration's due deliveries batch after batch, for at most the time budget.
 
-    Stops at the first retryable failure (the destination is struggling: its rows wait for their
-    backoff). `more` tells the caller that due rows remain.
+    Stops at the first retryable failure (the circuit opens: the integration is probed from then
+    on). `more` tells the caller that due rows remain; `recovered` that a probe just closed the
+    circuit (the whole backlog is due); `probe_at` when the next probe is due.
     """
     budget = settings.HUB_DELIVERY_SEND_BUDGET if budget_seconds is None else budget_seconds
     deadline = time.monotonic() + budget
@@ -361,4 +405,53 @@ def delivery_send_now(*, delivery: Delivery) -> Attempt | None:
     """Send one delivery at once (Send test event, Retry); return its attempt."""
     report = SendReport()
     _send_batch(delivery.integration_id, report, only=[delivery.pk])
-    return report.attempts[0] if report.attempts else None
+    if not report.attempt_ids:
+        return None
+    return Attempt.objects.filter(pk=report.attempt_ids[-1]).first()
+
+
+# --- Retention -----------------------------------------------------------------------------------
+
+
+def deliveries_prune(*, now: datetime | None = None, batch: int = 1000, budget_seconds: float = 20.0) -> dict:
+    """Delete delivered deliveries older than HUB_DELIVERY_KEEP_DELIVERED_DAYS and failed or dead
+    ones older than HUB_DELIVERY_KEEP_FAILED_DAYS, with their attempts, in small batches (each its
+    own short transaction, oldest first per integration): pending rows are never touched."""
+    now = now or timezone.now()
+    delivered_cutoff = now - timedelta(days=settings.HUB_DELIVERY_KEEP_DELIVERED_DAYS)
+    failed_cutoff = now - timedelta(days=settings.HUB_DELIVERY_KEEP_FAILED_DAYS)
+    deadline = time.monotonic() + budget_seconds
+    counts = {"deliveries": 0, "attempts": 0}
+    for integration_id in Integration.objects.values_list("pk", flat=True):
+        for statuses, cutoff in (
+            ([Delivery.Status.DELIVERED], delivered_cutoff),
+            ([Delivery.Status.FAILED, Delivery.Status.DEAD], failed_cutoff),
+        ):
+            while time.monotonic() < deadline:
+                ids = list(
+                    Delivery.objects.filter(
+                        integration_id=integration_id, status__in=statuses, created_at__lt=cutoff
+                    )
+                    .order_by("created_at")
+                    .values_list("pk", flat=True)[:batch]
+                )
+                if not ids:
+                    break
+                counts["deliveries"] += Delivery.objects.filter(pk__in=ids, status__in=statuses).delete()[0]
+        # An attempt goes with the longest-kept of what it could have carried.
+        for outcome_filter, cutoff in (
+            ({"outcome": Attempt.Outcome.DELIVERED}, delivered_cutoff),
+            ({}, failed_cutoff),
+        ):
+            while time.monotonic() < deadline:
+                ids = list(
+                    Attempt.objects.filter(
+                        integration_id=integration_id, created_at__lt=cutoff, **outcome_filter
+                    )
+                    .order_by("created_at")
+                    .values_list("pk", flat=True)[:batch]
+                )
+                if not ids:
+                    break
+                counts["attempts"] += Attempt.objects.filter(pk__in=ids).delete()[0]
+    return counts

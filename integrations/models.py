@@ -37,6 +37,13 @@ class Integration(models.Model):
     enabled = models.BooleanField(default=True)
     needs_attention = models.BooleanField(default=False)
     attention_reason = models.CharField(max_length=300, blank=True, default="")
+    # Non-secret settings of the destination kind (client ids, headers, batch mode...).
+    config = models.JSONField(default=dict, blank=True)
+    # The circuit: set while the destination fails retryably. Only one small probe request goes out
+    # at a time, at `probe_at`; its first success makes every waiting delivery due at once.
+    outage_since = models.DateTimeField(null=True, blank=True)
+    outage_error = models.CharField(max_length=300, blank=True, default="")
+    probe_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -55,10 +62,12 @@ class Integration(models.Model):
 
 
 class Delivery(models.Model):
-    """One activity (or a test message) to one integration, until delivered, failed or dead.
+    """One item (an activity, a usage event, a customer, a test message) to one integration.
 
-    `next_attempt_at` is when the sender may try it next (pending only); the schedule lives here,
-    in PostgreSQL, never as a broker ETA.
+    The message is rendered once, at fan-out, from the data as it was when the item happened, and
+    stored here as the exact JSON bytes every attempt sends under the same `message_id` (Segment's
+    messageId, a transaction id, a webhook id). `next_attempt_at` is when the sender may try it
+    next (pending only); the schedule lives here, in PostgreSQL, never as a broker ETA.
     """
 
     class Status(models.TextChoices):
@@ -67,42 +76,66 @@ class Delivery(models.Model):
         FAILED = "failed", "Failed"
         DEAD = "dead", "Dead"
 
+    class ItemKind(models.TextChoices):
+        ACTIVITY = "activity", "Activity"
+        USAGE_EVENT = "usage_event", "Usage event"
+        CUSTOMER = "customer", "Customer"
+        CONTACT = "contact", "Contact"
+        TEST = "test", "Test message"
+
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    integration = models.ForeignKey(Integration, on_delete=models.CASCADE, related_name="deliveries")
-    activity = models.ForeignKey(
-        Activity, null=True, blank=True, on_delete=models.CASCADE, related_name="deliveries"
+    # Indexed by the unique (integration, message_id) it leads.
+    integration = models.ForeignKey(
+        Integration, on_delete=models.CASCADE, related_name="deliveries", db_index=False
     )
-    # A test message (Send test event) has no activity: its message is kept here.
-    test_message = models.JSONField(null=True, blank=True)
+    # Where the message came from (the log's customer and kind). The message itself is stored, so
+    # a delivery outlives its activity: no constraint, no index on the hot path.
+    activity = models.ForeignKey(
+        Activity,
+        null=True,
+        blank=True,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        db_index=False,
+        related_name="deliveries",
+    )
+    item_kind = models.CharField(max_length=20, choices=ItemKind.choices, default=ItemKind.ACTIVITY)
+    item_id = models.CharField(max_length=64, blank=True, default="")
+    action = models.CharField(max_length=40, blank=True, default="")
+    message_id = models.CharField(max_length=100)
+    message = models.TextField()
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
     attempts = models.PositiveIntegerField(default=0)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     # The retry window counts from here (creation, or the last manual retry or replay).
     retry_window_start = models.DateTimeField(default=timezone.now)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
-    updated_at = models.DateTimeField(auto_now=True)
+    updated_at = models.DateTimeField(default=timezone.now)
     delivered_at = models.DateTimeField(null=True, blank=True)
     last_status_code = models.PositiveSmallIntegerField(null=True, blank=True)
     last_error = models.TextField(blank=True, default="")
+    # The last request that carried it (attempts are pruned on their own schedule: no constraint).
     last_attempt = models.ForeignKey(
-        "Attempt", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        "Attempt",
+        null=True,
+        blank=True,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        db_index=False,
+        related_name="+",
     )
     replay = models.ForeignKey(
-        "Replay", null=True, blank=True, on_delete=models.SET_NULL, related_name="deliveries"
+        "Replay", null=True, blank=True, on_delete=models.SET_NULL, related_name="deliveries", db_index=False
     )
 
     class Meta:
         ordering = ["-created_at"]
         verbose_name_plural = "deliveries"
         constraints = [
-            models.UniqueConstraint(fields=["activity", "integration"], name="delivery_unique_activity"),
+            models.UniqueConstraint(fields=["integration", "message_id"], name="delivery_unique_message"),
             models.CheckConstraint(
                 condition=models.Q(status__in=["pending", "delivered", "failed", "dead"]),
                 name="delivery_status_valid",
-            ),
-            models.CheckConstraint(
-                condition=models.Q(activity__isnull=False) | models.Q(test_message__isnull=False),
-                name="delivery_has_a_message",
             ),
         ]
         indexes = [
@@ -111,21 +144,21 @@ class Delivery(models.Model):
                 condition=models.Q(status="pending"),
                 name="delivery_due",
             ),
-            models.Index(fields=["integration", "status", "-created_at"], name="delivery_integration_status"),
             models.Index(fields=["integration", "-created_at"], name="delivery_integration_created"),
+            models.Index(
+                fields=["integration", "-created_at"],
+                condition=models.Q(status__in=["failed", "dead"]),
+                name="delivery_integration_problems",
+            ),
+            models.Index(fields=["replay"], condition=models.Q(replay__isnull=False), name="delivery_replay"),
         ]
 
     def __str__(self) -> str:
-        return f"{self.id} → {self.integration} ({self.status})"
-
-    @property
-    def message_id(self) -> str:
-        """Segment's dedupe key: the activity's id, the same on every retry."""
-        return str(self.activity_id or self.id)
+        return f"{self.id} → {self.integration_id} ({self.status})"
 
 
 class Attempt(models.Model):
-    """One request to a destination, carrying one or more deliveries (a batch)."""
+    """One request to a destination, carrying one or more deliveries (a batch): `delivery_ids`."""
 
     class Outcome(models.TextChoices):
         DELIVERED = "delivered", "Delivered"
@@ -133,11 +166,16 @@ class Attempt(models.Model):
         FAILED = "failed", "Failed"
 
     integration = models.ForeignKey(Integration, on_delete=models.CASCADE, related_name="attempts")
-    deliveries = models.ManyToManyField(Delivery, related_name="attempt_set", blank=True)
+    # The deliveries this request carried (ids as text): one row per request, no link rows.
+    delivery_ids = models.JSONField(default=list, blank=True)
+    # A probe: one small request sent while the destination was failing (the circuit half-open).
+    probe = models.BooleanField(default=False)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     url = models.CharField(max_length=300)
     message_count = models.PositiveIntegerField(default=0)
     request_bytes = models.PositiveIntegerField(default=0)
+    # The request as sent: its headers (secrets masked) and body, up to a stated excerpt length.
+    request_headers = models.JSONField(default=dict, blank=True)
     request_excerpt = models.TextField(blank=True, default="")
     status_code = models.PositiveSmallIntegerField(null=True, blank=True)
     latency_ms = models.FloatField(null=True, blank=True)

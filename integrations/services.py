@@ -6,6 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
+import orjson
 from django.db import transaction
 from django.utils import timezone
 
@@ -104,7 +105,13 @@ def integration_send_test(*, integration: Integration) -> tuple[Delivery, Attemp
         integration=integration, message_id=str(delivery_id)
     )
     delivery = Delivery.objects.create(
-        id=delivery_id, integration=integration, test_message=message, next_attempt_at=timezone.now()
+        id=delivery_id,
+        integration=integration,
+        item_kind=Delivery.ItemKind.TEST,
+        item_id=str(delivery_id),
+        message_id=str(delivery_id),
+        message=orjson.dumps(message).decode(),
+        next_attempt_at=timezone.now(),
     )
     attempt = delivery_send_now(delivery=delivery)
     delivery.refresh_from_db()
@@ -132,18 +139,21 @@ def deliveries_replay(*, integration: Integration, since: datetime, until: datet
         raise HubError("The end of the range must be after its start.")
     now = timezone.now()
     replay = Replay.objects.create(integration=integration, since=since, until=until, created_by=by[:255])
-    total = Delivery.objects.filter(
-        integration=integration,
-        status__in=[Delivery.Status.FAILED, Delivery.Status.DEAD],
-        created_at__gte=since,
-        created_at__lt=until,
-        activity__isnull=False,
-    ).update(
-        status=Delivery.Status.PENDING,
-        next_attempt_at=now,
-        retry_window_start=now,
-        replay=replay,
-        updated_at=now,
+    total = (
+        Delivery.objects.filter(
+            integration=integration,
+            status__in=[Delivery.Status.FAILED, Delivery.Status.DEAD],
+            created_at__gte=since,
+            created_at__lt=until,
+        )
+        .exclude(item_kind=Delivery.ItemKind.TEST)
+        .update(
+            status=Delivery.Status.PENDING,
+            next_attempt_at=now,
+            retry_window_start=now,
+            replay=replay,
+            updated_at=now,
+        )
     )
     replay.total = total
     replay.save(update_fields=["total"])

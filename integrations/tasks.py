@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from celery import shared_task
 from django.conf import settings
+from django.utils import timezone
 
 from . import delivery
+
+FANOUT_CHUNK = 2500
 
 
 def _enqueue_sends(integration_ids, parallel: int = 1) -> None:
@@ -14,41 +17,69 @@ def _enqueue_sends(integration_ids, parallel: int = 1) -> None:
             deliveries_send.delay(integration_id)
 
 
-@shared_task(name="integrations.activities_fanout")
-def activities_fanout(activity_ids: list[str] | None = None) -> int:
-    """Create deliveries for recorded activities (the core enqueues this after commit by name)."""
-    created = delivery.activities_fanout(activity_ids=activity_ids)
+def _after_fanout(created: dict[int, int]) -> None:
     for integration_id, count in created.items():
         parallel = min(settings.HUB_DELIVERY_PARALLEL, 1 + count // 2500)
         _enqueue_sends([integration_id], parallel)
+
+
+@shared_task(name="integrations.activities_fanout")
+def activities_fanout(activity_ids: list[str] | None = None) -> int:
+    """Create deliveries for recorded activities (the core enqueues this after commit by name).
+
+    Without ids it takes the oldest undispatched chunk and, when the chunk was full, asks for
+    another task: parallel fan-out tasks split a backlog with SKIP LOCKED.
+    """
+    created = delivery.activities_fanout(activity_ids=activity_ids, limit=FANOUT_CHUNK)
+    _after_fanout(created)
+    if activity_ids is None and sum(created.values()) and _chunk_was_full(created):
+        activities_fanout.delay()
     return sum(created.values())
+
+
+def _chunk_was_full(created: dict[int, int]) -> bool:
+    # The chunk counts activities, `created` deliveries: a full chunk made at least FANOUT_CHUNK
+    # deliveries unless some activities had no integration; asking once too often costs one query.
+    return sum(created.values()) >= FANOUT_CHUNK // max(1, len(created))
 
 
 @shared_task(name="integrations.deliveries_send")
 def deliveries_send(integration_id: int) -> int:
-    """Send an integration's due deliveries; enqueue itself again when its time budget ran out."""
+    """Send an integration's due deliveries; enqueue more senders when a budget ran out or a probe
+    found the destination back, and the next probe while it is still down."""
     report = delivery.deliveries_send(integration_id=integration_id)
-    if report.more:
+    if report.recovered:
+        _enqueue_sends([integration_id], settings.HUB_DELIVERY_PARALLEL)
+    elif report.more:
         deliveries_send.delay(integration_id)
+    elif report.probe_at is not None:
+        wait = max(0.0, (report.probe_at - timezone.now()).total_seconds())
+        # Short delays only (seconds): the sweep re-enqueues probes too, so a lost one only waits.
+        deliveries_send.apply_async((integration_id,), countdown=min(wait, 60.0))
     return report.delivered
 
 
 @shared_task(name="integrations.deliveries_sweep")
 def deliveries_sweep() -> dict:
-    """Periodic: dispatch activities nobody dispatched and enqueue every integration with due rows.
+    """Periodic: dispatch activities nobody dispatched and enqueue every integration with due rows
+    or a due probe.
 
     This is what makes delivery independent of the broker keeping a message: a lost task, a
     restarted Redis or a killed worker only delays delivery until the next sweep.
     """
-    dispatched, started = 0, set()
-    for _ in range(20):
-        created = delivery.activities_fanout()
-        if not created:
-            break
-        dispatched += sum(created.values())
-        # Sending starts while the rest of a large backlog is still being dispatched.
-        _enqueue_sends(set(created) - started, settings.HUB_DELIVERY_PARALLEL)
-        started |= set(created)
-    due = set(delivery.integrations_due()) - started
+    created = delivery.activities_fanout(limit=FANOUT_CHUNK)
+    dispatched = sum(created.values())
+    _after_fanout(created)
+    if created and _chunk_was_full(created):
+        # A backlog: fan it out in parallel (each task goes on while its chunks are full).
+        for _ in range(settings.HUB_DELIVERY_PARALLEL):
+            activities_fanout.delay()
+    due = set(delivery.integrations_due()) - set(created)
     _enqueue_sends(due, settings.HUB_DELIVERY_PARALLEL)
     return {"dispatched": dispatched, "integrations": len(due)}
+
+
+@shared_task(name="integrations.deliveries_prune")
+def deliveries_prune() -> dict:
+    """Periodic: delete deliveries and attempts past their retention (small batches)."""
+    return delivery.deliveries_prune()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
@@ -19,7 +20,7 @@ from hub.selectors import workspace_get_for_user
 from hub.timestamps import datetime_in_utc
 
 from . import selectors, services
-from .delivery import message_for
+from .delivery import REQUEST_EXCERPT_BYTES
 from .forms import SegmentIntegrationForm
 from .models import Delivery
 
@@ -141,13 +142,18 @@ def delivery_log(request: HttpRequest, slug: str, integration_id: int) -> HttpRe
     page = Paginator(qs, 50).get_page(params.get("page"))
     rows = []
     for d in page.object_list:
-        attempts = list(d.attempt_set.order_by("-created_at")[:10])
+        pretty = selectors.delivery_message_pretty(d)
+        try:
+            parsed = json.loads(d.message)
+        except ValueError:
+            parsed = {}
         rows.append(
             {
                 "delivery": d,
-                "event": message_for(d).get("event", ""),
-                "message": json.dumps(message_for(d), indent=2, ensure_ascii=False),
-                "attempts": attempts,
+                "event": _label(d, parsed),
+                "message": pretty,
+                "attempts": selectors.delivery_attempts(delivery=d),
+                "status_label": selectors.delivery_status_label(d),
             }
         )
     replays = selectors.replays_with_progress(integration=integration)
@@ -160,6 +166,11 @@ def delivery_log(request: HttpRequest, slug: str, integration_id: int) -> HttpRe
             "workspace": integration.workspace,
             "integration": integration,
             "stats": selectors.delivery_stats(integration=integration),
+            "probe_seconds": settings.HUB_DELIVERY_PROBE_SECONDS,
+            "keep_delivered_days": settings.HUB_DELIVERY_KEEP_DELIVERED_DAYS,
+            "keep_failed_days": settings.HUB_DELIVERY_KEEP_FAILED_DAYS,
+            "oldest_kept": selectors.oldest_kept(integration=integration),
+            "request_excerpt_bytes": REQUEST_EXCERPT_BYTES,
             "page": page,
             "rows": rows,
             "replays": replays,
@@ -213,6 +224,14 @@ def deliveries_replay(request: HttpRequest, slug: str, integration_id: int) -> H
         else:
             messages.success(request, f"Replaying {replay.total} failed deliveries.")
     return redirect("delivery_log", slug=integration.workspace.slug, integration_id=integration.pk)
+
+
+def _label(delivery: Delivery, message: dict) -> str:
+    if isinstance(message, dict):
+        for key in ("event", "event_type", "eventName", "event_name", "type"):
+            if isinstance(message.get(key), str):
+                return message[key]
+    return delivery.get_item_kind_display()
 
 
 def _uuid(value):

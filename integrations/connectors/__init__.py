@@ -5,8 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from hub.models import Activity
-
 
 @dataclass(frozen=True)
 class BatchRequest:
@@ -18,12 +16,13 @@ class BatchRequest:
 
 class Connector(Protocol):
     kind: str
+    label: str
     max_message_bytes: int
     max_batch_bytes: int
     max_batch_messages: int
 
-    def message(self, *, integration: Any, activity: Activity) -> dict[str, Any]:
-        """The destination's message for one activity (stable across retries)."""
+    def activity_message(self, *, integration: Any, activity: Any) -> dict[str, Any]:
+        """The destination's message for one activity (an `ActivityRow`: the data as it was then)."""
 
     def test_message(self, *, integration: Any, message_id: str) -> dict[str, Any]:
         """A harmless message for Send test event."""
@@ -33,6 +32,27 @@ class Connector(Protocol):
 
     def batch_overhead(self) -> int:
         """Bytes a batch adds around its messages (for the size limit)."""
+
+    def classify(self, status: int, body: bytes) -> str:
+        """ "delivered", "retry" or "failed" for an HTTP answer."""
+
+    def needs_attention(self, status: int) -> bool:
+        """Whether an answer means the credentials need a person (the integration is flagged)."""
+
+
+class BaseConnector:
+    """Defaults most destinations share: 2xx delivered; 408, 423, 429 and 5xx but 501 retried
+    (Segment's actions framework); anything else failed; 401 and 403 need attention."""
+
+    def classify(self, status: int, body: bytes) -> str:
+        if 200 <= status < 300:
+            return "delivered"
+        if status in (408, 423, 429) or (status >= 500 and status != 501):
+            return "retry"
+        return "failed"
+
+    def needs_attention(self, status: int) -> bool:
+        return status in (401, 403)
 
 
 _REGISTRY: dict[str, Connector] = {}

@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from hub.models import Activity
 
-from . import BatchRequest, connector_register
+from . import BaseConnector, BatchRequest, connector_register
 
 HOSTS = {"us": "https://api.segment.io", "eu": "https://events.eu1.segmentapis.com"}
 LIBRARY = {"name": "integration-hub", "version": "0.1.0"}
@@ -51,28 +51,29 @@ def base_url(integration: Any) -> str:
     return HOSTS[integration.region]
 
 
-def user_id(integration: Any, activity: Activity) -> str:
-    """The customer's id, or the chosen custom field's value when the customer has one."""
-    customer = activity.customer
+def user_id(integration: Any, activity: Any) -> str:
+    """The customer's id, or the chosen custom field's value as it was when the activity happened."""
     if integration.user_id_field:
-        value = (customer.custom_fields or {}).get(integration.user_id_field)
+        value = (activity.customer_fields or {}).get(integration.user_id_field)
         if value not in (None, "") and isinstance(value, str | int | float):
             return str(value)
-    return str(customer.public_id)
+    return str(activity.customer_public_id)
 
 
-class SegmentConnector:
+class SegmentConnector(BaseConnector):
     kind = "segment"
+    label = "Segment"
     max_message_bytes = 32 * 1024
     max_batch_bytes = 500 * 1024
     max_batch_messages = 2500
 
-    def message(self, *, integration: Any, activity: Activity) -> dict[str, Any]:
+    def activity_message(self, *, integration: Any, activity: Any) -> dict[str, Any]:
+        """A track call for one activity (`integrations.delivery_store.ActivityRow`)."""
         return {
             "type": "track",
             "event": EVENT_NAMES[activity.kind],
             "userId": user_id(integration, activity),
-            "messageId": str(activity.pk),
+            "messageId": str(activity.id),
             "timestamp": _iso(activity.occurred_at),
             "properties": {"activity": activity.kind, **activity.properties},
             "context": {"library": LIBRARY},

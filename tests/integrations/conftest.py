@@ -18,6 +18,7 @@ def fast_retries(settings):
     settings.HUB_DELIVERY_BACKOFF_BASE = 0.2
     settings.HUB_DELIVERY_BACKOFF_MAX = 1.0
     settings.HUB_DELIVERY_TIMEOUT = 1.0
+    settings.HUB_DELIVERY_PROBE_SECONDS = 0.2
     settings.HUB_OUTBOUND_ALLOW_NETWORKS = ["127.0.0.0/8"]
     return settings
 

@@ -1,0 +1,370 @@
+"""The delivery engine's tables behind one small interface: set-based SQL on PostgreSQL, the ORM
+elsewhere (SQLite under `make run`). Chosen once per connection vendor; the engine
+(`integrations.delivery`) never branches on the database.
+
+Every hot-path operation is a few statements per request, whatever its size: deliveries are
+inserted from arrays, claimed with `FOR UPDATE SKIP LOCKED` as plain tuples (no ORM object per
+delivery), and marked by id arrays.
+"""
+
+from __future__ import annotations
+
+import functools
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+import orjson
+from django.db import connection
+
+from hub.models import Activity
+from hub.raw_cursor import raw_cursor
+
+from .models import Attempt, Delivery
+
+
+@dataclass(frozen=True)
+class ActivityRow:
+    """An undispatched activity with what its messages are rendered from (as it was then)."""
+
+    id: uuid.UUID
+    app_id: int
+    kind: str
+    occurred_at: datetime
+    properties: dict
+    customer_public_id: uuid.UUID
+    customer_fields: dict
+
+
+@dataclass(frozen=True)
+class NewDelivery:
+    integration_id: int
+    item_kind: str
+    item_id: str
+    action: str
+    message_id: str
+    message: str  # the exact JSON text every attempt sends
+    activity_id: uuid.UUID | None = None
+
+
+@dataclass(frozen=True)
+class Claimed:
+    id: uuid.UUID
+    message: bytes
+    attempts: int
+    retry_window_start: datetime
+    item_kind: str
+
+
+@dataclass(frozen=True)
+class RetryMark:
+    id: uuid.UUID
+    status: str  # pending (with next_attempt_at), failed or dead
+    next_attempt_at: datetime | None
+    error: str
+
+
+class DeliveryStore(Protocol):
+    def activities_claim(self, *, ids: list[str] | None, limit: int) -> list[ActivityRow]: ...
+    def activities_dispatched(self, *, ids: list[uuid.UUID], now: datetime) -> None: ...
+    def deliveries_insert(self, *, rows: list[NewDelivery], now: datetime) -> dict[int, int]: ...
+    def claim(
+        self, *, integration_id: int, limit: int, due_by: datetime | None, only: list | None
+    ) -> list[Claimed]: ...
+    def attempt_insert(self, *, attempt: Attempt) -> int: ...
+    def mark_delivered(
+        self, *, ids: list, attempt_id: int, status_code: int | None, now: datetime
+    ) -> None: ...
+    def mark_failed(
+        self, *, ids: list, attempt_id: int, status_code: int | None, error: str, now: datetime
+    ) -> None: ...
+    def mark_retry(
+        self, *, marks: list[RetryMark], attempt_id: int, status_code: int | None, now: datetime
+    ) -> None: ...
+
+
+def _loads(value) -> dict:
+    if value is None:
+        return {}
+    if isinstance(value, dict):
+        return value
+    return orjson.loads(value)
+
+
+class PostgresStore:
+    """Raw SQL through psycopg's server-binding cursor (prepared on the connection)."""
+
+    def activities_claim(self, *, ids: list[str] | None, limit: int) -> list[ActivityRow]:
+        where = "a.dispatched_at IS NULL"
+        params: list = []
+        if ids is not None:
+            where += " AND a.id = ANY(%s::uuid[])"
+            params.append(ids)
+        params.append(limit)
+        sql = (
+            "SELECT a.id, a.app_id, a.kind, a.occurred_at, a.properties::text, a.customer_fields::text, "
+            "c.public_id, c.custom_fields::text "
+            "FROM hub_activity a JOIN hub_customer c ON c.id = a.customer_id "
+            f"WHERE {where} ORDER BY a.created_at LIMIT %s FOR UPDATE OF a SKIP LOCKED"
+        )
+        with raw_cursor() as cursor:
+            cursor.execute(sql, params)
+            rows = cursor.fetchall()
+        return [
+            ActivityRow(
+                id=r[0],
+                app_id=r[1],
+                kind=r[2],
+                occurred_at=r[3],
+                properties=_loads(r[4]),
+                customer_public_id=r[6],
+                # Activities recorded before snapshots existed fall back to the customer's fields now.
+                customer_fields=_loads(r[5]) or _loads(r[7]),
+            )
+            for r in rows
+        ]
+
+    def activities_dispatched(self, *, ids: list[uuid.UUID], now: datetime) -> None:
+        with raw_cursor() as cursor:
+            cursor.execute(
+                "UPDATE hub_activity SET dispatched_at = %s WHERE id = ANY(%s::uuid[])", [now, ids]
+            )
+
+    def deliveries_insert(self, *, rows: list[NewDelivery], now: datetime) -> dict[int, int]:
+        if not rows:
+            return {}
+        sql = (
+            "INSERT INTO integrations_delivery (id, integration_id, activity_id, item_kind, item_id, action, "
+            "message_id, message, status, attempts, next_attempt_at, retry_window_start, created_at, "
+            "updated_at, last_error) "
+            "SELECT gen_random_uuid(), i, a, k, r, x, m, msg, 'pending', 0, %s, %s, %s, %s, '' "
+            "FROM unnest(%s::bigint[], %s::uuid[], %s::text[], %s::text[], %s::text[], %s::text[], "
+            "%s::text[]) "
+            "AS t(i, a, k, r, x, m, msg) "
+            "ON CONFLICT (integration_id, message_id) DO NOTHING RETURNING integration_id"
+        )
+        params = [
+            now,
+            now,
+            now,
+            now,
+            [r.integration_id for r in rows],
+            [r.activity_id for r in rows],
+            [r.item_kind for r in rows],
+            [r.item_id for r in rows],
+            [r.action for r in rows],
+            [r.message_id for r in rows],
+            [r.message for r in rows],
+        ]
+        created: dict[int, int] = {}
+        with raw_cursor() as cursor:
+            cursor.execute(sql, params)
+            for (integration_id,) in cursor.fetchall():
+                created[integration_id] = created.get(integration_id, 0) + 1
+        return created
+
+    def claim(
+        self, *, integration_id: int, limit: int, due_by: datetime | None, only: list | None
+    ) -> list[Claimed]:
+        params: list = [integration_id]
+        where = "integration_id = %s AND status = 'pending'"
+        if only is not None:
+            where += " AND id = ANY(%s::uuid[])"
+            params.append([str(x) for x in only])
+        elif due_by is not None:
+            where += " AND next_attempt_at <= %s"
+            params.append(due_by)
+        params.append(limit)
+        sql = (
+            "SELECT id, message, attempts, retry_window_start, item_kind FROM integrations_delivery "  # noqa: S608
+            f"WHERE {where} ORDER BY next_attempt_at LIMIT %s FOR UPDATE SKIP LOCKED"
+        )
+        with raw_cursor() as cursor:
+            cursor.execute(sql, params)
+            return [Claimed(r[0], r[1].encode(), r[2], r[3], r[4]) for r in cursor.fetchall()]
+
+    def attempt_insert(self, *, attempt: Attempt) -> int:
+        with raw_cursor() as cursor:
+            cursor.execute(
+                "INSERT INTO integrations_attempt (integration_id, delivery_ids, probe, created_at, url, "
+                "message_count, request_bytes, request_headers, request_excerpt, status_code, latency_ms, "
+                "response_excerpt, error, outcome) "
+                "VALUES (%s, %s::jsonb, %s, %s, %s, %s, %s, %s::jsonb, %s, %s, %s, %s, %s, %s) RETURNING id",
+                [
+                    attempt.integration_id,
+                    orjson.dumps(attempt.delivery_ids).decode(),
+                    attempt.probe,
+                    attempt.created_at,
+                    attempt.url,
+                    attempt.message_count,
+                    attempt.request_bytes,
+                    orjson.dumps(attempt.request_headers).decode(),
+                    attempt.request_excerpt,
+                    attempt.status_code,
+                    attempt.latency_ms,
+                    attempt.response_excerpt,
+                    attempt.error,
+                    attempt.outcome,
+                ],
+            )
+            return cursor.fetchone()[0]
+
+    def mark_delivered(self, *, ids: list, attempt_id: int, status_code: int | None, now: datetime) -> None:
+        with raw_cursor() as cursor:
+            cursor.execute(
+                "UPDATE integrations_delivery SET status = 'delivered', attempts = attempts + 1, "
+                "delivered_at = %s, next_attempt_at = NULL, last_error = '', last_status_code = %s, "
+                "last_attempt_id = %s, updated_at = %s WHERE id = ANY(%s::uuid[])",
+                [now, status_code, attempt_id, now, ids],
+            )
+
+    def mark_failed(
+        self, *, ids: list, attempt_id: int, status_code: int | None, error: str, now: datetime
+    ) -> None:
+        with raw_cursor() as cursor:
+            cursor.execute(
+                "UPDATE integrations_delivery SET status = 'failed', attempts = attempts + 1, "
+                "next_attempt_at = NULL, last_error = %s, last_status_code = %s, last_attempt_id = %s, "
+                "updated_at = %s WHERE id = ANY(%s::uuid[])",
+                [error, status_code, attempt_id, now, ids],
+            )
+
+    def mark_retry(
+        self, *, marks: list[RetryMark], attempt_id: int, status_code: int | None, now: datetime
+    ) -> None:
+        with raw_cursor() as cursor:
+            cursor.execute(
+                "UPDATE integrations_delivery d SET status = t.s, attempts = d.attempts + 1, "
+                "next_attempt_at = t.n, last_error = t.e, last_status_code = %s, last_attempt_id = %s, "
+                "updated_at = %s FROM unnest(%s::uuid[], %s::text[], %s::timestamptz[], %s::text[]) "
+                "AS t(i, s, n, e) WHERE d.id = t.i",
+                [
+                    status_code,
+                    attempt_id,
+                    now,
+                    [m.id for m in marks],
+                    [m.status for m in marks],
+                    [m.next_attempt_at for m in marks],
+                    [m.error for m in marks],
+                ],
+            )
+
+
+class OrmStore:
+    """The same operations through the ORM (SQLite: its transactions hold the write lock, so the
+    claims need no row locks)."""
+
+    def activities_claim(self, *, ids: list[str] | None, limit: int) -> list[ActivityRow]:
+        qs = Activity.objects.filter(dispatched_at__isnull=True).select_related("customer")
+        if ids is not None:
+            qs = qs.filter(pk__in=ids)
+        return [
+            ActivityRow(
+                id=a.pk,
+                app_id=a.app_id,
+                kind=a.kind,
+                occurred_at=a.occurred_at,
+                properties=a.properties or {},
+                customer_public_id=a.customer.public_id,
+                customer_fields=a.customer_fields or a.customer.custom_fields or {},
+            )
+            for a in qs.order_by("created_at")[:limit]
+        ]
+
+    def activities_dispatched(self, *, ids: list[uuid.UUID], now: datetime) -> None:
+        Activity.objects.filter(pk__in=ids).update(dispatched_at=now)
+
+    def deliveries_insert(self, *, rows: list[NewDelivery], now: datetime) -> dict[int, int]:
+        created: dict[int, int] = {}
+        for r in rows:
+            _, new = Delivery.objects.get_or_create(
+                integration_id=r.integration_id,
+                message_id=r.message_id,
+                defaults={
+                    "activity_id": r.activity_id,
+                    "item_kind": r.item_kind,
+                    "item_id": r.item_id,
+                    "action": r.action,
+                    "message": r.message,
+                    "next_attempt_at": now,
+                    "retry_window_start": now,
+                    "created_at": now,
+                    "updated_at": now,
+                },
+            )
+            if new:
+                created[r.integration_id] = created.get(r.integration_id, 0) + 1
+        return created
+
+    def claim(
+        self, *, integration_id: int, limit: int, due_by: datetime | None, only: list | None
+    ) -> list[Claimed]:
+        qs = Delivery.objects.filter(integration_id=integration_id, status=Delivery.Status.PENDING)
+        if only is not None:
+            qs = qs.filter(pk__in=only)
+        elif due_by is not None:
+            qs = qs.filter(next_attempt_at__lte=due_by)
+        rows = qs.order_by("next_attempt_at").values_list(
+            "id", "message", "attempts", "retry_window_start", "item_kind"
+        )[:limit]
+        return [Claimed(r[0], r[1].encode(), r[2], r[3], r[4]) for r in rows]
+
+    def attempt_insert(self, *, attempt: Attempt) -> int:
+        attempt.save()
+        return attempt.pk
+
+    def mark_delivered(self, *, ids: list, attempt_id: int, status_code: int | None, now: datetime) -> None:
+        from django.db.models import F
+
+        Delivery.objects.filter(pk__in=ids).update(
+            status=Delivery.Status.DELIVERED,
+            attempts=F("attempts") + 1,
+            delivered_at=now,
+            next_attempt_at=None,
+            last_error="",
+            last_status_code=status_code,
+            last_attempt_id=attempt_id,
+            updated_at=now,
+        )
+
+    def mark_failed(
+        self, *, ids: list, attempt_id: int, status_code: int | None, error: str, now: datetime
+    ) -> None:
+        from django.db.models import F
+
+        Delivery.objects.filter(pk__in=ids).update(
+            status=Delivery.Status.FAILED,
+            attempts=F("attempts") + 1,
+            next_attempt_at=None,
+            last_error=error,
+            last_status_code=status_code,
+            last_attempt_id=attempt_id,
+            updated_at=now,
+        )
+
+    def mark_retry(
+        self, *, marks: list[RetryMark], attempt_id: int, status_code: int | None, now: datetime
+    ) -> None:
+        from django.db.models import F
+
+        for m in marks:
+            Delivery.objects.filter(pk=m.id).update(
+                status=m.status,
+                attempts=F("attempts") + 1,
+                next_attempt_at=m.next_attempt_at,
+                last_error=m.error,
+                last_status_code=status_code,
+                last_attempt_id=attempt_id,
+                updated_at=now,
+            )
+
+
+@functools.cache
+def _store_for(vendor: str) -> DeliveryStore:
+    return PostgresStore() if vendor == "postgresql" else OrmStore()
+
+
+def store() -> DeliveryStore:
+    """The store of the default database (PostgreSQL's SQL, or the ORM)."""
+    return _store_for(connection.vendor)
