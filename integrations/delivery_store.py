@@ -177,7 +177,7 @@ class PostgresStore:
             params.append(due_by)
         params.append(limit)
         sql = (
-            "SELECT id, message, attempts, retry_window_start, item_kind FROM integrations_delivery "  # noqa: S608
+            "SELECT id, message, attempts, retry_window_start, item_kind FROM integrations_delivery "
             f"WHERE {where} ORDER BY next_attempt_at LIMIT %s FOR UPDATE SKIP LOCKED"
         )
         with raw_cursor() as cursor:
