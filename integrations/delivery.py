@@ -35,7 +35,7 @@ from django.utils import timezone
 
 from . import outbound
 from .connectors import connector_for
-from .delivery_store import Claimed, NewDelivery, RetryMark, store
+from .delivery_store import Claimed, NewDelivery, RetryMark, retry_states, store
 from .models import Attempt, Delivery, Integration
 
 logger = logging.getLogger(__name__)
@@ -60,12 +60,16 @@ def _activity_links(app_ids: set[int]) -> dict[int, list[tuple[Integration, set[
     return by_app
 
 
-def activities_fanout(*, activity_ids: list[str] | None = None, limit: int = 5000) -> dict[int, int]:
+def activities_fanout(
+    *, activity_ids: list[str] | None = None, limit: int = 5000, send: bool = True
+) -> dict[int, int]:
     """Create the deliveries of undispatched activities (these ids, or the oldest `limit`).
 
     Each activity gets one delivery per enabled integration that has its app and its kind, its
     message rendered now from the activity's own snapshot; activities are marked dispatched in
-    the same transaction. Returns {integration id: new rows}.
+    the same transaction. With `send`, the messages of integrations whose circuit is closed go
+    out at once, before the rows are written, so a delivery usually takes one insert in its final
+    state (`fanout_send`). Returns {integration id: new rows}.
     """
     db = store()
     with transaction.atomic():
@@ -73,14 +77,15 @@ def activities_fanout(*, activity_ids: list[str] | None = None, limit: int = 500
         if not rows:
             return {}
         by_app = _activity_links({r.app_id for r in rows})
-        new: list[NewDelivery] = []
+        groups: dict[int, tuple[Integration, list[NewDelivery]]] = {}
         for row in rows:
             for integration, kinds in by_app.get(row.app_id, ()):
                 if row.kind not in kinds:
                     continue
                 connector = connector_for(integration.kind)
                 message = connector.activity_message(integration=integration, activity=row)
-                new.append(
+                group = groups.setdefault(integration.pk, (integration, []))[1]
+                group.append(
                     NewDelivery(
                         integration_id=integration.pk,
                         item_kind=Delivery.ItemKind.ACTIVITY,
@@ -91,6 +96,11 @@ def activities_fanout(*, activity_ids: list[str] | None = None, limit: int = 500
                         activity_id=row.id,
                     )
                 )
+        new: list[NewDelivery] = []
+        for integration, items in groups.values():
+            if send and integration.outage_since is None:
+                fanout_send(integration, items)
+            new.extend(items)
         now = timezone.now()
         created = db.deliveries_insert(rows=new, now=now)
         db.activities_dispatched(ids=[r.id for r in rows], now=now)
@@ -220,21 +230,22 @@ def _retry_marks(
     rows: list[Claimed], error: str, retry_after: float | None, now: datetime
 ) -> list[RetryMark]:
     window = timedelta(seconds=settings.HUB_DELIVERY_RETRY_WINDOW)
+    states = retry_states([r.id for r in rows])
     marks = []
-    for row in rows:
+    for claimed in rows:
+        row = states[claimed.id]
         if retry_after is not None:
             delay = retry_after + random.uniform(0, max(0.05, retry_after * 0.1))
         else:
             delay = backoff_delay(row.attempts + 1)
         next_at = now + timedelta(seconds=delay)
         if row.item_kind == Delivery.ItemKind.TEST:
-            marks.append(RetryMark(row.id, Delivery.Status.FAILED, None, error))
+            marks.append(RetryMark(claimed.id, Delivery.Status.FAILED, None, error))
         elif next_at > row.retry_window_start + window:
-            marks.append(
-                RetryMark(row.id, Delivery.Status.DEAD, None, f"retry window over, gave up: {error}")
-            )
+            gave_up = f"retry window over, gave up: {error}"
+            marks.append(RetryMark(claimed.id, Delivery.Status.DEAD, None, gave_up))
         else:
-            marks.append(RetryMark(row.id, Delivery.Status.PENDING, next_at, error))
+            marks.append(RetryMark(claimed.id, Delivery.Status.PENDING, next_at, error))
     return marks
 
 
@@ -269,13 +280,96 @@ def _record(integration: Integration, out: _Outcome, rows: list[Claimed], report
                 report.dead += 1
             else:
                 report.failed += 1
+    _attention(integration, out)
+
+
+def _batches(connector, kind: str, items: list, raw) -> tuple[list[list], list]:
+    """Split items into requests within the connector's limits; return (batches, oversize items)."""
+    batches: list[list] = []
+    oversize: list = []
+    batch: list = []
+    size = overhead = connector.batch_overhead()
+    for item in items:
+        length = len(raw(item))
+        if length > connector.max_message_bytes:
+            oversize.append(item)
+            continue
+        if batch and (
+            size + length + 1 > connector.max_batch_bytes or len(batch) >= connector.max_batch_messages
+        ):
+            batches.append(batch)
+            batch, size = [], overhead
+        batch.append(item)
+        size += length + 1
+    if batch:
+        batches.append(batch)
+        _avg_message_bytes[kind] = size / len(batch)
+    return batches, oversize
+
+
+def _oversize_error(length: int, limit: int) -> str:
+    return f"message is {length} bytes, over the {limit}-byte limit per message: not sent"
+
+
+def _attention(integration: Integration, out: _Outcome) -> None:
     changes: dict = {}
     if out.attention:
         changes = {"needs_attention": True, "attention_reason": out.attention[:300]}
-    elif attempt.status_code and attempt.outcome == Attempt.Outcome.DELIVERED and integration.needs_attention:
+    elif (
+        out.attempt.status_code
+        and out.attempt.outcome == Attempt.Outcome.DELIVERED
+        and integration.needs_attention
+    ):
         changes = {"needs_attention": False, "attention_reason": ""}
+        integration.needs_attention = False
     if changes:
         Integration.objects.filter(pk=integration.pk).update(**changes)
+
+
+def fanout_send(integration: Integration, items: list[NewDelivery]) -> None:
+    """Send new deliveries at once and set each one's state from the answer (they are inserted
+    afterwards, in the fan-out's transaction: a crash before its commit sends them again, under
+    the same message ids). The first retryable failure opens the circuit; the rest stay pending."""
+    db = store()
+    connector = connector_for(integration.kind)
+    batches, oversize = _batches(connector, integration.kind, items, lambda i: i.raw)
+    for item in oversize:
+        attempt = Attempt(
+            integration_id=integration.pk,
+            created_at=timezone.now(),
+            url="",
+            request_bytes=len(item.raw),
+            request_excerpt=_excerpt(item.raw, REQUEST_EXCERPT_BYTES),
+            error=_oversize_error(len(item.raw), connector.max_message_bytes),
+            outcome=Attempt.Outcome.FAILED,
+            delivery_ids=[str(item.id)],
+            message_count=1,
+        )
+        item.status, item.attempts, item.last_error = Delivery.Status.FAILED, 1, attempt.error
+        item.last_attempt_id = db.attempt_insert(attempt=attempt)
+    for batch in batches:
+        request = connector.batch_request(integration=integration, messages=[i.raw for i in batch])
+        out = _post(integration, request)
+        out.attempt.delivery_ids = [str(i.id) for i in batch]
+        out.attempt.message_count = len(batch)
+        attempt_id = db.attempt_insert(attempt=out.attempt)
+        now = timezone.now()
+        outcome = out.attempt.outcome
+        error = "" if outcome == Attempt.Outcome.DELIVERED else _error_text(out.attempt)
+        for item in batch:
+            item.attempts, item.last_attempt_id = 1, attempt_id
+            item.last_status_code, item.last_error = out.attempt.status_code, error
+            if outcome == Attempt.Outcome.DELIVERED:
+                item.status, item.delivered_at = Delivery.Status.DELIVERED, now
+            elif outcome == Attempt.Outcome.FAILED:
+                item.status = Delivery.Status.FAILED
+            else:
+                delay = out.retry_after if out.retry_after is not None else backoff_delay(1)
+                item.next_attempt_at = now + timedelta(seconds=delay)
+        _attention(integration, out)
+        if outcome == Attempt.Outcome.RETRY:
+            _circuit_open(integration, out, now)
+            return
 
 
 def _fail_oversize(integration: Integration, row: Claimed, limit: int, report: SendReport) -> None:
@@ -285,7 +379,7 @@ def _fail_oversize(integration: Integration, row: Claimed, limit: int, report: S
         url="",
         request_bytes=len(row.message),
         request_excerpt=_excerpt(row.message, REQUEST_EXCERPT_BYTES),
-        error=f"message is {len(row.message)} bytes, over the {limit}-byte limit per message: not sent",
+        error=_oversize_error(len(row.message), limit),
         outcome=Attempt.Outcome.FAILED,
     )
     _record(integration, _Outcome(attempt), [row], report)
@@ -355,28 +449,22 @@ def _send_batch(integration_id: int, report: SendReport, only: list | None = Non
             rows = db.claim(integration_id=integration_id, limit=limit, due_by=now, only=only)
             if not rows:
                 return False
-        batch: list[Claimed] = []
-        size = connector.batch_overhead()
-        for row in rows:
-            if len(row.message) > connector.max_message_bytes:
-                _fail_oversize(integration, row, connector.max_message_bytes, report)
-                continue
-            if batch and size + len(row.message) + 1 > connector.max_batch_bytes:
-                break
-            batch.append(row)
-            size += len(row.message) + 1
-        if not batch:
+        batches, oversize = _batches(connector, integration.kind, rows, lambda r: r.message)
+        for row in oversize:
+            _fail_oversize(integration, row, connector.max_message_bytes, report)
+        if not batches:
             return True
-        _avg_message_bytes[integration.kind] = size / len(batch)
-        request = connector.batch_request(integration=integration, messages=[r.message for r in batch])
-        out = _post(integration, request)
-        out.attempt.probe = probing
-        _record(integration, out, batch, report)
-        report.requests += 1
-        if out.attempt.outcome == Attempt.Outcome.RETRY:
-            if only is None:
-                report.probe_at = _circuit_open(integration, out, timezone.now())
-            return False
+        for batch in batches:
+            request = connector.batch_request(integration=integration, messages=[r.message for r in batch])
+            out = _post(integration, request)
+            out.attempt.probe = probing
+            _record(integration, out, batch, report)
+            report.requests += 1
+            if out.attempt.outcome == Attempt.Outcome.RETRY:
+                # The rest of the claim stays as it was (released with this transaction).
+                if only is None:
+                    report.probe_at = _circuit_open(integration, out, timezone.now())
+                return False
         if probing:
             # Any answer that is not retryable means the destination is reachable again.
             _circuit_close(integration, timezone.now())

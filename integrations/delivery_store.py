@@ -37,8 +37,20 @@ class ActivityRow:
     customer_fields: dict
 
 
-@dataclass(frozen=True)
+_DELIVERY_IDS = uuid.UUID("6b1d3c52-6f0e-4a3e-9c57-2f5c1d0b7a10")
+
+
+def delivery_id_for(integration_id: int, message_id: str) -> uuid.UUID:
+    """A delivery's id, derived from what makes it unique (one message id per integration): the
+    primary key itself keeps a fan-out that runs twice from creating a second delivery."""
+    return uuid.uuid5(_DELIVERY_IDS, f"{integration_id}:{message_id}")
+
+
+@dataclass
 class NewDelivery:
+    """A delivery as the fan-out inserts it: pending, or already in its final state when the
+    fan-out sent it at once."""
+
     integration_id: int
     item_kind: str
     item_id: str
@@ -46,12 +58,31 @@ class NewDelivery:
     message_id: str
     message: str  # the exact JSON text every attempt sends
     activity_id: uuid.UUID | None = None
+    status: str = "pending"
+    attempts: int = 0
+    next_attempt_at: datetime | None = None  # pending: None means now
+    delivered_at: datetime | None = None
+    last_status_code: int | None = None
+    last_error: str = ""
+    last_attempt_id: int | None = None
+
+    @property
+    def id(self) -> uuid.UUID:
+        return delivery_id_for(self.integration_id, self.message_id)
+
+    @property
+    def raw(self) -> bytes:
+        return self.message.encode()
 
 
 @dataclass(frozen=True)
 class Claimed:
     id: uuid.UUID
     message: bytes
+
+
+@dataclass(frozen=True)
+class RetryState:
     attempts: int
     retry_window_start: datetime
     item_kind: str
@@ -63,6 +94,14 @@ class RetryMark:
     status: str  # pending (with next_attempt_at), failed or dead
     next_attempt_at: datetime | None
     error: str
+
+
+def retry_states(ids: list) -> dict:
+    """What a retry is scheduled from, for claimed deliveries (read only when a send failed)."""
+    rows = Delivery.objects.filter(pk__in=ids).values_list(
+        "pk", "attempts", "retry_window_start", "item_kind"
+    )
+    return {r[0]: RetryState(r[1], r[2], r[3]) for r in rows}
 
 
 class DeliveryStore(Protocol):
@@ -96,17 +135,21 @@ class PostgresStore:
     """Raw SQL through psycopg's server-binding cursor (prepared on the connection)."""
 
     def activities_claim(self, *, ids: list[str] | None, limit: int) -> list[ActivityRow]:
-        where = "a.dispatched_at IS NULL"
+        # The activities are picked (and locked) on their own, in the undispatched index's order,
+        # then joined: a plan that starts from the join can scan that index once per customer.
+        where = "dispatched_at IS NULL"
         params: list = []
         if ids is not None:
-            where += " AND a.id = ANY(%s::uuid[])"
+            where += " AND id = ANY(%b::uuid[])"
             params.append(ids)
         params.append(limit)
         sql = (
+            "WITH picked AS (SELECT id FROM hub_activity "
+            f"WHERE {where} ORDER BY created_at LIMIT %s FOR UPDATE SKIP LOCKED) "
             "SELECT a.id, a.app_id, a.kind, a.occurred_at, a.properties::text, a.customer_fields::text, "
             "c.public_id, c.custom_fields::text "
-            "FROM hub_activity a JOIN hub_customer c ON c.id = a.customer_id "
-            f"WHERE {where} ORDER BY a.created_at LIMIT %s FOR UPDATE OF a SKIP LOCKED"
+            "FROM picked p JOIN hub_activity a ON a.id = p.id JOIN hub_customer c ON c.id = a.customer_id "
+            "ORDER BY a.created_at"
         )
         with raw_cursor() as cursor:
             cursor.execute(sql, params)
@@ -128,7 +171,7 @@ class PostgresStore:
     def activities_dispatched(self, *, ids: list[uuid.UUID], now: datetime) -> None:
         with raw_cursor() as cursor:
             cursor.execute(
-                "UPDATE hub_activity SET dispatched_at = %s WHERE id = ANY(%s::uuid[])", [now, ids]
+                "UPDATE hub_activity SET dispatched_at = %s WHERE id = ANY(%b::uuid[])", [now, ids]
             )
 
     def deliveries_insert(self, *, rows: list[NewDelivery], now: datetime) -> dict[int, int]:
@@ -136,19 +179,22 @@ class PostgresStore:
             return {}
         sql = (
             "INSERT INTO integrations_delivery (id, integration_id, activity_id, item_kind, item_id, action, "
-            "message_id, message, status, attempts, next_attempt_at, retry_window_start, created_at, "
-            "updated_at, last_error) "
-            "SELECT gen_random_uuid(), i, a, k, r, x, m, msg, 'pending', 0, %s, %s, %s, %s, '' "
-            "FROM unnest(%s::bigint[], %s::uuid[], %s::text[], %s::text[], %s::text[], %s::text[], "
-            "%s::text[]) "
-            "AS t(i, a, k, r, x, m, msg) "
-            "ON CONFLICT (integration_id, message_id) DO NOTHING RETURNING integration_id"
+            "message_id, message, status, attempts, next_attempt_at, delivered_at, last_status_code, "
+            "last_error, last_attempt_id, retry_window_start, created_at, updated_at) "
+            "SELECT id, i, a, k, r, x, m, msg, s, n, CASE WHEN s = 'pending' THEN coalesce(nx, %s) END, "
+            "da, sc, e, la, %s, %s, %s "
+            "FROM unnest(%b::uuid[], %b::bigint[], %b::uuid[], %b::text[], %b::text[], %b::text[], "
+            "%b::text[], %b::text[], %b::text[], %b::int[], %b::timestamptz[], %b::timestamptz[], "
+            "%b::int[], %b::text[], %b::bigint[]) "
+            "AS t(id, i, a, k, r, x, m, msg, s, n, nx, da, sc, e, la) "
+            "ON CONFLICT (id) DO NOTHING RETURNING integration_id"
         )
         params = [
             now,
             now,
             now,
             now,
+            [r.id for r in rows],
             [r.integration_id for r in rows],
             [r.activity_id for r in rows],
             [r.item_kind for r in rows],
@@ -156,6 +202,13 @@ class PostgresStore:
             [r.action for r in rows],
             [r.message_id for r in rows],
             [r.message for r in rows],
+            [r.status for r in rows],
+            [r.attempts for r in rows],
+            [r.next_attempt_at for r in rows],
+            [r.delivered_at for r in rows],
+            [r.last_status_code for r in rows],
+            [r.last_error for r in rows],
+            [r.last_attempt_id for r in rows],
         ]
         created: dict[int, int] = {}
         with raw_cursor() as cursor:
@@ -170,19 +223,19 @@ class PostgresStore:
         params: list = [integration_id]
         where = "integration_id = %s AND status = 'pending'"
         if only is not None:
-            where += " AND id = ANY(%s::uuid[])"
+            where += " AND id = ANY(%b::uuid[])"
             params.append([str(x) for x in only])
         elif due_by is not None:
             where += " AND next_attempt_at <= %s"
             params.append(due_by)
         params.append(limit)
         sql = (
-            "SELECT id, message, attempts, retry_window_start, item_kind FROM integrations_delivery "
+            "SELECT id, message FROM integrations_delivery "
             f"WHERE {where} ORDER BY next_attempt_at LIMIT %s FOR UPDATE SKIP LOCKED"
         )
         with raw_cursor() as cursor:
             cursor.execute(sql, params)
-            return [Claimed(r[0], r[1].encode(), r[2], r[3], r[4]) for r in cursor.fetchall()]
+            return [Claimed(r[0], r[1].encode()) for r in cursor.fetchall()]
 
     def attempt_insert(self, *, attempt: Attempt) -> int:
         with raw_cursor() as cursor:
@@ -215,7 +268,7 @@ class PostgresStore:
             cursor.execute(
                 "UPDATE integrations_delivery SET status = 'delivered', attempts = attempts + 1, "
                 "delivered_at = %s, next_attempt_at = NULL, last_error = '', last_status_code = %s, "
-                "last_attempt_id = %s, updated_at = %s WHERE id = ANY(%s::uuid[])",
+                "last_attempt_id = %s, updated_at = %s WHERE id = ANY(%b::uuid[])",
                 [now, status_code, attempt_id, now, ids],
             )
 
@@ -226,7 +279,7 @@ class PostgresStore:
             cursor.execute(
                 "UPDATE integrations_delivery SET status = 'failed', attempts = attempts + 1, "
                 "next_attempt_at = NULL, last_error = %s, last_status_code = %s, last_attempt_id = %s, "
-                "updated_at = %s WHERE id = ANY(%s::uuid[])",
+                "updated_at = %s WHERE id = ANY(%b::uuid[])",
                 [error, status_code, attempt_id, now, ids],
             )
 
@@ -237,7 +290,7 @@ class PostgresStore:
             cursor.execute(
                 "UPDATE integrations_delivery d SET status = t.s, attempts = d.attempts + 1, "
                 "next_attempt_at = t.n, last_error = t.e, last_status_code = %s, last_attempt_id = %s, "
-                "updated_at = %s FROM unnest(%s::uuid[], %s::text[], %s::timestamptz[], %s::text[]) "
+                "updated_at = %s FROM unnest(%b::uuid[], %b::text[], %b::timestamptz[], %b::text[]) "
                 "AS t(i, s, n, e) WHERE d.id = t.i",
                 [
                     status_code,
@@ -279,15 +332,22 @@ class OrmStore:
         created: dict[int, int] = {}
         for r in rows:
             _, new = Delivery.objects.get_or_create(
-                integration_id=r.integration_id,
-                message_id=r.message_id,
+                id=r.id,
                 defaults={
+                    "integration_id": r.integration_id,
+                    "message_id": r.message_id,
                     "activity_id": r.activity_id,
                     "item_kind": r.item_kind,
                     "item_id": r.item_id,
                     "action": r.action,
                     "message": r.message,
-                    "next_attempt_at": now,
+                    "status": r.status,
+                    "attempts": r.attempts,
+                    "next_attempt_at": (r.next_attempt_at or now) if r.status == "pending" else None,
+                    "delivered_at": r.delivered_at,
+                    "last_status_code": r.last_status_code,
+                    "last_error": r.last_error,
+                    "last_attempt_id": r.last_attempt_id,
                     "retry_window_start": now,
                     "created_at": now,
                     "updated_at": now,
@@ -305,10 +365,8 @@ class OrmStore:
             qs = qs.filter(pk__in=only)
         elif due_by is not None:
             qs = qs.filter(next_attempt_at__lte=due_by)
-        rows = qs.order_by("next_attempt_at").values_list(
-            "id", "message", "attempts", "retry_window_start", "item_kind"
-        )[:limit]
-        return [Claimed(r[0], r[1].encode(), r[2], r[3], r[4]) for r in rows]
+        rows = qs.order_by("next_attempt_at").values_list("id", "message")[:limit]
+        return [Claimed(r[0], r[1].encode()) for r in rows]
 
     def attempt_insert(self, *, attempt: Attempt) -> int:
         attempt.save()

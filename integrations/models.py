@@ -83,8 +83,10 @@ class Delivery(models.Model):
         CONTACT = "contact", "Contact"
         TEST = "test", "Test message"
 
+    # Derived from (integration, message_id) for fanned-out items (`delivery_store.delivery_id_for`),
+    # so the primary key is also what keeps one message from becoming two deliveries.
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    # Indexed by the unique (integration, message_id) it leads.
+    # Indexed by the indexes it leads.
     integration = models.ForeignKey(
         Integration, on_delete=models.CASCADE, related_name="deliveries", db_index=False
     )
@@ -132,7 +134,6 @@ class Delivery(models.Model):
         ordering = ["-created_at"]
         verbose_name_plural = "deliveries"
         constraints = [
-            models.UniqueConstraint(fields=["integration", "message_id"], name="delivery_unique_message"),
             models.CheckConstraint(
                 condition=models.Q(status__in=["pending", "delivered", "failed", "dead"]),
                 name="delivery_status_valid",

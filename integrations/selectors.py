@@ -229,7 +229,9 @@ def delivery_status_label(delivery: Delivery) -> str:
 
 def oldest_kept(*, integration: Integration) -> datetime | None:
     """The creation time of the integration's oldest delivery still in the log."""
-    first = Delivery.objects.filter(integration=integration).order_by("created_at").values_list(
-        "created_at", flat=True
-    )[:1]
+    first = (
+        Delivery.objects.filter(integration=integration)
+        .order_by("created_at")
+        .values_list("created_at", flat=True)[:1]
+    )
     return first[0] if first else None

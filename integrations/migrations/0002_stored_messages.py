@@ -160,8 +160,4 @@ class Migration(migrations.Migration):
             model_name='delivery',
             index=models.Index(condition=models.Q(('replay__isnull', False)), fields=['replay'], name='delivery_replay'),
         ),
-        migrations.AddConstraint(
-            model_name='delivery',
-            constraint=models.UniqueConstraint(fields=('integration', 'message_id'), name='delivery_unique_message'),
-        ),
     ]
