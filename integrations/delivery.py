@@ -73,7 +73,8 @@ def activities_fanout(
     """
     db = store()
     with transaction.atomic():
-        rows = db.activities_claim(ids=activity_ids, limit=limit)
+        now = timezone.now()
+        rows = db.activities_claim(ids=activity_ids, limit=limit, now=now)
         if not rows:
             return {}
         by_app = _activity_links({r.app_id for r in rows})
@@ -89,9 +90,9 @@ def activities_fanout(
                     NewDelivery(
                         integration_id=integration.pk,
                         item_kind=Delivery.ItemKind.ACTIVITY,
-                        item_id=str(row.id),
+                        item_id=row.id,
                         action="",
-                        message_id=str(row.id),
+                        message_id=row.id,
                         message=orjson.dumps(message).decode(),
                         activity_id=row.id,
                     )
@@ -99,11 +100,9 @@ def activities_fanout(
         new: list[NewDelivery] = []
         for integration, items in groups.values():
             if send and integration.outage_since is None:
-                fanout_send(integration, items)
+                fanout_send(integration, items, now=now)
             new.extend(items)
-        now = timezone.now()
         created = db.deliveries_insert(rows=new, now=now)
-        db.activities_dispatched(ids=[r.id for r in rows], now=now)
     return created
 
 
@@ -326,7 +325,7 @@ def _attention(integration: Integration, out: _Outcome) -> None:
         Integration.objects.filter(pk=integration.pk).update(**changes)
 
 
-def fanout_send(integration: Integration, items: list[NewDelivery]) -> None:
+def fanout_send(integration: Integration, items: list[NewDelivery], *, now: datetime) -> None:
     """Send new deliveries at once and set each one's state from the answer (they are inserted
     afterwards, in the fan-out's transaction: a crash before its commit sends them again, under
     the same message ids). The first retryable failure opens the circuit; the rest stay pending."""
@@ -353,7 +352,6 @@ def fanout_send(integration: Integration, items: list[NewDelivery]) -> None:
         out.attempt.delivery_ids = [str(i.id) for i in batch]
         out.attempt.message_count = len(batch)
         attempt_id = db.attempt_insert(attempt=out.attempt)
-        now = timezone.now()
         outcome = out.attempt.outcome
         error = "" if outcome == Attempt.Outcome.DELIVERED else _error_text(out.attempt)
         for item in batch:
@@ -368,7 +366,7 @@ def fanout_send(integration: Integration, items: list[NewDelivery]) -> None:
                 item.next_attempt_at = now + timedelta(seconds=delay)
         _attention(integration, out)
         if outcome == Attempt.Outcome.RETRY:
-            _circuit_open(integration, out, now)
+            _circuit_open(integration, out, timezone.now())
             return
 
 

@@ -10,9 +10,10 @@ delivery), and marked by id arrays.
 from __future__ import annotations
 
 import functools
+import hashlib
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Protocol
 
 import orjson
@@ -24,26 +25,36 @@ from hub.raw_cursor import raw_cursor
 from .models import Attempt, Delivery
 
 
+def iso_ms(dt: datetime) -> str:
+    """A time as Segment's messages carry it: UTC, milliseconds, `Z`."""
+    return dt.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 @dataclass(frozen=True)
 class ActivityRow:
-    """An undispatched activity with what its messages are rendered from (as it was then)."""
+    """An undispatched activity with what its messages are rendered from (as it was then).
 
-    id: uuid.UUID
+    Ids are text and the time is its ISO form (`iso_ms`): the fan-out renders them as such.
+    """
+
+    id: str
     app_id: int
     kind: str
-    occurred_at: datetime
+    timestamp: str
     properties: dict
-    customer_public_id: uuid.UUID
+    customer_public_id: str
     customer_fields: dict
 
-
-_DELIVERY_IDS = uuid.UUID("6b1d3c52-6f0e-4a3e-9c57-2f5c1d0b7a10")
+    @property
+    def occurred_at(self) -> datetime:
+        return datetime.fromisoformat(self.timestamp.replace("Z", "+00:00"))
 
 
 def delivery_id_for(integration_id: int, message_id: str) -> uuid.UUID:
     """A delivery's id, derived from what makes it unique (one message id per integration): the
     primary key itself keeps a fan-out that runs twice from creating a second delivery."""
-    return uuid.uuid5(_DELIVERY_IDS, f"{integration_id}:{message_id}")
+    digest = hashlib.blake2b(f"{integration_id}:{message_id}".encode(), digest_size=16).digest()
+    return uuid.UUID(bytes=digest, version=4)
 
 
 @dataclass
@@ -57,7 +68,7 @@ class NewDelivery:
     action: str
     message_id: str
     message: str  # the exact JSON text every attempt sends
-    activity_id: uuid.UUID | None = None
+    activity_id: str | None = None
     status: str = "pending"
     attempts: int = 0
     next_attempt_at: datetime | None = None  # pending: None means now
@@ -65,14 +76,13 @@ class NewDelivery:
     last_status_code: int | None = None
     last_error: str = ""
     last_attempt_id: int | None = None
+    id: uuid.UUID | None = None
+    raw: bytes = b""
 
-    @property
-    def id(self) -> uuid.UUID:
-        return delivery_id_for(self.integration_id, self.message_id)
-
-    @property
-    def raw(self) -> bytes:
-        return self.message.encode()
+    def __post_init__(self) -> None:
+        if self.id is None:
+            self.id = delivery_id_for(self.integration_id, self.message_id)
+        self.raw = self.message.encode()
 
 
 @dataclass(frozen=True)
@@ -105,8 +115,7 @@ def retry_states(ids: list) -> dict:
 
 
 class DeliveryStore(Protocol):
-    def activities_claim(self, *, ids: list[str] | None, limit: int) -> list[ActivityRow]: ...
-    def activities_dispatched(self, *, ids: list[uuid.UUID], now: datetime) -> None: ...
+    def activities_claim(self, *, ids: list[str] | None, limit: int, now: datetime) -> list[ActivityRow]: ...
     def deliveries_insert(self, *, rows: list[NewDelivery], now: datetime) -> dict[int, int]: ...
     def claim(
         self, *, integration_id: int, limit: int, due_by: datetime | None, only: list | None
@@ -123,6 +132,19 @@ class DeliveryStore(Protocol):
     ) -> None: ...
 
 
+def activity_row(activity: Activity) -> ActivityRow:
+    """An activity (with its customer) as the fan-out renders it."""
+    return ActivityRow(
+        id=str(activity.pk),
+        app_id=activity.app_id,
+        kind=activity.kind,
+        timestamp=iso_ms(activity.occurred_at),
+        properties=activity.properties or {},
+        customer_public_id=str(activity.customer.public_id),
+        customer_fields=activity.customer_fields or activity.customer.custom_fields or {},
+    )
+
+
 def _loads(value) -> dict:
     if value is None:
         return {}
@@ -134,22 +156,24 @@ def _loads(value) -> dict:
 class PostgresStore:
     """Raw SQL through psycopg's server-binding cursor (prepared on the connection)."""
 
-    def activities_claim(self, *, ids: list[str] | None, limit: int) -> list[ActivityRow]:
-        # The activities are picked (and locked) on their own, in the undispatched index's order,
-        # then joined: a plan that starts from the join can scan that index once per customer.
+    def activities_claim(self, *, ids: list[str] | None, limit: int, now: datetime) -> list[ActivityRow]:
+        # Picked (and locked) on their own in the undispatched index's order, marked dispatched in
+        # the same statement (one write per row), then joined: a plan that starts from the join
+        # can scan that index once per customer.
         where = "dispatched_at IS NULL"
-        params: list = []
+        params: list = [now]
         if ids is not None:
             where += " AND id = ANY(%b::uuid[])"
             params.append(ids)
         params.append(limit)
         sql = (
-            "WITH picked AS (SELECT id FROM hub_activity "
-            f"WHERE {where} ORDER BY created_at LIMIT %s FOR UPDATE SKIP LOCKED) "
-            "SELECT a.id, a.app_id, a.kind, a.occurred_at, a.properties::text, a.customer_fields::text, "
-            "c.public_id, c.custom_fields::text "
-            "FROM picked p JOIN hub_activity a ON a.id = p.id JOIN hub_customer c ON c.id = a.customer_id "
-            "ORDER BY a.created_at"
+            "WITH picked AS (UPDATE hub_activity SET dispatched_at = %s WHERE id IN (SELECT id FROM "
+            f"hub_activity WHERE {where} ORDER BY created_at LIMIT %s FOR UPDATE SKIP LOCKED) "
+            "RETURNING id, app_id, kind, occurred_at, properties, customer_fields, customer_id, created_at) "
+            "SELECT p.id::text, p.app_id, p.kind, "
+            """to_char(p.occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'), """
+            "p.properties::text, p.customer_fields::text, c.public_id::text, c.custom_fields::text "
+            "FROM picked p JOIN hub_customer c ON c.id = p.customer_id ORDER BY p.created_at"
         )
         with raw_cursor() as cursor:
             cursor.execute(sql, params)
@@ -159,7 +183,7 @@ class PostgresStore:
                 id=r[0],
                 app_id=r[1],
                 kind=r[2],
-                occurred_at=r[3],
+                timestamp=r[3],
                 properties=_loads(r[4]),
                 customer_public_id=r[6],
                 # Activities recorded before snapshots existed fall back to the customer's fields now.
@@ -168,51 +192,58 @@ class PostgresStore:
             for r in rows
         ]
 
-    def activities_dispatched(self, *, ids: list[uuid.UUID], now: datetime) -> None:
-        with raw_cursor() as cursor:
-            cursor.execute(
-                "UPDATE hub_activity SET dispatched_at = %s WHERE id = ANY(%b::uuid[])", [now, ids]
-            )
+    _COLUMNS = (
+        ("id", "uuid"),
+        ("integration_id", "bigint"),
+        ("activity_id", "uuid"),
+        ("item_kind", "text"),
+        ("item_id", "text"),
+        ("action", "text"),
+        ("message_id", "text"),
+        ("message", "text"),
+        ("status", "text"),
+        ("attempts", "int"),
+        ("next_attempt_at", "timestamptz"),
+        ("delivered_at", "timestamptz"),
+        ("last_status_code", "int"),
+        ("last_error", "text"),
+        ("last_attempt_id", "bigint"),
+    )
 
     def deliveries_insert(self, *, rows: list[NewDelivery], now: datetime) -> dict[int, int]:
         if not rows:
             return {}
+        for r in rows:
+            if r.status == "pending" and r.next_attempt_at is None:
+                r.next_attempt_at = now
+        # One array per column that varies; a column with one value for every row is one parameter.
+        selects, arrays, scalar_params, array_params = [], [], [], []
+        for name, pgtype in self._COLUMNS:
+            values = [getattr(r, name) for r in rows]
+            first = values[0]
+            if name != "id" and all(v == first for v in values):
+                selects.append(f"%s::{pgtype}")
+                scalar_params.append(first)
+            else:
+                selects.append(f"t.{name}")
+                arrays.append((name, pgtype))
+                array_params.append(values)
+        columns = ", ".join(name for name, _ in self._COLUMNS)
+        source = (
+            "FROM unnest("
+            + ", ".join(f"%b::{pgtype}[]" for _, pgtype in arrays)
+            + ") AS t("
+            + ", ".join(name for name, _ in arrays)
+            + ")"
+        )
         sql = (
-            "INSERT INTO integrations_delivery (id, integration_id, activity_id, item_kind, item_id, action, "
-            "message_id, message, status, attempts, next_attempt_at, delivered_at, last_status_code, "
-            "last_error, last_attempt_id, retry_window_start, created_at, updated_at) "
-            "SELECT id, i, a, k, r, x, m, msg, s, n, CASE WHEN s = 'pending' THEN coalesce(nx, %s) END, "
-            "da, sc, e, la, %s, %s, %s "
-            "FROM unnest(%b::uuid[], %b::bigint[], %b::uuid[], %b::text[], %b::text[], %b::text[], "
-            "%b::text[], %b::text[], %b::text[], %b::int[], %b::timestamptz[], %b::timestamptz[], "
-            "%b::int[], %b::text[], %b::bigint[]) "
-            "AS t(id, i, a, k, r, x, m, msg, s, n, nx, da, sc, e, la) "
+            f"INSERT INTO integrations_delivery ({columns}, retry_window_start, created_at, updated_at) "
+            f"SELECT {', '.join(selects)}, %s, %s, %s {source} "
             "ON CONFLICT (id) DO NOTHING RETURNING integration_id"
         )
-        params = [
-            now,
-            now,
-            now,
-            now,
-            [r.id for r in rows],
-            [r.integration_id for r in rows],
-            [r.activity_id for r in rows],
-            [r.item_kind for r in rows],
-            [r.item_id for r in rows],
-            [r.action for r in rows],
-            [r.message_id for r in rows],
-            [r.message for r in rows],
-            [r.status for r in rows],
-            [r.attempts for r in rows],
-            [r.next_attempt_at for r in rows],
-            [r.delivered_at for r in rows],
-            [r.last_status_code for r in rows],
-            [r.last_error for r in rows],
-            [r.last_attempt_id for r in rows],
-        ]
         created: dict[int, int] = {}
         with raw_cursor() as cursor:
-            cursor.execute(sql, params)
+            cursor.execute(sql, [*scalar_params, now, now, now, *array_params])
             for (integration_id,) in cursor.fetchall():
                 created[integration_id] = created.get(integration_id, 0) + 1
         return created
@@ -308,25 +339,13 @@ class OrmStore:
     """The same operations through the ORM (SQLite: its transactions hold the write lock, so the
     claims need no row locks)."""
 
-    def activities_claim(self, *, ids: list[str] | None, limit: int) -> list[ActivityRow]:
+    def activities_claim(self, *, ids: list[str] | None, limit: int, now: datetime) -> list[ActivityRow]:
         qs = Activity.objects.filter(dispatched_at__isnull=True).select_related("customer")
         if ids is not None:
             qs = qs.filter(pk__in=ids)
-        return [
-            ActivityRow(
-                id=a.pk,
-                app_id=a.app_id,
-                kind=a.kind,
-                occurred_at=a.occurred_at,
-                properties=a.properties or {},
-                customer_public_id=a.customer.public_id,
-                customer_fields=a.customer_fields or a.customer.custom_fields or {},
-            )
-            for a in qs.order_by("created_at")[:limit]
-        ]
-
-    def activities_dispatched(self, *, ids: list[uuid.UUID], now: datetime) -> None:
-        Activity.objects.filter(pk__in=ids).update(dispatched_at=now)
+        picked = list(qs.order_by("created_at")[:limit])
+        Activity.objects.filter(pk__in=[a.pk for a in picked]).update(dispatched_at=now)
+        return [activity_row(a) for a in picked]
 
     def deliveries_insert(self, *, rows: list[NewDelivery], now: datetime) -> dict[int, int]:
         created: dict[int, int] = {}

@@ -57,7 +57,7 @@ def user_id(integration: Any, activity: Any) -> str:
         value = (activity.customer_fields or {}).get(integration.user_id_field)
         if value not in (None, "") and isinstance(value, str | int | float):
             return str(value)
-    return str(activity.customer_public_id)
+    return activity.customer_public_id
 
 
 class SegmentConnector(BaseConnector):
@@ -73,8 +73,8 @@ class SegmentConnector(BaseConnector):
             "type": "track",
             "event": EVENT_NAMES[activity.kind],
             "userId": user_id(integration, activity),
-            "messageId": str(activity.id),
-            "timestamp": _iso(activity.occurred_at),
+            "messageId": activity.id,
+            "timestamp": activity.timestamp,
             "properties": {"activity": activity.kind, **activity.properties},
             "context": {"library": LIBRARY},
         }

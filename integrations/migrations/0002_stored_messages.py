@@ -11,7 +11,7 @@ def _fill_messages(apps, schema_editor):
     import orjson
 
     from integrations.connectors import connector_for
-    from integrations.delivery_store import ActivityRow
+    from integrations.delivery_store import ActivityRow, iso_ms
 
     Delivery = apps.get_model("integrations", "Delivery")
     Attempt = apps.get_model("integrations", "Attempt")
@@ -27,8 +27,9 @@ def _fill_messages(apps, schema_editor):
         else:
             a = d.activity
             row = ActivityRow(
-                id=a.pk, app_id=a.app_id, kind=a.kind, occurred_at=a.occurred_at, properties=a.properties or {},
-                customer_public_id=a.customer.public_id, customer_fields=a.customer.custom_fields or {},
+                id=str(a.pk), app_id=a.app_id, kind=a.kind, timestamp=iso_ms(a.occurred_at),
+                properties=a.properties or {}, customer_public_id=str(a.customer.public_id),
+                customer_fields=a.customer.custom_fields or {},
             )
             message = connector_for(d.integration.kind).activity_message(integration=d.integration, activity=row)
             d.item_kind, d.item_id, d.message_id = "activity", str(a.pk), str(a.pk)
@@ -135,7 +136,7 @@ class Migration(migrations.Migration):
         migrations.AlterField(
             model_name='delivery',
             name='integration',
-            field=models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='deliveries', to='integrations.integration'),
+            field=models.ForeignKey(db_constraint=False, db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='deliveries', to='integrations.integration'),
         ),
         migrations.AlterField(
             model_name='delivery',
