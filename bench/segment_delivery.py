@@ -332,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
         CELERY_RESULT_BACKEND=broker,
         HUB_OUTBOUND_ALLOW_NETWORKS="127.0.0.0/8",
         HUB_DELIVERY_SWEEP_SECONDS="0.5",
-        HUB_DELIVERY_PARALLEL="2",
+        HUB_DELIVERY_PARALLEL=str(args.concurrency),
         HUB_DELIVERY_TIMEOUT="10",
         DATABASE_CONN_MAX_AGE="600",
     )

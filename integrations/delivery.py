@@ -433,8 +433,7 @@ def _send_batch(integration_id: int, report: SendReport, only: list | None = Non
         probing = integration.outage_since is not None and only is None
         if probing:
             if integration.probe_at is not None and integration.probe_at > now:
-                report.probe_at = integration.probe_at
-                return False
+                return False  # the prober that failed last has the next probe queued
             # One prober at a time: the integration's row stays locked while the probe is out.
             if not Integration.objects.select_for_update(skip_locked=True).filter(pk=integration_id).exists():
                 return False

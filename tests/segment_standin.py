@@ -22,14 +22,47 @@ MAX_BATCH_MESSAGES = 2500
 MAX_MESSAGE_BYTES = 32 * 1024
 
 
+def _batch_items(raw: bytes) -> list[bytes]:
+    """The raw bytes of each element of the `batch` array of a JSON body (a small scanner)."""
+    items, i = [], raw.index(b'"batch"')
+    i = raw.index(b"[", i) + 1
+    depth, in_str, esc, start = 0, False, False, None
+    while i < len(raw):
+        c = raw[i]
+        if in_str:
+            if esc:
+                esc = False
+            elif c == 0x5C:  # backslash
+                esc = True
+            elif c == 0x22:
+                in_str = False
+        elif c == 0x22:
+            in_str = True
+        elif c in (0x7B, 0x5B):  # { [
+            if depth == 0:
+                start = i
+            depth += 1
+        elif c in (0x7D, 0x5D):  # } ]
+            if depth == 0:
+                break  # the batch array closed
+            depth -= 1
+            if depth == 0:
+                items.append(raw[start : i + 1])
+        i += 1
+    return items
+
+
 class SegmentStandIn:
     def __init__(self, write_key: str = "wk_test", port: int = 0):
         self.write_key = write_key
         self.port = port
         self.messages: list[dict] = []  # every accepted message, duplicates included
+        self.bodies: list[bytes] = []  # every accepted request body, as received
         self.received_at: dict[str, float] = {}  # messageId -> first receipt (time.time())
         self.violations: list[str] = []
         self.requests = 0
+        self.hanging = 0  # requests being held right now, and the most held at once
+        self.max_hanging = 0
         self.faults: list[tuple] = []  # ("status", code, headers) | ("hang", seconds)
         self.on_request = None  # callable run after a valid request is recorded, before the answer
         self.lock = threading.Lock()
@@ -76,6 +109,12 @@ class SegmentStandIn:
     def hang_next(self, count: int, seconds: float) -> None:
         with self.lock:
             self.faults += [("hang", seconds)] * count
+
+    def raw_messages(self) -> list[bytes]:
+        """The bytes of each message of each accepted /v1/batch body, as they stood in the request."""
+        with self.lock:
+            bodies = list(self.bodies)
+        return [m for raw in bodies for m in _batch_items(raw)]
 
     def message_ids(self) -> Counter:
         with self.lock:
@@ -130,7 +169,12 @@ class SegmentStandIn:
             self.requests += 1
             fault = self.faults.pop(0) if self.faults else None
         if fault and fault[0] == "hang":
+            with self.lock:
+                self.hanging += 1
+                self.max_hanging = max(self.max_hanging, self.hanging)
             time.sleep(fault[1])
+            with self.lock:
+                self.hanging -= 1
             handler.close_connection = True
             return
         if fault and fault[0] == "status":
@@ -150,6 +194,7 @@ class SegmentStandIn:
         batch = body["batch"] if handler.path == "/v1/batch" else [body]
         now = time.time()
         with self.lock:
+            self.bodies.append(raw)
             for m in batch:
                 self.messages.append(m)
                 self.received_at.setdefault(m["messageId"], now)

@@ -1,0 +1,180 @@
+"""The delivery engine's contract, in process: exact stored messages, one attempt row per request,
+the circuit with its probes, retention, and what the delivery log shows."""
+
+from datetime import timedelta
+
+import orjson
+import pytest
+from django.utils import timezone
+
+from hub import lifecycle
+from hub.customers import customer_identify
+from hub.models import Activity
+from integrations import delivery
+from integrations.models import Attempt, Delivery, Integration
+from integrations.services import delivery_retry, integration_save
+from tests.integrations.conftest import make_customer
+
+pytestmark = pytest.mark.django_db
+
+
+def test_a_resend_is_byte_identical_after_the_customer_and_the_settings_changed(
+    workspace, app, standin, fast_retries
+):
+    """The message is fixed at fan-out: a retry after the custom field and the integration's
+    custom-field setting changed sends the same bytes under the same messageId."""
+    integration = integration_save(
+        workspace=workspace, name="Prod", write_key="wk_live_123", region="custom", custom_host=standin.url,
+        apps=[app], activities=["installed"], user_id_field="crm_id",
+    )  # fmt: skip
+    standin.fail_next(1, 500)
+    customer = make_customer(app, "shop-1", custom_fields={"crm_id": "CRM-1"})
+    delivery.activities_fanout()  # sent at once: answered 500
+    row = Delivery.objects.get(integration=integration)
+    assert row.status == "pending" and row.attempts == 1
+    stored = row.message.encode()
+    customer_identify(app=app, platform_id="shop-1", custom_fields={"crm_id": "CRM-2"})
+    integration_save(
+        workspace=workspace, integration=integration, name="Prod", region="custom", custom_host=standin.url,
+        apps=[app], activities=["installed"], user_id_field="other_field",
+    )  # fmt: skip
+    Delivery.objects.filter(pk=row.pk).update(next_attempt_at=timezone.now())
+    Integration.objects.filter(pk=integration.pk).update(probe_at=timezone.now())
+    report = delivery.deliveries_send(integration_id=integration.pk)
+    assert report.delivered == 1
+    assert standin.raw_messages() == [stored]
+    assert orjson.loads(stored)["userId"] == "CRM-1"
+    # A manual Retry sends the same bytes again.
+    Delivery.objects.filter(pk=row.pk).update(status="failed")
+    delivery_retry(delivery=Delivery.objects.get(pk=row.pk))
+    delivery.deliveries_send(integration_id=integration.pk)
+    assert standin.raw_messages() == [stored, stored]
+    assert standin.message_ids()[str(customer.activities.get().pk)] == 2
+
+
+def test_an_activity_keeps_the_custom_fields_of_its_moment(workspace, app, standin, fast_retries):
+    integration = integration_save(
+        workspace=workspace, name="Prod", write_key="wk_live_123", region="custom", custom_host=standin.url,
+        apps=[app], activities=["reviewed"], user_id_field="crm_id",
+    )  # fmt: skip
+    customer = make_customer(app, "shop-1", custom_fields={"crm_id": "before"})
+    lifecycle.review_create(customer=customer, rating=5, text="")
+    customer_identify(app=app, platform_id="shop-1", custom_fields={"crm_id": "after"})
+    delivery.activities_fanout()  # the fan-out runs after the change
+    assert [m["userId"] for m in standin.messages] == ["before"]
+    assert Delivery.objects.get(integration=integration).status == "delivered"
+
+
+def test_one_attempt_row_per_request_knows_its_deliveries(segment, app, standin):
+    customers = [make_customer(app, f"s-{i}") for i in range(30)]
+    created = delivery.activities_fanout()
+    assert created == {segment.pk: len(customers)}
+    attempt = Attempt.objects.get(integration=segment)
+    ids = set(Delivery.objects.filter(integration=segment).values_list("pk", flat=True))
+    assert {str(i) for i in ids} == set(attempt.delivery_ids) and attempt.message_count == 30
+    assert set(Delivery.objects.values_list("last_attempt_id", flat=True)) == {attempt.pk}
+    assert attempt.request_headers["Authorization"].startswith("Basic ••••")
+    assert "wk_live_123" not in orjson.dumps(attempt.request_headers).decode()
+
+
+def test_a_fan_out_that_runs_twice_makes_no_second_delivery(segment, app, standin):
+    make_customer(app, "s-1")
+    activity = Activity.objects.get()
+    delivery.activities_fanout(send=False)
+    Activity.objects.filter(pk=activity.pk).update(dispatched_at=None)  # as if the mark were lost
+    delivery.activities_fanout(send=False)
+    assert Delivery.objects.filter(integration=segment).count() == 1
+
+
+def test_the_circuit_probes_one_delivery_at_a_time_then_sends_the_backlog_at_once(
+    segment, app, standin, settings
+):
+    settings.HUB_DELIVERY_BACKOFF_BASE = 3600  # without the probe, the backlog would wait an hour
+    settings.HUB_DELIVERY_BACKOFF_MAX = 3600
+    settings.HUB_DELIVERY_PROBE_SECONDS = 30
+    standin.stop()
+    for i in range(20):
+        make_customer(app, f"s-{i}")
+    delivery.activities_fanout()
+    segment.refresh_from_db()
+    assert segment.outage_since is not None and segment.probe_at > timezone.now()
+    # Not yet time for a probe: nothing is sent.
+    assert delivery.deliveries_send(integration_id=segment.pk).requests == 0
+    Integration.objects.filter(pk=segment.pk).update(probe_at=timezone.now())
+    report = delivery.deliveries_send(integration_id=segment.pk)
+    assert report.requests == 1 and report.retry == 1 and report.probe_at > timezone.now()
+    probe = Attempt.objects.filter(integration=segment, probe=True).get()
+    assert probe.message_count == 1 and "connection error" in probe.error
+    standin.start()
+    Integration.objects.filter(pk=segment.pk).update(probe_at=timezone.now())
+    report = delivery.deliveries_send(integration_id=segment.pk)
+    assert report.recovered and report.delivered == 20
+    segment.refresh_from_db()
+    assert segment.outage_since is None
+    assert Delivery.objects.filter(integration=segment, status="delivered").count() == 20
+    standin.assert_each_once_by_id(Activity.objects.values_list("pk", flat=True))
+
+
+def test_a_long_outage_ends_deliveries_past_the_retry_window(segment, app, standin, settings):
+    settings.HUB_DELIVERY_RETRY_WINDOW = 3600
+    standin.stop()
+    make_customer(app, "s-1")
+    make_customer(app, "s-2")
+    delivery.activities_fanout()
+    Delivery.objects.update(retry_window_start=timezone.now() - timedelta(hours=2))
+    Integration.objects.filter(pk=segment.pk).update(probe_at=timezone.now())
+    delivery.deliveries_send(integration_id=segment.pk)
+    statuses = sorted(Delivery.objects.values_list("status", flat=True))
+    assert statuses == ["dead", "dead"]
+
+
+def test_retention_prunes_old_finished_rows_and_leaves_pending_ones(segment, app, standin, settings):
+    settings.HUB_DELIVERY_KEEP_DELIVERED_DAYS = 30
+    settings.HUB_DELIVERY_KEEP_FAILED_DAYS = 90
+    for i in range(6):
+        make_customer(app, f"s-{i}")
+    delivery.activities_fanout(send=False)
+    rows = list(Delivery.objects.order_by("message_id"))
+    now = timezone.now()
+    old, very_old = now - timedelta(days=40), now - timedelta(days=100)
+    plan = [
+        ("delivered", old),  # pruned
+        ("delivered", now - timedelta(days=5)),  # kept
+        ("failed", old),  # kept: failed ones live 90 days
+        ("dead", very_old),  # pruned
+        ("pending", very_old),  # never pruned
+        ("pending", very_old),  # retrying: never pruned
+    ]
+    for row, (status, created) in zip(rows, plan, strict=True):
+        Delivery.objects.filter(pk=row.pk).update(status=status, created_at=created, attempts=1)
+    Delivery.objects.filter(pk=rows[5].pk).update(next_attempt_at=now + timedelta(hours=1))
+    Attempt.objects.create(integration=segment, url="x", outcome="delivered", created_at=old)
+    Attempt.objects.create(integration=segment, url="x", outcome="retry", created_at=old)
+    Attempt.objects.create(integration=segment, url="x", outcome="failed", created_at=very_old)
+    counts = delivery.deliveries_prune(batch=1)
+    assert counts == {"deliveries": 2, "attempts": 2}
+    assert sorted(Delivery.objects.values_list("status", flat=True)) == [
+        "delivered", "failed", "pending", "pending",
+    ]  # fmt: skip
+    assert sorted(Attempt.objects.values_list("outcome", flat=True)) == ["retry"]
+
+
+def test_the_log_shows_the_stored_message_backlog_and_outage(
+    logged_in, workspace, segment, app, standin, settings
+):
+    settings.HUB_DELIVERY_BACKOFF_BASE = 600
+    settings.HUB_DELIVERY_PROBE_SECONDS = 30
+    customer = make_customer(app, "shop-1", custom_fields={"crm_id": "OLD"})
+    Integration.objects.filter(pk=segment.pk).update(user_id_field="crm_id")
+    standin.stop()
+    delivery.activities_fanout()
+    row = Delivery.objects.get(integration=segment)
+    customer_identify(app=app, platform_id="shop-1", custom_fields={"crm_id": "NEW"})
+    Integration.objects.filter(pk=segment.pk).update(user_id_field="")
+    page = logged_in.get(f"/w/{workspace.slug}/integrations/{segment.pk}/deliveries/").content.decode()
+    assert "Segment is refusing connections since" in page and "next probe in" in page
+    assert 'data-stat="retrying">1<' in page
+    assert "Retrying (attempt 2 at " in page
+    assert "&quot;userId&quot;: &quot;OLD&quot;" in page  # as stored, not rebuilt
+    assert f"&quot;userId&quot;: &quot;{customer.public_id}" not in page
+    assert row.message_id in page and "Request as sent" in page and "Basic ••••" in page

@@ -1,0 +1,74 @@
+"""Recovery after an outage, with a real Celery worker and beat: the circuit's probe finds the
+destination back within seconds whatever the outage length, and the backlog goes at once."""
+
+import time
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from hub.models import Activity
+from integrations.models import Attempt, Delivery, Integration
+from tests.integrations.conftest import make_customer
+from tests.integrations.test_delivery_faults import wait_delivered, worker_with_beat
+
+pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
+
+# Backoff long enough that, without the probe, nothing would be retried within the test.
+SLOW_BACKOFF = {
+    "HUB_DELIVERY_BACKOFF_BASE": "120",
+    "HUB_DELIVERY_BACKOFF_MAX": "3600",
+    "HUB_DELIVERY_PROBE_SECONDS": "5",
+}
+
+
+def _wait(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _first_arrival_after(standin, since: float) -> float:
+    return min(standin.received_at.values()) - since
+
+
+@pytest.mark.parametrize("outage", ["60s", "simulated-30min"])
+def test_after_an_outage_the_first_delivery_arrives_within_10_s_and_the_backlog_follows(
+    outage, segment, app, standin, tmp_path
+):
+    standin.stop()
+    with worker_with_beat(f"recover{outage}", tmp_path, **SLOW_BACKOFF) as worker:
+        down_at = time.monotonic()
+        customers = [make_customer(app, f"o-{i}") for i in range(40)]
+        _wait(
+            lambda: Integration.objects.get(pk=segment.pk).outage_since is not None, 30, "the circuit to open"
+        )
+        _wait(lambda: not Activity.objects.filter(dispatched_at__isnull=True).exists(), 30, "the fan-out")
+        assert Delivery.objects.filter(integration=segment).count() == len(customers)
+        if outage == "60s":
+            time.sleep(max(0.0, 60 - (time.monotonic() - down_at)))
+        else:
+            # What half an hour of failures leaves behind: late attempts, each due in up to an hour.
+            now = timezone.now()
+            Delivery.objects.filter(integration=segment, status="pending").update(
+                attempts=9,
+                next_attempt_at=now + timedelta(hours=1),
+                retry_window_start=now - timedelta(minutes=30),
+            )
+            Integration.objects.filter(pk=segment.pk).update(outage_since=now - timedelta(minutes=30))
+            time.sleep(3)
+        down_for = time.monotonic() - down_at
+        probes = Attempt.objects.filter(integration=segment, probe=True).count()
+        assert not standin.messages
+        standin.start()  # the same port again
+        back = time.time()
+        activities = list(Activity.objects.filter(app=app))
+        wait_delivered(segment, len(activities), timeout=30)
+        first = _first_arrival_after(standin, back)
+        assert first <= 10, (first, worker.output()[-2000:])
+        standin.assert_each_once_by_id(a.pk for a in activities)
+        # Not hammered while down: one probe per HUB_DELIVERY_PROBE_SECONDS (5 s), and a few spare.
+        assert probes <= down_for / 5 + 3, (probes, down_for)
