@@ -23,6 +23,7 @@ import logging
 import random
 import time
 from collections import defaultdict
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -60,9 +61,17 @@ def _activity_links(app_ids: set[int]) -> dict[int, list[tuple[Integration, set[
     return by_app
 
 
+class FanoutResult(dict):
+    """{integration id: new deliveries}, and `waiting`: the integrations left with pending ones."""
+
+    def __init__(self, created: dict[int, int] | None = None, waiting: set[int] | None = None):
+        super().__init__(created or {})
+        self.waiting = waiting or set()
+
+
 def activities_fanout(
     *, activity_ids: list[str] | None = None, limit: int = 5000, send: bool = True
-) -> dict[int, int]:
+) -> FanoutResult:
     """Create the deliveries of undispatched activities (these ids, or the oldest `limit`).
 
     Each activity gets one delivery per enabled integration that has its app and its kind, its
@@ -76,7 +85,7 @@ def activities_fanout(
         now = timezone.now()
         rows = db.activities_claim(ids=activity_ids, limit=limit, now=now)
         if not rows:
-            return {}
+            return FanoutResult()
         by_app = _activity_links({r.app_id for r in rows})
         groups: dict[int, tuple[Integration, list[NewDelivery]]] = {}
         for row in rows:
@@ -100,10 +109,15 @@ def activities_fanout(
         new: list[NewDelivery] = []
         for integration, items in groups.values():
             if send and integration.outage_since is None:
-                fanout_send(integration, items, now=now)
+                # At most HUB_DELIVERY_PARALLEL requests in flight per integration, whoever sends
+                # them: a destination that starts hanging holds that many workers, not all.
+                with db.send_slot(integration_id=integration.pk, slots=settings.HUB_DELIVERY_PARALLEL) as ok:
+                    if ok:
+                        fanout_send(integration, items, now=now)
             new.extend(items)
         created = db.deliveries_insert(rows=new, now=now)
-    return created
+        waiting = {n.integration_id for n in new if n.status == Delivery.Status.PENDING}
+    return FanoutResult(created, waiting)
 
 
 def integrations_due(*, now: datetime | None = None) -> list[int]:
@@ -424,7 +438,7 @@ def _batch_limit(connector, kind: str) -> int:
 def _send_batch(integration_id: int, report: SendReport, only: list | None = None) -> bool:
     """Claim due deliveries, send one request, record it; False when there is nothing (more) to do."""
     db = store()
-    with transaction.atomic():
+    with transaction.atomic(), ExitStack() as stack:
         integration = Integration.objects.filter(pk=integration_id).first()
         if integration is None or (not integration.enabled and only is None):
             return False
@@ -442,6 +456,9 @@ def _send_batch(integration_id: int, report: SendReport, only: list | None = Non
                 _circuit_close(integration, now)
                 return False
         else:
+            slot = db.send_slot(integration_id=integration_id, slots=settings.HUB_DELIVERY_PARALLEL)
+            if not stack.enter_context(slot) and only is None:
+                return False  # as many requests as allowed are in flight already
             limit = _batch_limit(connector, integration.kind)
             rows = db.claim(integration_id=integration_id, limit=limit, due_by=now, only=only)
             if not rows:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import functools
 import hashlib
 import uuid
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
@@ -115,6 +117,7 @@ def retry_states(ids: list) -> dict:
 
 
 class DeliveryStore(Protocol):
+    def send_slot(self, *, integration_id: int, slots: int) -> AbstractContextManager[bool]: ...
     def activities_claim(self, *, ids: list[str] | None, limit: int, now: datetime) -> list[ActivityRow]: ...
     def deliveries_insert(self, *, rows: list[NewDelivery], now: datetime) -> dict[int, int]: ...
     def claim(
@@ -153,8 +156,28 @@ def _loads(value) -> dict:
     return orjson.loads(value)
 
 
+_SEND_SLOTS = 0x48554253  # the advisory-lock class of "requests in flight to an integration"
+
+
 class PostgresStore:
     """Raw SQL through psycopg's server-binding cursor (prepared on the connection)."""
+
+    @contextmanager
+    def send_slot(self, *, integration_id: int, slots: int) -> Iterator[bool]:
+        """Hold one of the integration's `slots` request slots while the block runs (True), or
+        none when all are taken (False). Session advisory locks: seen by every process at once,
+        whatever their transactions, and freed if the holder dies."""
+        with raw_cursor() as cursor:
+            for slot in range(slots):
+                key = integration_id * 64 + slot
+                cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [_SEND_SLOTS, key])
+                if cursor.fetchone()[0]:
+                    try:
+                        yield True
+                    finally:
+                        cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [_SEND_SLOTS, key])
+                    return
+        yield False
 
     def activities_claim(self, *, ids: list[str] | None, limit: int, now: datetime) -> list[ActivityRow]:
         # Picked (and locked) on their own in the undispatched index's order, marked dispatched in
@@ -338,6 +361,10 @@ class PostgresStore:
 class OrmStore:
     """The same operations through the ORM (SQLite: its transactions hold the write lock, so the
     claims need no row locks)."""
+
+    @contextmanager
+    def send_slot(self, *, integration_id: int, slots: int) -> Iterator[bool]:
+        yield True  # one writer at a time already
 
     def activities_claim(self, *, ids: list[str] | None, limit: int, now: datetime) -> list[ActivityRow]:
         qs = Activity.objects.filter(dispatched_at__isnull=True).select_related("customer")

@@ -17,9 +17,11 @@ def _enqueue_sends(integration_ids, parallel: int = 1) -> None:
             deliveries_send.delay(integration_id)
 
 
-def _after_fanout(created: dict[int, int]) -> None:
-    for integration_id, count in created.items():
-        parallel = min(settings.HUB_DELIVERY_PARALLEL, 1 + count // 2500)
+def _after_fanout(created) -> None:
+    # Deliveries the fan-out sent at once need no sender; the integrations left with pending
+    # ones (not sent, or answered with a retry) get one.
+    for integration_id in created.waiting:
+        parallel = min(settings.HUB_DELIVERY_PARALLEL, 1 + created.get(integration_id, 0) // 2500)
         _enqueue_sends([integration_id], parallel)
 
 

@@ -1,16 +1,21 @@
-"""Recovery after an outage, with a real Celery worker and beat: the circuit's probe finds the
-destination back within seconds whatever the outage length, and the backlog goes at once."""
+"""Recovery after an outage and isolation from a hanging destination, with a real Celery worker
+and beat: the circuit's probe finds the destination back within seconds whatever the outage
+length, the backlog goes at once, and a hanging destination does not hold up a healthy one."""
 
 import time
 from datetime import timedelta
 
 import pytest
+from django.db import transaction
 from django.utils import timezone
 
+from hub import lifecycle, services
 from hub.models import Activity
 from integrations.models import Attempt, Delivery, Integration
+from integrations.services import integration_save
 from tests.integrations.conftest import make_customer
 from tests.integrations.test_delivery_faults import wait_delivered, worker_with_beat
+from tests.segment_standin import SegmentStandIn
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
@@ -72,3 +77,39 @@ def test_after_an_outage_the_first_delivery_arrives_within_10_s_and_the_backlog_
         standin.assert_each_once_by_id(a.pk for a in activities)
         # Not hammered while down: one probe per HUB_DELIVERY_PROBE_SECONDS (5 s), and a few spare.
         assert probes <= down_for / 5 + 3, (probes, down_for)
+
+
+def test_a_hanging_destination_does_not_hold_up_a_healthy_one(segment, app, standin, tmp_path):
+    healthy_server = SegmentStandIn(write_key="wk_2").start()
+    try:
+        other = services.workspace_create(name="Other")
+        other_app = services.app_create(workspace=other, name="Other app")
+        healthy = integration_save(
+            workspace=other, name="Healthy", write_key="wk_2", region="custom", custom_host=healthy_server.url,
+            apps=[other_app], activities=["reviewed"],
+        )  # fmt: skip
+        hanging_customer = make_customer(app, "h-1")
+        healthy_customer = make_customer(other_app, "ok-1")
+        standin.hang_next(10_000, 3.0)  # every request, past the 1 s timeout
+        with worker_with_beat("isolation", tmp_path, HUB_DELIVERY_PROBE_SECONDS="1"):
+            commits: dict[str, float] = {}
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                with transaction.atomic():
+                    lifecycle.activity_record(customer=hanging_customer, kind="reviewed", properties={})
+                with transaction.atomic():
+                    a = lifecycle.activity_record(customer=healthy_customer, kind="reviewed", properties={})
+                commits[str(a.pk)] = time.time()
+                time.sleep(0.05)
+            healthy_server.wait_for(commits, timeout=30)
+            latencies = sorted(healthy_server.received_at[k] - t for k, t in commits.items())
+            p99 = latencies[int(len(latencies) * 0.99)]
+            # Below the 1 s timeout: no healthy delivery waited on a hanging request.
+            assert p99 < 1.0, latencies[-10:]
+            # The hanging one never held more than its HUB_DELIVERY_PARALLEL (2) request slots plus
+            # the one probe: the worker's other processes stayed free for the healthy one.
+            assert standin.max_hanging <= 3, standin.max_hanging
+            assert Integration.objects.get(pk=segment.pk).outage_since is not None
+            assert Delivery.objects.filter(integration=healthy, status="delivered").count() == len(commits)
+    finally:
+        healthy_server.stop()
