@@ -178,3 +178,8 @@ def test_the_log_shows_the_stored_message_backlog_and_outage(
     assert "&quot;userId&quot;: &quot;OLD&quot;" in page  # as stored, not rebuilt
     assert f"&quot;userId&quot;: &quot;{customer.public_id}" not in page
     assert row.message_id in page and "Request as sent" in page and "Basic ••••" in page
+
+
+def test_the_settings_screen_says_changes_apply_from_now_on(logged_in, workspace, segment):
+    page = logged_in.get(f"/w/{workspace.slug}/integrations/{segment.pk}/").content.decode()
+    assert "Changes apply to activities from now on" in page
