@@ -168,7 +168,9 @@ def test_the_log_shows_the_stored_message_backlog_and_outage(
     Integration.objects.filter(pk=segment.pk).update(user_id_field="crm_id")
     standin.stop()
     delivery.activities_fanout()
+    delivery.deliveries_send(integration_id=segment.pk)  # a no-op unless the fan-out left it due
     row = Delivery.objects.get(integration=segment)
+    assert row.attempts == 1
     customer_identify(app=app, platform_id="shop-1", custom_fields={"crm_id": "NEW"})
     Integration.objects.filter(pk=segment.pk).update(user_id_field="")
     page = logged_in.get(f"/w/{workspace.slug}/integrations/{segment.pk}/deliveries/").content.decode()
