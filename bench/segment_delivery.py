@@ -294,7 +294,8 @@ def steady(env, customer_ids: list[int], rate: float, seconds: float, processes:
         p.start()
     commits: dict[str, float] = {}
     for _ in procs:
-        commits.update(queue.get(timeout=seconds + 120))
+        # A producer that cannot keep its rate (the machine is full) finishes late: wait for it.
+        commits.update(queue.get(timeout=seconds * 20 + 120))
     for p in procs:
         p.join(10)
     return commits
@@ -425,6 +426,8 @@ def main(argv: list[str] | None = None) -> int:
                 commits = steady(env, customer_ids, rate, args.seconds, procs)
                 standin.wait_unique(len(commits), timeout=120)
                 p50, p99, _missing = latency(commits, standin.received_at())
+                achieved = len(commits) / max(1e-6, max(commits.values()) - min(commits.values()))
+                print(f"  producers committed {achieved:,.0f} activities/s (asked {rate}/s)")
                 print(f"commit-to-received at {rate}/s for {args.seconds:.0f} s ({len(commits)} activities, "
                       f"{procs} producer process(es)): p50 {p50:.0f} ms, p99 {p99:.0f} ms "
                       f"(target p99 <= {target} ms) {_verdict(p99 <= target)}")  # fmt: skip
