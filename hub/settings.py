@@ -316,6 +316,9 @@ HUB_DELIVERY_RETRY_WINDOW = env.float("HUB_DELIVERY_RETRY_WINDOW", default=72 * 
 HUB_DELIVERY_SEND_BUDGET = env.float("HUB_DELIVERY_SEND_BUDGET", default=20.0)
 # Send tasks started per integration when much is due (they split the rows with SKIP LOCKED).
 HUB_DELIVERY_PARALLEL = env.int("HUB_DELIVERY_PARALLEL", default=2)
+# Requests in flight to one integration at once, whatever process sends them: a destination that
+# hangs holds at most this many worker processes (plus its one probe).
+HUB_DELIVERY_MAX_IN_FLIGHT = env.int("HUB_DELIVERY_MAX_IN_FLIGHT", default=2)
 # How often the sweep dispatches forgotten activities and enqueues due deliveries (seconds).
 HUB_DELIVERY_SWEEP_SECONDS = env.float("HUB_DELIVERY_SWEEP_SECONDS", default=5.0)
 CELERY_BEAT_SCHEDULE["integrations-deliveries-sweep"] = {

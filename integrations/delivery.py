@@ -109,9 +109,9 @@ def activities_fanout(
         new: list[NewDelivery] = []
         for integration, items in groups.values():
             if send and integration.outage_since is None:
-                # At most HUB_DELIVERY_PARALLEL requests in flight per integration, whoever sends
+                # At most HUB_DELIVERY_MAX_IN_FLIGHT requests in flight per integration, whoever sends
                 # them: a destination that starts hanging holds that many workers, not all.
-                with db.send_slot(integration_id=integration.pk, slots=settings.HUB_DELIVERY_PARALLEL) as ok:
+                with db.send_slot(integration_id=integration.pk, slots=settings.HUB_DELIVERY_MAX_IN_FLIGHT) as ok:
                     if ok:
                         fanout_send(integration, items, now=now)
             new.extend(items)
@@ -456,7 +456,7 @@ def _send_batch(integration_id: int, report: SendReport, only: list | None = Non
                 _circuit_close(integration, now)
                 return False
         else:
-            slot = db.send_slot(integration_id=integration_id, slots=settings.HUB_DELIVERY_PARALLEL)
+            slot = db.send_slot(integration_id=integration_id, slots=settings.HUB_DELIVERY_MAX_IN_FLIGHT)
             if not stack.enter_context(slot) and only is None:
                 return False  # as many requests as allowed are in flight already
             limit = _batch_limit(connector, integration.kind)

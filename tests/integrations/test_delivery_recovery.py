@@ -106,7 +106,7 @@ def test_a_hanging_destination_does_not_hold_up_a_healthy_one(segment, app, stan
             p99 = latencies[int(len(latencies) * 0.99)]
             # Below the 1 s timeout: no healthy delivery waited on a hanging request.
             assert p99 < 1.0, latencies[-10:]
-            # The hanging one never held more than its HUB_DELIVERY_PARALLEL (2) request slots plus
+            # The hanging one never held more than its HUB_DELIVERY_MAX_IN_FLIGHT (2) request slots plus
             # the one probe: the worker's other processes stayed free for the healthy one.
             assert standin.max_hanging <= 3, standin.max_hanging
             assert Integration.objects.get(pk=segment.pk).outage_since is not None
