@@ -76,9 +76,10 @@ def activities_fanout(
 
     Each activity gets one delivery per enabled integration that has its app and its kind, its
     message rendered now from the activity's own snapshot; activities are marked dispatched in
-    the same transaction. With `send`, the messages of integrations whose circuit is closed go
-    out at once, before the rows are written, so a delivery usually takes one insert in its final
-    state (`fanout_send`). Returns {integration id: new rows}.
+    the same transaction. With `send`, when the chunk concerns one integration whose circuit is
+    closed, its messages go out at once, before the rows are written, so a delivery usually takes
+    one insert in its final state (`fanout_send`); otherwise they are left pending for a sender per
+    integration. Returns {integration id: new rows}.
     """
     db = store()
     with transaction.atomic():
@@ -107,11 +108,17 @@ def activities_fanout(
                     )
                 )
         new: list[NewDelivery] = []
+        # Inline sends only when the chunk concerns one integration: sent one after the other in
+        # this task, a hanging destination would hold up the others' deliveries until its timeout.
+        # Several integrations' rows are committed pending and get a sender each (in parallel).
+        inline = send and len(groups) == 1
         for integration, items in groups.values():
-            if send and integration.outage_since is None:
+            if inline and integration.outage_since is None:
                 # At most HUB_DELIVERY_MAX_IN_FLIGHT requests in flight per integration, whoever sends
                 # them: a destination that starts hanging holds that many workers, not all.
-                with db.send_slot(integration_id=integration.pk, slots=settings.HUB_DELIVERY_MAX_IN_FLIGHT) as ok:
+                with db.send_slot(
+                    integration_id=integration.pk, slots=settings.HUB_DELIVERY_MAX_IN_FLIGHT
+                ) as ok:
                     if ok:
                         fanout_send(integration, items, now=now)
             new.extend(items)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import select
 import socket
 import threading
 import time
@@ -52,6 +53,21 @@ def _batch_items(raw: bytes) -> list[bytes]:
     return items
 
 
+def _hold(handler, seconds: float) -> None:
+    """Keep a request unanswered for `seconds`, or until its client gives up (closes the
+    connection): `hanging` then counts the requests a client is still waiting on."""
+    deadline = time.monotonic() + seconds
+    sock = handler.connection
+    while (left := deadline - time.monotonic()) > 0:
+        readable, _, _ = select.select([sock], [], [], min(left, 0.05))
+        if readable:
+            try:
+                if not sock.recv(1, socket.MSG_PEEK):
+                    return
+            except OSError:
+                return
+
+
 class SegmentStandIn:
     def __init__(self, write_key: str = "wk_test", port: int = 0):
         self.write_key = write_key
@@ -63,6 +79,7 @@ class SegmentStandIn:
         self.requests = 0
         self.hanging = 0  # requests being held right now, and the most held at once
         self.max_hanging = 0
+        self.hung = 0  # requests held in all
         self.faults: list[tuple] = []  # ("status", code, headers) | ("hang", seconds)
         self.on_request = None  # callable run after a valid request is recorded, before the answer
         self.lock = threading.Lock()
@@ -171,8 +188,9 @@ class SegmentStandIn:
         if fault and fault[0] == "hang":
             with self.lock:
                 self.hanging += 1
+                self.hung += 1
                 self.max_hanging = max(self.max_hanging, self.hanging)
-            time.sleep(fault[1])
+            _hold(handler, fault[1])
             with self.lock:
                 self.hanging -= 1
             handler.close_connection = True

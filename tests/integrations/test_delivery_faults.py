@@ -27,8 +27,8 @@ FAST = {
 }
 
 
-def worker_with_beat(name: str, tmp_path: Path, **env) -> CeleryWorker:
-    worker = CeleryWorker(name=name, concurrency=2, **{**FAST, **env})
+def worker_with_beat(name: str, tmp_path: Path, concurrency: int = 2, **env) -> CeleryWorker:
+    worker = CeleryWorker(name=name, concurrency=concurrency, **{**FAST, **env})
     worker.args += ["--beat", "--schedule", str(tmp_path / f"beat-{name}")]
     return worker
 

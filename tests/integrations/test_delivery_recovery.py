@@ -79,6 +79,28 @@ def test_after_an_outage_the_first_delivery_arrives_within_10_s_and_the_backlog_
         assert probes <= down_for / 5 + 3, (probes, down_for)
 
 
+def _healthy_latencies(customer, server, seconds: float, also=None) -> list[float]:
+    """Record activities for `customer` every 50 ms (and one for `also` beside each) for `seconds`;
+    return the sorted commit-to-received latencies of `customer`'s deliveries at `server`."""
+    commits: dict[str, float] = {}
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if also is not None:
+            with transaction.atomic():
+                lifecycle.activity_record(customer=also, kind="reviewed", properties={})
+        with transaction.atomic():
+            a = lifecycle.activity_record(customer=customer, kind="reviewed", properties={})
+        commits[str(a.pk)] = time.time()
+        time.sleep(0.05)
+    server.wait_for(commits, timeout=30)
+    return sorted(server.received_at[k] - t for k, t in commits.items())
+
+
+# The destination's timeout in this test: a healthy delivery that waited on a hanging request
+# would take at least this long, so the bound below says "never waited", not "was fast".
+HANG_TIMEOUT = 3.0
+
+
 def test_a_hanging_destination_does_not_hold_up_a_healthy_one(segment, app, standin, tmp_path):
     healthy_server = SegmentStandIn(write_key="wk_2").start()
     try:
@@ -90,26 +112,23 @@ def test_a_hanging_destination_does_not_hold_up_a_healthy_one(segment, app, stan
         )  # fmt: skip
         hanging_customer = make_customer(app, "h-1")
         healthy_customer = make_customer(other_app, "ok-1")
-        standin.hang_next(10_000, 3.0)  # every request, past the 1 s timeout
-        with worker_with_beat("isolation", tmp_path, HUB_DELIVERY_PROBE_SECONDS="1"):
-            commits: dict[str, float] = {}
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline:
-                with transaction.atomic():
-                    lifecycle.activity_record(customer=hanging_customer, kind="reviewed", properties={})
-                with transaction.atomic():
-                    a = lifecycle.activity_record(customer=healthy_customer, kind="reviewed", properties={})
-                commits[str(a.pk)] = time.time()
-                time.sleep(0.05)
-            healthy_server.wait_for(commits, timeout=30)
-            latencies = sorted(healthy_server.received_at[k] - t for k, t in commits.items())
+        # Four worker processes; the hanging integration may hold HUB_DELIVERY_MAX_IN_FLIGHT (2)
+        # of them with requests (plus, once its circuit is open, only its one probe).
+        env = {"HUB_DELIVERY_PROBE_SECONDS": "1", "HUB_DELIVERY_TIMEOUT": str(HANG_TIMEOUT)}
+        with worker_with_beat("isolation", tmp_path, concurrency=4, **env):
+            alone = _healthy_latencies(healthy_customer, healthy_server, 3)
+            standin.hang_next(10_000, HANG_TIMEOUT * 3)  # every request, past the timeout
+            latencies = _healthy_latencies(healthy_customer, healthy_server, 10, also=hanging_customer)
+            p99_alone = alone[int(len(alone) * 0.99)]
             p99 = latencies[int(len(latencies) * 0.99)]
-            # Below the 1 s timeout: no healthy delivery waited on a hanging request.
-            assert p99 < 1.0, latencies[-10:]
-            # The hanging one never held more than its HUB_DELIVERY_MAX_IN_FLIGHT (2) request slots plus
-            # the one probe: the worker's other processes stayed free for the healthy one.
+            # No healthy delivery waited on a hanging request (it would have taken the timeout).
+            assert p99 < HANG_TIMEOUT, (p99_alone, latencies[-10:])
+            # The hanging one never held more than its 2 request slots plus its one probe: the
+            # worker's fourth process always stayed free for the healthy one.
             assert standin.max_hanging <= 3, standin.max_hanging
+            assert standin.hung >= 2  # the fault did happen
             assert Integration.objects.get(pk=segment.pk).outage_since is not None
-            assert Delivery.objects.filter(integration=healthy, status="delivered").count() == len(commits)
+            delivered = Delivery.objects.filter(integration=healthy, status="delivered").count()
+            assert delivered == len(alone) + len(latencies)
     finally:
         healthy_server.stop()
