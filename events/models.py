@@ -59,6 +59,26 @@ class RollupBatch(models.Model):
         return f"{len(self.event_ids)} event(s) of app {self.app_id}"
 
 
+class ForwardBatch(models.Model):
+    """Ids of usage events stored together that the destinations have not taken yet.
+
+    Written in the statement that stores the events, only for apps whose `forward_usage_events`
+    is set, and deleted in the transaction that creates the events' deliveries (the integrations'
+    forwarder): each event is fanned out exactly once, and a lost task only delays it.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    app = models.ForeignKey(App, on_delete=models.CASCADE, related_name="+", db_index=False)
+    event_ids = models.JSONField()  # a JSON list of UsageEvent ids
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [models.Index(fields=["app", "id"], name="forward_batch_app")]
+
+    def __str__(self) -> str:
+        return f"{len(self.event_ids)} event(s) of app {self.app_id} to forward"
+
+
 class Metric(models.Model):
     """A usage metric of an app: which events count, how they aggregate, optionally per group."""
 

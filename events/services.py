@@ -20,9 +20,10 @@ from hub.customers import customer_ids_resolve, reference_cache_clear
 from hub.errors import HubError, PayloadTooLarge
 from hub.models import App, Customer
 from hub.raw_cursor import raw_cursor
+from hub.task_coalescing import CoalescedTask
 from hub.timestamps import parse_timestamp
 
-from .models import RollupBatch, UsageEvent
+from .models import ForwardBatch, RollupBatch, UsageEvent
 from .rollups import rollups_enqueue
 
 _MAX_TEXT = 255
@@ -171,10 +172,17 @@ _INSERT_PG = (
     "%b::timestamptz[], %b::text[]::jsonb[]) AS u(c, i, n, t, p) "
     "ON CONFLICT (app_id, event_id) DO NOTHING RETURNING id, event_id), "
     "batch AS (INSERT INTO events_rollupbatch (app_id, event_ids, created_at) "
-    "SELECT %s, to_jsonb(array_agg(id)), %s FROM ins HAVING count(*) > 0) "
-    "SELECT event_id FROM ins"
+    "SELECT %s, to_jsonb(array_agg(id)), %s FROM ins HAVING count(*) > 0), "
+    # Read in this statement, so an app whose destinations subscribed a moment ago is seen.
+    "forward AS (INSERT INTO events_forwardbatch (app_id, event_ids, created_at) "
+    "SELECT %s, to_jsonb(array_agg(id)), %s FROM ins "
+    "WHERE EXISTS (SELECT 1 FROM hub_app WHERE id = %s AND forward_usage_events) HAVING count(*) > 0 "
+    "RETURNING id) "
+    "SELECT event_id, EXISTS (SELECT 1 FROM forward) FROM ins"
 )
 _VALUES_ROW = "(%s, %s, %s, %s, %s, %s, %s)"
+FORWARD_TASK = "integrations.usage_events_forward"
+forward_enqueue = CoalescedTask(FORWARD_TASK, seconds=0.02)
 _SINGLE_STATEMENT_ROWS = 20
 _RETRYABLE_SQLSTATES = {"40P01", "40001"}  # deadlock detected, serialization failure
 
@@ -267,10 +275,14 @@ def _insert_rows(rows: list[tuple]) -> list[str]:
                 [
                     app_pk, received_at, [r[1] for r in rows], [r[2] for r in rows], [r[3] for r in rows],
                     [r[4] for r in rows], [r[5] for r in rows], app_pk, received_at,
+                    app_pk, received_at, app_pk,
                 ],
             )  # fmt: skip
-            stored = [r[0] for r in cursor.fetchall()]
+            fetched = cursor.fetchall()
+            stored = [r[0] for r in fetched]
+            forward = bool(fetched) and fetched[0][1]
     else:
+        forward = False
         with transaction.atomic(), raw_cursor() as cursor:
             ids, stored = [], []
             for i in range(0, len(rows), _SINGLE_STATEMENT_ROWS):
@@ -286,8 +298,14 @@ def _insert_rows(rows: list[tuple]) -> list[str]:
                     stored.append(event_id)
             if ids:
                 RollupBatch.objects.create(app_id=app_pk, event_ids=ids, created_at=received_at)
+                forward = App.objects.filter(pk=app_pk, forward_usage_events=True).exists()
+                if forward:
+                    ForwardBatch.objects.create(app_id=app_pk, event_ids=ids, created_at=received_at)
     if stored:
         transaction.on_commit(lambda: rollups_enqueue(app_pk))
+    if forward:
+        # The integrations' forwarder, by name (events does not import integrations).
+        transaction.on_commit(forward_enqueue)
     return stored
 
 

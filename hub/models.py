@@ -65,6 +65,9 @@ class App(TimeStampedModel):
     workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="apps")
     name = models.CharField(max_length=100)
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    # Whether a destination subscribes to this app's usage events: read by the statement that
+    # stores events (so no process acts on a stale copy), kept by the integrations' services.
+    forward_usage_events = models.BooleanField(default=False, editable=False)
 
     class Meta:
         ordering = ["name"]

@@ -67,6 +67,7 @@ class FanoutResult(dict):
     def __init__(self, created: dict[int, int] | None = None, waiting: set[int] | None = None):
         super().__init__(created or {})
         self.waiting = waiting or set()
+        self.batches = 0  # the forward batches taken (usage events)
 
 
 def activities_fanout(
@@ -76,10 +77,7 @@ def activities_fanout(
 
     Each activity gets one delivery per enabled integration that has its app and its kind, its
     message rendered now from the activity's own snapshot; activities are marked dispatched in
-    the same transaction. With `send`, when the chunk concerns one integration whose circuit is
-    closed, its messages go out at once, before the rows are written, so a delivery usually takes
-    one insert in its final state (`fanout_send`); otherwise they are left pending for a sender per
-    integration. Returns {integration id: new rows}.
+    the same transaction (see `deliveries_create` for `send`). Returns {integration id: new rows}.
     """
     db = store()
     with transaction.atomic():
@@ -107,23 +105,35 @@ def activities_fanout(
                         activity_id=row.id,
                     )
                 )
-        new: list[NewDelivery] = []
-        # Inline sends only when the chunk concerns one integration: sent one after the other in
-        # this task, a hanging destination would hold up the others' deliveries until its timeout.
-        # Several integrations' rows are committed pending and get a sender each (in parallel).
-        inline = send and len(groups) == 1
-        for integration, items in groups.values():
-            if inline and integration.outage_since is None:
-                # At most HUB_DELIVERY_MAX_IN_FLIGHT requests in flight per integration, whoever sends
-                # them: a destination that starts hanging holds that many workers, not all.
-                with db.send_slot(
-                    integration_id=integration.pk, slots=settings.HUB_DELIVERY_MAX_IN_FLIGHT
-                ) as ok:
-                    if ok:
-                        fanout_send(integration, items, now=now)
-            new.extend(items)
-        created = db.deliveries_insert(rows=new, now=now)
-        waiting = {n.integration_id for n in new if n.status == Delivery.Status.PENDING}
+        return deliveries_create(groups, now=now, send=send)
+
+
+def deliveries_create(
+    groups: dict[int, tuple[Integration, list[NewDelivery]]], *, now: datetime, send: bool
+) -> FanoutResult:
+    """Insert new deliveries, grouped by integration, in the caller's transaction (a fan-out's).
+
+    With `send`, when they concern one integration whose circuit is closed, they go out at once,
+    before the rows are written, so a delivery usually takes one insert in its final state
+    (`fanout_send`). Inline sends are one after the other in this task: for several integrations
+    a hanging destination would hold up the others until its timeout, so their rows are committed
+    pending and each integration gets a sender of its own (in parallel).
+    """
+    db = store()
+    new: list[NewDelivery] = []
+    inline = send and len(groups) == 1
+    for integration, items in groups.values():
+        if inline and integration.outage_since is None:
+            # At most HUB_DELIVERY_MAX_IN_FLIGHT requests in flight per integration, whoever sends
+            # them: a destination that starts hanging holds that many workers, not all.
+            with db.send_slot(integration_id=integration.pk, slots=settings.HUB_DELIVERY_MAX_IN_FLIGHT) as ok:
+                if ok:
+                    fanout_send(
+                        integration, [i for i in items if i.status == Delivery.Status.PENDING], now=now
+                    )
+        new.extend(items)
+    created = db.deliveries_insert(rows=new, now=now)
+    waiting = {n.integration_id for n in new if n.status == Delivery.Status.PENDING}
     return FanoutResult(created, waiting)
 
 
@@ -303,8 +313,10 @@ def _record(integration: Integration, out: _Outcome, rows: list[Claimed], report
     _attention(integration, out)
 
 
-def _batches(connector, kind: str, items: list, raw) -> tuple[list[list], list]:
+def _batches(connector, integration: Integration, items: list, raw) -> tuple[list[list], list]:
     """Split items into requests within the connector's limits; return (batches, oversize items)."""
+    kind = integration.kind
+    most = connector.batch_size(integration)
     batches: list[list] = []
     oversize: list = []
     batch: list = []
@@ -314,9 +326,7 @@ def _batches(connector, kind: str, items: list, raw) -> tuple[list[list], list]:
         if length > connector.max_message_bytes:
             oversize.append(item)
             continue
-        if batch and (
-            size + length + 1 > connector.max_batch_bytes or len(batch) >= connector.max_batch_messages
-        ):
+        if batch and (size + length + 1 > connector.max_batch_bytes or len(batch) >= most):
             batches.append(batch)
             batch, size = [], overhead
         batch.append(item)
@@ -352,7 +362,7 @@ def fanout_send(integration: Integration, items: list[NewDelivery], *, now: date
     the same message ids). The first retryable failure opens the circuit; the rest stay pending."""
     db = store()
     connector = connector_for(integration.kind)
-    batches, oversize = _batches(connector, integration.kind, items, lambda i: i.raw)
+    batches, oversize = _batches(connector, integration, items, lambda i: i.raw)
     for item in oversize:
         attempt = Attempt(
             integration_id=integration.pk,
@@ -437,9 +447,9 @@ def _circuit_close(integration: Integration, now: datetime) -> None:
     ).update(next_attempt_at=now)
 
 
-def _batch_limit(connector, kind: str) -> int:
-    avg = _avg_message_bytes[kind]
-    return max(1, min(connector.max_batch_messages, int(connector.max_batch_bytes / avg * 1.2)))
+def _batch_limit(connector, integration: Integration) -> int:
+    avg = _avg_message_bytes[integration.kind]
+    return max(1, min(connector.batch_size(integration), int(connector.max_batch_bytes / avg * 1.2)))
 
 
 def _send_batch(integration_id: int, report: SendReport, only: list | None = None) -> bool:
@@ -466,11 +476,11 @@ def _send_batch(integration_id: int, report: SendReport, only: list | None = Non
             slot = db.send_slot(integration_id=integration_id, slots=settings.HUB_DELIVERY_MAX_IN_FLIGHT)
             if not stack.enter_context(slot) and only is None:
                 return False  # as many requests as allowed are in flight already
-            limit = _batch_limit(connector, integration.kind)
+            limit = _batch_limit(connector, integration)
             rows = db.claim(integration_id=integration_id, limit=limit, due_by=now, only=only)
             if not rows:
                 return False
-        batches, oversize = _batches(connector, integration.kind, rows, lambda r: r.message)
+        batches, oversize = _batches(connector, integration, rows, lambda r: r.message)
         for row in oversize:
             _fail_oversize(integration, row, connector.max_message_bytes, report)
         if not batches:

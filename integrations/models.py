@@ -17,6 +17,9 @@ class Integration(models.Model):
 
     class Kind(models.TextChoices):
         SEGMENT = "segment", "Segment"
+        METRONOME = "metronome", "Metronome"
+        KABLE = "kable", "Kable"
+        WEBHOOK = "webhook", "Webhook"
 
     class Region(models.TextChoices):
         US = "us", "US (api.segment.io)"
@@ -27,6 +30,10 @@ class Integration(models.Model):
     kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.SEGMENT)
     name = models.CharField(max_length=100)
     write_key = EncryptedTextField(blank=True, default="")
+    # The destination's credential for the other kinds (Metronome's token, Kable's client secret,
+    # a webhook's whsec_ signing secret), and the previous one while a webhook secret rotates.
+    secret = EncryptedTextField(blank=True, default="")
+    previous_secret = EncryptedTextField(blank=True, default="")
     region = models.CharField(max_length=10, choices=Region.choices, default=Region.US)
     custom_host = models.URLField(max_length=300, blank=True, default="")
     apps = models.ManyToManyField(App, blank=True, related_name="integrations")
@@ -51,7 +58,10 @@ class Integration(models.Model):
         ordering = ["name"]
         constraints = [
             models.UniqueConstraint(fields=["workspace", "name"], name="integration_unique_name"),
-            models.CheckConstraint(condition=models.Q(kind__in=["segment"]), name="integration_kind_valid"),
+            models.CheckConstraint(
+                condition=models.Q(kind__in=["segment", "metronome", "kable", "webhook"]),
+                name="integration_kind_valid",
+            ),
             models.CheckConstraint(
                 condition=models.Q(region__in=["us", "eu", "custom"]), name="integration_region_valid"
             ),
@@ -208,3 +218,34 @@ class Replay(models.Model):
 
     def __str__(self) -> str:
         return f"Replay of {self.integration} {self.since:%Y-%m-%d %H:%M}–{self.until:%Y-%m-%d %H:%M}"
+
+
+class Subscription(models.Model):
+    """What a destination gets of its apps' data, and how it is shaped: items of one kind (usage
+    events today) matching a trigger (the sources' FQL) become messages through a mapping (the
+    sources' value specs) for one of the connector's actions (Metronome's sendEvent...)."""
+
+    class ItemKind(models.TextChoices):
+        USAGE_EVENT = "usage_event", "Usage events"
+
+    integration = models.ForeignKey(Integration, on_delete=models.CASCADE, related_name="subscriptions")
+    name = models.CharField(max_length=100)
+    item_kind = models.CharField(max_length=20, choices=ItemKind.choices, default=ItemKind.USAGE_EVENT)
+    action = models.CharField(max_length=40)
+    trigger = models.TextField(default='type = "track"')
+    fields = models.JSONField(default=dict, blank=True)
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["integration", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["integration", "name"], name="subscription_unique_name"),
+            models.CheckConstraint(
+                condition=models.Q(item_kind__in=["usage_event"]), name="subscription_item_kind"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.action})"

@@ -6,7 +6,7 @@ from celery import shared_task
 from django.conf import settings
 from django.utils import timezone
 
-from . import delivery
+from . import delivery, forwarding
 
 FANOUT_CHUNK = 2500
 
@@ -39,6 +39,20 @@ def activities_fanout(activity_ids: list[str] | None = None) -> int:
     return sum(created.values())
 
 
+FORWARD_BATCHES = 100
+
+
+@shared_task(name="integrations.usage_events_forward")
+def usage_events_forward(_ignored: list | None = None) -> int:
+    """Fan out stored usage events to the destinations subscribed to them (the events layer asks
+    for this by name after storing events of a forwarding app); goes on while batches were full."""
+    created = forwarding.usage_events_forward(limit=FORWARD_BATCHES)
+    _after_fanout(created)
+    if created.batches >= FORWARD_BATCHES:
+        usage_events_forward.delay()
+    return sum(created.values())
+
+
 def _chunk_was_full(created: dict[int, int]) -> bool:
     # The chunk counts activities, `created` deliveries: a full chunk made at least FANOUT_CHUNK
     # deliveries unless some activities had no integration; asking once too often costs one query.
@@ -63,8 +77,8 @@ def deliveries_send(integration_id: int) -> int:
 
 @shared_task(name="integrations.deliveries_sweep")
 def deliveries_sweep() -> dict:
-    """Periodic: dispatch activities nobody dispatched and enqueue every integration with due rows
-    or a due probe.
+    """Periodic: dispatch activities and forward usage events nobody took, and enqueue every
+    integration with due rows or a due probe.
 
     This is what makes delivery independent of the broker keeping a message: a lost task, a
     restarted Redis or a killed worker only delays delivery until the next sweep.
@@ -76,7 +90,11 @@ def deliveries_sweep() -> dict:
         # A backlog: fan it out in parallel (each task goes on while its chunks are full).
         for _ in range(settings.HUB_DELIVERY_PARALLEL):
             activities_fanout.delay()
-    due = set(delivery.integrations_due()) - set(created)
+    forwarded = forwarding.usage_events_forward(limit=FORWARD_BATCHES)
+    _after_fanout(forwarded)
+    if forwarded.batches >= FORWARD_BATCHES:
+        usage_events_forward.delay()
+    due = set(delivery.integrations_due()) - set(created) - set(forwarded)
     _enqueue_sends(due, settings.HUB_DELIVERY_PARALLEL)
     return {"dispatched": dispatched, "integrations": len(due)}
 

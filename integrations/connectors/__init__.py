@@ -14,6 +14,21 @@ class BatchRequest:
     auth: tuple[str, str] | None
 
 
+@dataclass(frozen=True)
+class Action:
+    """Something a destination does with an item (Metronome's sendEvent...): the item kind it
+    takes, its default trigger and mapping (the sources' value specs, as Segment's action code
+    defaults them), the targets a mapping may fill and those a message needs."""
+
+    name: str
+    label: str
+    item_kind: str
+    trigger: str
+    fields: dict[str, Any]
+    targets: tuple[str, ...]
+    required: tuple[str, ...] = ()
+
+
 class Connector(Protocol):
     kind: str
     label: str
@@ -33,11 +48,27 @@ class Connector(Protocol):
     def batch_overhead(self) -> int:
         """Bytes a batch adds around its messages (for the size limit)."""
 
+    def batch_size(self, integration: Any) -> int:
+        """The most messages one request of this integration carries."""
+
     def classify(self, status: int, body: bytes) -> str:
         """ "delivered", "retry" or "failed" for an HTTP answer."""
 
+    # Destinations of items other than activities (absent on Segment's activity-only connector).
+    actions: dict[str, Action]
+
+    def action_message(self, *, integration: Any, action: Action, values: dict[str, Any]) -> dict[str, Any]:
+        """The wire message of one item from its mapped values (MessageRefused when it cannot be sent)."""
+
+    def message_id(self, message: dict[str, Any]) -> str:
+        """The message's own dedupe key (Metronome's transaction_id, a webhook id...)."""
+
     def needs_attention(self, status: int) -> bool:
         """Whether an answer means the credentials need a person (the integration is flagged)."""
+
+
+class MessageRefused(ValueError):
+    """A mapped item that makes no valid message for the destination (a required field is missing)."""
 
 
 class BaseConnector:
@@ -54,6 +85,17 @@ class BaseConnector:
     def needs_attention(self, status: int) -> bool:
         return status in (401, 403)
 
+    actions: dict[str, Action] = {}
+
+    def batch_size(self, integration: Any) -> int:
+        return self.max_batch_messages
+
+    def action_message(self, *, integration: Any, action: Action, values: dict[str, Any]) -> dict[str, Any]:
+        missing = [t for t in action.required if values.get(t) in (None, "")]
+        if missing:
+            raise MessageRefused(f"{', '.join(missing)} missing after the mapping")
+        return values
+
 
 _REGISTRY: dict[str, Connector] = {}
 
@@ -67,4 +109,4 @@ def connector_for(kind: str) -> Connector:
     return _REGISTRY[kind]
 
 
-from . import segment  # noqa: E402,F401  (registers itself)
+from . import kable, metronome, segment, webhook  # noqa: E402,F401  (each registers itself)

@@ -1,0 +1,246 @@
+"""Destinations: usage events forwarded to Metronome, Kable and signed webhooks on the delivery
+engine, through subscriptions (trigger + mapping) with Segment's default mappings; checked at
+strict local stand-ins (tests/destination_standins.py)."""
+
+import json
+
+import pytest
+from standardwebhooks.webhooks import Webhook
+
+from events.models import ForwardBatch
+from events.services import usage_events_ingest
+from hub import services
+from hub.errors import HubError
+from hub.models import App, Customer
+from integrations import delivery, forwarding
+from integrations.connectors.webhook import secret_generate
+from integrations.destinations import destination_save, subscription_save
+from integrations.models import Delivery, Integration
+from integrations.services import delivery_retry
+from tests.destination_standins import KableStandIn, MetronomeStandIn, WebhookReceiver
+from tests.integrations.conftest import make_customer
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def metronome_server():
+    server = MetronomeStandIn(token="mt_secret_1").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def metronome(workspace, app, metronome_server, fast_retries):
+    return destination_save(
+        workspace=workspace, kind="metronome", name="Metronome", secret="mt_secret_1",
+        url=metronome_server.url, apps=[app],
+    )  # fmt: skip
+
+
+def ingest(app, customer, *events):
+    raw = [
+        {"eventName": name, "eventId": event_id, "customerId": customer.platform_id, "properties": props}
+        for name, event_id, props in events
+    ]
+    return usage_events_ingest(app=app, raw_events=raw)
+
+
+def forward_all():
+    """Forward every waiting batch and send what was left pending, as the worker would."""
+    forwarding.usage_events_forward()
+    for integration in Integration.objects.all():
+        delivery.deliveries_send(integration_id=integration.pk, budget_seconds=5)
+
+
+def test_usage_events_reach_metronome_once_with_segments_default_mapping(app, metronome, metronome_server):
+    customer = make_customer(app, "shop-1")
+    ingest(app, customer, ("api_call", "ev-1", {"tokens": 12}), ("api_call", "ev-2", {"tokens": 3}))
+    forward_all()
+    forward_all()  # the batch went with its deliveries: nothing is sent twice
+    assert not metronome_server.violations
+    got = sorted(metronome_server.items, key=lambda e: e["transaction_id"])
+    assert [e["transaction_id"] for e in got] == ["ev-1", "ev-2"]
+    first = got[0]
+    assert first["customer_id"] == str(customer.public_id)  # $.context.groupId: the hub's customer
+    assert first["event_type"] == "api_call"
+    assert first["properties"] == {"tokens": 12}
+    assert first["timestamp"].endswith("Z")
+    assert metronome_server.requests[0][0]["authorization"] == "Bearer mt_secret_1"
+    rows = Delivery.objects.filter(integration=metronome)
+    assert sorted(rows.values_list("status", flat=True)) == ["delivered", "delivered"]
+    assert not ForwardBatch.objects.exists()
+
+
+def test_an_app_without_subscribed_destinations_leaves_no_forward_batch(app, workspace):
+    customer = make_customer(app, "shop-1")
+    ingest(app, customer, ("api_call", "ev-1", {}))
+    assert not ForwardBatch.objects.exists()
+    other = services.app_create(workspace=workspace, name="Other")
+    assert not App.objects.get(pk=other.pk).forward_usage_events
+
+
+def test_a_trigger_filters_and_an_edited_mapping_shapes_what_is_sent(app, metronome, metronome_server):
+    subscription = metronome.subscriptions.get()
+    fields = dict(subscription.fields, customer_id={"path": "$.customer.platformId"})
+    subscription_save(
+        integration=metronome, subscription=subscription, name=subscription.name, action="sendEvent",
+        trigger='type = "track" and event = "api_call"', fields=fields,
+    )  # fmt: skip
+    customer = make_customer(app, "shop-9")
+    ingest(app, customer, ("api_call", "ev-1", {}), ("page_view", "ev-2", {}))
+    forward_all()
+    assert [e["transaction_id"] for e in metronome_server.items] == ["ev-1"]
+    assert metronome_server.items[0]["customer_id"] == "shop-9"
+
+
+def test_a_bad_trigger_or_mapping_is_refused_naming_the_problem(metronome):
+    subscription = metronome.subscriptions.get()
+    with pytest.raises(HubError, match="Trigger"):
+        subscription_save(integration=metronome, subscription=subscription, name="x", action="sendEvent",
+                          trigger='type = ', fields=subscription.fields)  # fmt: skip
+    with pytest.raises(HubError, match="unknown target"):
+        subscription_save(integration=metronome, subscription=subscription, name="x", action="sendEvent",
+                          trigger='type = "track"', fields={"nope": {"path": "$.event"}})  # fmt: skip
+
+
+def test_a_retry_sends_the_stored_bytes_again_and_a_permanent_error_fails(app, metronome, metronome_server):
+    customer = make_customer(app, "shop-1")
+    metronome_server.fail_next(1, 500)
+    ingest(app, customer, ("api_call", "ev-1", {"n": 1}))
+    forwarding.usage_events_forward()
+    row = Delivery.objects.get(integration=metronome)
+    assert row.status == "pending" and row.attempts == 1
+    # The customer changes after the event: the resend is the message as it was stored.
+    Customer.objects.filter(pk=customer.pk).update(name="Renamed")
+    Delivery.objects.filter(pk=row.pk).update(next_attempt_at=row.created_at)
+    Integration.objects.filter(pk=metronome.pk).update(outage_since=None, probe_at=None)
+    delivery.deliveries_send(integration_id=metronome.pk, budget_seconds=5)
+    row.refresh_from_db()
+    assert row.status == "delivered"
+    sent = [body for _, body in metronome_server.requests]
+    assert sent[0] == sent[1] == b"[" + row.message.encode() + b"]"
+
+    metronome_server.fail_next(1, 400, {"message": "bad event"})
+    ingest(app, customer, ("api_call", "ev-2", {}))
+    forwarding.usage_events_forward()
+    failed = Delivery.objects.get(integration=metronome, status="failed")
+    assert "bad event" in failed.last_error
+    # Retry puts it back, and it goes through with the same bytes.
+    delivery_retry(delivery=failed)
+    delivery.deliveries_send(integration_id=metronome.pk, budget_seconds=5)
+    assert Delivery.objects.get(pk=failed.pk).status == "delivered"
+
+
+def test_a_401_fails_and_marks_the_destination_as_needing_attention(app, metronome, metronome_server):
+    metronome_server.token = "rotated"
+    ingest(app, make_customer(app, "shop-1"), ("api_call", "ev-1", {}))
+    forwarding.usage_events_forward()
+    assert Delivery.objects.get(integration=metronome).status == "failed"
+    assert Integration.objects.get(pk=metronome.pk).needs_attention
+
+
+def test_a_message_missing_a_required_field_is_stored_failed_and_never_sent(app, metronome, metronome_server):
+    subscription = metronome.subscriptions.get()
+    fields = dict(subscription.fields, customer_id={"path": "$.properties.account"})
+    subscription_save(integration=metronome, subscription=subscription, name=subscription.name,
+                      action="sendEvent", trigger=subscription.trigger, fields=fields)  # fmt: skip
+    ingest(
+        app, make_customer(app, "shop-1"), ("api_call", "ev-1", {}), ("api_call", "ev-2", {"account": "A"})
+    )
+    forward_all()
+    assert [e["customer_id"] for e in metronome_server.items] == ["A"]
+    refused = Delivery.objects.get(integration=metronome, status="failed")
+    assert refused.attempts == 0 and "customer_id missing" in refused.last_error
+
+
+def test_kable_gets_its_shape_and_headers(app, workspace, fast_retries):
+    server = KableStandIn(client_id="kci_1", secret="kcs_1").start()
+    try:
+        kable = destination_save(workspace=workspace, kind="kable", name="Kable", secret="kcs_1",
+                                 url=server.url, apps=[app], config={"client_id": "kci_1"})  # fmt: skip
+        customer = make_customer(app, "shop-1")
+        ingest(app, customer, ("api_call", "ev-1", {"tokens": 2}))
+        forward_all()
+        assert not server.violations
+        (event,) = server.items
+        assert event["clientId"] == str(customer.public_id)  # Client ID Field: the user id
+        assert event["transactionId"] == "ev-1" and event["data"] == {"tokens": 2}
+        assert Delivery.objects.get(integration=kable).status == "delivered"
+    finally:
+        server.stop()
+
+
+def test_webhooks_are_signed_per_the_standard_and_both_secrets_sign_during_rotation(
+    app, workspace, fast_retries
+):
+    old_secret, new_secret = secret_generate(), secret_generate()
+    old_receiver, new_receiver = WebhookReceiver(old_secret).start(), WebhookReceiver(new_secret).start()
+    try:
+        hook = destination_save(workspace=workspace, kind="webhook", name="Hook", secret=old_secret,
+                                url=old_receiver.url + "/hooks/in", apps=[app])  # fmt: skip
+        customer = make_customer(app, "shop-1")
+        ingest(app, customer, ("api_call", "ev-1", {"a": 1}))
+        forward_all()
+        assert not old_receiver.violations
+        (data,) = old_receiver.items
+        assert data["messageId"] == "ev-1" and data["event"] == "api_call" and data["properties"] == {"a": 1}
+        # A tampered body fails the library's verification (the receiver is strict).
+        headers, body = old_receiver.requests[0]
+        with pytest.raises(Exception, match="signature"):
+            Webhook(old_secret).verify(body.replace(b"api_call", b"api_cal1"), headers)
+        # Rotation: the new secret signs, the old one too until the rotation ends.
+        hook = destination_save(workspace=workspace, kind="webhook", name="Hook", integration=hook,
+                                secret=new_secret, url=new_receiver.url + "/hooks/in", apps=[app])  # fmt: skip
+        ingest(app, customer, ("api_call", "ev-2", {}))
+        forward_all()
+        headers, body = new_receiver.requests[0]
+        assert len(headers["webhook-signature"].split(" ")) == 2
+        Webhook(old_secret).verify(body, headers)
+        Webhook(new_secret).verify(body, headers)
+        assert not new_receiver.violations and len(new_receiver.items) == 1
+    finally:
+        old_receiver.stop()
+        new_receiver.stop()
+
+
+def test_webhook_batches_are_json_arrays_when_asked_for(app, workspace, fast_retries):
+    secret = secret_generate()
+    receiver = WebhookReceiver(secret).start()
+    try:
+        destination_save(workspace=workspace, kind="webhook", name="Hook", secret=secret,
+                         url=receiver.url + "/hooks/in", apps=[app], config={"batch": True})  # fmt: skip
+        customer = make_customer(app, "shop-1")
+        ingest(app, customer, *[("api_call", f"ev-{i}", {}) for i in range(5)])
+        forward_all()
+        assert len(receiver.requests) == 1 and len(json.loads(receiver.requests[0][1])) == 5
+        assert sorted(receiver.counts("messageId")) == [f"ev-{i}" for i in range(5)]
+    finally:
+        receiver.stop()
+
+
+def test_destinations_refuse_private_urls_and_bad_secrets(workspace, app, settings):
+    settings.HUB_OUTBOUND_ALLOW_NETWORKS = []
+    with pytest.raises(HubError, match="URL cannot be used"):
+        destination_save(
+            workspace=workspace, kind="metronome", name="M", secret="t", url="http://127.0.0.1:9/"
+        )
+    settings.HUB_OUTBOUND_ALLOW_NETWORKS = ["127.0.0.0/8"]
+    with pytest.raises(HubError, match="whsec_"):
+        destination_save(
+            workspace=workspace, kind="webhook", name="W", secret="plain", url="http://127.0.0.1:9/"
+        )
+
+
+def test_the_forwarding_flag_follows_subscriptions_and_the_destinations_apps(app, workspace, metronome):
+    assert App.objects.get(pk=app.pk).forward_usage_events
+    subscription = metronome.subscriptions.get()
+    subscription_save(integration=metronome, subscription=subscription, name=subscription.name,
+                      action="sendEvent", trigger=subscription.trigger, fields=subscription.fields,
+                      enabled=False)  # fmt: skip
+    assert not App.objects.get(pk=app.pk).forward_usage_events
+    subscription_save(integration=metronome, subscription=subscription, name=subscription.name,
+                      action="sendEvent", trigger=subscription.trigger, fields=subscription.fields)  # fmt: skip
+    destination_save(workspace=workspace, kind="metronome", name="Metronome", integration=metronome,
+                     url=metronome.custom_host, apps=[])  # fmt: skip
+    assert not App.objects.get(pk=app.pk).forward_usage_events
