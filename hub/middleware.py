@@ -13,7 +13,7 @@ from .races import CONFLICT_MESSAGE, is_unique_violation
 
 
 class BodySizeLimitMiddleware:
-    """Refuse a body declared over HUB_MAX_BODY_BYTES with 413 `{"error": ...}`, unread.
+    """Refuse a body declared over HUB_MAX_BODY_BYTES with 413 in the API's dialect, unread.
 
     Under WSGI, Django reads at most Content-Length bytes and nothing without one, so checking
     the declared length bounds what any view or parser can read. Endpoints may set lower limits.
@@ -29,17 +29,19 @@ class BodySizeLimitMiddleware:
                 length = int(declared)
             except ValueError:
                 length = -1
+            key = api_error_key(request.path) or "error"
             if length < 0:
-                return JsonResponse({"error": "Invalid Content-Length header."}, status=400)
+                return JsonResponse({key: "Invalid Content-Length header."}, status=400)
             limit = settings.HUB_MAX_BODY_BYTES
             if length > limit:
-                return JsonResponse({"error": f"The request body is over {limit} bytes."}, status=413)
+                return JsonResponse({key: f"The request body is over {limit} bytes."}, status=413)
         if (
             "\x00" in request.path
             or "%00" in request.META.get("QUERY_STRING", "")
             or any("\x00" in v for values in request.GET.lists() for v in values[1])
         ):
-            return JsonResponse({"error": "The URL may not contain the NUL character."}, status=400)
+            key = api_error_key(request.path) or "error"
+            return JsonResponse({key: "The URL may not contain the NUL character."}, status=400)
         return self.get_response(request)
 
 
