@@ -407,7 +407,7 @@ def _refuse(api_key: ApiKey, kind: str, body: Any, reason: str) -> None:
     elif isinstance(body, dict):
         shown = [body]
     else:
-        shown = [{}]  # nothing readable to show: the request itself, with the reason
+        shown = []  # nothing readable to show: one row stands for the request
     vendor_events_refuse(app=api_key.app, kind=kind, items=shown, reason=reason)
 
 

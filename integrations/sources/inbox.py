@@ -139,8 +139,13 @@ def inbox_receive_inline(*, source: Source, items: list[Any], format_kind: str) 
 
 
 def inbox_refuse(*, source: Source, items: list[Any], format_kind: str, reason: str) -> None:
-    """Record refused items as rejected with `reason` (a request refused as a whole), for the debugger."""
-    _, rows, received_at = _receipt_rows(source=source, items=items, format_kind=format_kind, refused=reason)
+    """Record refused items as rejected with `reason` (a request refused as a whole), for the debugger;
+    without items (a body unread, or not JSON), one row stands for the request."""
+    _, rows, received_at = _receipt_rows(
+        source=source, items=items or [{}], format_kind=format_kind, refused=reason
+    )
+    if not items:
+        rows[0].error = reason
     _insert(source, rows, received_at, batched=False)
 
 
