@@ -174,3 +174,13 @@ def test_screens_keep_html_errors(client, logged_in):
     for response in (client.get("/nothing-here/"), logged_in.get("/apps/nothing/nothing-here/")):
         assert response.status_code == 404
         assert response["Content-Type"].startswith("text/html")
+
+
+def test_a_unique_violation_no_service_expected_on_a_screen_answers_an_html_409(
+    logged_in, workspace, monkeypatch
+):
+    monkeypatch.setattr("hub.services.app_create", _unique_violation)
+    logged_in.raise_request_exception = False
+    response = logged_in.post(f"/w/{workspace.slug}/apps/new/", {"name": "Shop"})
+    assert response.status_code == 409
+    assert response["Content-Type"].startswith("text/html")
