@@ -32,7 +32,7 @@ from tests.processes import Gunicorn
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-ROUNDS = 4
+ROUNDS = 8
 
 
 @pytest.fixture(scope="module")
