@@ -10,6 +10,7 @@ from django.db.models import F
 
 from hub.errors import Conflict, HubError, NotFound
 from hub.models import App, Plan
+from hub.races import unique_race_safe
 
 from .metrics import Definition, MetricDefinitionError, definition_validate
 from .models import Metric, PlanUsageLimit
@@ -38,6 +39,7 @@ def _name_free(app: App, name: str, exclude_pk: int | None = None) -> None:
         raise Conflict(f"A metric named {name!r} exists already.")
 
 
+@unique_race_safe
 @transaction.atomic
 def metric_create(*, app: App, definition: Definition) -> Metric:
     """Create a metric; it is built from the stored events by a worker, then kept up to date."""
@@ -56,6 +58,7 @@ def metric_create(*, app: App, definition: Definition) -> Metric:
     return metric
 
 
+@unique_race_safe
 @transaction.atomic
 def metric_update(*, metric: Metric, definition: Definition) -> Metric:
     """Change a metric; a changed definition (not just the name) is rebuilt from the stored events."""

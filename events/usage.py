@@ -218,8 +218,18 @@ def report_range(period: str, *, start: date | None = None, end: date | None = N
     if period not in PERIODS:
         raise HubError(f"period must be one of {', '.join(PERIODS)}.")
     now = now or timezone.now()
-    last = period_start(period, _at(end) if end else now)
-    first = period_start(period, _at(start)) if start else period_back(period, last, DEFAULT_SPAN[period] - 1)
+    try:
+        last = period_start(period, _at(end) if end else now)
+        if start:
+            first = period_start(period, _at(start))
+        else:
+            first = period_back(period, last, DEFAULT_SPAN[period] - 1)
+        # The report ends where its last period does: that end must exist in the calendar too.
+        period_next(period, last)
+    except (OverflowError, ValueError):
+        raise HubError(
+            f"The {period} periods of this range go past the calendar's years 1 to 9999; narrow it."
+        ) from None
     if first > last:
         raise HubError("startDate must not be after endDate.")
     return first, last

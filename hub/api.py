@@ -14,6 +14,7 @@ from .authentication import HasApiKey
 from .customers import customer_get, customer_identify
 from .errors import HubError, NotFound
 from .models import Customer
+from .races import CONFLICT_MESSAGE, is_unique_violation
 from .request_body import json_body
 from .timestamps import parse_timestamp
 
@@ -33,6 +34,9 @@ def exception_handler(exc, context):
     """Answer every API error as `{"error": "..."}` (what Mantle's clients look for)."""
     if isinstance(exc, HubError):
         return Response(exc.body(), status=exc.status_code)
+    if is_unique_violation(exc):
+        # A race no service retried (hub.races): the row exists now, so this is a conflict.
+        return Response({"error": CONFLICT_MESSAGE}, status=status.HTTP_409_CONFLICT)
     response = drf_exception_handler(exc, context)
     if response is None:
         return None

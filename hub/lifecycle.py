@@ -22,6 +22,7 @@ from kombu.exceptions import OperationalError
 
 from .errors import Conflict, HubError, NotFound
 from .models import Activity, App, Customer, Installation, Plan, Review, Subscription
+from .races import unique_race_safe
 
 logger = logging.getLogger(__name__)
 
@@ -170,6 +171,7 @@ def _locked_installation(customer: Customer) -> Installation | None:
     return Installation.objects.select_for_update().filter(customer=customer).first()
 
 
+@unique_race_safe
 @transaction.atomic
 def installation_install(*, customer: Customer) -> Installation:
     """Install the app for `customer` (a reinstall after an uninstall); installed twice is a conflict."""
@@ -288,6 +290,7 @@ def _require_installed(customer: Customer) -> None:
         raise Conflict("The customer needs the app installed (and not frozen) to subscribe.")
 
 
+@unique_race_safe
 @transaction.atomic
 def subscription_subscribe(*, customer: Customer, plan: Plan) -> tuple[Subscription, str]:
     """Subscribe to `plan`, or change the open subscription to it; return it and the activity kind.

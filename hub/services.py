@@ -20,6 +20,7 @@ from django.utils.text import slugify
 
 from .errors import AuthenticationError, HubError
 from .models import ApiKey, App, Membership, Workspace
+from .races import unique_race_safe
 from .raw_cursor import raw_cursor
 
 _ALPHABET = string.ascii_letters + string.digits
@@ -44,12 +45,15 @@ def _unique_slug(name: str) -> str:
     return slug
 
 
+@unique_race_safe
 @transaction.atomic
 def workspace_create(*, name: str, owner: AbstractBaseUser | None = None) -> Workspace:
     """Create a workspace; `owner`, when given, becomes its first owner."""
     name = name.strip()
-    if not name:
-        raise HubError("A workspace needs a name.")
+    if not name or len(name) > 100:
+        raise HubError("A workspace needs a name of at most 100 characters.")
+    if Workspace.objects.filter(name=name).exists():
+        raise HubError(f"A workspace named {name!r} already exists.")
     workspace = Workspace.objects.create(name=name, slug=_unique_slug(name))
     if owner is not None:
         membership_set(workspace=workspace, user=owner, role=Membership.Role.OWNER)
@@ -79,6 +83,7 @@ def user_get_or_create_by_email(*, email: str) -> tuple[AbstractBaseUser, bool]:
     return user, True
 
 
+@unique_race_safe
 def app_create(*, workspace: Workspace, name: str) -> App:
     """Create an app in `workspace`; names are unique within a workspace."""
     name = name.strip()

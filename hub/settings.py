@@ -274,6 +274,11 @@ MIDDLEWARE.insert(
     MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1,
     "hub.middleware.BodySizeLimitMiddleware",
 )
+# Outside every other middleware but SecurityMiddleware: it sees each error answer of an API path.
+MIDDLEWARE.insert(
+    MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1,
+    "hub.middleware.ApiErrorMiddleware",
+)
 # Every handler redacts credentials (API keys, customer tokens, auth headers, write keys); Django's
 # loggers go through the root handlers only, so no record can bypass the filter.
 LOGGING["filters"] = {

@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from hub.errors import HubError
 from hub.models import Activity, App, Workspace
+from hub.races import unique_race_safe
 
 from .connectors import connector_for
 from .delivery import delivery_send_now
@@ -27,6 +28,7 @@ def _enqueue_send(integration_id: int) -> None:
     transaction.on_commit(lambda: deliveries_send.delay(integration_id))
 
 
+@unique_race_safe
 @transaction.atomic
 def integration_save(
     *,

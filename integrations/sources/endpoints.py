@@ -45,6 +45,7 @@ from .formats.vendor import kable_event_name
 from .inbox import inbox_receive
 from .models import Source
 from .services import (
+    VendorReceipt,
     source_by_webhook_token,
     source_by_write_key,
     vendor_events_receive,
@@ -157,19 +158,25 @@ def segment_tracking(request: HttpRequest, kind: str) -> HttpResponse:
         items = body.get("batch")
         if not isinstance(items, list):
             raise BadRequest("batch must be an array of messages.")
+        _check_count(items)
         defaults = {k: body[k] for k in ("context", "integrations") if isinstance(body.get(k), dict)}
-        receipt = inbox_receive(
-            source=source,
-            items=items,
-            format_kind="segment",
-            defaults=defaults,
-            max_messages=settings.HUB_SOURCE_BATCH_MAX_MESSAGES,
-        )
-    else:
-        body["type"] = kind
-        receipt = inbox_receive(source=source, items=[body], format_kind="segment")
-        if receipt.rejected:
-            return _json({"error": receipt.rejected[0]["reason"], **receipt.body()}, status=400)
+        receipt = inbox_receive(source=source, items=items, format_kind="segment", defaults=defaults)
+        return _json(receipt.body())
+    body["type"] = kind
+    return _single_receipt(inbox_receive(source=source, items=[body], format_kind="segment"))
+
+
+def _check_count(items: list[Any]) -> None:
+    """A batch over Segment's message count is refused whole (400), like one over its size."""
+    limit = settings.HUB_SOURCE_BATCH_MAX_MESSAGES
+    if len(items) > limit:
+        raise TooLarge(f"A batch holds at most {limit} messages; this one has {len(items)}.")
+
+
+def _single_receipt(receipt) -> HttpResponse:
+    """The answer to one message: 200, or 400 with the reason when it was rejected (Segment's)."""
+    if receipt.rejected:
+        return _json({"error": receipt.rejected[0]["reason"], **receipt.body()}, status=400)
     return _json(receipt.body())
 
 
@@ -232,18 +239,21 @@ def webhook(request: HttpRequest, token: str) -> HttpResponse:
         raise AuthenticationError("Missing or invalid X-Signature.")
     _source_rate_limit(source)
     body = _parse(raw)
-    items = body if isinstance(body, list) else [body]
-    if items == [{}]:
+    if body in ({}, [{}]):
         # Connection tests (ChartMogul's, Segment's) post an empty object: nothing to keep.
         return _json({"success": True, "accepted": 0})
-    receipt = inbox_receive(source=source, items=items, max_messages=settings.HUB_SOURCE_BATCH_MAX_MESSAGES)
-    return _json(receipt.body())
+    if not isinstance(body, list):
+        # One message answers like the tracking API's single calls: 400 when it is rejected.
+        return _single_receipt(inbox_receive(source=source, items=[body]))
+    _check_count(body)
+    return _json(inbox_receive(source=source, items=body).body())
 
 
 # --- Metronome- and Kable-compatible ingest ---------------------------------------------------------
 
 _RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
 _COMPAT_MAX_BYTES = 1024 * 1024
+_METRONOME_MAX_EVENTS = 100
 
 
 class _VendorError(HubError):
@@ -316,14 +326,20 @@ def metronome_ingest(request: HttpRequest) -> HttpResponse:
         raise _VendorError("Send the API key as Authorization: Bearer <key>.", 401)
     api_key = _auth(key.strip())
     _api_key_rate_limit(api_key)
-    body = _compat_body(request)
+    _receive_whole(request, api_key, Source.Kind.METRONOME, _metronome_items, _metronome_event)
+    return HttpResponse(status=200)
+
+
+def _metronome_items(body: Any) -> list[Any]:
     if not isinstance(body, list):
         raise _VendorError("The body must be a JSON array of events.")
-    if not 1 <= len(body) <= 100:
-        raise _VendorError("Send between 1 and 100 events." if body else "The array of events is empty.")
-    _check_whole(api_key, Source.Kind.METRONOME, body, _metronome_event)
-    vendor_events_receive(app=api_key.app, kind=Source.Kind.METRONOME, items=body)
-    return HttpResponse(status=200)
+    if not 1 <= len(body) <= _METRONOME_MAX_EVENTS:
+        raise _VendorError(
+            f"Send between 1 and {_METRONOME_MAX_EVENTS} events; this request has {len(body)}."
+            if body
+            else "The array of events is empty."
+        )
+    return body
 
 
 def _metronome_event(event: Any, i: int) -> dict:
@@ -358,19 +374,41 @@ def _kable_event(event: Any, i: int) -> dict:
     }
 
 
-def _check_whole(api_key: ApiKey, kind: str, items: list[Any], convert) -> None:
-    """All or nothing: each event's fields, then the usage-event rules (a timestamp at most 24 h
-    ahead, sizes) on the conversion the preset mapping makes. A refused request's events are
-    recorded as rejected with the reason, so the source's debugger shows them."""
+_UNREAD = object()
+
+
+def _receive_whole(request: HttpRequest, api_key: ApiKey, kind: str, items_of, convert) -> VendorReceipt:
+    """All or nothing: the body, its events (`items_of`), each event's fields, then the usage-event
+    rules (a timestamp at most 24 h ahead, sizes) on the conversion the preset mapping makes; then
+    the events are received. A request refused here is recorded in the source's debugger as
+    rejected with the reason: its events (at most the endpoint's limit of them), or the request
+    as one message when it has none to show (a body unread, not JSON, not events)."""
+    body: Any = _UNREAD
     try:
+        body = _compat_body(request)
+        items = items_of(body)
         usage_events_validate([convert(event, i) for i, event in enumerate(items)])
     except InvalidEvents as exc:
         details = "; ".join(f"[{e.index}].{e.field}: {e.message}" for e in exc.errors)
-        vendor_events_refuse(app=api_key.app, kind=kind, items=items, reason=f"{exc} {details}")
+        _refuse(api_key, kind, body, f"{exc} {details}")
         raise
     except HubError as exc:
-        vendor_events_refuse(app=api_key.app, kind=kind, items=items, reason=str(exc))
+        _refuse(api_key, kind, body, str(exc))
         raise
+    return vendor_events_receive(app=api_key.app, kind=kind, items=items)
+
+
+def _refuse(api_key: ApiKey, kind: str, body: Any, reason: str) -> None:
+    limit = (
+        _METRONOME_MAX_EVENTS if kind == Source.Kind.METRONOME else settings.HUB_USAGE_EVENTS_MAX_PER_REQUEST
+    )
+    if isinstance(body, list) and body:
+        shown = body[:limit]
+    elif isinstance(body, dict):
+        shown = [body]
+    else:
+        shown = []  # nothing readable to show: one row stands for the request
+    vendor_events_refuse(app=api_key.app, kind=kind, items=shown, reason=reason)
 
 
 @csrf_exempt
@@ -385,12 +423,15 @@ def kable_events_create(request: HttpRequest) -> HttpResponse:
         raise _VendorError("Send KABLE-CLIENT-ID (the app id) and KABLE-CLIENT-SECRET (an API key).", 401)
     api_key = _auth(secret, app_id)
     _api_key_rate_limit(api_key)
-    body = _compat_body(request)
+    receipt = _receive_whole(request, api_key, Source.Kind.KABLE, _kable_items, _kable_event)
+    return _json({"success": True, "accepted": receipt.accepted, "duplicates": receipt.duplicates})
+
+
+def _kable_items(body: Any) -> list[Any]:
     items = [body] if isinstance(body, dict) else body
     if not isinstance(items, list) or not items:
         raise _VendorError("The body must be an event or a non-empty array of events.")
-    if len(items) > settings.HUB_USAGE_EVENTS_MAX_PER_REQUEST:
-        raise _VendorError(f"At most {settings.HUB_USAGE_EVENTS_MAX_PER_REQUEST} events per request.", 413)
-    _check_whole(api_key, Source.Kind.KABLE, items, _kable_event)
-    receipt = vendor_events_receive(app=api_key.app, kind=Source.Kind.KABLE, items=items)
-    return _json({"success": True, "accepted": receipt.accepted, "duplicates": receipt.duplicates})
+    limit = settings.HUB_USAGE_EVENTS_MAX_PER_REQUEST
+    if len(items) > limit:
+        raise _VendorError(f"At most {limit} events per request; this request has {len(items)}.", 413)
+    return items

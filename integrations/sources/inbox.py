@@ -103,14 +103,13 @@ def inbox_receive(
     items: list[Any],
     format_kind: str | None = None,
     defaults: dict | None = None,
-    max_messages: int | None = None,
 ) -> Receipt:
     """Validate each item in its format and commit all to the inbox (rejected ones with the reason).
 
     `format_kind=None` detects each item's format (webhooks). Enqueues processing after commit.
     """
     receipt, rows, received_at = _receipt_rows(
-        source=source, items=items, format_kind=format_kind, defaults=defaults, max_messages=max_messages
+        source=source, items=items, format_kind=format_kind, defaults=defaults
     )
     _insert(source, rows, received_at, batched=True)
     if receipt.accepted:
@@ -140,8 +139,13 @@ def inbox_receive_inline(*, source: Source, items: list[Any], format_kind: str) 
 
 
 def inbox_refuse(*, source: Source, items: list[Any], format_kind: str, reason: str) -> None:
-    """Record refused items as rejected with `reason` (a request refused as a whole), for the debugger."""
-    _, rows, received_at = _receipt_rows(source=source, items=items, format_kind=format_kind, refused=reason)
+    """Record refused items as rejected with `reason` (a request refused as a whole), for the debugger;
+    without items (a body unread, or not JSON), one row stands for the request."""
+    _, rows, received_at = _receipt_rows(
+        source=source, items=items or [{}], format_kind=format_kind, refused=reason
+    )
+    if not items:
+        rows[0].error = reason
     _insert(source, rows, received_at, batched=False)
 
 
@@ -166,7 +170,6 @@ def _receipt_rows(
     items: list[Any],
     format_kind: str | None,
     defaults: dict | None = None,
-    max_messages: int | None = None,
     refused: str = "",
 ) -> tuple[Receipt, list[_Row], datetime]:
     max_bytes = settings.HUB_SOURCE_MESSAGE_MAX_BYTES
@@ -188,10 +191,9 @@ def _receipt_rows(
                     received.error = f"the message is {len(payload)} bytes; at most {max_bytes} are allowed"
                 elif b"\\u0000" in payload:
                     received.error = "strings may not contain the NUL character"
-        if not received.error and max_messages is not None and receipt.accepted >= max_messages:
-            received.error = f"over {max_messages} messages in one batch"
-        if refused and not received.error:
-            received.error = refused
+        if refused:
+            # The request's reason first: it is why this message was refused.
+            received.error = f"{refused} (this message: {received.error})" if received.error else refused
         if received.error:
             payload = orjson.dumps(_stub(received))
             receipt.rejected.append(

@@ -15,6 +15,7 @@ from django.db.models import Max
 
 from hub.errors import AuthenticationError, Conflict, HubError
 from hub.models import App
+from hub.races import unique_race_safe
 
 from .actions import action_for
 from .inbox import inbox_receive_inline, inbox_refuse
@@ -59,6 +60,7 @@ def _set_webhook_token(source: Source) -> None:
     source.webhook_token_hash = credential_hash(token)
 
 
+@unique_race_safe
 @transaction.atomic
 def source_create(
     *, app: App, name: str, shared_secret: str = "", presets: tuple[str, ...] | list[str] = DEFAULT_PRESETS
@@ -79,6 +81,7 @@ def source_create(
     return source
 
 
+@unique_race_safe
 def source_update(*, source: Source, name: str | None = None, shared_secret: str | None = None,
                   enabled: bool | None = None) -> Source:  # fmt: skip
     """Rename, set or clear the shared secret (empty clears), enable or disable."""

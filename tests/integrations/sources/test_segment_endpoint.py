@@ -134,8 +134,10 @@ def test_segment_limits(source, settings):
     response = client.post(
         "/segment/v1/batch", {"batch": [_track(i) for i in range(5)]}, content_type="application/json"
     )
-    assert response.json()["accepted"] == 3
-    assert [r["reason"] for r in response.json()["rejected"]] == ["over 3 messages in one batch"] * 2
+    # Over the message count: refused whole, like a batch over the size, and nothing kept.
+    assert response.status_code == 400
+    assert response.json() == {"error": "A batch holds at most 3 messages; this one has 5."}
+    assert InboxMessage.objects.filter(source=source).count() == 2  # the first request's two
 
 
 def test_unmatched_messages_are_recorded_as_such_and_reprocessing_stores_once(source):
