@@ -23,6 +23,9 @@ _current: contextvars.ContextVar[str | None] = contextvars.ContextVar("hub_reque
 # What a proxy or client may pass on: ids (UUIDs, hex, ULIDs, "Root=1-..." trace ids) of modest
 # length and a quiet alphabet, so a header can neither forge log lines nor bloat every record.
 _SANE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:=+/-]{0,127}")
+# Pasted credentials are not ids (they would reach every log line): the hub's API keys and
+# customer tokens (`hub_...`, or another HUB_API_KEY_PREFIX), sources' write keys and webhook tokens.
+_CREDENTIAL = re.compile(r"hub_|(?<![A-Za-z0-9])w[kh]_")
 
 
 def request_id_get() -> str | None:
@@ -41,10 +44,10 @@ def request_id_reset(token: contextvars.Token) -> None:
 
 def request_id_from_header(value: str | None) -> str:
     """The incoming id when it is sane and carries no credential, else a new random one."""
-    if value and _SANE.fullmatch(value):
-        from hub.log_redaction import redact
+    if value and _SANE.fullmatch(value) and not _CREDENTIAL.search(value):
+        from django.conf import settings
 
-        if redact(value) == value:
+        if settings.HUB_API_KEY_PREFIX not in value:
             return value
     return uuid.uuid4().hex
 

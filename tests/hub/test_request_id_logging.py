@@ -39,6 +39,7 @@ def test_a_sane_incoming_request_id_is_honoured_and_echoed(client, incoming):
         '"quoted"',
         "hub_live_AbCdEfGhIjKl_" + "s" * 40,  # a credential: never echoed into logs
         "wk_" + "a" * 32,
+        "Bearer:hub_ct_" + "t" * 30,
     ],
 )
 def test_an_insane_incoming_request_id_is_replaced_by_a_generated_one(incoming):
