@@ -123,3 +123,16 @@ def test_the_request_id_follows_a_request_into_its_task_in_a_real_worker():
     # Every log record the worker wrote is JSON (Celery prints its start-up banner without logging).
     plain = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [A-Z]+ ", re.MULTILINE)
     assert not plain.search(worker.output()), worker.output()[-3000:]
+
+
+def test_an_unknown_log_format_refuses_to_start():
+    import subprocess
+    import sys
+
+    from tests.processes import ROOT, process_env
+
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"], cwd=ROOT, env=process_env(LOG_FORMAT="xml"),
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode != 0 and 'LOG_FORMAT must be "plain" or "json"' in result.stderr
