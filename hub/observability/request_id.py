@@ -28,20 +28,6 @@ _SANE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:=+/-]{0,127}")
 _CREDENTIAL = re.compile(r"hub_|(?<![A-Za-z0-9])w[kh]_")
 
 
-def request_id_get() -> str | None:
-    """The id of the request or task this code runs for, if any."""
-    return _current.get()
-
-
-def request_id_set(value: str | None) -> contextvars.Token:
-    """Make `value` the current id (until `request_id_reset` with the returned token)."""
-    return _current.set(value)
-
-
-def request_id_reset(token: contextvars.Token) -> None:
-    _current.reset(token)
-
-
 def request_id_from_header(value: str | None) -> str:
     """The incoming id when it is sane and carries no credential, else a new random one."""
     if value and _SANE.fullmatch(value) and not _CREDENTIAL.search(value):
