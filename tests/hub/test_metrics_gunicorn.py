@@ -28,17 +28,19 @@ def gunicorn(tmp_path):
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            requests.get(f"{url}/healthz", timeout=10)
-            break
-        except requests.RequestException:
-            time.sleep(0.2)
-    yield url, multiproc
-    os.killpg(proc.pid, signal.SIGTERM)
-    proc.wait(timeout=20)
-    log.close()
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                requests.get(f"{url}/healthz", timeout=10)
+                break
+            except requests.RequestException:
+                time.sleep(0.2)
+        yield url, multiproc
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=20)
+        log.close()
 
 
 def _healthz_count(url: str) -> float:
