@@ -379,3 +379,21 @@ CELERY_BEAT_SCHEDULE["events-rollups-sweep"] = {
     "schedule": HUB_ROLLUP_SWEEP_SECONDS,
     "options": {"expires": max(HUB_ROLLUP_SWEEP_SECONDS * 2, 2.0)},
 }
+
+# --- Operations (hub/observability, docs/operations.md) ------------------------------------------
+# The Prometheus endpoint /metrics: off (404) unless set; then only `Authorization: Bearer <token>`.
+HUB_METRICS_TOKEN = env.str("HUB_METRICS_TOKEN", default="")
+# Every request gets an id (a sane incoming X-Request-ID, else a new one), echoed in the response,
+# carried into the Celery tasks it enqueues and onto every log record (`request_id`).
+MIDDLEWARE.insert(0, "hub.observability.request_id.RequestIdMiddleware")
+MIDDLEWARE.insert(1, "hub.observability.prometheus.RequestMetricsMiddleware")
+# "plain" (default) or "json": one JSON object per line, with the request id.
+LOG_FORMAT = env.str("LOG_FORMAT", default="plain")
+if LOG_FORMAT not in ("plain", "json"):
+    raise ImproperlyConfigured('LOG_FORMAT must be "plain" or "json".')
+LOGGING["formatters"]["json"] = {"()": "hub.observability.logging_json.JsonFormatter"}
+LOGGING["filters"]["request_id"] = {"()": "hub.observability.request_id.RequestIdLogFilter"}
+for _handler in LOGGING["handlers"].values():
+    _handler["filters"].append("request_id")
+    if LOG_FORMAT == "json":
+        _handler["formatter"] = "json"

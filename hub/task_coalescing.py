@@ -9,6 +9,7 @@ sweep as the backstop.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import os
 import threading
@@ -40,7 +41,9 @@ class CoalescedTask:
             if self._scheduled:
                 return
             self._scheduled = True
-        timer = threading.Timer(self.seconds, self.send)
+        # The send runs in the context of the first ask of its window: the task carries that
+        # request's id (hub.observability.request_id).
+        timer = threading.Timer(self.seconds, contextvars.copy_context().run, args=(self.send,))
         timer.daemon = True
         timer.start()
 

@@ -10,6 +10,7 @@ from events import lifecycle_views, metric_views, metrics_api
 from events import views as events_views
 
 from . import api, health, lifecycle_api, login, views
+from .observability import prometheus
 
 api_v1 = [
     path("app", api.AppView.as_view(), name="api_app"),
@@ -143,6 +144,7 @@ urlpatterns = [
     path("v1/", include(api_v1)),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
+    path("metrics", prometheus.metrics_view, name="metrics"),
     path("api/schema/", SpectacularAPIView.as_view(), name="api_schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api_schema"), name="api_docs"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="api_schema"), name="api_redoc"),

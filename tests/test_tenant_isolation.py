@@ -114,6 +114,8 @@ EXCLUDED: dict[str, str] = {
     "api/redoc/": "ReDoc page: no tenant data",
     "healthz": "liveness probe: no tenant data",
     "readyz": "readiness probe: no tenant data",
+    "metrics": "the operators' Prometheus figures (every tenant's sources and integrations by id, no "
+    "names or data), Bearer HUB_METRICS_TOKEN only: tests/hub/test_metrics_endpoint.py",
     "login/": "the login form: no tenant data, throttled and tested in tests/hub/test_login_throttle.py",
     "logout/": "logs the caller out: no tenant data",
 }

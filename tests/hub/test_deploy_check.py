@@ -51,3 +51,10 @@ def test_deploy_check_flags_what_hardening_needs():
     assert result.returncode != 0
     assert "hub.W001" in result.stderr + result.stdout
     assert "hub.W002" in result.stderr + result.stdout
+
+
+def test_metrics_on_without_a_shared_multiprocess_directory_is_warned_about(tmp_path):
+    result = deploy_check(HUB_METRICS_TOKEN="short")
+    assert "hub.W010" in result.stderr + result.stdout and "hub.W011" in result.stderr + result.stdout
+    good = deploy_check(HUB_METRICS_TOKEN="m" * 32, PROMETHEUS_MULTIPROC_DIR=str(tmp_path))
+    assert good.returncode == 0, good.stderr + good.stdout
