@@ -37,8 +37,9 @@ _WRITE_KEY = re.compile(
     r"""(write[_-]?key['"]?\s*[:=]\s*['"]?)(?!\[REDACTED\])[^'"\s,;}\]]+""", re.IGNORECASE
 )
 _URL_CREDENTIALS = re.compile(r"([a-z][a-z0-9+.\-]*://)[^/\s@]+@", re.IGNORECASE)
-# The segment after /hooks/ is a webhook token (integrations/sources/urls.py), valid or not.
-_WEBHOOK_PATH = re.compile(r"(/hooks/)(?!\[REDACTED\])[^/?#\s\"']+")
+# The segment after /hooks/ is a webhook token (integrations/sources/urls.py), valid or not; a
+# source credential's prefix is kept, which tells a webhook token from a misplaced write key.
+_WEBHOOK_PATH = re.compile(r"(/hooks/(?:wh_|wk_)?)(?!\[REDACTED\])[^/?#\s\"']+")
 # A query parameter (or form field) whose name ends like a credential's: its value, up to & ; # or a space.
 _CREDENTIAL_PARAM = re.compile(
     r"""([?&;][\w.\-]*(?:token|key|secret|password|passwd|signature|auth)=)(?!\[REDACTED\])[^&;#\s"']+""",
