@@ -83,3 +83,23 @@ def test_a_signal_to_make_run_stops_everything_without_errors(tmp_path, signum):
     command = ["make", "--no-print-directory", f"VENV={venv}", "-o", f"{venv}/.installed", "run"]
     proc, _ = _start(command, tmp_path)
     _stop_and_check(proc, tmp_path, signum, proc.pid)
+
+
+def test_children_stop_when_hub_run_is_killed(tmp_path):
+    """SIGKILL leaves hub_run no chance to stop anything: the kernel tells its children
+    (PR_SET_PDEATHSIG), which stop as on SIGTERM."""
+    proc, _ = _start([sys.executable, "manage.py", "hub_run"], tmp_path)
+    marker = f"HUB_VAR_DIR={tmp_path}"
+    children = [pid for pid in _processes_with_env(marker) if pid != proc.pid]
+    assert len(children) >= 3
+    proc.kill()
+    proc.wait(timeout=10)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and _processes_with_env(marker):
+        time.sleep(0.5)
+    survivors = _processes_with_env(marker)
+    for pid in survivors:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    assert survivors == [], (tmp_path / "out.log").read_text()
+    assert list((tmp_path / "home").iterdir()) == []
