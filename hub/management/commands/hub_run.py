@@ -1,6 +1,6 @@
 """Run the whole hub for development: migrate, bootstrap, then web + worker + scheduler.
 
-Stopping: SIGINT (Ctrl-C) or SIGTERM to this process, or to `make run` (see `_parent_stopping`),
+Stopping: SIGINT (Ctrl-C) or SIGTERM to this process, or to `make run` (see `_Parent`),
 sends SIGTERM to the main process of web, worker and scheduler, each of which stops its own
 children as it does in production (a signal to a whole group would reach Celery's pool processes
 directly, which the worker reports as errors). Each child runs in a session of its own, so a
