@@ -42,7 +42,7 @@ _URL_CREDENTIALS = re.compile(r"([a-z][a-z0-9+.\-]*://)[^/\s@]+@", re.IGNORECASE
 _WEBHOOK_PATH = re.compile(r"(/hooks/(?:wh_|wk_)?)(?!\[REDACTED\])[^/?#\s\"']+")
 # A query parameter (or form field) whose name ends like a credential's: its value, up to & ; # or a space.
 _CREDENTIAL_PARAM = re.compile(
-    r"""([?&;][\w.\-]*(?:token|key|secret|password|passwd|signature|auth)=)(?!\[REDACTED\])[^&;#\s"']+""",
+    r"""([?&;][\w.%\-]*(?:token|key|secret|password|passwd|signature|auth)=)(?!\[REDACTED\])[^&;#\s"']+""",
     re.IGNORECASE,
 )
 

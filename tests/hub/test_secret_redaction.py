@@ -142,6 +142,7 @@ def test_one_logged_line_can_be_redacted_by_several_handlers_without_damage():
             "&password=[REDACTED]&page=2 HTTP/1.1",
         ),
         ("GET /search?keyword=plans&q=key HTTP/1.1", "GET /search?keyword=plans&q=key HTTP/1.1"),
+        ("GET /v1/app?x-api%5Fkey=abc HTTP/1.1", "GET /v1/app?x-api%5Fkey=[REDACTED] HTTP/1.1"),
     ],
 )
 def test_what_is_redacted(text, expected):
