@@ -7,8 +7,9 @@ PIP := $(PY) -m pip --disable-pip-version-check -q
 .PHONY: run test test-fast fuzz fuzz-long lint format install install-dev migrate bench chaos clean
 
 ## Set up (virtualenv, install, migrate, admin and demo app) and run web + worker + scheduler.
+## (exec: make's SIGTERM goes straight to hub_run, with no shell in between to die instead.)
 run: $(VENV)/.installed
-	DEBUG=$${DEBUG:-1} $(PY) manage.py hub_run
+	DEBUG=$${DEBUG:-1} exec $(PY) manage.py hub_run
 
 ## Install test dependencies, make sure PostgreSQL and Redis run, and run the whole suite.
 test: $(VENV)/.installed-dev

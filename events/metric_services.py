@@ -122,10 +122,14 @@ _METRIC_KEYS = {"name", "event_name", "aggregation", "property", "group_by", "fi
 
 
 def metrics_apply(*, app: App, value: Any, path: str) -> list[dict]:
-    """hub_apply's `metrics` section of an app (matched by name), with plan limits per metric."""
-    from hub.config_apply import ConfigError
+    """hub_apply's `metrics` section of an app (matched by name), with plan limits per metric.
 
-    from .usage_limits import DEFAULT_THRESHOLDS, plan_usage_limit_set
+    What an entry omits keeps its value (`property`, `group_by`, `filters`: null clears); a limit
+    names its plan, omitted `limit` or `thresholds` keep theirs, `"limit": null` removes it.
+    """
+    from hub.config_apply import ConfigError, declared_value
+
+    from .usage_limits import DEFAULT_THRESHOLDS, plan_usage_limit_remove, plan_usage_limit_set
 
     if not isinstance(value, list):
         raise ConfigError(f"{path}: must be a list of metrics")
@@ -137,19 +141,20 @@ def metrics_apply(*, app: App, value: Any, path: str) -> list[dict]:
         extra = set(spec) - _METRIC_KEYS
         if extra:
             raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(extra))}")
+        name = spec.get("name")
+        metric = Metric.objects.filter(app=app, name=name.strip()).first() if isinstance(name, str) else None
+        created = metric is None
         try:
             definition = definition_validate(
-                name=spec.get("name"),
-                event_name=spec.get("event_name"),
-                aggregation=spec.get("aggregation", "count"),
-                property=spec.get("property", ""),
-                group_by=spec.get("group_by", ""),
-                filters=spec.get("filters"),
+                name=name,
+                event_name=declared_value(spec, "event_name", obj=metric, default=None, path=where),
+                aggregation=declared_value(spec, "aggregation", obj=metric, default="count", path=where),
+                property=declared_value(spec, "property", obj=metric, default="", cleared="", path=where),
+                group_by=declared_value(spec, "group_by", obj=metric, default="", cleared="", path=where),
+                filters=declared_value(spec, "filters", obj=metric, default=None, cleared=None, path=where),
             )
         except MetricDefinitionError as exc:
             raise ConfigError(f"{where}.{exc}") from None
-        metric = Metric.objects.filter(app=app, name=definition.name).first()
-        created = metric is None
         metric = (
             metric_create(app=app, definition=definition)
             if created
@@ -166,10 +171,17 @@ def metrics_apply(*, app: App, value: Any, path: str) -> list[dict]:
             plan = Plan.objects.filter(app=app, name=item.get("plan")).first()
             if plan is None:
                 raise ConfigError(f"{lpath}.plan: no plan named {item.get('plan')!r} in this app")
+            if "limit" in item and item["limit"] is None:  # `"limit": null` removes the plan's limit
+                plan_usage_limit_remove(plan=plan, metric=metric)
+                continue
+            current = PlanUsageLimit.objects.filter(plan=plan, metric=metric).first()
             try:
                 usage_limit = plan_usage_limit_set(
-                    plan=plan, metric=metric, limit=item.get("limit"),
-                    thresholds=item.get("thresholds", list(DEFAULT_THRESHOLDS)),
+                    plan=plan, metric=metric,
+                    limit=declared_value(item, "limit", obj=current, default=None, path=lpath),
+                    thresholds=declared_value(
+                        item, "thresholds", obj=current, default=list(DEFAULT_THRESHOLDS), path=lpath
+                    ),
                 )  # fmt: skip
             except HubError as exc:
                 raise ConfigError(f"{lpath}: {exc}") from None

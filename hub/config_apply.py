@@ -2,16 +2,18 @@
 
 The core applies `workspace`, `owner_email`, `members` and `apps` (with `api_keys`). Other
 packages add sections with `section_register` from their AppConfig.ready(): workspace-level
-sections (e.g. `integrations`, `plans`) get the workspace, app-level ones (e.g. `sources`,
+sections (e.g. `integrations`) get the workspace, app-level ones (e.g. `plans`, `sources`,
 `metrics`) get the app. Objects are matched by name, so applying a document twice changes
-nothing and prints no secret the second time. The schema is documented in docs/hub_apply.md.
+nothing and prints no secret the second time. A document changes only what it says: a field it
+omits keeps the existing object's value (a new object gets the default), and `null` clears a
+field where clearing makes sense (`declared_value`). The schema is in docs/hub_apply.md.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from django.db import transaction
 
@@ -47,6 +49,37 @@ def section_register(*, level: str, key: str, apply: Callable[..., Any]) -> None
 
 _CORE_WORKSPACE_KEYS = {"workspace", "owner_email", "members", "apps"}
 _CORE_APP_KEYS = {"name", "api_keys"}
+
+
+NOT_CLEARABLE: Final = object()
+
+
+def declared_value(
+    spec: dict,
+    key: str,
+    *,
+    obj: Any,
+    default: Any,
+    attr: str | Callable[[Any], Any] | None = None,
+    cleared: Any = NOT_CLEARABLE,
+    path: str,
+) -> Any:
+    """The value a document gives `key` of an object, for a section's apply function.
+
+    Given: the document's value. Omitted: the existing object's current value (`attr` of `obj`, an
+    attribute name or a function of the object; `key` by default), or `default` when `obj` is
+    None (the object is being created). `null`: `cleared`, or a ConfigError naming `path.key` for
+    a field that cannot be cleared.
+    """
+    if key in spec:
+        if spec[key] is not None:
+            return spec[key]
+        _require(cleared is not NOT_CLEARABLE, f"{path}.{key}", "cannot be null")
+        return cleared
+    if obj is None:
+        return default
+    attr = attr or key
+    return attr(obj) if callable(attr) else getattr(obj, attr)
 
 
 def _require(cond: bool, path: str, message: str) -> None:
@@ -85,9 +118,11 @@ def config_apply(*, document: Any) -> dict:
     for i, member in enumerate(members):
         path = f"$.members[{i}]"
         _require(isinstance(member, dict) and isinstance(member.get("email"), str), path, "needs an email")
-        role = member.get("role", Membership.Role.MEMBER)
-        _require(role in Membership.Role.values, f"{path}.role", "must be owner or member")
+        _check_keys(member, {"email", "role"}, "member", path)
         user, _ = services.user_get_or_create_by_email(email=member["email"])
+        membership = Membership.objects.filter(workspace=workspace, user=user).first()
+        role = declared_value(member, "role", obj=membership, default=Membership.Role.MEMBER, path=path)
+        _require(role in Membership.Role.values, f"{path}.role", "must be owner or member")
         services.membership_set(workspace=workspace, user=user, role=role)
         out_members.append({"email": user.email, "role": role})
     if out_members:

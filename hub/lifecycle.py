@@ -422,8 +422,9 @@ def subscription_update(*, customer: Customer, capped_amount: Any) -> Subscripti
 
 
 def plans_apply(*, app: App, value: Any, path: str) -> list[dict]:
-    """hub_apply's `plans` section of an app: `[{"name", "price", "currency", "interval"}]`."""
-    from .config_apply import ConfigError
+    """hub_apply's `plans` section of an app: `[{"name", "price", "currency", "interval"}]`, matched
+    by name; what a plan's entry omits keeps its value (a new plan: price 0, USD, every 30 days)."""
+    from .config_apply import ConfigError, declared_value
 
     if not isinstance(value, list):
         raise ConfigError(f"{path}: must be a list of plans")
@@ -435,13 +436,17 @@ def plans_apply(*, app: App, value: Any, path: str) -> list[dict]:
         extra = set(spec) - {"name", "price", "currency", "interval"}
         if extra:
             raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(extra))}")
+        name = spec.get("name")
+        existing = Plan.objects.filter(app=app, name=name.strip()).first() if isinstance(name, str) else None
         try:
             plan, created = plan_upsert(
                 app=app,
-                name=spec.get("name"),
-                amount=spec.get("price", 0),
-                currency=spec.get("currency", "USD"),
-                interval=spec.get("interval", Plan.Interval.EVERY_30_DAYS),
+                name=name,
+                amount=declared_value(spec, "price", obj=existing, attr="amount", default=0, path=where),
+                currency=declared_value(spec, "currency", obj=existing, default="USD", path=where),
+                interval=declared_value(
+                    spec, "interval", obj=existing, default=Plan.Interval.EVERY_30_DAYS, path=where
+                ),
             )
         except HubError as exc:
             raise ConfigError(f"{where}: {exc}") from None

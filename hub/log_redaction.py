@@ -4,8 +4,11 @@ It rewrites a record's message, traceback and stack in place, so whatever handle
 sees the redacted text too. Covered: the hub's API keys and customer tokens wherever they
 appear, the values of the credential headers (Authorization, X-Mantle-App-Api-Key,
 X-Mantle-Customer-Api-Token) in any of their spellings, HTTP Basic credentials (Segment write
-keys travel that way), `writeKey` fields, credentials inside URLs, and the sources' write keys
-(`wk_…`) and webhook tokens (`wh_…`, part of the path of a webhook URL) wherever they appear.
+keys travel that way), `writeKey` fields, credentials inside URLs, the sources' write keys
+(`wk_…`) and webhook tokens (`wh_…`) wherever they appear, whatever follows `/hooks/` in a path (a
+webhook URL's token, even a wrong one), and query parameters named like a credential (`token=`,
+`key=`, `api_key=`, `secret=`, `password=`, `signature=`, ...). gunicorn's logs go through the
+same `redact` (hub.gunicorn_logger).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import logging
 import re
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 
 REDACTED = "[REDACTED]"
 
@@ -33,6 +37,21 @@ _WRITE_KEY = re.compile(
     r"""(write[_-]?key['"]?\s*[:=]\s*['"]?)(?!\[REDACTED\])[^'"\s,;}\]]+""", re.IGNORECASE
 )
 _URL_CREDENTIALS = re.compile(r"([a-z][a-z0-9+.\-]*://)[^/\s@]+@", re.IGNORECASE)
+# The segment after /hooks/ is a webhook token (integrations/sources/urls.py), valid or not; a
+# source credential's prefix is kept, which tells a webhook token from a misplaced write key.
+_WEBHOOK_PATH = re.compile(r"(/hooks/(?:wh_|wk_)?)(?!\[REDACTED\])[^/?#\s\"']+")
+# A query parameter (or form field) whose name ends like a credential's: its value, up to & ; # or a space.
+_CREDENTIAL_PARAM = re.compile(
+    r"""([?&;][\w.%\-]*(?:token|key|secret|password|passwd|signature|auth)=)(?!\[REDACTED\])[^&;#\s"']+""",
+    re.IGNORECASE,
+)
+
+
+def _configured_api_key_prefix() -> str:
+    try:
+        return settings.HUB_API_KEY_PREFIX
+    except ImproperlyConfigured:  # gunicorn's master process logs without Django's settings
+        return ""
 
 
 @functools.lru_cache(maxsize=4)
@@ -46,8 +65,10 @@ def redact(text: str) -> str:
     text = _HEADER.sub(lambda m: m[1] + (m[2] or "") + REDACTED, text)
     text = _WRITE_KEY.sub(r"\1" + REDACTED, text)
     text = _URL_CREDENTIALS.sub(r"\1" + REDACTED + "@", text)
+    text = _WEBHOOK_PATH.sub(r"\1" + REDACTED, text)
+    text = _CREDENTIAL_PARAM.sub(r"\1" + REDACTED, text)
     text = _BASIC.sub(r"\1" + REDACTED, text)
-    text = _api_key_pattern(settings.HUB_API_KEY_PREFIX).sub(r"\1" + REDACTED, text)
+    text = _api_key_pattern(_configured_api_key_prefix()).sub(r"\1" + REDACTED, text)
     text = _SOURCE_CREDENTIAL.sub(r"\1" + REDACTED, text)
     return _CUSTOMER_TOKEN.sub("hub_ct_" + REDACTED, text)
 

@@ -165,8 +165,13 @@ def deliveries_replay(*, integration: Integration, since: datetime, until: datet
 
 
 def integrations_apply(*, workspace: Workspace, value: Any, path: str) -> list[dict]:
-    """hub_apply's `integrations` section: Segment integrations matched by name."""
-    from hub.config_apply import ConfigError
+    """hub_apply's `integrations` section: Segment integrations matched by name.
+
+    What an entry omits keeps the integration's value (a new one: US region, no apps, every
+    activity, enabled); the write key is required for a new one, and omitted or null keeps the
+    stored one. `null` clears `apps`, `activities`, `user_id_field` and `custom_host`.
+    """
+    from hub.config_apply import ConfigError, declared_value
 
     if not isinstance(value, list):
         raise ConfigError(f"{path}: must be a list of integrations")
@@ -191,29 +196,41 @@ def integrations_apply(*, workspace: Workspace, value: Any, path: str) -> list[d
             raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(extra))}")
         if spec.get("kind", "segment") != "segment":
             raise ConfigError(f"{where}.kind: only segment is supported")
-        app_names = spec.get("apps", [])
-        activities = spec.get("activities", list(Activity.Kind.values))
+        existing = Integration.objects.filter(workspace=workspace, name=spec.get("name")).first()
+        activities = declared_value(
+            spec, "activities", obj=existing, default=list(Activity.Kind.values), cleared=[], path=where
+        )
+        app_names = spec.get("apps") or []  # null clears
         if not isinstance(app_names, list) or not isinstance(activities, list):
             raise ConfigError(f"{where}: apps and activities must be lists")
-        apps = list(
-            App.objects.filter(workspace=workspace, name__in=[a for a in app_names if isinstance(a, str)])
-        )
-        missing = sorted(set(app_names) - {a.name for a in apps}, key=str)
-        if missing:
-            raise ConfigError(f"{where}.apps: no app named {', '.join(map(str, missing))} in this workspace")
-        existing = Integration.objects.filter(workspace=workspace, name=spec.get("name")).first()
+        if "apps" not in spec and existing is not None:
+            apps = list(existing.apps.all())
+        else:
+            names = [a for a in app_names if isinstance(a, str)]
+            apps = list(App.objects.filter(workspace=workspace, name__in=names))
+            missing = sorted(set(app_names) - {a.name for a in apps}, key=str)
+            if missing:
+                missing_names = ", ".join(map(str, missing))
+                raise ConfigError(f"{where}.apps: no app named {missing_names} in this workspace")
+        enabled = declared_value(spec, "enabled", obj=existing, default=True, path=where)
+        if not isinstance(enabled, bool):
+            raise ConfigError(f"{where}.enabled: must be true or false")
         try:
             integration = integration_save(
                 workspace=workspace,
                 integration=existing,
                 name=spec.get("name") or "",
                 write_key=spec.get("write_key") or None,
-                region=spec.get("region", "us"),
-                custom_host=spec.get("custom_host", ""),
+                region=declared_value(spec, "region", obj=existing, default="us", path=where),
+                custom_host=declared_value(
+                    spec, "custom_host", obj=existing, default="", cleared="", path=where
+                ),
                 apps=apps,
                 activities=activities,
-                user_id_field=spec.get("user_id_field", ""),
-                enabled=bool(spec.get("enabled", True)),
+                user_id_field=declared_value(
+                    spec, "user_id_field", obj=existing, default="", cleared="", path=where
+                ),
+                enabled=enabled,
             )
         except HubError as exc:
             raise ConfigError(f"{where}: {exc}") from None

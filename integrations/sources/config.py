@@ -7,7 +7,10 @@
                                "fields": {"event_name": {"path": "$.event"}, ...}, "enabled": true}]}]
 
 Sources and mappings are matched by name; declared mappings take their declared order. Without
-`mappings` a new source starts with the default presets. Mappings not declared are left alone.
+`mappings` a new source starts with the default presets. Mappings not declared are left alone,
+and so is what an entry omits: `shared_secret` and `enabled` of a source (`"shared_secret": null`
+clears it), `trigger`, `action`, `fields` and `enabled` of a mapping (a preset gives the first
+three).
 `{"kind": "metronome"}` (or `"kable"`) declares the app's Metronome- or Kable-compatible source
 instead (one per app, matched by kind, made with its preset when missing; `name` renames it).
 """
@@ -16,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hub.config_apply import ConfigError
+from hub.config_apply import ConfigError, declared_value
 from hub.errors import HubError
 from hub.models import App
 
@@ -50,10 +53,12 @@ def sources_apply(*, app: App, value: Any, path: str) -> list[dict]:
             f"{here}.name",
             "a source name is required",
         )
-        secret = spec.get("shared_secret")
+        secret = spec.get("shared_secret")  # omitted: kept; null: cleared
         _require(secret is None or isinstance(secret, str), f"{here}.shared_secret", "must be text")
         _require(
-            secret is None or kind not in _VENDOR_KINDS, f"{here}.shared_secret", f"a {kind} source has none"
+            "shared_secret" not in spec or kind not in _VENDOR_KINDS,
+            f"{here}.shared_secret",
+            f"a {kind} source has none",
         )
         mappings = spec.get("mappings")
         _require(mappings is None or isinstance(mappings, list), f"{here}.mappings", "must be a list")
@@ -74,10 +79,12 @@ def sources_apply(*, app: App, value: Any, path: str) -> list[dict]:
                     shared_secret=secret or "",
                     presets=() if mappings is not None else DEFAULT_PRESETS,
                 )
-            elif secret is not None and secret != source.shared_secret:
-                services.source_update(source=source, shared_secret=secret)
-            if "enabled" in spec and bool(spec["enabled"]) != source.enabled:
-                services.source_update(source=source, enabled=bool(spec["enabled"]))
+            elif "shared_secret" in spec and (secret or "") != source.shared_secret:
+                services.source_update(source=source, shared_secret=secret or "")
+            enabled = declared_value(spec, "enabled", obj=source, default=True, path=here)
+            _require(isinstance(enabled, bool), f"{here}.enabled", "must be true or false")
+            if enabled != source.enabled:
+                services.source_update(source=source, enabled=enabled)
         except HubError as exc:
             raise ConfigError(f"{here}: {exc}") from None
         result: dict[str, Any] = {
@@ -116,17 +123,22 @@ def _apply_mapping(source: Source, spec: Any, path: str, *, position: int) -> di
         }
         fields.update({k: spec[k] for k in ("name", "trigger", "action", "fields") if k in spec})
         preset_key = preset.key
+        _require(isinstance(fields["name"], str) and fields["name"].strip(), f"{path}.name", "is required")
+        existing = source.mappings.filter(name=fields["name"].strip()).first()
     else:
-        for key in ("name", "trigger", "action", "fields"):
-            _require(key in spec, f"{path}.{key}", "is required (or give a preset)")
-        fields = {k: spec[k] for k in ("name", "trigger", "action", "fields")}
+        name = spec.get("name")
+        _require(isinstance(name, str) and name.strip(), f"{path}.name", "is required")
+        existing = source.mappings.filter(name=name.strip()).first()
+        for key in ("trigger", "action", "fields"):  # a new mapping needs them; an existing one keeps its own
+            _require(key in spec or existing is not None, f"{path}.{key}", "is required (or give a preset)")
+        fields = {"name": name, **{k: declared_value(spec, k, obj=existing, default=None, path=path)
+                                   for k in ("trigger", "action", "fields")}}  # fmt: skip
         preset_key = ""
-    _require(isinstance(fields["name"], str) and fields["name"].strip(), f"{path}.name", "is required")
-    existing = source.mappings.filter(name=fields["name"].strip()).first()
+    enabled = declared_value(spec, "enabled", obj=existing, default=True, path=path)
+    _require(isinstance(enabled, bool), f"{path}.enabled", "must be true or false")
     try:
         mapping = services.mapping_save(
-            source=source, mapping=existing, position=position, enabled=bool(spec.get("enabled", True)),
-            preset=preset_key, **fields,
+            source=source, mapping=existing, position=position, enabled=enabled, preset=preset_key, **fields,
         )  # fmt: skip
     except services.MappingInvalid as exc:
         field = f".{exc.field}" if exc.field in ("trigger", "action", "name") else f".fields.{exc.field}"

@@ -134,6 +134,15 @@ def test_one_logged_line_can_be_redacted_by_several_handlers_without_damage():
         ("POST /hooks/wh_AbCdEfGh-1234567_ijklmnop 401", "POST /hooks/wh_[REDACTED] 401"),
         ("key=wk_0123456789abcdefXYZ_-ab", "key=wk_[REDACTED]"),
         ("the wh_token and wk_prefix columns", "the wh_token and wk_prefix columns"),
+        ('"POST /hooks/guessed HTTP/1.1" 401', '"POST /hooks/[REDACTED] HTTP/1.1" 401'),
+        ("/hooks/wh_x?signature=abc&n=1", "/hooks/wh_[REDACTED]?signature=[REDACTED]&n=1"),
+        (
+            "GET /v1/app?token=a1&key=b2&api_key=c3&client_secret=d4&password=e5&page=2 HTTP/1.1",
+            "GET /v1/app?token=[REDACTED]&key=[REDACTED]&api_key=[REDACTED]&client_secret=[REDACTED]"
+            "&password=[REDACTED]&page=2 HTTP/1.1",
+        ),
+        ("GET /search?keyword=plans&q=key HTTP/1.1", "GET /search?keyword=plans&q=key HTTP/1.1"),
+        ("GET /v1/app?x-api%5Fkey=abc HTTP/1.1", "GET /v1/app?x-api%5Fkey=[REDACTED] HTTP/1.1"),
     ],
 )
 def test_what_is_redacted(text, expected):

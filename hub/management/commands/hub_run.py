@@ -1,12 +1,23 @@
-"""Run the whole hub for development: migrate, bootstrap, then web + worker + scheduler."""
+"""Run the whole hub for development: migrate, bootstrap, then web + worker + scheduler.
+
+Stopping: SIGINT (Ctrl-C) or SIGTERM to this process, or to `make run` (see `_Parent`),
+sends SIGTERM to the main process of web, worker and scheduler, each of which stops its own
+children as it does in production (a signal to a whole group would reach Celery's pool processes
+directly, which the worker reports as errors). Each child runs in a session of its own, so a
+terminal's Ctrl-C reaches only this process, and is told by the kernel to stop should this process
+die without stopping it (PR_SET_PDEATHSIG).
+"""
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import os
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from django.conf import settings
 from django.core.management import call_command
@@ -38,6 +49,8 @@ class Command(BaseCommand):
             "web": [
                 os.path.join(bin_dir, "gunicorn"),
                 "hub.wsgi",
+                "--config",
+                str(settings.BASE_DIR / "gunicorn.conf.py"),
                 "--bind",
                 f"{host}:{port}",
                 "--workers",
@@ -66,7 +79,19 @@ class Command(BaseCommand):
                 settings.CELERY_BEAT_SCHEDULE_FILENAME,
             ],
         }
-        procs = {name: subprocess.Popen(cmd, start_new_session=True) for name, cmd in commands.items()}
+        stopping = False
+
+        def stop(signum, frame):
+            nonlocal stopping
+            stopping = True
+
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGTERM, stop)
+        parent = _Parent()
+        procs = {
+            name: subprocess.Popen(cmd, start_new_session=True, preexec_fn=_stop_with_parent)
+            for name, cmd in commands.items()
+        }
         url = f"http://{host}:{port}/"
         self.stdout.write(self.style.SUCCESS(f"\nThe hub is running at {url}"))
         self.stdout.write(f"  Admin console:  {url}admin/   API docs: {url}api/docs/")
@@ -81,16 +106,10 @@ class Command(BaseCommand):
         self.stdout.write(f"  Demo app id: {demo_app['id']}")
         self.stdout.write("  Press Ctrl-C to stop web, worker and scheduler.\n")
 
-        stopping = False
-
-        def stop(signum, frame):
-            nonlocal stopping
-            stopping = True
-
-        signal.signal(signal.SIGINT, stop)
-        signal.signal(signal.SIGTERM, stop)
         exit_code = 0
         while not stopping:
+            if parent.stopping():
+                break
             for name, proc in procs.items():
                 if proc.poll() is not None:
                     self.stderr.write(f"{name} exited with code {proc.returncode}; stopping the rest.")
@@ -100,13 +119,69 @@ class Command(BaseCommand):
             time.sleep(0.5)
         for proc in procs.values():
             if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-        deadline = time.monotonic() + 15
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 20
         for proc in procs.values():
             try:
                 proc.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
+                self.stderr.write(f"{proc.args[0]} did not stop in time; killing it.")
+            with contextlib.suppress(ProcessLookupError):  # what is left of its group, if anything
                 os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
         self.stdout.write("Stopped.")
         if exit_code:
             sys.exit(exit_code)
+
+
+def _stop_with_parent() -> None:
+    """In a child, before exec: SIGTERM it when hub_run dies (Linux; elsewhere nothing)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+    except OSError:
+        return
+    pr_set_pdeathsig = 1
+    if hasattr(libc, "prctl"):
+        libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
+class _Parent:
+    """The process that started hub_run, watched for signs that it is going away.
+
+    Two cases where a signal meant for the whole hub never reaches hub_run: the parent died (a
+    shell between `make` and hub_run that a SIGTERM killed), and GNU make handling SIGINT. make
+    assumes a SIGINT came from the terminal, to the whole process group, so it does not pass it
+    on: it waits for its recipe to end, then dies. It resets the signal to its default first,
+    which /proc/<pid>/status shows (SigCgt), so a make that stops catching SIGINT or SIGTERM is
+    stopping. Only make's handlers are read this way; other parents are only watched for dying.
+    """
+
+    _SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.pid = os.getppid()
+        self.status = Path(f"/proc/{self.pid}/status")
+        self.watch_handlers = self._name() in ("make", "gmake")
+        self.caught = self._caught() if self.watch_handlers else 0
+
+    def _name(self) -> str:
+        try:
+            return Path(f"/proc/{self.pid}/comm").read_text().strip()
+        except OSError:
+            return ""
+
+    def _caught(self) -> int:
+        try:
+            for line in self.status.read_text().splitlines():
+                if line.startswith("SigCgt:"):
+                    mask = int(line.split()[1], 16)
+                    return sum(1 << (s - 1) for s in self._SIGNALS if mask & (1 << (s - 1)))
+        except (OSError, ValueError):
+            pass
+        return 0
+
+    def stopping(self) -> bool:
+        """Whether the parent has died, or is a make that has begun handling SIGINT or SIGTERM."""
+        if os.getppid() != self.pid:
+            return True
+        return self.watch_handlers and bool(self.caught & ~self._caught())
