@@ -2,6 +2,7 @@ from django.contrib import admin
 
 from .metric_services import metric_rebuild_request
 from .models import (
+    ForwardBatch,
     Metric,
     MetricRollup,
     MetricUniqueValue,
@@ -105,6 +106,14 @@ class MetricUniqueValueAdmin(_ReadOnly):
 @admin.register(RollupBatch)
 class RollupBatchAdmin(_ReadOnly):
     """Stored events not counted into the metrics yet: a long list here means no worker is draining."""
+
+    list_display = ["id", "app", "created_at"]
+    raw_id_fields = ["app"]
+
+
+@admin.register(ForwardBatch)
+class ForwardBatchAdmin(_ReadOnly):
+    """Stored events the destinations have not taken yet: a long list here means no worker forwards."""
 
     list_display = ["id", "app", "created_at"]
     raw_id_fields = ["app"]

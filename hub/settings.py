@@ -324,6 +324,10 @@ HUB_DELIVERY_PARALLEL = env.int("HUB_DELIVERY_PARALLEL", default=2)
 # Requests in flight to one integration at once, whatever process sends them: a destination that
 # hangs holds at most this many worker processes (plus its one probe).
 HUB_DELIVERY_MAX_IN_FLIGHT = env.int("HUB_DELIVERY_MAX_IN_FLIGHT", default=2)
+# Backfills: usage events walked per transaction, and how long a running backfill may go without
+# progress before the sweep restarts it (its worker was killed or its task lost).
+HUB_BACKFILL_CHUNK = env.int("HUB_BACKFILL_CHUNK", default=1000)
+HUB_BACKFILL_STALLED_SECONDS = env.float("HUB_BACKFILL_STALLED_SECONDS", default=60.0)
 # How often the sweep dispatches forgotten activities and enqueues due deliveries (seconds).
 HUB_DELIVERY_SWEEP_SECONDS = env.float("HUB_DELIVERY_SWEEP_SECONDS", default=5.0)
 CELERY_BEAT_SCHEDULE["integrations-deliveries-sweep"] = {

@@ -6,7 +6,10 @@ from django.contrib import admin, messages
 from hub.errors import HubError
 
 from . import services
-from .models import Attempt, Delivery, Integration, Replay
+from .forwarding import app_forwarding_refresh, subscription_compile
+from .models import Attempt, Backfill, Delivery, Integration, Replay, Subscription
+from .sources.mapping_engine import MappingError
+from .sources.triggers import TriggerError
 
 
 class IntegrationAdminForm(forms.ModelForm):
@@ -40,13 +43,14 @@ class IntegrationAdminForm(forms.ModelForm):
 
 @admin.register(Integration)
 class IntegrationAdmin(admin.ModelAdmin):
-    """The write key is never shown (encrypted at rest; replace it on the Segment screen)."""
+    """Credentials (write key, secrets) are never shown: encrypted at rest, replaced through the
+    screens or `hub_apply`."""
 
     form = IntegrationAdminForm
     list_display = ["name", "workspace", "kind", "region", "enabled", "needs_attention", "created_at"]
     list_filter = ["kind", "region", "enabled", "needs_attention", "workspace"]
     search_fields = ["name", "workspace__name"]
-    exclude = ["write_key"]
+    exclude = ["write_key", "secret", "previous_secret"]
     filter_horizontal = ["apps"]
     actions = ["send_test_event"]
 
@@ -115,6 +119,55 @@ class AttemptAdmin(admin.ModelAdmin):
 class ReplayAdmin(admin.ModelAdmin):
     list_display = ["integration", "since", "until", "total", "created_by", "created_at"]
     readonly_fields = ["integration", "since", "until", "total", "created_by", "created_at"]
+
+    def has_add_permission(self, request):
+        return False
+
+
+class SubscriptionAdminForm(forms.ModelForm):
+    """The services' checks: the trigger and mapping compile against the action's targets."""
+
+    class Meta:
+        model = Subscription
+        fields = ["integration", "name", "action", "trigger", "fields", "enabled"]
+
+    def clean(self):
+        data = super().clean()
+        if data.get("integration") is not None and not self.errors:
+            candidate = Subscription(
+                integration=data["integration"], name=data.get("name", ""), action=data.get("action", ""),
+                trigger=data.get("trigger", ""), fields=data.get("fields") or {},
+            )  # fmt: skip
+            try:
+                subscription_compile(candidate)
+            except (TriggerError, MappingError) as exc:
+                raise forms.ValidationError(str(exc)) from None
+            except KeyError:
+                self.add_error("action", "This destination has no such action.")
+        return data
+
+
+@admin.register(Subscription)
+class SubscriptionAdmin(admin.ModelAdmin):
+    """What a destination gets of its apps' usage events: a trigger and a mapping per action."""
+
+    form = SubscriptionAdminForm
+    list_display = ["name", "integration", "action", "trigger", "enabled"]
+    list_filter = ["enabled", "action", "integration__kind"]
+    search_fields = ["name", "integration__name"]
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        app_forwarding_refresh(app_ids=set(obj.integration.apps.values_list("pk", flat=True)))
+
+
+@admin.register(Backfill)
+class BackfillAdmin(admin.ModelAdmin):
+    """Backfills of destinations and their progress (start them with `manage.py hub_backfill`)."""
+
+    list_display = ["integration", "since", "until", "status", "done", "total", "queued", "created_at"]
+    list_filter = ["status"]
+    readonly_fields = [f.name for f in Backfill._meta.fields]
 
     def has_add_permission(self, request):
         return False

@@ -76,7 +76,8 @@ def subscription_compile(subscription: Subscription) -> CompiledMapping:
     )
 
 
-def _subscriptions(app_ids: set[int]) -> dict[int, list[tuple[Subscription, CompiledMapping | None]]]:
+def subscriptions_of_apps(app_ids: set[int]) -> dict[int, list[tuple[Subscription, CompiledMapping | None]]]:
+    """{app id: [(enabled usage-event subscription of an enabled destination of it, compiled)]}."""
     by_app: dict[int, list[tuple[Subscription, CompiledMapping | None]]] = defaultdict(list)
     apps_of: dict[int, list[int]] = defaultdict(list)
     links = Integration.apps.through.objects.filter(app_id__in=app_ids, integration__enabled=True)
@@ -95,15 +96,18 @@ def _subscriptions(app_ids: set[int]) -> dict[int, list[tuple[Subscription, Comp
     return by_app
 
 
-_EVENT_FIELDS = (
+EVENT_FIELDS = (
     "id", "app_id", "event_id", "event_name", "timestamp", "properties", "customer__public_id",
     "customer__platform_id", "customer__myshopify_domain", "customer__name", "customer__custom_fields",
 )  # fmt: skip
 
 
-def _delivery(
+def event_delivery(
     subscription: Subscription, compiled: CompiledMapping | None, event: dict
 ) -> NewDelivery | None:
+    """The delivery of one stored event (a row of EVENT_FIELDS) for one subscription, its message
+    rendered now; None when the trigger does not match; failed (never sent) when the mapping leaves
+    out what the destination needs."""
     integration = subscription.integration
     connector = connector_for(integration.kind)
     message = event_message(event)
@@ -150,12 +154,12 @@ def usage_events_forward(*, limit: int = 100, send: bool = True) -> FanoutResult
         if not batches:
             return FanoutResult()
         now = timezone.now()
-        subscriptions = _subscriptions({app_id for _, app_id, _ in batches})
+        subscriptions = subscriptions_of_apps({app_id for _, app_id, _ in batches})
         event_ids = [pk for _, app_id, ids in batches if subscriptions.get(app_id) for pk in ids]
         groups: dict[int, tuple[Integration, list[NewDelivery]]] = {}
-        for event in UsageEvent.objects.filter(pk__in=event_ids).order_by("id").values(*_EVENT_FIELDS):
+        for event in UsageEvent.objects.filter(pk__in=event_ids).order_by("id").values(*EVENT_FIELDS):
             for subscription, compiled in subscriptions[event["app_id"]]:
-                delivery = _delivery(subscription, compiled, event)
+                delivery = event_delivery(subscription, compiled, event)
                 if delivery is not None:
                     groups.setdefault(subscription.integration_id, (subscription.integration, []))[1].append(
                         delivery

@@ -249,3 +249,43 @@ class Subscription(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.action})"
+
+
+class Backfill(models.Model):
+    """Stored usage events of a time range sent to a destination after the fact (a background job).
+
+    The job walks the destination's apps' events in (app, timestamp, id) order; each chunk's
+    deliveries and the cursor past it commit together, so a killed worker's chunk is simply done
+    again, and a delivery's id (from the subscription and the event) keeps an event that was
+    forwarded already, or twice by a resumed chunk, from becoming a second delivery.
+    """
+
+    class Status(models.TextChoices):
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        CANCELLED = "cancelled", "Cancelled"
+
+    integration = models.ForeignKey(Integration, on_delete=models.CASCADE, related_name="backfills")
+    since = models.DateTimeField()
+    until = models.DateTimeField()
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.RUNNING)
+    total = models.PositiveIntegerField(default=0)  # events in the range when it started
+    done = models.PositiveIntegerField(default=0)  # events walked so far
+    queued = models.PositiveIntegerField(default=0)  # deliveries it created
+    cursor_app_id = models.BigIntegerField(default=0)
+    cursor_timestamp = models.DateTimeField(null=True, blank=True)
+    cursor_event_pk = models.BigIntegerField(default=0)
+    created_by = models.CharField(max_length=255, blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(status__in=["running", "done", "cancelled"]), name="backfill_status_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Backfill of {self.integration} {self.since:%Y-%m-%d}–{self.until:%Y-%m-%d}"

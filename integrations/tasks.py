@@ -6,7 +6,7 @@ from celery import shared_task
 from django.conf import settings
 from django.utils import timezone
 
-from . import delivery, forwarding
+from . import backfill, delivery, forwarding
 
 FANOUT_CHUNK = 2500
 
@@ -53,6 +53,16 @@ def usage_events_forward(_ignored: list | None = None) -> int:
     return sum(created.values())
 
 
+@shared_task(name="integrations.backfill_run")
+def backfill_run(backfill_id: int) -> bool:
+    """Run a backfill for a time budget, start senders for what it queued, and go on in a new
+    task while it has more (the sweep restarts one whose task was lost)."""
+    more = backfill.backfill_run(backfill_id=backfill_id, on_chunk=_after_fanout)
+    if more:
+        backfill_run.delay(backfill_id)
+    return more
+
+
 def _chunk_was_full(created: dict[int, int]) -> bool:
     # The chunk counts activities, `created` deliveries: a full chunk made at least FANOUT_CHUNK
     # deliveries unless some activities had no integration; asking once too often costs one query.
@@ -94,6 +104,8 @@ def deliveries_sweep() -> dict:
     _after_fanout(forwarded)
     if forwarded.batches >= FORWARD_BATCHES:
         usage_events_forward.delay()
+    for backfill_id in backfill.backfills_stalled():
+        backfill_run.delay(backfill_id)
     due = set(delivery.integrations_due()) - set(created) - set(forwarded)
     _enqueue_sends(due, settings.HUB_DELIVERY_PARALLEL)
     return {"dispatched": dispatched, "integrations": len(due)}

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.utils import timezone
+
 from . import Action, BaseConnector, BatchRequest, MessageRefused, connector_register
 
 HOSTS = {"live": "https://live.kable.io", "test": "https://test.kable.io"}
@@ -54,6 +56,15 @@ class KableConnector(BaseConnector):
 
     def message_id(self, message: dict[str, Any]) -> str:
         return message["transactionId"]
+
+    def test_message(self, *, integration: Any, message_id: str) -> dict[str, Any]:
+        """A harmless event for Send test event."""
+        return {
+            "clientId": "hub-test-customer",
+            "timestamp": timezone.now().isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "transactionId": message_id,
+            "data": {"integration": integration.name, "test": True},
+        }
 
     def batch_overhead(self) -> int:
         return 2

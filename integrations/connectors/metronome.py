@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.utils import timezone
+
 from . import Action, BaseConnector, BatchRequest, MessageRefused, connector_register
 
 HOST = "https://api.metronome.com"
@@ -55,6 +57,16 @@ class MetronomeConnector(BaseConnector):
 
     def message_id(self, message: dict[str, Any]) -> str:
         return message["transaction_id"]
+
+    def test_message(self, *, integration: Any, message_id: str) -> dict[str, Any]:
+        """A harmless event: Metronome accepts it and bills nothing unless a metric counts it."""
+        return {
+            "transaction_id": message_id,
+            "customer_id": "hub-test-customer",
+            "timestamp": timezone.now().isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "event_type": "hub_test_event",
+            "properties": {"integration": integration.name, "test": True},
+        }
 
     def batch_overhead(self) -> int:
         return 2

@@ -18,6 +18,8 @@ import secrets
 import time
 from typing import Any
 
+from django.utils import timezone
+
 from . import Action, BaseConnector, BatchRequest, MessageRefused, connector_register
 
 SEND = Action(
@@ -73,6 +75,16 @@ class WebhookConnector(BaseConnector):
 
     def batch_size(self, integration: Any) -> int:
         return self.max_batch_messages if (integration.config or {}).get("batch") else 1
+
+    def test_message(self, *, integration: Any, message_id: str) -> dict[str, Any]:
+        """A test message in the shape of a forwarded event."""
+        return {
+            "type": "track",
+            "event": "Hub Test Event",
+            "messageId": message_id,
+            "timestamp": timezone.now().isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "properties": {"integration": integration.name, "test": True},
+        }
 
     def batch_overhead(self) -> int:
         return 2
