@@ -18,6 +18,7 @@ import pytest
 from django.urls import reverse
 
 from events.models import Metric
+from hub.models import Plan
 from integrations.sources.models import Mapping
 from tests.browser import chromium_page
 from tests.screen_data import screen_data_create
@@ -96,6 +97,7 @@ def _screens(data) -> list[tuple[str, str]]:
     metric = Metric.objects.get(app=data.app, name="Jobs run")
     mapping = Mapping.objects.filter(source=data.source).first()
     customer = data.customer.public_id
+    plan = Plan.objects.get(app=data.app, name="Basic")
     source = data.source.public_id
     return [
         ("workspace", reverse("workspace_home", args=[ws])),
@@ -111,6 +113,9 @@ def _screens(data) -> list[tuple[str, str]]:
         ("metric", reverse("metric_detail", args=[app, metric.public_id])),
         ("metric-edit", reverse("metric_edit", args=[app, metric.public_id])),
         ("customers", reverse("customers", args=[app])),
+        ("plans", reverse("plans", args=[app])),
+        ("plan-new", reverse("plan_create", args=[app])),
+        ("plan-edit", reverse("plan_edit", args=[app, plan.public_id])),
         ("customer", reverse("customer_detail", args=[app, customer])),
         ("sources", reverse("sources", args=[app])),
         ("source", reverse("source_detail", args=[app, source])),
