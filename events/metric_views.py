@@ -309,7 +309,7 @@ def metric_detail(request: HttpRequest, app_id: str, metric_id: str) -> HttpResp
     return _detail(request, app, metric)
 
 
-def _thresholds_parse(text: str) -> list[int]:
+def thresholds_parse(text: str) -> list[int]:
     try:
         return [int(part) for part in text.replace("%", "").split(",") if part.strip()]
     except ValueError:
@@ -331,7 +331,7 @@ def metric_limits(request: HttpRequest, app_id: str, metric_id: str) -> HttpResp
             try:
                 if limit:
                     plan_usage_limit_set(plan=plan, metric=metric, limit=limit,
-                                         thresholds=_thresholds_parse(thresholds))  # fmt: skip
+                                         thresholds=thresholds_parse(thresholds))  # fmt: skip
                 else:
                     plan_usage_limit_remove(plan=plan, metric=metric)
             except HubError as exc:

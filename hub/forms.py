@@ -1,5 +1,7 @@
 from django import forms
 
+from .models import Plan
+
 
 class AppForm(forms.Form):
     name = forms.CharField(max_length=100, widget=forms.TextInput(attrs={"autofocus": True}))
@@ -37,3 +39,36 @@ class CancelForm(forms.Form):
     """Why a subscription is cancelled (optional)."""
 
     reason = forms.CharField(required=False, max_length=255)
+
+
+CURRENCIES = ["USD", "EUR", "GBP", "CAD", "AUD", "NZD", "CHF", "SEK", "NOK", "DKK", "JPY", "INR", "BRL"]
+
+
+class PlanForm(forms.Form):
+    """A plan's name, price, currency and billing interval (the service checks them again)."""
+
+    name = forms.CharField(max_length=100, widget=forms.TextInput(attrs={"placeholder": "e.g. Pro"}))
+    amount = forms.DecimalField(
+        label="Price",
+        min_value=0,
+        max_digits=12,
+        decimal_places=2,
+        widget=forms.NumberInput(attrs={"step": "0.01", "min": "0", "placeholder": "0.00"}),
+    )
+    currency = forms.ChoiceField(choices=[(c, c) for c in CURRENCIES], initial="USD")
+    interval = forms.ChoiceField(
+        label="Billing interval", choices=Plan.Interval.choices, initial=Plan.Interval.EVERY_30_DAYS
+    )
+
+    def __init__(self, *args, plan: Plan | None = None, **kwargs):
+        if plan is not None and "initial" not in kwargs:
+            kwargs["initial"] = {
+                "name": plan.name,
+                "amount": plan.amount,
+                "currency": plan.currency,
+                "interval": plan.interval,
+            }
+        super().__init__(*args, **kwargs)
+        if plan is not None and plan.currency not in CURRENCIES:
+            own = (plan.currency, plan.currency)
+            self.fields["currency"].choices = [own, *self.fields["currency"].choices]

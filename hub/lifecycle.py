@@ -120,11 +120,9 @@ def _enqueue_committed() -> None:
 # --- Plans ------------------------------------------------------------------------------------
 
 
-def plan_upsert(
-    *, app: App, name: str, amount: Any, currency: str = "USD", interval: str = Plan.Interval.EVERY_30_DAYS
-) -> tuple[Plan, bool]:
-    """Create or update the app's plan named `name`; return it and whether it was created."""
-    name = (name or "").strip() if isinstance(name, str) else ""
+def _plan_values(*, name: Any, amount: Any, currency: Any, interval: Any) -> dict[str, Any]:
+    """A plan's fields, checked and normalised, or HubError naming the first wrong one."""
+    name = name.strip() if isinstance(name, str) else ""
     if not name or len(name) > 100:
         raise HubError("A plan needs a name of at most 100 characters.")
     try:
@@ -137,16 +135,51 @@ def plan_upsert(
         raise HubError("A plan's currency is a three-letter code.")
     if interval not in Plan.Interval.values:
         raise HubError(f"A plan's interval is one of {', '.join(Plan.Interval.values)}.")
-    plan, created = Plan.objects.update_or_create(
-        app=app,
-        name=name,
-        defaults={
-            "amount": amount.quantize(Decimal("0.01")),
-            "currency": currency.upper(),
-            "interval": interval,
-        },
-    )
+    return {
+        "name": name,
+        "amount": amount.quantize(Decimal("0.01")),
+        "currency": currency.upper(),
+        "interval": interval,
+    }
+
+
+def plan_upsert(
+    *, app: App, name: str, amount: Any, currency: str = "USD", interval: str = Plan.Interval.EVERY_30_DAYS
+) -> tuple[Plan, bool]:
+    """Create or update the app's plan named `name`; return it and whether it was created."""
+    values = _plan_values(name=name, amount=amount, currency=currency, interval=interval)
+    name = values.pop("name")
+    plan, created = Plan.objects.update_or_create(app=app, name=name, defaults=values)
     return plan, created
+
+
+def plan_save(
+    *, app: App, plan: Plan | None = None, name: Any, amount: Any, currency: Any, interval: Any
+) -> Plan:
+    """Create a plan of `app`, or change `plan` (its name too); a name another plan has is refused.
+
+    Existing subscriptions keep their plan row, so a new price applies to them from now on, as it
+    does to new ones; activities already recorded keep the plan as it was.
+    """
+    values = _plan_values(name=name, amount=amount, currency=currency, interval=interval)
+    taken = Plan.objects.filter(app=app, name=values["name"])
+    if plan is not None:
+        taken = taken.exclude(pk=plan.pk)
+    if taken.exists():
+        raise HubError(f"The app already has a plan named “{values['name']}”.")
+    if plan is None:
+        return Plan.objects.create(app=app, **values)
+    for field, value in values.items():
+        setattr(plan, field, value)
+    plan.save(update_fields=[*values, "updated_at"])
+    return plan
+
+
+def plan_archive(*, plan: Plan, archived: bool = True) -> Plan:
+    """Archive `plan` (no new subscriptions; the ones it has keep running) or restore it."""
+    plan.archived_at = timezone.now() if archived else None
+    plan.save(update_fields=["archived_at", "updated_at"])
+    return plan
 
 
 def plan_get(*, app: App, reference: Any) -> Plan:
@@ -302,6 +335,8 @@ def subscription_subscribe(*, customer: Customer, plan: Plan) -> tuple[Subscript
         raise NotFound("No such plan.")
     _require_installed(customer)
     current = _open_subscription(customer)
+    if plan.archived_at is not None and (current is None or current.plan_id != plan.pk):
+        raise Conflict(f"The plan “{plan.name}” is archived: it takes no new subscriptions.")
     if current is None:
         subscription = Subscription.objects.create(app=customer.app, customer=customer, plan=plan)
         activity_record(

@@ -59,6 +59,37 @@ class Membership(models.Model):
         return f"{self.user} in {self.workspace} ({self.role})"
 
 
+class Invitation(models.Model):
+    """A one-time link to join a workspace with a role, or for a member to set a first password.
+
+    Only the token's SHA-256 is stored; the link is shown once to the owner who made it (and mailed
+    when a mail server is configured). Accepting it marks it used.
+    """
+
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="invitations")
+    email = models.EmailField(max_length=254)
+    role = models.CharField(max_length=10, choices=Membership.Role.choices, default=Membership.Role.MEMBER)
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    invited_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    expires_at = models.DateTimeField()
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(role__in=["owner", "member"]), name="invitation_role_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.email} → {self.workspace} ({self.role})"
+
+
 class App(TimeStampedModel):
     """An app of a workspace; `public_id` is what clients send as `X-Mantle-App-Id`."""
 
@@ -190,6 +221,8 @@ class Plan(TimeStampedModel):
     amount = models.DecimalField(max_digits=12, decimal_places=2, default=0)
     currency = models.CharField(max_length=3, default="USD")
     interval = models.CharField(max_length=20, choices=Interval.choices, default=Interval.EVERY_30_DAYS)
+    # An archived plan takes no new subscriptions; the ones it has keep running.
+    archived_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["amount", "name"]

@@ -6,7 +6,7 @@ import uuid
 from dataclasses import dataclass
 
 from django.contrib.auth.base_user import AbstractBaseUser
-from django.db.models import QuerySet
+from django.db.models import Count, F, Q, QuerySet
 from django.http import Http404
 
 from .models import (
@@ -71,19 +71,53 @@ class CustomerLifecycle:
 
     installation: Installation | None
     subscription: Subscription | None  # the open (active or frozen) one
-    plans: list[Plan]  # the app's plans, cheapest first
+    plans: list[Plan]  # the app's plans one may subscribe to (and the current one), cheapest first
     reviews: list[Review]  # newest first
     activities: list[Activity]  # newest first
 
 
 def customer_lifecycle_get(*, customer: Customer, limit: int = 10) -> CustomerLifecycle:
     """The customer's installation, open subscription, app plans and latest reviews and activities."""
+    subscription = (
+        Subscription.objects.select_related("plan")
+        .filter(customer=customer, status__in=[Subscription.Status.ACTIVE, Subscription.Status.FROZEN])
+        .first()
+    )
+    current = Q(pk=subscription.plan_id) if subscription else Q(pk__in=[])
     return CustomerLifecycle(
         installation=Installation.objects.filter(customer=customer).first(),
-        subscription=Subscription.objects.select_related("plan")
-        .filter(customer=customer, status__in=[Subscription.Status.ACTIVE, Subscription.Status.FROZEN])
-        .first(),
-        plans=list(Plan.objects.filter(app_id=customer.app_id).order_by("amount", "name")),
+        subscription=subscription,
+        plans=list(
+            Plan.objects.filter(Q(archived_at__isnull=True) | current, app_id=customer.app_id).order_by(
+                "amount", "name"
+            )
+        ),
         reviews=list(Review.objects.filter(customer=customer).order_by("-created_at")[:limit]),
         activities=list(Activity.objects.filter(customer=customer).order_by("-occurred_at")[:limit]),
     )
+
+
+def plans_for_app(*, app: App) -> QuerySet[Plan]:
+    """The app's plans, current ones first, then cheapest first, with their subscriber counts."""
+    return (
+        Plan.objects.filter(app=app)
+        .annotate(
+            open_subscriptions=Count(
+                "subscriptions",
+                filter=Q(subscriptions__status__in=[Subscription.Status.ACTIVE, Subscription.Status.FROZEN]),
+            )
+        )
+        .order_by(F("archived_at").asc(nulls_first=True), "amount", "name")
+    )
+
+
+def plan_get_for_app(*, app: App, public_id: str | uuid.UUID) -> Plan:
+    """The app's plan with this public id, else Http404."""
+    try:
+        public_id = uuid.UUID(str(public_id))
+    except ValueError:
+        raise Http404("No such plan.") from None
+    plan = Plan.objects.filter(app=app, public_id=public_id).first()
+    if plan is None:
+        raise Http404("No such plan.")
+    return plan

@@ -6,7 +6,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from events import api as events_api
-from events import lifecycle_views, metric_views, metrics_api
+from events import lifecycle_views, metric_views, metrics_api, plan_views
 from events import views as events_views
 
 from . import api, health, lifecycle_api, login, views
@@ -61,6 +61,7 @@ api_v1 = [
 
 urlpatterns = [
     path("", views.home, name="home"),
+    path("favicon.ico", views.favicon, name="favicon"),
     path("login/", login.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("workspaces/new/", views.workspace_create, name="workspace_create"),
@@ -86,6 +87,10 @@ urlpatterns = [
         metric_views.metric_delete_view,
         name="metric_delete",
     ),
+    path("apps/<str:app_id>/plans/", plan_views.plans, name="plans"),
+    path("apps/<str:app_id>/plans/new/", plan_views.plan_edit, name="plan_create"),
+    path("apps/<str:app_id>/plans/<str:plan_id>/", plan_views.plan_edit, name="plan_edit"),
+    path("apps/<str:app_id>/plans/<str:plan_id>/archive/", plan_views.plan_archive, name="plan_archive"),
     path("apps/<str:app_id>/customers/", events_views.customers, name="customers"),
     path(
         "apps/<str:app_id>/customers/<str:customer_id>/",

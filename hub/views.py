@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponsePermanentRedirect
 from django.shortcuts import get_object_or_404, redirect, render
+from django.templatetags.static import static
 from django.views.decorators.http import require_POST
 
 from . import selectors, services
@@ -13,6 +14,11 @@ from .errors import HubError
 from .forms import ApiKeyForm, AppForm, WorkspaceForm
 
 _NEW_KEY_SESSION = "hub:new_api_key"
+
+
+def favicon(request: HttpRequest) -> HttpResponse:
+    """/favicon.ico, asked for by browsers on pages without an icon link (the admin, API docs)."""
+    return HttpResponsePermanentRedirect(static("hub/favicon.svg"))
 
 
 @login_required

@@ -20,7 +20,13 @@ class SegmentIntegrationForm(forms.Form):
         help_text="Your Segment source's write key. Stored encrypted.",
     )
     region = forms.ChoiceField(choices=Integration.Region.choices, widget=forms.RadioSelect, initial="us")
-    custom_host = forms.URLField(required=False, max_length=300, assume_scheme="https")
+    custom_host = forms.URLField(
+        required=False,
+        max_length=300,
+        assume_scheme="https",
+        label="Custom host URL",
+        widget=forms.URLInput(attrs={"placeholder": "https://segment-proxy.example.com"}),
+    )
     apps = forms.ModelMultipleChoiceField(
         queryset=App.objects.none(), required=False, widget=forms.CheckboxSelectMultiple
     )
@@ -40,8 +46,18 @@ class SegmentIntegrationForm(forms.Form):
         widget=forms.CheckboxSelectMultiple,
     )
     use_custom_field = forms.BooleanField(required=False, label="Send a custom field as the user ID")
-    user_id_field = forms.CharField(required=False, max_length=100, label="Custom field")
-    enabled = forms.BooleanField(required=False, initial=True, label="Send events to Segment")
+    user_id_field = forms.CharField(
+        required=False,
+        max_length=100,
+        label="Custom field",
+        widget=forms.TextInput(attrs={"placeholder": "e.g. crm_id"}),
+    )
+    enabled = forms.BooleanField(
+        required=False,
+        initial=True,
+        label="Send events to Segment",
+        widget=forms.CheckboxInput(attrs={"class": "switch", "role": "switch"}),
+    )
 
     def __init__(self, *args, workspace, integration: Integration | None = None, **kwargs):
         if integration is not None and "initial" not in kwargs:

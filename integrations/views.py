@@ -49,7 +49,12 @@ def integration_list(request: HttpRequest, slug: str) -> HttpResponse:
     return render(
         request,
         "integrations/integration_list.html",
-        {"workspace": workspace, "integrations": integrations, "active_tab": "integrations"},
+        {
+            "workspace": workspace,
+            "integrations": integrations,
+            "activity_total": len(Activity.Kind.values),  # what the form offers
+            "active_tab": "integrations",
+        },
     )
 
 

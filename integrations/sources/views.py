@@ -4,6 +4,7 @@ with Send test event, and the debugger of received messages."""
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from django.contrib import messages
@@ -11,6 +12,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from hub.errors import HubError
@@ -200,6 +202,9 @@ def mapping_edit(
             return redirect("source_detail", app_id=app.public_id, source_id=source.public_id)
     samples = selectors.sample_messages(source=source, limit=1)
     sample = samples[0] if samples else _default_sample()
+    # The event type shown is the trigger's own when the trigger is just `type = "…"`.
+    typed = re.fullmatch(r'\s*type\s*=\s*"(\w+)"\s*', form["trigger"] or "")
+    trigger_type = typed.group(1) if typed and typed.group(1) in TYPES else ""
     return render(
         request,
         "sources/mapping_edit.html",
@@ -218,6 +223,8 @@ def mapping_edit(
                 for a in actions_all()
             ],
             event_types=TYPES,
+            trigger_type=trigger_type,
+            sample_received=bool(samples),
             suggestions=selectors.path_suggestions(source=source),
             sample=json.dumps(sample, indent=2),
             presets=PRESETS.values(),
@@ -232,7 +239,7 @@ def _default_sample() -> dict:
         "event": "Report Generated",
         "userId": "user-1",
         "messageId": "sample-1",
-        "timestamp": "2024-03-01T12:00:00Z",
+        "timestamp": timezone.now().isoformat(timespec="seconds"),
         "properties": {"shop": "example.myshopify.com", "rows": 42},
         "context": {"groupId": "example.myshopify.com"},
     }
@@ -259,6 +266,11 @@ def mapping_test(request: HttpRequest, app_id: str, source_id: str) -> HttpRespo
         source=source, name=request.POST.get("name", ""), trigger=request.POST.get("trigger", ""),
         action=action, fields=fields, message=message, store=request.POST.get("store") == "1",
     )  # fmt: skip
+    if result.get("stored"):
+        # Where the stored record can be seen, for the result's link.
+        screen = "usage_events" if action == "usage_event" else "customers"
+        result["stored_url"] = reverse(screen, args=[app.public_id])
+        result["stored_label"] = "Usage events" if action == "usage_event" else "Customers"
     return JsonResponse(result, json_dumps_params={"default": str})
 
 

@@ -76,7 +76,25 @@
     dialog.showModal();
   });
 
+  // A part of a form shown only while a control has a value: data-show-if="region=custom"
+  // (a radio group, a select or a checkbox, "on" when ticked). Without JS everything shows.
+  function showIfMatches(element) {
+    var rule = element.getAttribute("data-show-if").split("=");
+    var form = element.closest("form");
+    if (!form) return;
+    var controls = form.querySelectorAll('[name="' + rule[0] + '"]');
+    var value = null;
+    controls.forEach(function (c) {
+      if (c.type === "radio" || c.type === "checkbox") { if (c.checked) value = c.value; }
+      else value = c.value;
+    });
+    element.hidden = value !== rule[1];
+  }
+  function refreshShowIf() { document.querySelectorAll("[data-show-if]").forEach(showIfMatches); }
+  refreshShowIf();
+
   document.addEventListener("change", function (event) {
     if (event.target.matches("select[data-navigate]")) window.location = event.target.value;
+    refreshShowIf();
   });
 })();

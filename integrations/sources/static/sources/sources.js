@@ -40,8 +40,18 @@
             .then(function (result) {
               out.textContent = "";
               var ok = result.matched && !(result.errors && result.errors.length);
-              var head = ok ? (result.stored ? "Stored: " + result.stored : "The mapping would write:") : "Errors";
-              out.appendChild(text("p", head, ok ? "alert" : "alert alert-error"));
+              var head = "Errors";
+              if (ok && result.stored === "stored") head = "Stored for real: the mapping wrote this record.";
+              else if (ok && result.stored) head = "Not stored (" + result.stored + "): the mapping would write this record.";
+              else if (ok) head = "The trigger matches; the mapping would write this record (nothing stored):";
+              var alert = text("p", head, ok ? "alert alert-ok" : "alert alert-error");
+              if (result.stored_url) {
+                var link = text("a", "See it in " + result.stored_label + " →");
+                link.href = result.stored_url;
+                alert.appendChild(document.createTextNode(" "));
+                alert.appendChild(link);
+              }
+              out.appendChild(alert);
               (result.errors || []).forEach(function (e) { out.appendChild(text("p", e, "field-error")); });
               if (result.pointer) out.appendChild(text("pre", result.pointer, "mono"));
               if (result.record) out.appendChild(text("pre", JSON.stringify(result.record, null, 2), "mono"));
