@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from django import forms
 
 from hub.models import Activity, App
@@ -109,3 +111,106 @@ class SegmentIntegrationForm(forms.Form):
             "user_id_field": data["user_id_field"] if data.get("use_custom_field") else "",
             "enabled": data["enabled"],
         }
+
+
+class DestinationForm(forms.Form):
+    """A destination of one kind: where it sends, its credential, its apps and kind settings."""
+
+    name = forms.CharField(max_length=100)
+    url = forms.URLField(required=False, max_length=300, assume_scheme="https", label="URL")
+    secret = forms.CharField(
+        required=False,
+        max_length=500,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
+    )
+    client_id = forms.CharField(required=False, max_length=200, label="Kable client ID")
+    environment = forms.ChoiceField(
+        choices=[("live", "Live"), ("test", "Test")],
+        required=False,
+        initial="live",
+        widget=forms.RadioSelect,
+        label="Kable keys",
+    )
+    batch = forms.BooleanField(
+        required=False, label="Send JSON arrays of up to 100 messages (one message per request otherwise)"
+    )
+    apps = forms.ModelMultipleChoiceField(
+        queryset=App.objects.none(), required=False, widget=forms.CheckboxSelectMultiple
+    )
+    enabled = forms.BooleanField(
+        required=False,
+        initial=True,
+        label="Send to this destination",
+        widget=forms.CheckboxInput(attrs={"class": "switch", "role": "switch"}),
+    )
+
+    LABELS = {
+        "metronome": ("API token", "Base URL (blank: https://api.metronome.com)"),
+        "kable": ("Kable client secret", "Base URL (blank: Kable's live or test host)"),
+        "webhook": ("Signing secret (whsec_…; blank: one is generated)", "Endpoint URL"),
+    }
+
+    def __init__(self, *args, workspace, kind: str, integration: Integration | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.kind = kind
+        self.fields["apps"].queryset = App.objects.filter(workspace=workspace).order_by("name")
+        secret_label, url_label = self.LABELS[kind]
+        self.fields["secret"].label, self.fields["url"].label = secret_label, url_label
+        self.fields["url"].required = kind == "webhook"
+        if integration is not None:
+            config = integration.config or {}
+            self.fields["secret"].help_text = "Stored encrypted. Leave blank to keep the current one."
+            self.initial.update(
+                name=integration.name, url=integration.custom_host, enabled=integration.enabled,
+                apps=list(integration.apps.all()), client_id=config.get("client_id", ""),
+                environment=config.get("environment", "live"), batch=bool(config.get("batch")),
+            )  # fmt: skip
+        elif kind == "webhook":
+            self.fields[
+                "secret"
+            ].help_text = "Leave blank to have one generated; it is shown on the next screen."
+        else:
+            self.fields["secret"].required = True
+
+    def service_kwargs(self) -> dict:
+        data = self.cleaned_data
+        config: dict = {}
+        if self.kind == "kable":
+            config = {"client_id": data["client_id"].strip(), "environment": data["environment"] or "live"}
+        elif self.kind == "webhook" and data["batch"]:
+            config = {"batch": True}
+        return {
+            "kind": self.kind, "name": data["name"], "url": data["url"], "secret": data["secret"],
+            "apps": list(data["apps"]), "config": config, "enabled": data["enabled"],
+        }  # fmt: skip
+
+
+class SubscriptionForm(forms.Form):
+    """A subscription's trigger (FQL) and mapping (target: value spec, as JSON)."""
+
+    name = forms.CharField(max_length=100)
+    trigger = forms.CharField(max_length=2000, widget=forms.TextInput(attrs={"class": "mono"}))
+    fields = forms.CharField(
+        label="Mapping",
+        widget=forms.Textarea(attrs={"rows": 12, "class": "mono", "spellcheck": "false"}),
+        help_text='Each target takes a value spec: {"path": "$.properties.shop"}, {"literal": 1}, '
+        '{"template": "{{event}}"}, {"coalesce": [...]} or {"object": {...}}.',
+    )
+    enabled = forms.BooleanField(
+        required=False, widget=forms.CheckboxInput(attrs={"class": "switch", "role": "switch"}), label="On"
+    )
+
+    def clean_fields(self):
+
+        try:
+            value = json.loads(self.cleaned_data["fields"])
+        except ValueError as exc:
+            raise forms.ValidationError(f"The mapping is not valid JSON: {exc}") from None
+        if not isinstance(value, dict):
+            raise forms.ValidationError("The mapping is a JSON object of targets.")
+        return value
+
+
+class BackfillForm(forms.Form):
+    since = forms.DateTimeField(widget=forms.DateTimeInput(attrs={"type": "datetime-local"}), label="From")
+    until = forms.DateTimeField(widget=forms.DateTimeInput(attrs={"type": "datetime-local"}), label="To")

@@ -289,3 +289,10 @@ class Backfill(models.Model):
 
     def __str__(self) -> str:
         return f"Backfill of {self.integration} {self.since:%Y-%m-%d}–{self.until:%Y-%m-%d}"
+
+    @property
+    def percent(self) -> int:
+        """How much of the range was walked, in percent (for the progress bar)."""
+        if self.status == self.Status.DONE or not self.total:
+            return 100 if self.status == self.Status.DONE else 0
+        return min(100, 100 * self.done // self.total)

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from . import views
+from . import destination_views, views
 
 urlpatterns = [
     path("w/<slug:slug>/integrations/", views.integration_list, name="integration_list"),
@@ -25,5 +25,35 @@ urlpatterns = [
         "w/<slug:slug>/integrations/<int:integration_id>/deliveries/replay/",
         views.deliveries_replay,
         name="deliveries_replay",
+    ),
+    path(
+        "w/<slug:slug>/integrations/<str:kind>/new/",
+        destination_views.destination_create,
+        name="destination_create",
+    ),
+    path(
+        "w/<slug:slug>/destinations/<int:integration_id>/",
+        destination_views.destination_edit,
+        name="destination_edit",
+    ),
+    path(
+        "w/<slug:slug>/destinations/<int:integration_id>/rotation-end/",
+        destination_views.destination_rotation_end,
+        name="destination_rotation_end",
+    ),
+    path(
+        "w/<slug:slug>/destinations/<int:integration_id>/backfill/",
+        destination_views.destination_backfill,
+        name="destination_backfill",
+    ),
+    path(
+        "w/<slug:slug>/destinations/<int:integration_id>/subscriptions/<int:subscription_id>/",
+        destination_views.subscription_edit,
+        name="subscription_edit",
+    ),
+    path(
+        "w/<slug:slug>/destinations/<int:integration_id>/subscriptions/<int:subscription_id>/preview/",
+        destination_views.subscription_preview,
+        name="subscription_preview",
     ),
 ]

@@ -21,8 +21,9 @@ from hub.timestamps import datetime_in_utc
 
 from . import selectors, services
 from .delivery import REQUEST_EXCERPT_BYTES
+from .destinations import DESTINATION_KINDS
 from .forms import SegmentIntegrationForm
-from .models import Delivery
+from .models import Delivery, Integration
 
 _TEST_RESULT = "integrations:test_result"
 
@@ -45,13 +46,15 @@ def _parse_local(value: str | None) -> datetime | None:
 @login_required
 def integration_list(request: HttpRequest, slug: str) -> HttpResponse:
     workspace = workspace_get_for_user(user=request.user, slug=slug)
-    integrations = selectors.integrations_for_workspace(workspace=workspace)
+    integrations = list(selectors.integrations_for_workspace(workspace=workspace))
     return render(
         request,
         "integrations/integration_list.html",
         {
             "workspace": workspace,
-            "integrations": integrations,
+            "integrations": [i for i in integrations if i.kind == Integration.Kind.SEGMENT],
+            "destinations": [i for i in integrations if i.kind != Integration.Kind.SEGMENT],
+            "destination_kinds": [(k, Integration.Kind(k).label) for k in DESTINATION_KINDS],
             "activity_total": len(Activity.Kind.values),  # what the form offers
             "active_tab": "integrations",
         },
@@ -98,6 +101,8 @@ def integration_edit(request: HttpRequest, slug: str, integration_id: int) -> Ht
         user=request.user, slug=slug, integration_id=integration_id
     )
     workspace = integration.workspace
+    if integration.kind != Integration.Kind.SEGMENT:
+        return redirect("destination_edit", slug=workspace.slug, integration_id=integration.pk)
     form = SegmentIntegrationForm(request.POST or None, workspace=workspace, integration=integration)
     if request.method == "POST" and form.is_valid():
         try:

@@ -9,7 +9,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('events', '0004_usage_event_fk_indexes'),
-        ('hub', '0007_app_forward_usage_events'),
+        ('hub', '0008_app_forward_usage_events'),
     ]
 
     operations = [

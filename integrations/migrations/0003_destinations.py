@@ -9,7 +9,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('hub', '0007_app_forward_usage_events'),
+        ('hub', '0008_app_forward_usage_events'),
         ('integrations', '0002_stored_messages'),
     ]
 

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('hub', '0006_activity_customer_fields'),
+        ('hub', '0007_plans_archive_invitations'),
     ]
 
     operations = [
