@@ -38,9 +38,9 @@ SAMPLE_EVENT = {
 }  # fmt: skip
 
 
-def _destination(request: HttpRequest, slug: str, integration_id: int) -> Integration:
+def _destination(request: HttpRequest, slug: str, destination_id: int) -> Integration:
     integration = selectors.integration_get_for_user(
-        user=request.user, slug=slug, integration_id=integration_id
+        user=request.user, slug=slug, integration_id=destination_id
     )
     if integration.kind not in DESTINATION_KINDS:
         raise Http404("No such destination.")
@@ -102,13 +102,13 @@ def destination_create(request: HttpRequest, slug: str, kind: str) -> HttpRespon
             messages.success(
                 request, f"{integration.get_kind_display()} destination “{integration.name}” saved."
             )
-            return redirect("destination_edit", slug=workspace.slug, integration_id=integration.pk)
+            return redirect("destination_edit", slug=workspace.slug, destination_id=integration.pk)
     return _page(request, None, form, kind=kind)
 
 
 @login_required
-def destination_edit(request: HttpRequest, slug: str, integration_id: int) -> HttpResponse:
-    integration = _destination(request, slug, integration_id)
+def destination_edit(request: HttpRequest, slug: str, destination_id: int) -> HttpResponse:
+    integration = _destination(request, slug, destination_id)
     workspace = integration.workspace
     form = DestinationForm(
         request.POST or None, workspace=workspace, kind=integration.kind, integration=integration
@@ -120,24 +120,24 @@ def destination_edit(request: HttpRequest, slug: str, integration_id: int) -> Ht
             form.add_error(None, str(exc))
         else:
             messages.success(request, f"Destination “{integration.name}” saved.")
-            return redirect("destination_edit", slug=workspace.slug, integration_id=integration.pk)
+            return redirect("destination_edit", slug=workspace.slug, destination_id=integration.pk)
     return _page(request, integration, form, kind=integration.kind)
 
 
 @login_required
 @require_POST
-def destination_rotation_end(request: HttpRequest, slug: str, integration_id: int) -> HttpResponse:
-    integration = _destination(request, slug, integration_id)
+def destination_rotation_end(request: HttpRequest, slug: str, destination_id: int) -> HttpResponse:
+    integration = _destination(request, slug, destination_id)
     webhook_rotation_end(integration=integration)
     messages.success(request, "Only the new secret signs from now on.")
-    return redirect("destination_edit", slug=integration.workspace.slug, integration_id=integration.pk)
+    return redirect("destination_edit", slug=integration.workspace.slug, destination_id=integration.pk)
 
 
 @login_required
 def subscription_edit(
-    request: HttpRequest, slug: str, integration_id: int, subscription_id: int
+    request: HttpRequest, slug: str, destination_id: int, subscription_id: int
 ) -> HttpResponse:
-    integration = _destination(request, slug, integration_id)
+    integration = _destination(request, slug, destination_id)
     subscription = integration.subscriptions.filter(pk=subscription_id).first()
     if subscription is None:
         raise Http404("No such subscription.")
@@ -161,7 +161,7 @@ def subscription_edit(
                 request, f"Subscription “{subscription.name}” saved: it applies to events from now on."
             )
             return redirect(
-                "destination_edit", slug=integration.workspace.slug, integration_id=integration.pk
+                "destination_edit", slug=integration.workspace.slug, destination_id=integration.pk
             )
     event, real = sample_event(integration)
     action = connector_for(integration.kind).actions.get(subscription.action)
@@ -209,9 +209,9 @@ def preview(integration: Integration, *, trigger: str, fields, event: dict, acti
 @login_required
 @require_POST
 def subscription_preview(
-    request: HttpRequest, slug: str, integration_id: int, subscription_id: int
+    request: HttpRequest, slug: str, destination_id: int, subscription_id: int
 ) -> JsonResponse:
-    integration = _destination(request, slug, integration_id)
+    integration = _destination(request, slug, destination_id)
     subscription = integration.subscriptions.filter(pk=subscription_id).first()
     if subscription is None:
         raise Http404("No such subscription.")
@@ -234,8 +234,8 @@ def subscription_preview(
 
 @login_required
 @require_POST
-def destination_backfill(request: HttpRequest, slug: str, integration_id: int) -> HttpResponse:
-    integration = _destination(request, slug, integration_id)
+def destination_backfill(request: HttpRequest, slug: str, destination_id: int) -> HttpResponse:
+    integration = _destination(request, slug, destination_id)
     if request.POST.get("cancel"):
         backfill = integration.backfills.filter(pk=request.POST["cancel"]).first()
         if backfill is not None:
@@ -256,4 +256,4 @@ def destination_backfill(request: HttpRequest, slug: str, integration_id: int) -
                 messages.error(request, str(exc))
             else:
                 messages.success(request, f"Backfill of {backfill.total} events started.")
-    return redirect("destination_edit", slug=integration.workspace.slug, integration_id=integration.pk)
+    return redirect("destination_edit", slug=integration.workspace.slug, destination_id=integration.pk)

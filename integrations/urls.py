@@ -3,6 +3,7 @@
 from django.urls import path
 
 from . import destination_views, views
+from .destinations import DESTINATION_KINDS
 
 urlpatterns = [
     path("w/<slug:slug>/integrations/", views.integration_list, name="integration_list"),
@@ -26,33 +27,37 @@ urlpatterns = [
         views.deliveries_replay,
         name="deliveries_replay",
     ),
-    path(
-        "w/<slug:slug>/integrations/<str:kind>/new/",
-        destination_views.destination_create,
-        name="destination_create",
+    *(
+        path(
+            f"w/<slug:slug>/integrations/{kind}/new/",
+            destination_views.destination_create,
+            {"kind": kind},
+            name=f"destination_create_{kind}",
+        )
+        for kind in DESTINATION_KINDS
     ),
     path(
-        "w/<slug:slug>/destinations/<int:integration_id>/",
+        "w/<slug:slug>/destinations/<int:destination_id>/",
         destination_views.destination_edit,
         name="destination_edit",
     ),
     path(
-        "w/<slug:slug>/destinations/<int:integration_id>/rotation-end/",
+        "w/<slug:slug>/destinations/<int:destination_id>/rotation-end/",
         destination_views.destination_rotation_end,
         name="destination_rotation_end",
     ),
     path(
-        "w/<slug:slug>/destinations/<int:integration_id>/backfill/",
+        "w/<slug:slug>/destinations/<int:destination_id>/backfill/",
         destination_views.destination_backfill,
         name="destination_backfill",
     ),
     path(
-        "w/<slug:slug>/destinations/<int:integration_id>/subscriptions/<int:subscription_id>/",
+        "w/<slug:slug>/destinations/<int:destination_id>/subscriptions/<int:subscription_id>/",
         destination_views.subscription_edit,
         name="subscription_edit",
     ),
     path(
-        "w/<slug:slug>/destinations/<int:integration_id>/subscriptions/<int:subscription_id>/preview/",
+        "w/<slug:slug>/destinations/<int:destination_id>/subscriptions/<int:subscription_id>/preview/",
         destination_views.subscription_preview,
         name="subscription_preview",
     ),

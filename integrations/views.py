@@ -54,7 +54,9 @@ def integration_list(request: HttpRequest, slug: str) -> HttpResponse:
             "workspace": workspace,
             "integrations": [i for i in integrations if i.kind == Integration.Kind.SEGMENT],
             "destinations": [i for i in integrations if i.kind != Integration.Kind.SEGMENT],
-            "destination_kinds": [(k, Integration.Kind(k).label) for k in DESTINATION_KINDS],
+            "destination_kinds": [
+                (f"destination_create_{k}", Integration.Kind(k).label) for k in DESTINATION_KINDS
+            ],
             "activity_total": len(Activity.Kind.values),  # what the form offers
             "active_tab": "integrations",
         },
@@ -102,7 +104,7 @@ def integration_edit(request: HttpRequest, slug: str, integration_id: int) -> Ht
     )
     workspace = integration.workspace
     if integration.kind != Integration.Kind.SEGMENT:
-        return redirect("destination_edit", slug=workspace.slug, integration_id=integration.pk)
+        return redirect("destination_edit", slug=workspace.slug, destination_id=integration.pk)
     form = SegmentIntegrationForm(request.POST or None, workspace=workspace, integration=integration)
     if request.method == "POST" and form.is_valid():
         try:

@@ -68,6 +68,9 @@ PARAMETERS: dict[str, Callable[[Tenant], object]] = {
     "key_id": lambda t: t.api_key.pk,
     "customer_id": lambda t: t.customer_id,
     "integration_id": lambda t: _integration_of(t).pk,
+    "destination_id": lambda t: _destination_of(t).pk,
+    "subscription_id": lambda t: _destination_of(t).subscriptions.order_by("id").first().pk,
+    "kind": lambda t: "metronome",  # /integrations/<kind>/new/
     "source_id": lambda t: _source_of(t).public_id,
     "mapping_id": lambda t: _source_of(t).mappings.order_by("id").first().pk,
     "id": lambda t: _metric_of(t).public_id,  # /v1/usage_metrics/<id>, /v1/usage_events/<id>/report
@@ -105,6 +108,19 @@ def _integration_of(t: Tenant):
     )
     integration.apps.add(t.app)
     return integration
+
+
+def _destination_of(t: Tenant):
+    """The tenant's Metronome destination (integrations/), made on first use with its default
+    subscription, pointing at a closed port."""
+    from integrations.destinations import destination_save
+    from integrations.models import Integration
+
+    found = Integration.objects.filter(workspace=t.workspace, kind="metronome").first()
+    return found or destination_save(
+        workspace=t.workspace, kind="metronome", name=f"Metronome {t.marker}", secret=f"mt_{t.marker}",
+        url="http://127.0.0.1:9", apps=[t.app],
+    )  # fmt: skip
 
 
 # Routes left out of the matrix, each by its exact route, with the reason.
