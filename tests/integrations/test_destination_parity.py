@@ -4,20 +4,20 @@ subscription and mapping) and the hub forward the same usage event, each to a lo
 server, and the requests are compared field for field. Where they differ by design (listed in
 docs/segment.md, "Destinations"), the difference is asserted."""
 
+import base64
 import hashlib
 import hmac
 import json
+import os
 
 import pytest
 from standardwebhooks.webhooks import Webhook
 
 from events.models import UsageEvent
 from events.services import usage_events_ingest
-from integrations.connectors import metronome as metronome_connector
-from integrations.connectors import webhook as webhook_connector
-from integrations.connectors.webhook import secret_generate
+from integrations.connectors import connector_for
 from integrations.destinations import destination_save
-from integrations.forwarding import _EVENT_FIELDS, event_message
+from integrations.forwarding import event_message
 from tests.destination_standins import MetronomeStandIn, StandIn, WebhookReceiver
 from tests.integrations.conftest import make_customer
 from tests.integrations.test_destinations import forward_all
@@ -26,6 +26,13 @@ from tests.node_runner import run_node_script
 pytestmark = [pytest.mark.node, pytest.mark.django_db(transaction=True)]
 
 TRACK = 'type = "track"'
+SEND_EVENT = connector_for("metronome").actions["sendEvent"]
+SEND = connector_for("webhook").actions["send"]
+# What `event_message` reads of a stored event.
+EVENT_FIELDS = (
+    "event_id", "event_name", "timestamp", "properties", "customer__public_id", "customer__platform_id",
+    "customer__myshopify_domain", "customer__name", "customer__custom_fields",
+)  # fmt: skip
 
 
 class Capture(StandIn):
@@ -37,6 +44,10 @@ class Capture(StandIn):
 
     def check(self, headers: dict, raw: bytes):
         return 200, {"ok": True}, [json.loads(raw)]
+
+
+def whsec() -> str:
+    return "whsec_" + base64.b64encode(os.urandom(32)).decode()
 
 
 @pytest.fixture
@@ -54,7 +65,7 @@ def servers():
 
 def stored_messages(app, event_ids: list[str]) -> list[dict]:
     """The track-call view (`event_message`) of the stored events, in `event_ids` order."""
-    rows = {r["event_id"]: r for r in UsageEvent.objects.filter(app=app).values(*_EVENT_FIELDS)}
+    rows = {r["event_id"]: r for r in UsageEvent.objects.filter(app=app).values(*EVENT_FIELDS)}
     return [event_message(rows[event_id]) for event_id in event_ids]
 
 
@@ -141,8 +152,8 @@ def test_metronome_sends_what_segments_send_event_sends(app, workspace, servers,
 
     # The default subscription is Segment's preset: the same trigger and the same paths.
     defaults = out["defaults"]["metronome"]
-    assert metronome_connector.SEND_EVENT.trigger == defaults["subscribe"] == TRACK
-    assert metronome_connector.SEND_EVENT.fields == hub_fields(defaults["mapping"])
+    assert SEND_EVENT.trigger == defaults["subscribe"] == TRACK
+    assert SEND_EVENT.fields == hub_fields(defaults["mapping"])
 
     # Both pass the strict stand-in and carry the same events, field for field.
     assert not hub_server.violations and not segment_server.violations
@@ -177,7 +188,7 @@ def test_metronome_sends_what_segments_send_event_sends(app, workspace, servers,
 
 
 def test_a_webhook_sends_what_segments_webhook_send_sends(app, workspace, servers, fast_retries):
-    secret, shared = secret_generate(), "seg-shared-secret"
+    secret, shared = whsec(), "seg-shared-secret"
     receiver = servers(WebhookReceiver(secret))
     capture = servers(Capture("/hooks/in"))
     hook = destination_save(workspace=workspace, kind="webhook", name="Hook", secret=secret,
@@ -197,9 +208,9 @@ def test_a_webhook_sends_what_segments_webhook_send_sends(app, workspace, server
     # Segment's Webhook has no default subscription (the user writes one); the hub's is track
     # calls. The data is the whole event in both.
     defaults = out["defaults"]["webhook"]
-    assert defaults["subscribe"] is None and webhook_connector.SEND.trigger == TRACK
+    assert defaults["subscribe"] is None and SEND.trigger == TRACK
     assert defaults["mapping"]["method"] == "POST"
-    assert webhook_connector.SEND.fields == hub_fields(defaults["mapping"]) == {"data": {"path": "$"}}
+    assert SEND.fields == hub_fields(defaults["mapping"]) == {"data": {"path": "$"}}
 
     # The same body, byte for byte, and the user's headers in both.
     ((segment_headers, segment_body),) = capture.requests
