@@ -23,7 +23,7 @@ from tests.integrations.conftest import make_customer
 from tests.integrations.test_destinations import forward_all
 from tests.node_runner import run_node_script
 
-pytestmark = [pytest.mark.node, pytest.mark.django_db(transaction=True)]
+pytestmark = pytest.mark.django_db(transaction=True)
 
 TRACK = 'type = "track"'
 SEND_EVENT = connector_for("metronome").actions["sendEvent"]
@@ -132,6 +132,7 @@ def test_the_track_call_view_is_segments_track_call(app):
     }  # fmt: skip
 
 
+@pytest.mark.node
 def test_metronome_sends_what_segments_send_event_sends(app, workspace, servers, fast_retries):
     token = "mt_parity_token"
     hub_server = servers(MetronomeStandIn(token=token))
@@ -187,6 +188,7 @@ def test_metronome_sends_what_segments_send_event_sends(app, workspace, servers,
     assert hub_events["ev-1"]["timestamp"] == "2024-03-01T12:00:00.123Z"
 
 
+@pytest.mark.node
 def test_a_webhook_sends_what_segments_webhook_send_sends(app, workspace, servers, fast_retries):
     secret, shared = whsec(), "seg-shared-secret"
     receiver = servers(WebhookReceiver(secret))
