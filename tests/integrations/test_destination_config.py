@@ -207,13 +207,18 @@ def test_invalid_destinations_name_the_path_and_change_nothing(destinations, pat
     assert not Integration.objects.exists() and not App.objects.exists()
 
 
-def test_a_destination_cannot_change_kind_or_take_a_segment_integrations_name():
+def test_a_destination_cannot_change_kind_nor_share_a_name_with_a_segment_integration():
     hub_apply(doc(m={"name": "Metronome", "kind": "metronome", "secret": "t"}))
     with pytest.raises(CommandError, match=r"\$\.destinations\[0\]\.kind: is metronome"):
         hub_apply(doc(m={"name": "Metronome", "kind": "kable"}))
     hub_apply({"workspace": "Dest Co", "integrations": [{"name": "Seg", "write_key": "wk"}]})
     with pytest.raises(CommandError, match=r"\$\.destinations\[0\]\.name: 'Seg' is a segment integration"):
         hub_apply(doc(s={"name": "Seg", "kind": "metronome", "secret": "t"}))
+    with pytest.raises(
+        CommandError, match=r"\$\.integrations\[0\]\.name: 'Metronome' is a metronome destination"
+    ):
+        hub_apply({"workspace": "Dest Co", "integrations": [{"name": "Metronome", "write_key": "wk"}]})
+    assert Integration.objects.get(name="Metronome").write_key == ""
 
 
 @pytest.mark.django_db(transaction=True)
