@@ -8,6 +8,8 @@ class IntegrationsConfig(AppConfig):
     def ready(self) -> None:
         from hub.config_apply import section_register
 
+        from .destination_config import destinations_apply
         from .services import integrations_apply
 
         section_register(level="workspace", key="integrations", apply=integrations_apply)
+        section_register(level="workspace", key="destinations", apply=destinations_apply)

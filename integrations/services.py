@@ -197,6 +197,8 @@ def integrations_apply(*, workspace: Workspace, value: Any, path: str) -> list[d
         if spec.get("kind", "segment") != "segment":
             raise ConfigError(f"{where}.kind: only segment is supported")
         existing = Integration.objects.filter(workspace=workspace, name=spec.get("name")).first()
+        if existing is not None and existing.kind != Integration.Kind.SEGMENT:
+            raise ConfigError(f"{where}.name: {existing.name!r} is a {existing.kind} destination")
         activities = declared_value(
             spec, "activities", obj=existing, default=list(Activity.Kind.values), cleared=[], path=where
         )

@@ -1,0 +1,253 @@
+"""The same bytes as Segment: for each destination kind, Segment's own action code (npm
+@segment/action-destinations, run by @segment/actions-core's Destination in Node with its default
+subscription and mapping) and the hub forward the same usage event, each to a local capture
+server, and the requests are compared field for field. Where they differ by design (listed in
+docs/segment.md, "Destinations"), the difference is asserted."""
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+
+import pytest
+from standardwebhooks.webhooks import Webhook
+
+from events.models import UsageEvent
+from events.services import usage_events_ingest
+from integrations.connectors import connector_for
+from integrations.destinations import destination_save
+from integrations.forwarding import event_message
+from tests.destination_standins import MetronomeStandIn, StandIn, WebhookReceiver
+from tests.integrations.conftest import make_customer
+from tests.integrations.test_destinations import forward_all
+from tests.node_runner import run_node_script
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+TRACK = 'type = "track"'
+SEND_EVENT = connector_for("metronome").actions["sendEvent"]
+SEND = connector_for("webhook").actions["send"]
+# What `event_message` reads of a stored event.
+EVENT_FIELDS = (
+    "event_id", "event_name", "timestamp", "properties", "customer__public_id", "customer__platform_id",
+    "customer__myshopify_domain", "customer__name", "customer__custom_fields",
+)  # fmt: skip
+
+
+class Capture(StandIn):
+    """Takes any POST to `path` and keeps it (Segment's webhook requests)."""
+
+    def __init__(self, path: str):
+        super().__init__()
+        self.path = path
+
+    def check(self, headers: dict, raw: bytes):
+        return 200, {"ok": True}, [json.loads(raw)]
+
+
+def whsec() -> str:
+    return "whsec_" + base64.b64encode(os.urandom(32)).decode()
+
+
+@pytest.fixture
+def servers():
+    started: list[StandIn] = []
+
+    def start(server: StandIn) -> StandIn:
+        started.append(server.start())
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+def stored_messages(app, event_ids: list[str]) -> list[dict]:
+    """The track-call view (`event_message`) of the stored events, in `event_ids` order."""
+    rows = {r["event_id"]: r for r in UsageEvent.objects.filter(app=app).values(*EVENT_FIELDS)}
+    return [event_message(rows[event_id]) for event_id in event_ids]
+
+
+def segment_run(capture_url: str, cases: list[dict]) -> dict:
+    out = run_node_script("destination_parity.mjs", {"CASES": json.dumps(cases), "CAPTURE_URL": capture_url})
+    for case in cases:
+        assert out["results"][case["name"]]["ok"], out["results"][case["name"]]
+    return out
+
+
+def hub_fields(segment_mapping: dict) -> dict:
+    """Segment's `{"@path": "$.x"}` defaults in the hub's mapping syntax (`$.` is the root)."""
+    return {
+        name: {"path": "$" if spec["@path"] == "$." else spec["@path"]}
+        for name, spec in segment_mapping.items()
+        if isinstance(spec, dict) and "@path" in spec
+    }
+
+
+# Events as a Mantle client sends them: an offset and sub-millisecond timestamp, nested, unicode
+# and empty properties. (An integer-valued float such as 1.0 is the one thing that would print
+# differently, `1.0` against JavaScript's `1`: the same JSON number, so it is left out to keep the
+# byte comparison.)
+EVENTS = [
+    ("api_call", "ev-1", "2024-03-01T14:00:00.123456+02:00", {"tokens": 12, "model": "gpt-ø", "ok": True}),
+    (
+        "report.generated",
+        "ev-2",
+        "2024-03-01T12:00:01Z",
+        {"rows": 7, "meta": {"tags": ["a", "b"], "x": None}},
+    ),
+    ("api_call", "ev-3", "2024-03-01T12:00:02.5Z", {}),
+]
+
+
+def ingest_events(app, customer, events=EVENTS):
+    raw = [
+        {"eventName": n, "eventId": i, "customerId": customer.platform_id, "timestamp": t, "properties": p}
+        for n, i, t, p in events
+    ]
+    usage_events_ingest(app=app, raw_events=raw)
+    return [i for _, i, _, _ in events]
+
+
+def test_the_track_call_view_is_segments_track_call(app):
+    """What the hub feeds a subscription is the track call a Segment source would carry for the
+    event (userId and context.groupId the hub's customer id), plus the hub's `customer` object."""
+    customer = make_customer(app, "shop-1", name="Shop One")
+    ids = ingest_events(app, customer, EVENTS[:1])
+    (message,) = stored_messages(app, ids)
+    customer_id = str(customer.public_id)
+    assert {k: v for k, v in message.items() if k != "customer"} == {
+        "type": "track",
+        "event": "api_call",
+        "messageId": "ev-1",
+        "timestamp": "2024-03-01T12:00:00.123Z",  # UTC, milliseconds: dayjs.utc().toISOString()
+        "userId": customer_id,
+        "properties": {"tokens": 12, "model": "gpt-ø", "ok": True},
+        "context": {"groupId": customer_id},
+    }
+    assert message["customer"] == {
+        "id": customer_id, "platformId": "shop-1", "myshopifyDomain": None, "name": "Shop One",
+        "customFields": {},
+    }  # fmt: skip
+
+
+@pytest.mark.node
+def test_metronome_sends_what_segments_send_event_sends(app, workspace, servers, fast_retries):
+    token = "mt_parity_token"
+    hub_server = servers(MetronomeStandIn(token=token))
+    segment_server = servers(MetronomeStandIn(token=token))
+    destination_save(workspace=workspace, kind="metronome", name="Metronome", secret=token,
+                     url=hub_server.url, apps=[app])  # fmt: skip
+    ids = ingest_events(app, make_customer(app, "shop-1"))
+    forward_all()
+    messages = stored_messages(app, ids)
+    out = segment_run(
+        segment_server.url,
+        [
+            {"name": m["messageId"], "destination": "metronome", "action": "sendEvent",
+             "settings": {"apiToken": token}, "events": [m]}
+            for m in messages
+        ],
+    )  # fmt: skip
+
+    # The default subscription is Segment's preset: the same trigger and the same paths.
+    defaults = out["defaults"]["metronome"]
+    assert SEND_EVENT.trigger == defaults["subscribe"] == TRACK
+    assert SEND_EVENT.fields == hub_fields(defaults["mapping"])
+
+    # Both pass the strict stand-in and carry the same events, field for field.
+    assert not hub_server.violations and not segment_server.violations
+    hub_events = {e["transaction_id"]: e for e in hub_server.items}
+    segment_events = {e["transaction_id"]: e for e in segment_server.items}
+    assert list(segment_events) == ids and sorted(hub_events) == ids
+    for event_id in ids:
+        assert hub_events[event_id] == segment_events[event_id], event_id
+
+    # By design, Segment sends one event per request and the hub arrays of up to 100: the hub's
+    # body is exactly Segment's single-event bodies joined, byte for byte.
+    assert [len(json.loads(body)) for _, body in segment_server.requests] == [1, 1, 1]
+    ((hub_headers, hub_body),) = hub_server.requests
+    assert hub_body == b"[" + b",".join(body[1:-1] for _, body in segment_server.requests) + b"]"
+
+    # Auth and content type alike; only the User-Agent names the sender.
+    for headers, _ in segment_server.requests:
+        assert headers["authorization"] == hub_headers["authorization"] == f"Bearer {token}"
+        assert headers["content-type"] == hub_headers["content-type"] == "application/json"
+        assert headers["user-agent"] == "Segment (Actions)" != hub_headers["user-agent"]
+
+    # The timestamp as the app sent it (an offset, microseconds) comes out of Segment's dayjs as
+    # the hub stores and prints it: UTC, milliseconds.
+    raw = dict(messages[0], timestamp=EVENTS[0][2])
+    segment_run(
+        segment_server.url,
+        [{"name": "raw", "destination": "metronome", "action": "sendEvent",
+          "settings": {"apiToken": token}, "events": [raw]}],
+    )  # fmt: skip
+    assert segment_server.items[-1] == hub_events["ev-1"]
+    assert hub_events["ev-1"]["timestamp"] == "2024-03-01T12:00:00.123Z"
+
+
+@pytest.mark.node
+def test_a_webhook_sends_what_segments_webhook_send_sends(app, workspace, servers, fast_retries):
+    secret, shared = whsec(), "seg-shared-secret"
+    receiver = servers(WebhookReceiver(secret))
+    capture = servers(Capture("/hooks/in"))
+    hook = destination_save(workspace=workspace, kind="webhook", name="Hook", secret=secret,
+                            url=receiver.url + "/hooks/in", apps=[app],
+                            config={"headers": {"X-Tenant": "acme"}})  # fmt: skip
+    customer = make_customer(app, "shop-1", name="Shop One")
+    ids = ingest_events(app, customer, EVENTS[:1])
+    forward_all()
+    (message,) = stored_messages(app, ids)
+    mapping = {"url": capture.url + "/hooks/in", "headers": {"X-Tenant": "acme"}}
+    out = segment_run(
+        capture.url,
+        [{"name": "single", "destination": "webhook", "action": "send", "subscribe": TRACK,
+          "settings": {"sharedSecret": shared}, "mapping": mapping, "events": [message]}],
+    )  # fmt: skip
+
+    # Segment's Webhook has no default subscription (the user writes one); the hub's is track
+    # calls. The data is the whole event in both.
+    defaults = out["defaults"]["webhook"]
+    assert defaults["subscribe"] is None and SEND.trigger == TRACK
+    assert defaults["mapping"]["method"] == "POST"
+    assert SEND.fields == hub_fields(defaults["mapping"]) == {"data": {"path": "$"}}
+
+    # The same body, byte for byte, and the user's headers in both.
+    ((segment_headers, segment_body),) = capture.requests
+    ((hub_headers, hub_body),) = receiver.requests
+    assert hub_body == segment_body
+    assert json.loads(hub_body) == message
+    for headers in (segment_headers, hub_headers):
+        assert headers["content-type"] == "application/json" and headers["x-tenant"] == "acme"
+
+    # By design, the signatures differ: Segment's X-Signature is the hex HMAC-SHA1 of the body
+    # with the shared secret; the hub signs per Standard Webhooks (id, timestamp, HMAC-SHA256).
+    assert segment_headers["x-signature"] == hmac.new(shared.encode(), segment_body, hashlib.sha1).hexdigest()
+    assert not any(h.startswith("webhook-") for h in segment_headers)
+    assert "x-signature" not in hub_headers
+    Webhook(secret).verify(hub_body, hub_headers)
+    assert not receiver.violations
+
+    # Batches: both send a JSON array of the events' data, byte for byte. Segment's X-Signature
+    # then covers only the first event's data; the hub's signature covers the whole body.
+    destination_save(workspace=workspace, kind="webhook", name="Hook", integration=hook,
+                     url=receiver.url + "/hooks/in", apps=[app],
+                     config={"headers": {"X-Tenant": "acme"}, "batch": True})  # fmt: skip
+    ids = ingest_events(app, customer, EVENTS[1:])
+    forward_all()
+    messages = stored_messages(app, ids)
+    segment_run(
+        capture.url,
+        [{"name": "batch", "destination": "webhook", "action": "send", "subscribe": TRACK, "batch": True,
+          "settings": {"sharedSecret": shared}, "mapping": mapping, "events": messages}],
+    )  # fmt: skip
+    segment_headers, segment_body = capture.requests[1]
+    hub_headers, hub_body = receiver.requests[1]
+    assert json.loads(hub_body) == json.loads(segment_body) == messages
+    assert hub_body == segment_body
+    first = json.dumps(messages[0], separators=(",", ":"), ensure_ascii=False).encode()
+    assert segment_headers["x-signature"] == hmac.new(shared.encode(), first, hashlib.sha1).hexdigest()
+    Webhook(secret).verify(hub_body, hub_headers)
+    assert not receiver.violations
