@@ -113,17 +113,23 @@ def _standin(port: int, ready, dump_path: str) -> None:
 
 
 class StandIn:
-    def __init__(self, dump_path: str, port: int | None = None):
+    """A stand-in in a process of its own: `target(port, ready, dump_path, *args)` serves, recording
+    the first receipt of each message id, with `/stats`, `/dump`, `/hang/<s>` and DELETE to reset."""
+
+    def __init__(self, dump_path: str, port: int | None = None, *, target=None, args: tuple = ()):
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.dump_path = dump_path
+        self.target, self.args = target or _standin, args
         self.proc = None
         self.start()
 
     def start(self) -> None:
         ctx = get_context("spawn")
         ready = ctx.Event()
-        self.proc = ctx.Process(target=_standin, args=(self.port, ready, self.dump_path), daemon=True)
+        self.proc = ctx.Process(
+            target=self.target, args=(self.port, ready, self.dump_path, *self.args), daemon=True
+        )
         self.proc.start()
         ready.wait(10)
 
@@ -193,13 +199,15 @@ def _group_pids(pgid: int) -> list[int]:
 class CpuMeter:
     """CPU seconds of each part between start() and stop()."""
 
-    def __init__(self, worker_pgid: int, standins: list[StandIn]):
+    def __init__(self, worker_pgid: int, standins: list[StandIn], db: str = DB, web_pgid: int | None = None):
         self.worker_pgid = worker_pgid
         self.standins = standins
+        self.db = db
+        self.web_pgid = web_pgid
 
     def _pg_pids(self) -> list[int]:
         with psycopg.connect(database_url("postgres"), autocommit=True) as conn:
-            rows = conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s", [DB]).fetchall()
+            rows = conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s", [self.db]).fetchall()
         return [r[0] for r in rows]
 
     def _sample(self) -> dict[str, dict[int, float]]:
@@ -207,6 +215,7 @@ class CpuMeter:
             "postgres": {p: _cpu(p) for p in self._pg_pids()},
             "workers": {p: _cpu(p) for p in _group_pids(self.worker_pgid)},
             "stand-in": {s.proc.pid: _cpu(s.proc.pid) for s in self.standins if s.proc.is_alive()},
+            **({"web": {p: _cpu(p) for p in _group_pids(self.web_pgid)}} if self.web_pgid else {}),
             "bench+producers": {os.getpid(): _cpu(os.getpid())},
         }
 
@@ -235,10 +244,10 @@ def _setup_django(env: dict[str, str]) -> None:
     django.setup()
 
 
-def _start_worker(env: dict[str, str], concurrency: int, log_path: str) -> subprocess.Popen:
+def _start_worker(env: dict[str, str], concurrency: int, log_path: str, name: str = DB) -> subprocess.Popen:
     log = open(log_path, "wb")  # noqa: SIM115 - lives as long as the worker
     proc = subprocess.Popen(
-        [str(BIN / "celery"), "-A", "hub", "worker", "--beat", "--schedule", f"/tmp/{DB}-beat",
+        [str(BIN / "celery"), "-A", "hub", "worker", "--beat", "--schedule", f"/tmp/{name}-beat",
          "--concurrency", str(concurrency), "--loglevel", "WARNING", "--without-gossip", "--without-mingle",
          "--hostname", f"bench-{os.getpid()}@%h"],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,

@@ -21,7 +21,8 @@ from django.utils import timezone
 
 from .errors import AuthenticationError, Conflict, HubError
 from .locks import app_usage_lock
-from .models import App, Contact, Customer
+from .models import App, Contact, Customer, CustomerForward
+from .task_coalescing import CoalescedTask
 
 TOKEN_PREFIX = "hub_ct_"
 _SHOPIFY_SUFFIX = ".myshopify.com"
@@ -211,6 +212,7 @@ def _identify_once(
     customer.save()
     for contact in contacts or []:
         contact_upsert(customer=customer, **_contact_fields(contact))
+    customer_forward(customer=customer)
     # Lifecycle (issue 5, hub/lifecycle.py): a first identify installs, one after an uninstall reinstalls.
     from .lifecycle import installation_on_identify
 
@@ -245,7 +247,57 @@ def contact_upsert(
         if value is not None:
             setattr(contact, attr, value)
     contact.save()
+    contact_forward(contact=contact, customer=customer)
     return contact
+
+
+def _customer_snapshot(customer: Customer) -> dict[str, Any]:
+    return {
+        "id": str(customer.public_id),
+        "platform": customer.platform,
+        "platform_id": customer.platform_id,
+        "myshopify_domain": customer.myshopify_domain,
+        "name": customer.name,
+        "email": customer.email,
+        "platform_plan_name": customer.platform_plan_name,
+        "custom_fields": customer.custom_fields or {},
+        "tags": customer.tags or [],
+        "created_at": customer.platform_created_at.isoformat() if customer.platform_created_at else None,
+    }
+
+
+def _forwards_customers(app_id: int) -> bool:
+    return App.objects.filter(pk=app_id, forward_customers=True).exists()
+
+
+def customer_forward(*, customer: Customer) -> None:
+    """Leave the customer as it is now for the destinations subscribed to customers (in the
+    caller's transaction), and ask for the forwarder after commit."""
+    if not _forwards_customers(customer.app_id):
+        return
+    CustomerForward.objects.create(
+        app_id=customer.app_id, kind=CustomerForward.Kind.CUSTOMER, object_id=customer.pk,
+        snapshot=_customer_snapshot(customer),
+    )  # fmt: skip
+    transaction.on_commit(customers_forward_soon)
+
+
+def contact_forward(*, contact: Contact, customer: Customer) -> None:
+    """The same for a contact (with its customer as it is now)."""
+    if not _forwards_customers(customer.app_id):
+        return
+    CustomerForward.objects.create(
+        app_id=customer.app_id, kind=CustomerForward.Kind.CONTACT, object_id=contact.pk,
+        snapshot={
+            "email": contact.email, "name": contact.name, "phone": contact.phone, "label": contact.label,
+            "customer": _customer_snapshot(customer),
+        },
+    )  # fmt: skip
+    transaction.on_commit(customers_forward_soon)
+
+
+# The integrations' forwarder, by name (the core does not import integrations).
+customers_forward_soon = CoalescedTask("integrations.customers_forward", seconds=0.02)
 
 
 def customer_by_token(*, app: App, token: str) -> Customer:

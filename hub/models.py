@@ -99,6 +99,8 @@ class App(TimeStampedModel):
     # Whether a destination subscribes to this app's usage events: read by the statement that
     # stores events (so no process acts on a stale copy), kept by the integrations' services.
     forward_usage_events = models.BooleanField(default=False, editable=False)
+    # The same for customers and contacts (their changes leave a CustomerForward row).
+    forward_customers = models.BooleanField(default=False, editable=False)
 
     class Meta:
         ordering = ["name"]
@@ -414,3 +416,23 @@ class Activity(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} ({self.occurred_at:%Y-%m-%d %H:%M})"
+
+
+class CustomerForward(models.Model):
+    """A customer or contact as it was right after a change, for the destinations subscribed to
+    them: written in the transaction of the change (only for apps whose `forward_customers` is
+    set) and deleted in the one that creates its deliveries (the integrations' forwarder)."""
+
+    class Kind(models.TextChoices):
+        CUSTOMER = "customer", "Customer"
+        CONTACT = "contact", "Contact"
+
+    id = models.BigAutoField(primary_key=True)
+    app = models.ForeignKey(App, on_delete=models.CASCADE, related_name="+", db_index=False)
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    object_id = models.BigIntegerField()  # the Customer's or Contact's id
+    snapshot = models.JSONField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.object_id} of app {self.app_id} to forward"

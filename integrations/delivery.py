@@ -211,10 +211,11 @@ class _Outcome:
 
 
 def _post(integration: Integration, request) -> _Outcome:
+    connector = connector_for(integration.kind)
     attempt = Attempt(
         integration_id=integration.pk,
         created_at=timezone.now(),
-        url=request.url[:300],
+        url=connector.redact(integration, request.url)[:300],
         request_bytes=len(request.body),
         request_headers=_shown_headers(request),
         request_excerpt=_excerpt(request.body, REQUEST_EXCERPT_BYTES),
@@ -229,16 +230,24 @@ def _post(integration: Integration, request) -> _Outcome:
             timeout=settings.HUB_DELIVERY_TIMEOUT,
         )
     except outbound.OutboundRefused as exc:
-        attempt.outcome, attempt.error = Attempt.Outcome.FAILED, f"refused: {exc}"
-        out.attention = f"The destination was refused: {exc}"
+        attempt.outcome, attempt.error = (
+            Attempt.Outcome.FAILED,
+            connector.redact(integration, f"refused: {exc}"),
+        )
+        out.attention = connector.redact(integration, f"The destination was refused: {exc}")
         return out
     except requests.Timeout as exc:
-        attempt.outcome, attempt.error = Attempt.Outcome.RETRY, f"timeout: {exc}"
+        attempt.outcome, attempt.error = (
+            Attempt.Outcome.RETRY,
+            connector.redact(integration, f"timeout: {exc}"),
+        )
         return out
     except requests.RequestException as exc:
-        attempt.outcome, attempt.error = Attempt.Outcome.RETRY, f"connection error: {exc}"
+        attempt.outcome, attempt.error = (
+            Attempt.Outcome.RETRY,
+            connector.redact(integration, f"connection error: {exc}"),
+        )
         return out
-    connector = connector_for(integration.kind)
     attempt.status_code = response.status_code
     attempt.latency_ms = response.latency_ms
     attempt.response_excerpt = _excerpt(response.body, RESPONSE_EXCERPT_BYTES)
@@ -314,7 +323,21 @@ def _record(integration: Integration, out: _Outcome, rows: list[Claimed], report
 
 
 def _batches(connector, integration: Integration, items: list, raw) -> tuple[list[list], list]:
-    """Split items into requests within the connector's limits; return (batches, oversize items)."""
+    """Split items into requests within the connector's limits, one action's items per request
+    (an action may have a request of its own); return (batches, oversize items)."""
+    by_action: dict[str, list] = {}
+    for item in items:
+        by_action.setdefault(item.action, []).append(item)
+    batches: list[list] = []
+    oversize: list = []
+    for group in by_action.values():
+        b, o = _batches_of_one_action(connector, integration, group, raw)
+        batches.extend(b)
+        oversize.extend(o)
+    return batches, oversize
+
+
+def _batches_of_one_action(connector, integration: Integration, items: list, raw) -> tuple[list[list], list]:
     kind = integration.kind
     most = connector.batch_size(integration)
     batches: list[list] = []
@@ -378,7 +401,9 @@ def fanout_send(integration: Integration, items: list[NewDelivery], *, now: date
         item.status, item.attempts, item.last_error = Delivery.Status.FAILED, 1, attempt.error
         item.last_attempt_id = db.attempt_insert(attempt=attempt)
     for batch in batches:
-        request = connector.batch_request(integration=integration, messages=[i.raw for i in batch])
+        request = connector.batch_request(
+            integration=integration, messages=[i.raw for i in batch], action=batch[0].action
+        )
         out = _post(integration, request)
         out.attempt.delivery_ids = [str(i.id) for i in batch]
         out.attempt.message_count = len(batch)
@@ -486,7 +511,9 @@ def _send_batch(integration_id: int, report: SendReport, only: list | None = Non
         if not batches:
             return True
         for batch in batches:
-            request = connector.batch_request(integration=integration, messages=[r.message for r in batch])
+            request = connector.batch_request(
+                integration=integration, messages=[r.message for r in batch], action=batch[0].action
+            )
             out = _post(integration, request)
             out.attempt.probe = probing
             _record(integration, out, batch, report)

@@ -91,6 +91,7 @@ class NewDelivery:
 class Claimed:
     id: uuid.UUID
     message: bytes
+    action: str = ""  # the connector action that made it (its request may depend on it)
 
 
 @dataclass(frozen=True)
@@ -284,12 +285,12 @@ class PostgresStore:
             params.append(due_by)
         params.append(limit)
         sql = (
-            "SELECT id, message FROM integrations_delivery "
+            "SELECT id, message, action FROM integrations_delivery "
             f"WHERE {where} ORDER BY next_attempt_at LIMIT %s FOR UPDATE SKIP LOCKED"
         )
         with raw_cursor() as cursor:
             cursor.execute(sql, params)
-            return [Claimed(r[0], r[1].encode()) for r in cursor.fetchall()]
+            return [Claimed(r[0], r[1].encode(), r[2]) for r in cursor.fetchall()]
 
     def attempt_insert(self, *, attempt: Attempt) -> int:
         with raw_cursor() as cursor:
@@ -411,8 +412,8 @@ class OrmStore:
             qs = qs.filter(pk__in=only)
         elif due_by is not None:
             qs = qs.filter(next_attempt_at__lte=due_by)
-        rows = qs.order_by("next_attempt_at").values_list("id", "message")[:limit]
-        return [Claimed(r[0], r[1].encode()) for r in rows]
+        rows = qs.order_by("next_attempt_at").values_list("id", "message", "action")[:limit]
+        return [Claimed(r[0], r[1].encode(), r[2]) for r in rows]
 
     def attempt_insert(self, *, attempt: Attempt) -> int:
         attempt.save()

@@ -19,7 +19,13 @@ from .services import integration_apps_check
 from .sources.mapping_engine import MappingError
 from .sources.triggers import TriggerError
 
-DESTINATION_KINDS = (Integration.Kind.METRONOME, Integration.Kind.KABLE, Integration.Kind.WEBHOOK)
+DESTINATION_KINDS = (
+    Integration.Kind.METRONOME,
+    Integration.Kind.KABLE,
+    Integration.Kind.CHARTMOGUL,
+    Integration.Kind.MANTLE,
+    Integration.Kind.WEBHOOK,
+)
 
 
 def _url_checked(url: str, *, required: bool) -> str:
@@ -50,7 +56,8 @@ def destination_save(
 ) -> Integration:
     """Create or update a destination; a new one gets its kind's default subscriptions. A blank
     `secret` keeps the stored one (a new webhook without one gets a generated `whsec_` secret);
-    `url` is the base URL for Metronome and Kable (blank: the vendor's) and the endpoint of a webhook."""
+    `url` is the base URL for Metronome, Kable and Mantle (blank: the vendor's) and the endpoint of
+    a webhook; ChartMogul's webhook URL is its credential (`secret`, or `url` when that is blank)."""
     if kind not in DESTINATION_KINDS:
         raise HubError(f"Unknown destination kind {kind!r}.")
     if integration is not None and integration.kind != kind:
@@ -65,8 +72,12 @@ def destination_save(
         raise HubError(f"An integration named {name!r} already exists in this workspace.")
     apps = list(apps or ())
     integration_apps_check(workspace=workspace, apps=apps)
-    url = _url_checked(url, required=kind == Integration.Kind.WEBHOOK)
     secret = (secret or "").strip()
+    if kind == Integration.Kind.CHARTMOGUL:
+        # ChartMogul's webhook URL is the credential: kept encrypted as the secret, never shown.
+        secret = _url_checked(secret or url, required=integration is None)
+        url = ""
+    url = _url_checked(url, required=kind == Integration.Kind.WEBHOOK)
     config = dict(config or {})
     if kind == Integration.Kind.WEBHOOK:
         if not secret and integration is None:
@@ -80,6 +91,8 @@ def destination_save(
         raise HubError(f"Enter the {connector_for(kind).label} credential.")
     if kind == Integration.Kind.KABLE and not str(config.get("client_id", "")).strip():
         raise HubError("Enter the Kable client id.")
+    if kind == Integration.Kind.MANTLE and not str(config.get("app_id", "")).strip():
+        raise HubError("Enter the Mantle app id.")
     new = integration is None
     if new:
         integration = Integration(workspace=workspace, kind=kind)

@@ -124,6 +124,7 @@ class DestinationForm(forms.Form):
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
     )
     client_id = forms.CharField(required=False, max_length=200, label="Kable client ID")
+    app_id = forms.CharField(required=False, max_length=200, label="Mantle app ID")
     environment = forms.ChoiceField(
         choices=[("live", "Live"), ("test", "Test")],
         required=False,
@@ -147,6 +148,8 @@ class DestinationForm(forms.Form):
     LABELS = {
         "metronome": ("API token", "Base URL (blank: https://api.metronome.com)"),
         "kable": ("Kable client secret", "Base URL (blank: Kable's live or test host)"),
+        "chartmogul": ("ChartMogul webhook URL", ""),
+        "mantle": ("Mantle app API key", "App API base URL (blank: https://appapi.heymantle.com/v1)"),
         "webhook": ("Signing secret (whsec_…; blank: one is generated)", "Endpoint URL"),
     }
 
@@ -157,6 +160,13 @@ class DestinationForm(forms.Form):
         secret_label, url_label = self.LABELS[kind]
         self.fields["secret"].label, self.fields["url"].label = secret_label, url_label
         self.fields["url"].required = kind == "webhook"
+        if kind == "chartmogul":
+            self.fields["secret"].widget = forms.PasswordInput(
+                render_value=False, attrs={"autocomplete": "off"}
+            )
+            self.fields[
+                "secret"
+            ].help_text = "Settings → Data platform → Add a source → Segment in ChartMogul; stored encrypted."
         if integration is not None:
             config = integration.config or {}
             self.fields["secret"].help_text = "Stored encrypted. Leave blank to keep the current one."
@@ -164,6 +174,7 @@ class DestinationForm(forms.Form):
                 name=integration.name, url=integration.custom_host, enabled=integration.enabled,
                 apps=list(integration.apps.all()), client_id=config.get("client_id", ""),
                 environment=config.get("environment", "live"), batch=bool(config.get("batch")),
+                app_id=config.get("app_id", ""),
             )  # fmt: skip
         elif kind == "webhook":
             self.fields[
@@ -175,7 +186,9 @@ class DestinationForm(forms.Form):
     def service_kwargs(self) -> dict:
         data = self.cleaned_data
         config: dict = {}
-        if self.kind == "kable":
+        if self.kind == "mantle":
+            config = {"app_id": data["app_id"].strip()}
+        elif self.kind == "kable":
             config = {"client_id": data["client_id"].strip(), "environment": data["environment"] or "live"}
         elif self.kind == "webhook" and data["batch"]:
             config = {"batch": True}

@@ -27,7 +27,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from events.models import ForwardBatch, UsageEvent
-from hub.models import App
+from hub.models import App, CustomerForward
 
 from .connectors import MessageRefused, connector_for
 from .delivery import FanoutResult, deliveries_create
@@ -76,15 +76,17 @@ def subscription_compile(subscription: Subscription) -> CompiledMapping:
     )
 
 
-def subscriptions_of_apps(app_ids: set[int]) -> dict[int, list[tuple[Subscription, CompiledMapping | None]]]:
-    """{app id: [(enabled usage-event subscription of an enabled destination of it, compiled)]}."""
+def subscriptions_of_apps(
+    app_ids: set[int], item_kinds: tuple[str, ...] = (Subscription.ItemKind.USAGE_EVENT,)
+) -> dict[int, list[tuple[Subscription, CompiledMapping | None]]]:
+    """{app id: [(enabled subscription to these item kinds of an enabled destination of it, compiled)]}."""
     by_app: dict[int, list[tuple[Subscription, CompiledMapping | None]]] = defaultdict(list)
     apps_of: dict[int, list[int]] = defaultdict(list)
     links = Integration.apps.through.objects.filter(app_id__in=app_ids, integration__enabled=True)
     for integration_id, app_id in links.values_list("integration_id", "app_id"):
         apps_of[integration_id].append(app_id)
     subscriptions = Subscription.objects.filter(
-        integration_id__in=set(apps_of), enabled=True, item_kind=Subscription.ItemKind.USAGE_EVENT
+        integration_id__in=set(apps_of), enabled=True, item_kind__in=item_kinds
     ).select_related("integration")
     for subscription in subscriptions:
         try:
@@ -102,15 +104,19 @@ EVENT_FIELDS = (
 )  # fmt: skip
 
 
-def event_delivery(
-    subscription: Subscription, compiled: CompiledMapping | None, event: dict
+def item_delivery(
+    subscription: Subscription,
+    compiled: CompiledMapping | None,
+    message: dict[str, Any],
+    *,
+    item_kind: str,
+    item_id: str,
 ) -> NewDelivery | None:
-    """The delivery of one stored event (a row of EVENT_FIELDS) for one subscription, its message
-    rendered now; None when the trigger does not match; failed (never sent) when the mapping leaves
-    out what the destination needs."""
+    """The delivery of one item (its view `message`: a track, group or identify call) for one
+    subscription, its wire message rendered now; None when the trigger does not match; failed
+    (never sent) when the mapping leaves out what the destination needs."""
     integration = subscription.integration
     connector = connector_for(integration.kind)
-    message = event_message(event)
     error = ""
     wire: dict[str, Any] = {}
     if compiled is None:
@@ -126,19 +132,33 @@ def event_delivery(
             )
         except MessageRefused as exc:
             error = f"not sent: {exc}"
-    message_id = (connector.message_id(wire) if wire else "") or event["event_id"]
+    message_id = (connector.message_id(wire) if wire else "") or message["messageId"]
     delivery = NewDelivery(
         integration_id=integration.pk,
-        item_kind=Delivery.ItemKind.USAGE_EVENT,
-        item_id=str(event["id"]),
+        item_kind=item_kind,
+        item_id=item_id,
         action=subscription.action,
         message_id=str(message_id)[:100],
         message=orjson.dumps(wire if wire else message).decode(),
-        id=delivery_id_for(integration.pk, f"{subscription.pk}/{event['id']}"),
+        # One delivery per (subscription, item), whoever makes it: forwarding, a backfill, twice.
+        id=delivery_id_for(integration.pk, f"{subscription.pk}/{item_kind}/{item_id}"),
     )
     if error:
         delivery.status, delivery.last_error = Delivery.Status.FAILED, error
     return delivery
+
+
+def event_delivery(
+    subscription: Subscription, compiled: CompiledMapping | None, event: dict
+) -> NewDelivery | None:
+    """`item_delivery` of one stored usage event (a row of EVENT_FIELDS)."""
+    return item_delivery(
+        subscription,
+        compiled,
+        event_message(event),
+        item_kind=Delivery.ItemKind.USAGE_EVENT,
+        item_id=str(event["id"]),
+    )
 
 
 def usage_events_forward(*, limit: int = 100, send: bool = True) -> FanoutResult:
@@ -170,15 +190,118 @@ def usage_events_forward(*, limit: int = 100, send: bool = True) -> FanoutResult
     return result
 
 
+def _traits(snapshot: dict[str, Any]) -> dict[str, Any]:
+    traits = {
+        "name": snapshot.get("name") or None,
+        "email": snapshot.get("email") or None,
+        "plan": snapshot.get("platform_plan_name") or None,
+        "platformPlanName": snapshot.get("platform_plan_name") or None,
+        "platform": snapshot.get("platform"),
+        "platformId": snapshot.get("platform_id"),
+        "myshopifyDomain": snapshot.get("myshopify_domain"),
+        "createdAt": snapshot.get("created_at"),
+        "customFields": snapshot.get("custom_fields") or {},
+        "tags": snapshot.get("tags") or [],
+    }
+    return {k: v for k, v in traits.items() if v is not None}
+
+
+def customer_message(row: CustomerForward) -> dict[str, Any]:
+    """A customer change as the group call mappings read (the shop is the account)."""
+    snapshot = row.snapshot
+    return {
+        "type": "group",
+        "messageId": f"customer-{row.pk}",
+        "timestamp": _iso(row.created_at),
+        "sentAt": _iso(row.created_at),
+        "userId": snapshot["id"],
+        "groupId": snapshot["id"],
+        "traits": _traits(snapshot),
+    }
+
+
+def contact_message(row: CustomerForward) -> dict[str, Any]:
+    """A contact change as the identify call mappings read (the contact is the user, its
+    customer the company)."""
+    snapshot = row.snapshot
+    customer = snapshot["customer"]
+    name = snapshot.get("name") or ""
+    first, _, last = name.partition(" ")
+    traits = {
+        "email": snapshot["email"],
+        "name": name or None,
+        "first_name": first or None,
+        "last_name": last or None,
+        "phone": snapshot.get("phone") or None,
+        "title": snapshot.get("label") or None,
+        "label": snapshot.get("label") or None,
+        "company": {"id": customer["id"], "name": customer.get("name") or None},
+        # Mantle's identify reads the customer's fields and one contact from the traits.
+        **{k: v for k, v in _traits(customer).items() if k != "email" and k != "name"},
+        "customerName": customer.get("name") or None,
+        "customerEmail": customer.get("email") or None,
+        "contact_email": snapshot["email"],
+        "contact_name": name or None,
+        "contact_phone": snapshot.get("phone") or None,
+        "contact_role": snapshot.get("label") or None,
+    }
+    return {
+        "type": "identify",
+        "messageId": f"contact-{row.pk}",
+        "timestamp": _iso(row.created_at),
+        "sentAt": _iso(row.created_at),
+        "userId": snapshot["email"],
+        "traits": {k: v for k, v in traits.items() if v is not None},
+        "context": {"groupId": customer["id"]},
+    }
+
+
+def customers_forward(*, limit: int = 500, send: bool = True) -> FanoutResult:
+    """Fan out the oldest `limit` customer and contact changes to the subscriptions of their kind
+    (each rendered now from the snapshot of the change, as usage events are); the rows are deleted
+    in the same transaction."""
+    with transaction.atomic():
+        rows = list(CustomerForward.objects.select_for_update(skip_locked=True).order_by("id")[:limit])
+        if not rows:
+            return FanoutResult()
+        now = timezone.now()
+        kinds = (Subscription.ItemKind.CUSTOMER, Subscription.ItemKind.CONTACT)
+        subscriptions = subscriptions_of_apps({r.app_id for r in rows}, kinds)
+        groups: dict[int, tuple[Integration, list[NewDelivery]]] = {}
+        for row in rows:
+            message = (
+                customer_message(row) if row.kind == CustomerForward.Kind.CUSTOMER else contact_message(row)
+            )
+            for subscription, compiled in subscriptions.get(row.app_id, ()):
+                if subscription.item_kind != row.kind:
+                    continue
+                delivery = item_delivery(
+                    subscription, compiled, message, item_kind=row.kind, item_id=str(row.pk)
+                )
+                if delivery is not None:
+                    groups.setdefault(subscription.integration_id, (subscription.integration, []))[1].append(
+                        delivery
+                    )
+        result = deliveries_create(groups, now=now, send=send) if groups else FanoutResult()
+        CustomerForward.objects.filter(pk__in=[r.pk for r in rows]).delete()
+        result.batches = len(rows)
+    return result
+
+
 def app_forwarding_refresh(*, app_ids: set[int] | None = None) -> None:
-    """Set each app's `forward_usage_events` from whether an enabled destination of it has an
-    enabled usage-event subscription (after any change to integrations or subscriptions)."""
+    """Set each app's `forward_usage_events` and `forward_customers` from whether an enabled
+    destination of it has an enabled subscription of that kind (after any change to integrations
+    or subscriptions)."""
     apps = App.objects.all() if app_ids is None else App.objects.filter(pk__in=app_ids)
-    wanted = set(
-        Subscription.objects.filter(
-            enabled=True, item_kind=Subscription.ItemKind.USAGE_EVENT, integration__enabled=True
-        ).values_list("integration__apps", flat=True)
-    )
-    wanted.discard(None)
-    apps.filter(pk__in=wanted, forward_usage_events=False).update(forward_usage_events=True)
-    apps.exclude(pk__in=wanted).filter(forward_usage_events=True).update(forward_usage_events=False)
+    for flag, kinds in (
+        ("forward_usage_events", [Subscription.ItemKind.USAGE_EVENT]),
+        ("forward_customers", [Subscription.ItemKind.CUSTOMER, Subscription.ItemKind.CONTACT]),
+    ):
+        wanted = set(
+            Subscription.objects.filter(
+                enabled=True, item_kind__in=kinds, integration__enabled=True
+            ).values_list("integration__apps", flat=True)
+        )
+        wanted.discard(None)
+        apps.filter(pk__in=wanted, **{flag: False}).update(**{flag: True})
+        apps.exclude(pk__in=wanted).filter(**{flag: True}).update(**{flag: False})

@@ -20,6 +20,8 @@ class Integration(models.Model):
         METRONOME = "metronome", "Metronome"
         KABLE = "kable", "Kable"
         WEBHOOK = "webhook", "Webhook"
+        CHARTMOGUL = "chartmogul", "ChartMogul"
+        MANTLE = "mantle", "Mantle"
 
     class Region(models.TextChoices):
         US = "us", "US (api.segment.io)"
@@ -59,7 +61,9 @@ class Integration(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["workspace", "name"], name="integration_unique_name"),
             models.CheckConstraint(
-                condition=models.Q(kind__in=["segment", "metronome", "kable", "webhook"]),
+                condition=models.Q(
+                    kind__in=["segment", "metronome", "kable", "webhook", "chartmogul", "mantle"]
+                ),
                 name="integration_kind_valid",
             ),
             models.CheckConstraint(
@@ -227,6 +231,8 @@ class Subscription(models.Model):
 
     class ItemKind(models.TextChoices):
         USAGE_EVENT = "usage_event", "Usage events"
+        CUSTOMER = "customer", "Customers"
+        CONTACT = "contact", "Contacts"
 
     integration = models.ForeignKey(Integration, on_delete=models.CASCADE, related_name="subscriptions")
     name = models.CharField(max_length=100)
@@ -243,7 +249,8 @@ class Subscription(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["integration", "name"], name="subscription_unique_name"),
             models.CheckConstraint(
-                condition=models.Q(item_kind__in=["usage_event"]), name="subscription_item_kind"
+                condition=models.Q(item_kind__in=["usage_event", "customer", "contact"]),
+                name="subscription_item_kind",
             ),
         ]
 

@@ -40,6 +40,7 @@ def activities_fanout(activity_ids: list[str] | None = None) -> int:
 
 
 FORWARD_BATCHES = 100
+FORWARD_CHANGES = 500
 
 
 @shared_task(name="integrations.usage_events_forward")
@@ -50,6 +51,17 @@ def usage_events_forward(_ignored: list | None = None) -> int:
     _after_fanout(created)
     if created.batches >= FORWARD_BATCHES:
         usage_events_forward.delay()
+    return sum(created.values())
+
+
+@shared_task(name="integrations.customers_forward")
+def customers_forward(_ignored: list | None = None) -> int:
+    """Fan out customer and contact changes to the destinations subscribed to them (the core asks
+    for this by name after a change of a forwarding app); goes on while the chunk was full."""
+    created = forwarding.customers_forward(limit=FORWARD_CHANGES)
+    _after_fanout(created)
+    if created.batches >= FORWARD_CHANGES:
+        customers_forward.delay()
     return sum(created.values())
 
 
@@ -87,7 +99,7 @@ def deliveries_send(integration_id: int) -> int:
 
 @shared_task(name="integrations.deliveries_sweep")
 def deliveries_sweep() -> dict:
-    """Periodic: dispatch activities and forward usage events nobody took, and enqueue every
+    """Periodic: dispatch activities, forward usage events and customer changes nobody took, and enqueue every
     integration with due rows or a due probe.
 
     This is what makes delivery independent of the broker keeping a message: a lost task, a
@@ -104,9 +116,13 @@ def deliveries_sweep() -> dict:
     _after_fanout(forwarded)
     if forwarded.batches >= FORWARD_BATCHES:
         usage_events_forward.delay()
+    changes = forwarding.customers_forward(limit=FORWARD_CHANGES)
+    _after_fanout(changes)
+    if changes.batches >= FORWARD_CHANGES:
+        customers_forward.delay()
     for backfill_id in backfill.backfills_stalled():
         backfill_run.delay(backfill_id)
-    due = set(delivery.integrations_due()) - set(created) - set(forwarded)
+    due = set(delivery.integrations_due()) - set(created) - set(forwarded) - set(changes)
     _enqueue_sends(due, settings.HUB_DELIVERY_PARALLEL)
     return {"dispatched": dispatched, "integrations": len(due)}
 

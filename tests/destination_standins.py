@@ -62,7 +62,9 @@ class StandIn:
                 if fault:
                     status, body = fault
                 else:
-                    if self.path != standin.path:
+                    if standin.path is None and standin.check_path(self.path):
+                        status, body, items = standin.check(headers, raw, self.path)
+                    elif self.path != standin.path:
                         status, body, items = 404, {"message": "not found"}, []
                     else:
                         status, body, items = standin.check(headers, raw)
@@ -193,3 +195,69 @@ class WebhookReceiver(StandIn):
         except WebhookVerificationError as exc:
             return self.refuse(f"signature: {exc}", status=401)
         return 200, {"ok": True}, payload if isinstance(payload, list) else [payload]
+
+
+class ChartMogulStandIn(StandIn):
+    """ChartMogul's CRM webhook URL (the URL is the credential: a wrong path is 404): one JSON
+    object a request, `type` "Send Customer" (with user_id and group_id) or "Send Contact" (with
+    user_id or anonymous_id), message_id, timestamp and sent_at."""
+
+    path = "/hooks/chartmogul/secret-path"
+
+    def check(self, headers: dict, raw: bytes):
+        try:
+            item = json.loads(raw)
+        except ValueError:
+            return self.refuse("the body is not JSON")
+        if not isinstance(item, dict):
+            return self.refuse("the body must be one object")
+        for name in ("message_id", "timestamp", "sent_at"):
+            if not item.get(name):
+                return self.refuse(f"{name} is required")
+        if not _rfc3339(item["timestamp"]):
+            return self.refuse("timestamp must be RFC 3339")
+        if item.get("type") == "Send Customer":
+            if not item.get("user_id") or not item.get("group_id"):
+                return self.refuse("a customer needs user_id and group_id")
+        elif item.get("type") == "Send Contact":
+            if not item.get("user_id") and not item.get("anonymous_id"):
+                return self.refuse("a contact needs user_id or anonymous_id")
+            if "company" in item and not item["company"].get("id"):
+                return self.refuse("a company needs an id")
+        else:
+            return self.refuse(f"unknown type {item.get('type')!r}")
+        return 200, {"ok": True}, [item]
+
+
+class MantleStandIn(StandIn):
+    """Mantle's App API: X-Mantle-App-Id and X-Mantle-App-Api-Key; `POST /v1/usage_events` with
+    `{"events": [...]}` (each with customerId and event_name or eventName) and `POST /v1/identify`
+    with platformId or myshopifyDomain."""
+
+    path = None  # two paths
+
+    def __init__(self, app_id: str = "app_1", key: str = "key_1"):
+        super().__init__()
+        self.app_id, self.key = app_id, key
+
+    def check_path(self, path: str) -> bool:
+        return path in ("/v1/usage_events", "/v1/identify")
+
+    def check(self, headers: dict, raw: bytes, path: str = ""):
+        if headers.get("x-mantle-app-id") != self.app_id or headers.get("x-mantle-app-api-key") != self.key:
+            return 401, {"error": "Unauthorized"}, []
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            return self.refuse("the body is not JSON")
+        if path == "/v1/identify":
+            if not isinstance(body, dict) or not (body.get("platformId") or body.get("myshopifyDomain")):
+                return self.refuse("platformId or myshopifyDomain is required")
+            return 200, {"apiToken": "token"}, [{"_path": "identify", **body}]
+        events = body.get("events") if isinstance(body, dict) else None
+        if not isinstance(events, list) or not events:
+            return self.refuse("events must be a non-empty list")
+        for e in events:
+            if not e.get("customerId") or not (e.get("event_name") or e.get("eventName")):
+                return self.refuse("each event needs customerId and an event name")
+        return 200, {"success": True}, [{"_path": "usage_events", **e} for e in events]

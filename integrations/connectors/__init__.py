@@ -42,7 +42,7 @@ class Connector(Protocol):
     def test_message(self, *, integration: Any, message_id: str) -> dict[str, Any]:
         """A harmless message for Send test event."""
 
-    def batch_request(self, *, integration: Any, messages: list[bytes]) -> BatchRequest:
+    def batch_request(self, *, integration: Any, messages: list[bytes], action: str = "") -> BatchRequest:
         """The request carrying these serialized messages."""
 
     def batch_overhead(self) -> int:
@@ -90,6 +90,10 @@ class BaseConnector:
     def batch_size(self, integration: Any) -> int:
         return self.max_batch_messages
 
+    def redact(self, integration: Any, text: str) -> str:
+        """`text` (a URL, an error) as the delivery log may show it: credentials in URLs masked."""
+        return text
+
     def action_message(self, *, integration: Any, action: Action, values: dict[str, Any]) -> dict[str, Any]:
         missing = [t for t in action.required if values.get(t) in (None, "")]
         if missing:
@@ -109,4 +113,4 @@ def connector_for(kind: str) -> Connector:
     return _REGISTRY[kind]
 
 
-from . import kable, metronome, segment, webhook  # noqa: E402,F401  (each registers itself)
+from . import chartmogul, kable, mantle, metronome, segment, webhook  # noqa: E402,F401  (each registers itself)

@@ -69,7 +69,7 @@ class KableConnector(BaseConnector):
     def batch_overhead(self) -> int:
         return 2
 
-    def batch_request(self, *, integration: Any, messages: list[bytes]) -> BatchRequest:
+    def batch_request(self, *, integration: Any, messages: list[bytes], action: str = "") -> BatchRequest:
         if integration.custom_host:
             base = integration.custom_host.rstrip("/")
         else:

@@ -71,7 +71,7 @@ class MetronomeConnector(BaseConnector):
     def batch_overhead(self) -> int:
         return 2
 
-    def batch_request(self, *, integration: Any, messages: list[bytes]) -> BatchRequest:
+    def batch_request(self, *, integration: Any, messages: list[bytes], action: str = "") -> BatchRequest:
         base = integration.custom_host.rstrip("/") if integration.custom_host else HOST
         return BatchRequest(
             url=base + "/v1/ingest",

@@ -93,7 +93,7 @@ class SegmentConnector(BaseConnector):
     def batch_overhead(self) -> int:
         return len(b'{"batch":[],"sentAt":"2000-01-01T00:00:00.000Z"}') + 8
 
-    def batch_request(self, *, integration: Any, messages: list[bytes]) -> BatchRequest:
+    def batch_request(self, *, integration: Any, messages: list[bytes], action: str = "") -> BatchRequest:
         sent_at = orjson.dumps(_iso(timezone.now()))
         body = b'{"batch":[' + b",".join(messages) + b'],"sentAt":' + sent_at + b"}"
         return BatchRequest(

@@ -89,7 +89,7 @@ class WebhookConnector(BaseConnector):
     def batch_overhead(self) -> int:
         return 2
 
-    def batch_request(self, *, integration: Any, messages: list[bytes]) -> BatchRequest:
+    def batch_request(self, *, integration: Any, messages: list[bytes], action: str = "") -> BatchRequest:
         body = messages[0] if len(messages) == 1 else b"[" + b",".join(messages) + b"]"
         msg_id = "msg_" + hashlib.blake2b(body, digest_size=16).hexdigest()
         timestamp = int(time.time())

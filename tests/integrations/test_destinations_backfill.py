@@ -113,7 +113,8 @@ def test_a_backfill_whose_worker_is_killed_resumes_and_sends_each_event_once(
     with worker_with_beat("backfill-resume", tmp_path, **env):
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
-            if Delivery.objects.filter(integration=metronome, status="delivered").count() == len(ids):
+            delivered = Delivery.objects.filter(integration=metronome, status="delivered").count()
+            if delivered == len(ids) and Backfill.objects.get(pk=started.pk).status == "done":
                 break
             time.sleep(0.2)
     done = Backfill.objects.get(pk=started.pk)
