@@ -23,6 +23,7 @@ import logging
 import random
 import time
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -67,7 +68,8 @@ class FanoutResult(dict):
     def __init__(self, created: dict[int, int] | None = None, waiting: set[int] | None = None):
         super().__init__(created or {})
         self.waiting = waiting or set()
-        self.batches = 0  # the forward batches taken (usage events)
+        self.batches = 0  # the forward batches (or customer changes) taken
+        self.more = False  # the chunk was full: more may be waiting
 
 
 def activities_fanout(
@@ -113,25 +115,25 @@ def deliveries_create(
 ) -> FanoutResult:
     """Insert new deliveries, grouped by integration, in the caller's transaction (a fan-out's).
 
-    With `send`, when they concern one integration whose circuit is closed, they go out at once,
-    before the rows are written, so a delivery usually takes one insert in its final state
-    (`fanout_send`). Inline sends are one after the other in this task: for several integrations
-    a hanging destination would hold up the others until its timeout, so their rows are committed
-    pending and each integration gets a sender of its own (in parallel).
+    With `send`, those of integrations whose circuit is closed go out at once, before the rows
+    are written, so a delivery usually takes one insert in its final state (`fanout_send`: one
+    thread per integration, so a destination that hangs delays only its own). At most
+    HUB_DELIVERY_MAX_IN_FLIGHT requests are in flight per integration, whoever sends them: an
+    integration whose slots are taken is left pending for its senders.
     """
     db = store()
-    new: list[NewDelivery] = []
-    inline = send and len(groups) == 1
-    for integration, items in groups.values():
-        if inline and integration.outage_since is None:
-            # At most HUB_DELIVERY_MAX_IN_FLIGHT requests in flight per integration, whoever sends
-            # them: a destination that starts hanging holds that many workers, not all.
-            with db.send_slot(integration_id=integration.pk, slots=settings.HUB_DELIVERY_MAX_IN_FLIGHT) as ok:
-                if ok:
-                    fanout_send(
-                        integration, [i for i in items if i.status == Delivery.Status.PENDING], now=now
-                    )
-        new.extend(items)
+    with ExitStack() as slots:
+        sending: list[tuple[Integration, list[NewDelivery]]] = []
+        for integration, items in groups.values() if send else ():
+            pending = [i for i in items if i.status == Delivery.Status.PENDING]
+            if integration.outage_since is not None or not pending:
+                continue
+            slot = db.send_slot(integration_id=integration.pk, slots=settings.HUB_DELIVERY_MAX_IN_FLIGHT)
+            if slots.enter_context(slot):
+                sending.append((integration, pending))
+        if sending:
+            fanout_send(sending, now=now)
+    new = [item for _, items in groups.values() for item in items]
     created = db.deliveries_insert(rows=new, now=now)
     waiting = {n.integration_id for n in new if n.status == Delivery.Status.PENDING}
     return FanoutResult(created, waiting)
@@ -379,14 +381,39 @@ def _attention(integration: Integration, out: _Outcome) -> None:
         Integration.objects.filter(pk=integration.pk).update(**changes)
 
 
-def fanout_send(integration: Integration, items: list[NewDelivery], *, now: datetime) -> None:
-    """Send new deliveries at once and set each one's state from the answer (they are inserted
-    afterwards, in the fan-out's transaction: a crash before its commit sends them again, under
-    the same message ids). The first retryable failure opens the circuit; the rest stay pending."""
-    db = store()
+@dataclass
+class _Posted:
+    """What the network part of an inline send did: the requests' outcomes, batch by batch."""
+
+    batches: list[list[NewDelivery]]
+    oversize: list[NewDelivery]
+    outs: list[_Outcome]
+
+
+def _fanout_post(integration: Integration, items: list[NewDelivery]) -> _Posted:
+    """Send new deliveries' requests (no database work: it may run in a thread of its own); stop
+    at the first retryable failure (the rest stay pending)."""
     connector = connector_for(integration.kind)
     batches, oversize = _batches(connector, integration, items, lambda i: i.raw)
-    for item in oversize:
+    outs: list[_Outcome] = []
+    for batch in batches:
+        request = connector.batch_request(
+            integration=integration, messages=[i.raw for i in batch], action=batch[0].action
+        )
+        out = _post(integration, request)
+        outs.append(out)
+        if out.attempt.outcome == Attempt.Outcome.RETRY:
+            break
+    return _Posted(batches, oversize, outs)
+
+
+def _fanout_record(integration: Integration, posted: _Posted, *, now: datetime) -> None:
+    """Record an inline send: an attempt per request, each delivery's state from its answer (they
+    are inserted afterwards, in the fan-out's transaction: a crash before its commit sends them
+    again, under the same message ids). A retryable failure opens the circuit."""
+    db = store()
+    connector = connector_for(integration.kind)
+    for item in posted.oversize:
         attempt = Attempt(
             integration_id=integration.pk,
             created_at=timezone.now(),
@@ -400,11 +427,7 @@ def fanout_send(integration: Integration, items: list[NewDelivery], *, now: date
         )
         item.status, item.attempts, item.last_error = Delivery.Status.FAILED, 1, attempt.error
         item.last_attempt_id = db.attempt_insert(attempt=attempt)
-    for batch in batches:
-        request = connector.batch_request(
-            integration=integration, messages=[i.raw for i in batch], action=batch[0].action
-        )
-        out = _post(integration, request)
+    for batch, out in zip(posted.batches, posted.outs, strict=False):
         out.attempt.delivery_ids = [str(i.id) for i in batch]
         out.attempt.message_count = len(batch)
         attempt_id = db.attempt_insert(attempt=out.attempt)
@@ -423,7 +446,18 @@ def fanout_send(integration: Integration, items: list[NewDelivery], *, now: date
         _attention(integration, out)
         if outcome == Attempt.Outcome.RETRY:
             _circuit_open(integration, out, timezone.now())
-            return
+
+
+def fanout_send(integrations: list[tuple[Integration, list[NewDelivery]]], *, now: datetime) -> None:
+    """Send new deliveries at once, each integration's requests in a thread of its own (a
+    hanging destination never holds up another's), then record them all."""
+    if len(integrations) == 1:
+        posted = [_fanout_post(*integrations[0])]
+    else:
+        with ThreadPoolExecutor(max_workers=len(integrations), thread_name_prefix="fanout") as pool:
+            posted = list(pool.map(lambda pair: _fanout_post(*pair), integrations))
+    for (integration, _), result in zip(integrations, posted, strict=True):
+        _fanout_record(integration, result, now=now)
 
 
 def _fail_oversize(integration: Integration, row: Claimed, limit: int, report: SendReport) -> None:

@@ -161,10 +161,18 @@ def event_delivery(
     )
 
 
-def usage_events_forward(*, limit: int = 100, send: bool = True) -> FanoutResult:
-    """Fan out the oldest `limit` forward batches: a delivery per subscription whose trigger an
-    event matches, its message rendered and stored now; the batches are deleted in the same
-    transaction. Returns {integration id: new deliveries} (see `deliveries_create` for `send`)."""
+# Events per forward batch lately (per process): how many batches make a chunk of about
+# `max_events`, whether requests store one event or a thousand.
+_events_per_batch = [100.0]
+
+
+def usage_events_forward(*, max_events: int = 2000, send: bool = True) -> FanoutResult:
+    """Fan out the oldest forward batches (about `max_events` events): a delivery per
+    subscription whose trigger an event matches, its message rendered and stored now; the batches
+    are deleted in the same transaction. Returns {integration id: new deliveries} (see
+    `deliveries_create` for `send`); its `batches` says how many were taken, `more` whether the
+    chunk was full."""
+    limit = max(1, min(500, int(max_events / max(1.0, _events_per_batch[0]))))
     with transaction.atomic():
         batches = list(
             ForwardBatch.objects.select_for_update(skip_locked=True)
@@ -173,6 +181,7 @@ def usage_events_forward(*, limit: int = 100, send: bool = True) -> FanoutResult
         )
         if not batches:
             return FanoutResult()
+        _events_per_batch[0] = sum(len(ids) for _, _, ids in batches) / len(batches)
         now = timezone.now()
         subscriptions = subscriptions_of_apps({app_id for _, app_id, _ in batches})
         event_ids = [pk for _, app_id, ids in batches if subscriptions.get(app_id) for pk in ids]
@@ -187,6 +196,7 @@ def usage_events_forward(*, limit: int = 100, send: bool = True) -> FanoutResult
         result = deliveries_create(groups, now=now, send=send) if groups else FanoutResult()
         ForwardBatch.objects.filter(pk__in=[pk for pk, _, _ in batches]).delete()
         result.batches = len(batches)
+        result.more = len(batches) >= limit
     return result
 
 
@@ -285,6 +295,7 @@ def customers_forward(*, limit: int = 500, send: bool = True) -> FanoutResult:
         result = deliveries_create(groups, now=now, send=send) if groups else FanoutResult()
         CustomerForward.objects.filter(pk__in=[r.pk for r in rows]).delete()
         result.batches = len(rows)
+        result.more = len(rows) >= limit
     return result
 
 

@@ -39,7 +39,6 @@ def activities_fanout(activity_ids: list[str] | None = None) -> int:
     return sum(created.values())
 
 
-FORWARD_BATCHES = 100
 FORWARD_CHANGES = 500
 
 
@@ -47,9 +46,9 @@ FORWARD_CHANGES = 500
 def usage_events_forward(_ignored: list | None = None) -> int:
     """Fan out stored usage events to the destinations subscribed to them (the events layer asks
     for this by name after storing events of a forwarding app); goes on while batches were full."""
-    created = forwarding.usage_events_forward(limit=FORWARD_BATCHES)
+    created = forwarding.usage_events_forward()
     _after_fanout(created)
-    if created.batches >= FORWARD_BATCHES:
+    if created.more:
         usage_events_forward.delay()
     return sum(created.values())
 
@@ -60,7 +59,7 @@ def customers_forward(_ignored: list | None = None) -> int:
     for this by name after a change of a forwarding app); goes on while the chunk was full."""
     created = forwarding.customers_forward(limit=FORWARD_CHANGES)
     _after_fanout(created)
-    if created.batches >= FORWARD_CHANGES:
+    if created.more:
         customers_forward.delay()
     return sum(created.values())
 
@@ -112,13 +111,15 @@ def deliveries_sweep() -> dict:
         # A backlog: fan it out in parallel (each task goes on while its chunks are full).
         for _ in range(settings.HUB_DELIVERY_PARALLEL):
             activities_fanout.delay()
-    forwarded = forwarding.usage_events_forward(limit=FORWARD_BATCHES)
+    forwarded = forwarding.usage_events_forward()
     _after_fanout(forwarded)
-    if forwarded.batches >= FORWARD_BATCHES:
-        usage_events_forward.delay()
+    if forwarded.more:
+        # A backlog: forward it in parallel (each task goes on while its chunks are full).
+        for _ in range(settings.HUB_DELIVERY_PARALLEL):
+            usage_events_forward.delay()
     changes = forwarding.customers_forward(limit=FORWARD_CHANGES)
     _after_fanout(changes)
-    if changes.batches >= FORWARD_CHANGES:
+    if changes.more:
         customers_forward.delay()
     for backfill_id in backfill.backfills_stalled():
         backfill_run.delay(backfill_id)
