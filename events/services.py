@@ -182,7 +182,8 @@ _INSERT_PG = (
 )
 _VALUES_ROW = "(%s, %s, %s, %s, %s, %s, %s)"
 FORWARD_TASK = "integrations.usage_events_forward"
-forward_enqueue = CoalescedTask(FORWARD_TASK, seconds=0.02)
+# A tenth of a second: under load one forward task takes the events of many requests.
+forward_enqueue = CoalescedTask(FORWARD_TASK, seconds=0.1)
 _SINGLE_STATEMENT_ROWS = 20
 _RETRYABLE_SQLSTATES = {"40P01", "40001"}  # deadlock detected, serialization failure
 
