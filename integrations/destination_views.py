@@ -8,6 +8,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from events.models import UsageEvent
@@ -45,6 +46,22 @@ def _destination(request: HttpRequest, slug: str, destination_id: int) -> Integr
     if integration.kind not in DESTINATION_KINDS:
         raise Http404("No such destination.")
     return integration
+
+
+def _subscribable(request: HttpRequest, slug: str, destination_id: int) -> Integration:
+    """A destination, or a Segment integration (its usage events, customers and contacts)."""
+    integration = selectors.integration_get_for_user(
+        user=request.user, slug=slug, integration_id=destination_id
+    )
+    if not connector_for(integration.kind).actions:
+        raise Http404("No such destination.")
+    return integration
+
+
+def _settings_url(integration: Integration) -> str:
+    name = "destination_edit" if integration.kind in DESTINATION_KINDS else "integration_edit"
+    key = "destination_id" if integration.kind in DESTINATION_KINDS else "integration_id"
+    return reverse(name, kwargs={"slug": integration.workspace.slug, key: integration.pk})
 
 
 def sample_event(integration: Integration) -> tuple[dict, bool]:
@@ -137,7 +154,7 @@ def destination_rotation_end(request: HttpRequest, slug: str, destination_id: in
 def subscription_edit(
     request: HttpRequest, slug: str, destination_id: int, subscription_id: int
 ) -> HttpResponse:
-    integration = _destination(request, slug, destination_id)
+    integration = _subscribable(request, slug, destination_id)
     subscription = integration.subscriptions.filter(pk=subscription_id).first()
     if subscription is None:
         raise Http404("No such subscription.")
@@ -160,9 +177,7 @@ def subscription_edit(
             messages.success(
                 request, f"Subscription “{subscription.name}” saved: it applies to events from now on."
             )
-            return redirect(
-                "destination_edit", slug=integration.workspace.slug, destination_id=integration.pk
-            )
+            return redirect(_settings_url(integration))
     event, real = sample_event(integration)
     action = connector_for(integration.kind).actions.get(subscription.action)
     return render(
@@ -176,6 +191,7 @@ def subscription_edit(
             "action": action,
             "sample": orjson.dumps(event, option=orjson.OPT_INDENT_2).decode(),
             "sample_is_real": real,
+            "settings_url": _settings_url(integration),
             "active_tab": "integrations",
         },
     )
@@ -211,7 +227,7 @@ def preview(integration: Integration, *, trigger: str, fields, event: dict, acti
 def subscription_preview(
     request: HttpRequest, slug: str, destination_id: int, subscription_id: int
 ) -> JsonResponse:
-    integration = _destination(request, slug, destination_id)
+    integration = _subscribable(request, slug, destination_id)
     subscription = integration.subscriptions.filter(pk=subscription_id).first()
     if subscription is None:
         raise Http404("No such subscription.")

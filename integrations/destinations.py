@@ -15,7 +15,7 @@ from .connectors.webhook import secret_generate, secret_key
 from .forwarding import app_forwarding_refresh, subscription_compile
 from .models import Integration, Subscription
 from .outbound import OutboundRefused, url_check
-from .services import integration_apps_check
+from .services import integration_apps_check, subscriptions_create_defaults
 from .sources.mapping_engine import MappingError
 from .sources.triggers import TriggerError
 
@@ -110,15 +110,7 @@ def destination_save(
     old_apps = set(integration.apps.values_list("pk", flat=True)) if not new else set()
     integration.apps.set(apps)
     if new:
-        for action in connector_for(kind).actions.values():
-            Subscription.objects.create(
-                integration=integration,
-                name=action.label,
-                item_kind=action.item_kind,
-                action=action.name,
-                trigger=action.trigger,
-                fields=action.fields,
-            )
+        subscriptions_create_defaults(integration=integration)
     app_forwarding_refresh(app_ids=old_apps | {a.pk for a in apps})
     return integration
 

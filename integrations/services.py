@@ -16,7 +16,8 @@ from hub.races import unique_race_safe
 
 from .connectors import connector_for
 from .delivery import delivery_send_now
-from .models import Attempt, Delivery, Integration, Replay
+from .forwarding import app_forwarding_refresh
+from .models import Attempt, Delivery, Integration, Replay, Subscription
 from .outbound import OutboundRefused, url_check
 
 SEND_TASK = "integrations.deliveries_send"
@@ -72,9 +73,31 @@ def integration_save(
     integration.activities = [k for k in Activity.Kind.values if k in set(activities or ())]
     integration.user_id_field = (user_id_field or "").strip()[:100]
     integration.enabled = enabled
+    new = integration.pk is None
+    old_apps = set() if new else set(integration.apps.values_list("pk", flat=True))
     integration.save()
     integration.apps.set(apps)
+    if new:
+        # Usage events, customers and contacts too, once turned on (activities only by default).
+        subscriptions_create_defaults(integration=integration, enabled=False)
+    app_forwarding_refresh(app_ids=old_apps | {a.pk for a in apps})
     return integration
+
+
+def subscriptions_create_defaults(*, integration: Integration, enabled: bool = True) -> None:
+    """Give an integration its kind's default subscriptions (Segment's defaults), one per action."""
+    for action in connector_for(integration.kind).actions.values():
+        Subscription.objects.get_or_create(
+            integration=integration,
+            name=action.label,
+            defaults={
+                "item_kind": action.item_kind,
+                "action": action.name,
+                "trigger": action.trigger,
+                "fields": action.fields,
+                "enabled": enabled,
+            },
+        )
 
 
 def integration_destination_check(*, region: str, custom_host: str) -> str:

@@ -75,6 +75,7 @@ def _form_page(request, workspace, form, integration=None, status=200):
             "form": form,
             "integration": integration,
             "masked_key": selectors.mask(integration.write_key) if integration else "",
+            "subscriptions": integration.subscriptions.all() if integration else (),
             "test_result": test_result,
             "active_tab": "integrations",
         },

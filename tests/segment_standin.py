@@ -238,10 +238,12 @@ class SegmentStandIn:
             size = len(json.dumps(m, separators=(",", ":")).encode())
             if size > MAX_MESSAGE_BYTES:
                 return f"message of {size} bytes is over 32 KB"
-            if m.get("type") != "track":
+            if m.get("type") not in ("track", "identify", "group"):
                 return f"unexpected type {m.get('type')!r}"
-            if not m.get("event"):
+            if m["type"] == "track" and not m.get("event"):
                 return "track without event"
+            if m["type"] == "group" and not m.get("groupId"):
+                return "group without groupId"
             if not (m.get("userId") or m.get("anonymousId")):
                 return "message without userId or anonymousId"
             if not m.get("messageId") or len(m["messageId"]) >= 100:

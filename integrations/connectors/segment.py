@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from hub.models import Activity
 
-from . import BaseConnector, BatchRequest, connector_register
+from . import Action, BaseConnector, BatchRequest, MessageRefused, connector_register
 
 HOSTS = {"us": "https://api.segment.io", "eu": "https://events.eu1.segmentapis.com"}
 LIBRARY = {"name": "integration-hub", "version": "0.1.0"}
@@ -60,12 +60,76 @@ def user_id(integration: Any, activity: Any) -> str:
     return activity.customer_public_id
 
 
+SEND_TRACK = Action(
+    name="sendTrack",
+    label="Usage events as track calls",
+    item_kind="usage_event",
+    trigger='type = "track"',
+    fields={
+        "event": {"path": "$.event"},
+        "userId": {"path": "$.userId"},
+        "messageId": {"path": "$.messageId"},
+        "timestamp": {"path": "$.timestamp"},
+        "properties": {"path": "$.properties"},
+        "context": {"object": {"groupId": {"path": "$.context.groupId"}}},
+    },
+    targets=("event", "userId", "anonymousId", "messageId", "timestamp", "properties", "context"),
+    required=("event", "messageId"),
+)
+SEND_GROUP = Action(
+    name="sendGroup",
+    label="Customers as group calls",
+    item_kind="customer",
+    trigger='type = "group"',
+    fields={
+        "userId": {"path": "$.userId"},
+        "groupId": {"path": "$.groupId"},
+        "messageId": {"path": "$.messageId"},
+        "timestamp": {"path": "$.timestamp"},
+        "traits": {"path": "$.traits"},
+    },
+    targets=("userId", "anonymousId", "groupId", "messageId", "timestamp", "traits", "context"),
+    required=("groupId", "messageId"),
+)
+SEND_IDENTIFY = Action(
+    name="sendIdentify",
+    label="Contacts as identify calls",
+    item_kind="contact",
+    trigger='type = "identify"',
+    fields={
+        "userId": {"path": "$.userId"},
+        "messageId": {"path": "$.messageId"},
+        "timestamp": {"path": "$.timestamp"},
+        "traits": {"path": "$.traits"},
+        "context": {"object": {"groupId": {"path": "$.context.groupId"}}},
+    },
+    targets=("userId", "anonymousId", "messageId", "timestamp", "traits", "context"),
+    required=("messageId",),
+)
+_CALL_TYPES = {SEND_TRACK.name: "track", SEND_GROUP.name: "group", SEND_IDENTIFY.name: "identify"}
+
+
 class SegmentConnector(BaseConnector):
     kind = "segment"
     label = "Segment"
     max_message_bytes = 32 * 1024
     max_batch_bytes = 500 * 1024
     max_batch_messages = 2500
+    # Besides activities: usage events, customers and contacts, as Segment's own sendTrack,
+    # sendGroup and sendIdentify actions make them (sent to /v1/batch like activities).
+    actions = {a.name: a for a in (SEND_TRACK, SEND_GROUP, SEND_IDENTIFY)}
+
+    def action_message(self, *, integration: Any, action: Action, values: dict[str, Any]) -> dict[str, Any]:
+        values = super().action_message(integration=integration, action=action, values=values)
+        if not values.get("userId") and not values.get("anonymousId"):
+            raise MessageRefused("userId or anonymousId is required by Segment")
+        message = {"type": _CALL_TYPES[action.name]}
+        message.update({t: values[t] for t in action.targets if values.get(t) not in (None, {})})
+        message["context"] = {**(message.get("context") or {}), "library": LIBRARY}
+        return message
+
+    def message_id(self, message: dict[str, Any]) -> str:
+        return str(message.get("messageId", ""))
 
     def activity_message(self, *, integration: Any, activity: Any) -> dict[str, Any]:
         """A track call for one activity (`integrations.delivery_store.ActivityRow`)."""

@@ -9,6 +9,7 @@ import pytest
 
 from events.services import usage_events_ingest
 from integrations.models import Delivery, Integration
+from integrations.services import integration_save
 from tests.browser import chromium_page
 from tests.destination_standins import MetronomeStandIn
 from tests.factories import AppFactory, MembershipFactory, UserFactory
@@ -87,7 +88,17 @@ def test_metronome_destination_screens_in_a_browser(live_server, settings):
             page.get_by_text("hub_test_event").first.wait_for()
             _shot(page, "destination-log")
 
+            # A Segment integration lists its (off) subscriptions for usage events and customers.
+            segment = integration_save(
+                workspace=workspace, name="Segment", write_key="wk_x", region="custom",
+                custom_host=server.url, apps=[app], activities=["installed"],
+            )  # fmt: skip
+            page.goto(f"/w/{workspace.slug}/integrations/{segment.pk}/")
+            page.get_by_role("link", name="Usage events as track calls").wait_for()
+            _shot(page, "segment-form")
+
         integration = Integration.objects.get(kind="metronome")
+        assert segment.subscriptions.filter(enabled=False).count() == 3
         assert integration.secret == "mt_browser_token_1234"
         assert integration.subscriptions.get().fields["customer_id"] == {"path": "$.customer.platformId"}
         assert (

@@ -136,3 +136,35 @@ def test_mantle_gets_identify_and_usage_events_on_their_own_paths(workspace, app
         assert Delivery.objects.filter(integration=mantle, status="delivered").count() == 4
     finally:
         server.stop()
+
+
+def test_segment_integrations_can_take_usage_events_and_customers_once_turned_on(app, segment, standin):
+    """Activities only by default; turned on, usage events go as track calls and customers as
+    group calls to /v1/batch, with Segment's shapes."""
+    from integrations.destinations import subscription_save
+
+    customer = customer_identify(app=app, platform_id="shop-1", name="Acme").customer
+    usage_events_ingest(
+        app=app, raw_events=[{"eventName": "api_call", "eventId": "ev-0", "customerId": "shop-1"}]
+    )
+    forward_all()
+    assert not [
+        m for m in standin.messages if m["type"] in ("group", "identify") or m.get("event") == "api_call"
+    ]
+    for s in segment.subscriptions.all():
+        subscription_save(integration=segment, subscription=s, name=s.name, action=s.action,
+                          trigger=s.trigger, fields=s.fields, enabled=True)  # fmt: skip
+    customer_identify(app=app, platform_id="shop-1", name="Acme 2")
+    usage_events_ingest(
+        app=app,
+        raw_events=[
+            {"eventName": "api_call", "eventId": "ev-1", "customerId": "shop-1", "properties": {"n": 1}}
+        ],
+    )
+    forward_all()
+    track = next(m for m in standin.messages if m.get("event") == "api_call")
+    assert (track["type"], track["messageId"], track["userId"]) == ("track", "ev-1", str(customer.public_id))
+    assert track["properties"] == {"n": 1}
+    group = next(m for m in standin.messages if m["type"] == "group")
+    assert group["groupId"] == str(customer.public_id) and group["traits"]["name"] == "Acme 2"
+    assert not standin.violations
