@@ -40,7 +40,8 @@ FAST = {
 }
 
 EVENTS_PER_REQUEST = 25
-REQUESTS = 24
+REQUESTS = 40
+CLIENTS = 4
 
 
 def _wait(what: str, done, timeout: float = 90) -> None:
@@ -52,11 +53,13 @@ def _wait(what: str, done, timeout: float = 90) -> None:
     raise AssertionError(f"not done after {timeout} s: {what}")
 
 
-def _post_events(url: str, app, secret: str, customers: list[str], sent: list[str], errors: list) -> None:
+def _post_events(
+    url: str, app, secret: str, customers: list[str], rounds, sent: list[str], errors: list
+) -> None:
     """Usage events over HTTP to the web processes, every request sent twice (a client retry)."""
     session = requests.Session()
     headers = {"X-Mantle-App-Id": str(app.public_id), "X-Mantle-App-Api-Key": secret}
-    for r in range(REQUESTS):
+    for r in rounds:
         events = [
             {
                 "eventName": "api_call",
@@ -73,7 +76,6 @@ def _post_events(url: str, app, secret: str, customers: list[str], sent: list[st
             if response.status_code >= 300:
                 errors.append((response.status_code, response.text[:300]))
         sent.extend(e["eventId"] for e in events)
-        time.sleep(0.05)
 
 
 def test_two_schedulers_and_several_processes_deliver_and_count_everything_once(
@@ -94,24 +96,42 @@ def test_two_schedulers_and_several_processes_deliver_and_count_everything_once(
         workers = [CeleryWorker(name=f"twobeats-{n}", concurrency=2, **FAST) for n in range(2)]
         for n, worker in enumerate(workers):
             worker.args += ["--beat", "--schedule", str(tmp_path / f"beat-{n}")]
+        # Both destinations fail at first: their backlogs are left to the senders the two
+        # schedulers' sweeps start, not only sent at fan-out.
+        standin.fail_next(3, 500)
+        metronome_server.fail_next(3, 503)
         sent: list[str] = []
         errors: list = []
         with Gunicorn(workers=2, name="twobeats", **FAST) as web:
             for worker in workers:
                 worker.start()
             try:
-                poster = threading.Thread(
-                    target=_post_events,
-                    args=(web.url, app, secret, [c.platform_id for c in customers], sent, errors),
-                )
-                poster.start()
+                # Several clients at once: the web processes' drain and forward tasks overlap.
+                posters = [
+                    threading.Thread(
+                        target=_post_events,
+                        args=(
+                            web.url,
+                            app,
+                            secret,
+                            [c.platform_id for c in customers],
+                            range(n, REQUESTS, CLIENTS),
+                            sent,
+                            errors,
+                        ),
+                    )
+                    for n in range(CLIENTS)
+                ]
+                for poster in posters:
+                    poster.start()
                 for i, customer in enumerate(customers):  # lifecycle activities meanwhile
                     lifecycle.installation_freeze(customer=customer)
                     lifecycle.installation_reactivate(customer=customer)
                     lifecycle.review_create(customer=customer, rating=5, text=f"Nice {i}")
                     time.sleep(0.2)
                 more = [make_customer(app, f"late-{i}") for i in range(10)]
-                poster.join(timeout=180)
+                for poster in posters:
+                    poster.join(timeout=180)
                 assert not errors, errors[:3]
                 activities = list(Activity.objects.filter(app=app).values_list("pk", flat=True))
                 assert len(activities) >= 3 * len(customers) + len(more)
