@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check -q
 
-.PHONY: run test test-fast fuzz fuzz-long lint format install install-dev migrate bench chaos clean
+.PHONY: run test test-pgbouncer test-fast fuzz fuzz-long lint format install install-dev migrate bench chaos clean
 
 ## Set up (virtualenv, install, migrate, admin and demo app) and run web + worker + scheduler.
 ## (exec: make's SIGTERM goes straight to hub_run, with no shell in between to die instead.)
@@ -17,6 +17,17 @@ test: $(VENV)/.installed-dev
 	$(MAKE) --no-print-directory node-deps
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest $(PYTEST_ARGS)
+	$(MAKE) --no-print-directory test-pgbouncer
+
+## The ingest, inbox and delivery tests again through a private PgBouncer in transaction pool
+## mode (docs/scaling.md): the test database is created on PostgreSQL, then used through it.
+PGBOUNCER_TESTS := tests/events/test_usage_events_api.py tests/integrations/sources/test_inbox.py \
+	tests/integrations/test_delivery_engine.py tests/integrations/test_delivery_faults.py \
+	tests/integrations/test_destinations.py tests/integrations/test_delivery_slots.py \
+	tests/integrations/test_two_schedulers.py tests/events/test_rebuild_locks.py
+test-pgbouncer: $(VENV)/.installed-dev
+	bash .ci/services.sh
+	HUB_TEST_PGBOUNCER=1 $(PY) -m pytest $(PGBOUNCER_TESTS) $(PYTEST_ARGS)
 
 ## The suite without the slow parts (browser, worker processes, npm clients).
 test-fast: $(VENV)/.installed-dev

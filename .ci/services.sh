@@ -39,6 +39,12 @@ if ! command -v redis-cli >/dev/null 2>&1 || ! redis-cli -h 127.0.0.1 -p 6379 pi
   redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null
 fi
 
+# PgBouncer: `make test-pgbouncer` starts a private one in front of PostgreSQL (not the service).
+if ! command -v pgbouncer >/dev/null 2>&1 && [ ! -x /usr/sbin/pgbouncer ]; then
+  log "installing PgBouncer"
+  apt_install pgbouncer
+fi
+
 # Chromium for Playwright (it cannot download its own browser here).
 if ! command -v chromium >/dev/null 2>&1; then
   log "installing Chromium"
@@ -50,4 +56,4 @@ if ! command -v npm >/dev/null 2>&1; then
   log "installing Node.js"
   apt_install nodejs npm
 fi
-log "PostgreSQL, Redis, Chromium and Node.js are ready"
+log "PostgreSQL, Redis, PgBouncer, Chromium and Node.js are ready"

@@ -25,7 +25,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from hub.locks import app_usage_lock, app_usage_lock_session
+from hub.locks import app_usage_lock, app_usage_lock_held
 from hub.task_coalescing import CoalescedTask
 
 from . import rollups_sql
@@ -456,29 +456,24 @@ def metrics_rebuild(*, app_pk: int, chunk: int = 5000) -> list[int]:
     usage lock across its snapshot, so no drain moves events between "pending" and "counted".
     """
     # Inside a caller's transaction (a test, hub_apply) it runs in that transaction as it is.
-    pg = connection.vendor == "postgresql" and not connection.in_atomic_block
     if connection.in_atomic_block:
         app_usage_lock(app_pk)
         return _rebuild_in_snapshot(app_pk, chunk)
-    if pg:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [_REBUILD_LOCK, app_pk])
-            if not cursor.fetchone()[0]:
-                return []
-        app_usage_lock_session(app_pk)
-    try:
+    if connection.vendor != "postgresql":
         with transaction.atomic():
-            if pg:
-                with connection.cursor() as cursor:
-                    cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-            else:
-                app_usage_lock(app_pk)
+            app_usage_lock(app_pk)
             return _rebuild_in_snapshot(app_pk, chunk)
-    finally:
-        if pg:
-            app_usage_lock_session(app_pk, unlock=True)
+    # The lock first, then the snapshot: a snapshot taken before the lock was granted would miss
+    # a drain that committed meanwhile (its batches gone, its events not counted for a building
+    # metric). Inside one transaction a lock is always granted after its statement's snapshot,
+    # so the locks are held by a transaction of their own, open until the rebuild commits.
+    with app_usage_lock_held(app_pk, only_one=_REBUILD_LOCK) as held:
+        if not held:
+            return []
+        with transaction.atomic():
             with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [_REBUILD_LOCK, app_pk])
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            return _rebuild_in_snapshot(app_pk, chunk)
 
 
 def _rebuild_in_snapshot(app_pk: int, chunk: int) -> list[int]:

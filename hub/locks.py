@@ -8,6 +8,10 @@ time anyway) it does nothing.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import psycopg
 from django.db import connection
 
 _APP_USAGE = 7311  # the lock's class; the object is the app's primary key
@@ -21,10 +25,31 @@ def app_usage_lock(app_pk: int) -> None:
         cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_APP_USAGE, app_pk])
 
 
-def app_usage_lock_session(app_pk: int, *, unlock: bool = False) -> None:
-    """Take (or release) the same lock for the whole session, across transactions."""
+@contextmanager
+def app_usage_lock_held(app_pk: int, *, only_one: int | None = None) -> Iterator[bool]:
+    """Hold the app's usage lock while the block runs, across the transactions it opens (True).
+
+    With `only_one` (a lock class), first take the lock (only_one, app_pk) too, without waiting:
+    when another process holds it, hold nothing and yield False. Both are taken in a transaction
+    of a connection of this block's own, open until the block ends: transaction-level locks, so
+    they never outlive their holder, also behind a pooler in transaction mode (PgBouncer), where
+    a session lock taken between transactions could stay held on a server connection for good.
+    The block's own connection must not wait for the usage lock itself (it would wait forever).
+    """
     if connection.vendor != "postgresql":
+        yield True
         return
-    fn = "pg_advisory_unlock" if unlock else "pg_advisory_lock"
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT {fn}(%s, %s)", [_APP_USAGE, app_pk])
+    holder = psycopg.connect(**connection.get_connection_params())
+    try:
+        holder.autocommit = False
+        with holder.cursor() as cursor:
+            if only_one is not None:
+                cursor.execute("SELECT pg_try_advisory_xact_lock(%s, %s)", [only_one, app_pk])
+                if not cursor.fetchone()[0]:
+                    yield False
+                    return
+            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_APP_USAGE, app_pk])
+        yield True
+    finally:
+        holder.rollback()
+        holder.close()

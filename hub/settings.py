@@ -108,11 +108,17 @@ DATABASES = {
 }
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# DATABASE_URL points at a pooler in transaction mode (PgBouncer, docs/scaling.md): consecutive
+# transactions of a connection may run on different server connections, so nothing may outlive a
+# transaction there: no prepared statements, no WITH HOLD cursors (Django's server-side cursors
+# outside a transaction). The hub's own code takes only transaction-level locks.
+DATABASE_TRANSACTION_POOLING = env.bool("DATABASE_TRANSACTION_POOLING", default=False)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # The hot paths (hub/raw_cursor.py) bind on the server; a statement they run this many times
     # on a connection is prepared (parsed and planned once). Django turns this off for connection
     # poolers: set it empty behind a pooler in transaction mode that keeps no prepared statements.
-    _threshold = env.str("DATABASE_PREPARE_THRESHOLD", default="5")
+    _threshold = env.str("DATABASE_PREPARE_THRESHOLD", default="" if DATABASE_TRANSACTION_POOLING else "5")
+    DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = DATABASE_TRANSACTION_POOLING
     DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = (
         int(_threshold) if _threshold else None
     )

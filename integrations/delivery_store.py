@@ -165,18 +165,23 @@ class PostgresStore:
 
     @contextmanager
     def send_slot(self, *, integration_id: int, slots: int) -> Iterator[bool]:
-        """Hold one of the integration's `slots` request slots while the block runs (True), or
-        none when all are taken (False). Session advisory locks: seen by every process at once,
-        whatever their transactions, and freed if the holder dies."""
+        """Take one of the integration's `slots` request slots (True), or none when all are taken
+        (False), for the rest of the caller's transaction: seen by every process at once and freed
+        when that transaction ends, however it ends (commit, rollback, the holder's death).
+
+        Transaction-level advisory locks, not session ones: behind a pooler in transaction mode
+        (PgBouncer) consecutive transactions of one client may run on different server
+        connections, so a session lock could be taken on one and "released" on another, and stay
+        held for good. The slot is therefore held until commit, not only while the block runs.
+        """
+        if not connection.in_atomic_block:
+            raise RuntimeError("send_slot holds its lock until the transaction ends: call it inside one")
         with raw_cursor() as cursor:
             for slot in range(slots):
                 key = integration_id * 64 + slot
-                cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [_SEND_SLOTS, key])
+                cursor.execute("SELECT pg_try_advisory_xact_lock(%s, %s)", [_SEND_SLOTS, key])
                 if cursor.fetchone()[0]:
-                    try:
-                        yield True
-                    finally:
-                        cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [_SEND_SLOTS, key])
+                    yield True
                     return
         yield False
 

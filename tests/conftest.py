@@ -1,3 +1,5 @@
+import os
+
 import pytest
 from django.test import Client
 
@@ -57,3 +59,50 @@ def _fresh_reference_cache():
     yield
     reference_cache_clear()
     api_key_cache_clear()
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker, tmp_path_factory):
+    """With HUB_TEST_PGBOUNCER=1, the run goes through a private PgBouncer in transaction mode.
+
+    pytest-django creates (and at the end drops) the test database on PostgreSQL directly; only
+    then do this process and every worker or server it starts (tests/processes.py reads these
+    settings) connect through PgBouncer, as the hub does with DATABASE_TRANSACTION_POOLING=1.
+    """
+    if os.environ.get("HUB_TEST_PGBOUNCER", "") in ("", "0"):
+        yield
+        return
+    from django.conf import settings
+    from django.db import connections
+
+    from tests.private_services import PrivatePgBouncer
+
+    db = connections["default"]
+    direct = {
+        key: db.settings_dict.get(key) for key in ("HOST", "PORT", "OPTIONS", "DISABLE_SERVER_SIDE_CURSORS")
+    }
+    bouncer = PrivatePgBouncer(
+        tmp_path_factory.mktemp("pgbouncer"),
+        pg_host=direct["HOST"] or "127.0.0.1",
+        pg_port=int(direct["PORT"] or 5432),
+    ).start()
+    with django_db_blocker.unblock():
+        db.close()
+    through = {
+        "HOST": "127.0.0.1",
+        "PORT": str(bouncer.port),
+        "OPTIONS": {**(direct["OPTIONS"] or {}), "prepare_threshold": None},
+        "DISABLE_SERVER_SIDE_CURSORS": True,
+    }
+    db.settings_dict.update(through)
+    settings.DATABASES["default"].update(through)
+    os.environ["DATABASE_TRANSACTION_POOLING"] = "1"
+    try:
+        yield
+    finally:
+        with django_db_blocker.unblock():
+            db.close()
+        db.settings_dict.update(direct)
+        settings.DATABASES["default"].update(direct)
+        os.environ.pop("DATABASE_TRANSACTION_POOLING", None)
+        bouncer.stop()
