@@ -31,7 +31,7 @@ from datetime import datetime, timedelta
 import orjson
 import requests
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
@@ -70,6 +70,7 @@ class FanoutResult(dict):
         self.waiting = waiting or set()
         self.batches = 0  # the forward batches (or customer changes) taken
         self.more = False  # the chunk was full: more may be waiting
+        self.send_now: dict[int, list] = {}  # pending deliveries to send after the commit
 
 
 def activities_fanout(
@@ -115,28 +116,58 @@ def deliveries_create(
 ) -> FanoutResult:
     """Insert new deliveries, grouped by integration, in the caller's transaction (a fan-out's).
 
-    With `send`, those of integrations whose circuit is closed go out at once, before the rows
-    are written, so a delivery usually takes one insert in its final state (`fanout_send`: one
-    thread per integration, so a destination that hangs delays only its own). At most
-    HUB_DELIVERY_MAX_IN_FLIGHT requests are in flight per integration, whoever sends them: an
-    integration whose slots are taken is left pending for its senders.
+    With `send` and one integration whose circuit is closed, they go out at once, before the rows
+    are written, so a delivery usually takes one insert in its final state (`fanout_send`), when
+    one of its HUB_DELIVERY_MAX_IN_FLIGHT request slots is free. Deliveries of several
+    integrations are written pending and listed in the result's `send_now`: the caller sends
+    them after the commit, each integration in a thread and a transaction of its own
+    (`deliveries_send_parallel`), so a destination that hangs holds up neither the others' sends
+    nor their request slots.
     """
     db = store()
-    with ExitStack() as slots:
-        sending: list[tuple[Integration, list[NewDelivery]]] = []
-        for integration, items in groups.values() if send else ():
-            pending = [i for i in items if i.status == Delivery.Status.PENDING]
-            if integration.outage_since is not None or not pending:
-                continue
-            slot = db.send_slot(integration_id=integration.pk, slots=settings.HUB_DELIVERY_MAX_IN_FLIGHT)
-            if slots.enter_context(slot):
-                sending.append((integration, pending))
-        if sending:
-            fanout_send(sending, now=now)
+    result_send_now: dict[int, list] = {}
+    sendable = [
+        (integration, [i for i in items if i.status == Delivery.Status.PENDING])
+        for integration, items in (groups.values() if send else ())
+        if integration.outage_since is None
+    ]
+    sendable = [(integration, pending) for integration, pending in sendable if pending]
+    if len(sendable) == 1:
+        integration, pending = sendable[0]
+        slot = db.send_slot(integration_id=integration.pk, slots=settings.HUB_DELIVERY_MAX_IN_FLIGHT)
+        with slot as ok:
+            if ok:
+                fanout_send(integration, pending, now=now)
+    else:
+        result_send_now = {integration.pk: [i.id for i in pending] for integration, pending in sendable}
     new = [item for _, items in groups.values() for item in items]
     created = db.deliveries_insert(rows=new, now=now)
     waiting = {n.integration_id for n in new if n.status == Delivery.Status.PENDING}
-    return FanoutResult(created, waiting)
+    result = FanoutResult(created, waiting)
+    result.send_now = result_send_now
+    return result
+
+
+def deliveries_send_parallel(send_now: dict[int, list]) -> set[int]:
+    """Send these new deliveries now (after their fan-out committed), each integration in a
+    thread and transactions of its own, within its request slots; return the integrations left
+    with some of them pending (no free slot, a retryable answer)."""
+    if not send_now:
+        return set()
+
+    def send(item: tuple[int, list]) -> bool:
+        integration_id, ids = item
+        try:
+            report = SendReport()
+            while _send_batch(integration_id, report, only=ids, need_slot=True):
+                pass
+            return Delivery.objects.filter(pk__in=ids, status=Delivery.Status.PENDING).exists()
+        finally:
+            connection.close()  # this thread's own connection
+
+    with ThreadPoolExecutor(max_workers=len(send_now), thread_name_prefix="send-now") as pool:
+        left = list(pool.map(send, send_now.items()))
+    return {integration_id for integration_id, more in zip(send_now, left, strict=True) if more}
 
 
 def integrations_due(*, now: datetime | None = None) -> list[int]:
@@ -448,16 +479,9 @@ def _fanout_record(integration: Integration, posted: _Posted, *, now: datetime) 
             _circuit_open(integration, out, timezone.now())
 
 
-def fanout_send(integrations: list[tuple[Integration, list[NewDelivery]]], *, now: datetime) -> None:
-    """Send new deliveries at once, each integration's requests in a thread of its own (a
-    hanging destination never holds up another's), then record them all."""
-    if len(integrations) == 1:
-        posted = [_fanout_post(*integrations[0])]
-    else:
-        with ThreadPoolExecutor(max_workers=len(integrations), thread_name_prefix="fanout") as pool:
-            posted = list(pool.map(lambda pair: _fanout_post(*pair), integrations))
-    for (integration, _), result in zip(integrations, posted, strict=True):
-        _fanout_record(integration, result, now=now)
+def fanout_send(integration: Integration, items: list[NewDelivery], *, now: datetime) -> None:
+    """Send new deliveries at once, then record the requests (see `_fanout_record`)."""
+    _fanout_record(integration, _fanout_post(integration, items), now=now)
 
 
 def _fail_oversize(integration: Integration, row: Claimed, limit: int, report: SendReport) -> None:
@@ -511,7 +535,9 @@ def _batch_limit(connector, integration: Integration) -> int:
     return max(1, min(connector.batch_size(integration), int(connector.max_batch_bytes / avg * 1.2)))
 
 
-def _send_batch(integration_id: int, report: SendReport, only: list | None = None) -> bool:
+def _send_batch(
+    integration_id: int, report: SendReport, only: list | None = None, need_slot: bool = False
+) -> bool:
     """Claim due deliveries, send one request, record it; False when there is nothing (more) to do."""
     db = store()
     with transaction.atomic(), ExitStack() as stack:
@@ -520,6 +546,8 @@ def _send_batch(integration_id: int, report: SendReport, only: list | None = Non
             return False
         connector = connector_for(integration.kind)
         now = timezone.now()
+        if need_slot and integration.outage_since is not None:
+            return False  # a send-now of a destination whose circuit opened meanwhile: its senders
         probing = integration.outage_since is not None and only is None
         if probing:
             if integration.probe_at is not None and integration.probe_at > now:
@@ -533,7 +561,7 @@ def _send_batch(integration_id: int, report: SendReport, only: list | None = Non
                 return False
         else:
             slot = db.send_slot(integration_id=integration_id, slots=settings.HUB_DELIVERY_MAX_IN_FLIGHT)
-            if not stack.enter_context(slot) and only is None:
+            if not stack.enter_context(slot) and (only is None or need_slot):
                 return False  # as many requests as allowed are in flight already
             limit = _batch_limit(connector, integration)
             rows = db.claim(integration_id=integration_id, limit=limit, due_by=now, only=only)
@@ -554,7 +582,7 @@ def _send_batch(integration_id: int, report: SendReport, only: list | None = Non
             report.requests += 1
             if out.attempt.outcome == Attempt.Outcome.RETRY:
                 # The rest of the claim stays as it was (released with this transaction).
-                if only is None:
+                if only is None or need_slot:
                     report.probe_at = _circuit_open(integration, out, timezone.now())
                 return False
         if probing:

@@ -18,9 +18,10 @@ def _enqueue_sends(integration_ids, parallel: int = 1) -> None:
 
 
 def _after_fanout(created) -> None:
-    # Deliveries the fan-out sent at once need no sender; the integrations left with pending
-    # ones (not sent, or answered with a retry) get one.
-    for integration_id in created.waiting:
+    # Deliveries of several integrations go now, in parallel; those the fan-out sent at once need
+    # no sender; the integrations left with pending ones (not sent, or answered with a retry) get one.
+    left = delivery.deliveries_send_parallel(created.send_now)
+    for integration_id in (created.waiting - set(created.send_now)) | left:
         parallel = min(settings.HUB_DELIVERY_PARALLEL, 1 + created.get(integration_id, 0) // 2500)
         _enqueue_sends([integration_id], parallel)
 
