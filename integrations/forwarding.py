@@ -33,7 +33,13 @@ from .connectors import MessageRefused, connector_for
 from .delivery import FanoutResult, deliveries_create
 from .delivery_store import NewDelivery, delivery_id_for
 from .models import Delivery, Integration, Subscription
-from .sources.mapping_engine import CompiledMapping, MappingError, mapping_compile, mapping_values
+from .sources.mapping_engine import (
+    CompiledMapping,
+    MappingError,
+    MappingFailed,
+    mapping_compile,
+    mapping_values,
+)
 from .sources.triggers import TriggerError
 
 
@@ -122,6 +128,8 @@ def _delivery(
             )
         except MessageRefused as exc:
             error = f"not sent: {exc}"
+        except MappingFailed as exc:
+            error = f"not sent: the mapping failed on this event: {exc}"
     message_id = (connector.message_id(wire) if wire else "") or event["event_id"]
     delivery = NewDelivery(
         integration_id=integration.pk,
