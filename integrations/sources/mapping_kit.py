@@ -141,17 +141,22 @@ def js_member(value: Any, key: str) -> Any:
     """`value[key]` for a JSON value (no prototype properties: see the documented divergences)."""
     if isinstance(value, dict):
         return value.get(key, UNDEFINED)
-    if isinstance(value, list | str):
+    if isinstance(value, list):
         if key == "length":
-            return len(value) if isinstance(value, list) else utf16_length(value)
-        if _is_index(key) and int(key) < len(value):
-            if isinstance(value, str) and not value.isascii():
-                units = value.encode("utf-16-le")
-                i = int(key)
-                if i >= len(units) // 2:
-                    return UNDEFINED
-                return units[2 * i : 2 * i + 2].decode("utf-16-le", "surrogatepass")
-            return value[int(key)]
+            return len(value)
+        return value[int(key)] if _is_index(key) and int(key) < len(value) else UNDEFINED
+    if isinstance(value, str):
+        if key == "length":
+            return utf16_length(value)
+        if not _is_index(key):
+            return UNDEFINED
+        i = int(key)
+        if value.isascii():
+            return value[i] if i < len(value) else UNDEFINED
+        units = value.encode("utf-16-le", "surrogatepass")  # JavaScript indexes UTF-16 code units
+        if i >= len(units) // 2:
+            return UNDEFINED
+        return units[2 * i : 2 * i + 2].decode("utf-16-le", "surrogatepass")
     return UNDEFINED
 
 
