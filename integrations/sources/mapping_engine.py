@@ -27,7 +27,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .mapping_kit import UNDEFINED, KitError, kit_clean, kit_resolve, kit_validate
+from .mapping_kit import UNDEFINED, KitError, kit_clean, kit_compile, kit_validate
 from .triggers import Trigger, TriggerError, trigger_compile
 
 __all__ = [
@@ -141,14 +141,9 @@ class Value:
     options: tuple = ()
     members: tuple = ()  # ((key, Value), ...) of an object
     spec: Any = None
+    run: Any = None  # a mapping-kit value, compiled (see mapping_kit.kit_compile)
 
     def __call__(self, message: Any) -> Any:
-        if self.kind == "kit":
-            try:
-                result = kit_resolve(self.spec, message)
-            except KitError as exc:
-                raise MappingFailed(str(exc)) from None
-            return MISSING if result is UNDEFINED else kit_clean(result)
         if self.kind == "literal":
             return copy.deepcopy(self.literal)
         if self.kind == "path":
@@ -167,6 +162,12 @@ class Value:
                 if value is not MISSING:
                     out[key] = value
             return out
+        if self.kind == "kit":
+            try:
+                result = self.run(message)
+            except KitError as exc:
+                raise MappingFailed(str(exc)) from None
+            return MISSING if result is UNDEFINED else kit_clean(result)
         for option in self.options:  # coalesce
             value = option(message)
             if value is not MISSING and value is not None:
@@ -226,7 +227,11 @@ def value_compile(spec: Any, *, field: str = "", depth: int = 0) -> Value:
             raise MappingError(str(exc), field=field) from None
         except RecursionError:
             raise MappingError("the value is nested too deeply", field=field) from None
-        return Value("kit", spec=copy.deepcopy(spec))
+        spec = copy.deepcopy(spec)
+        try:
+            return Value("kit", run=kit_compile(spec), spec=spec)
+        except RecursionError:
+            raise MappingError("the value is nested too deeply", field=field) from None
     if "rename" in spec and "path" not in spec:
         raise MappingError('"rename" goes with "path"', field=field)
     try:

@@ -15,13 +15,24 @@ JavaScript's `String(n)` writes them. What the hub does not copy is listed in do
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
-__all__ = ["UNDEFINED", "KitError", "is_kit_directive", "js_get", "kit_clean", "kit_resolve", "kit_validate"]
+__all__ = [
+    "UNDEFINED",
+    "KitError",
+    "is_kit_directive",
+    "js_get",
+    "kit_clean",
+    "kit_compile",
+    "kit_resolve",
+    "kit_validate",
+]
 
 
 class _Undefined:
@@ -405,6 +416,64 @@ def kit_resolve(mapping: Any, payload: Any, depth: int = 0) -> Any:
     if isinstance(mapping, list):
         return [kit_resolve(v, payload, depth + 1) for v in mapping]
     return mapping
+
+
+def kit_compile(mapping: Any) -> Callable[[Any], Any]:
+    """A validated mapping-kit value as a function of the payload, equal to `kit_resolve` on it:
+    paths are split and templates parsed once, raw objects and lists resolved member by member,
+    the other directives interpreted (they are rarer, and their options resolve as they go)."""
+    if isinstance(mapping, dict):
+        if is_kit_directive(mapping):
+            name = next(k for k in mapping if k.startswith("@"))
+            arg = mapping[name]
+            if name == "@path" and isinstance(arg, str):
+                path = arg.replace("$.", "", 1)
+                if path in ("", "."):
+                    return lambda payload: payload
+                parts = path_split(path)
+                return lambda payload: js_get(payload, parts)
+            if name == "@template" and isinstance(arg, str) and not _TRIPLE.search(arg):
+                return _template_compile(arg)
+            run = _RUN.get(name)
+            if run is None:
+                return functools.partial(_fail_at_run, f"{name} is not a valid directive")
+            return lambda payload: run(arg, payload, 1)
+        members = [(k, kit_compile(v)) for k, v in mapping.items()]
+        return lambda payload: {k: fn(payload) for k, fn in members}
+    if isinstance(mapping, list):
+        items = [kit_compile(v) for v in mapping]
+        return lambda payload: [fn(payload) for fn in items]
+    return lambda payload: mapping
+
+
+def _fail_at_run(message: str, payload: Any) -> Any:
+    raise KitError(message)
+
+
+def _template_compile(template: str) -> Callable[[Any], str]:
+    """A template without `{{{`: its text and its paths, found once."""
+    parts: list[Any] = []
+    pos = 0
+    for m in _DOUBLE.finditer(template):
+        parts.append(template[pos : m.start()])
+        path = m.group(1).strip()
+        parts.append(None if path in ("", ".") else path_split(path))
+        pos = m.end()
+    parts.append(template[pos:])
+    if len(parts) == 1:
+        return lambda payload: template
+
+    def render(payload: Any) -> str:
+        out = []
+        for part in parts:
+            if isinstance(part, str):
+                out.append(part)
+                continue
+            value = payload if part is None else js_get(payload, part)
+            out.append("" if value is None or value is UNDEFINED else js_string(value))
+        return "".join(out)
+
+    return render
 
 
 def kit_clean(value: Any) -> Any:
