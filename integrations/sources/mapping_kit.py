@@ -207,18 +207,28 @@ def _js_json(value: Any) -> str:
     if isinstance(value, int | float):
         return js_number(value) if math.isfinite(value) else "null"
     if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)
+        return _js_json_string(value)
     if isinstance(value, list):
         return "[" + ",".join(_js_json(v) for v in value) + "]"
     return (
         "{"
         + ",".join(
-            json.dumps(k, ensure_ascii=False) + ":" + _js_json(value[k])
-            for k in js_keys(value)
-            if value[k] is not UNDEFINED
+            _js_json_string(k) + ":" + _js_json(value[k]) for k in js_keys(value) if value[k] is not UNDEFINED
         )
         + "}"
     )
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _js_json_string(text: str) -> str:
+    """A JSON string as JavaScript writes it: a lone surrogate (text cut inside an emoji) escaped."""
+    out = json.dumps(text, ensure_ascii=False)
+    if not _SURROGATE.search(out):
+        return out
+    out = out.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "surrogatepass")  # pairs joined
+    return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", out)
 
 
 def _no_constant(name: str) -> Any:

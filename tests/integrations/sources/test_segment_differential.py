@@ -236,6 +236,8 @@ def gen_directive(r: random.Random, depth: int) -> dict:
             "apply": {"x": at_path(r), "y": {"@path": "$.properties"}},
             "mapping": {"@path": r.choice(["$.x", "$.y.a"])},
         }
+    if r.random() < 0.03:
+        return {"_metadata": {"note": "x"}, name: arg}  # Segment lets `_metadata` stand beside a directive
     return {name: arg}
 
 
