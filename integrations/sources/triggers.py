@@ -271,6 +271,7 @@ class _Parser:
         self.i = 0
         self.depth = 0
         self.parens = 0
+        self.grouped: set[int] = set()  # conjunctions written in parentheses (no `and-or` warning)
         self.warnings: dict[str, TriggerWarning] = {}
 
     def warn(self, code: str, message: str) -> None:
@@ -312,7 +313,7 @@ class _Parser:
         while self.keyword("or"):
             self.check_keyword(self.take())
             parts.append(self.conjunction())
-        if len(parts) > 1 and any(isinstance(p, All) and not getattr(p, "grouped", False) for p in parts):
+        if len(parts) > 1 and any(isinstance(p, All) and id(p) not in self.grouped for p in parts):
             self.warn(
                 "and-or",
                 "Segment does not give `and` precedence over `or`: it applies the last of them to every "
@@ -356,8 +357,7 @@ class _Parser:
                     raise self.error(f"Expected `)`, found {self.describe(self.peek())}")
                 self.take()
                 self.parens -= 1
-                if isinstance(node, All | AnyOf):
-                    object.__setattr__(node, "grouped", True)
+                self.grouped.add(id(node))
                 return node
             if self.is_call():
                 return self.call()
