@@ -694,8 +694,7 @@ def _flatten(value: Any, prefix: str, separator: str, omit_arrays: bool, out: di
         for key, item in items:
             _flatten(item, f"{prefix}{separator}{key}" if prefix else key, separator, omit_arrays, out)
         return
-    out.pop(prefix, None)  # a key set again moves to the end, as with object spread
-    out[prefix] = value
+    out[prefix] = value  # a key set again keeps its place, as with object spread
 
 
 def _run_json(opts: Any, payload: Any, depth: int) -> Any:

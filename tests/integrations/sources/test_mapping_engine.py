@@ -120,6 +120,15 @@ def test_bad_value_specs_name_the_field(spec, fragment):
         ({"@json": {"mode": "encode", "value": {"@path": "$.properties.nested"}}}, '{"field":7}'),
         ({"@json": {"mode": "decode", "value": "{oops"}}, "{oops"),
         ({"@flatten": {"separator": "_", "value": {"@path": "$.properties.nested"}}}, {"field": 7}),
+        (  # a key flattened twice keeps its first place, as JavaScript's object spread keeps it
+            {
+                "@json": {
+                    "mode": "encode",
+                    "value": {"@flatten": {"separator": "_", "value": {"a_b": 1, "a": {"b": 2}, "c": 3}}},
+                }
+            },
+            '{"a_b":2,"c":3}',
+        ),
         ({"@excludeWhenNull": {"a": {"@path": "$.properties.none"}, "b": 1}}, {"b": 1}),
         (
             {"shop": {"@path": "$.properties.shop"}, "gone": {"@path": "$.nope"}, "n": None},
