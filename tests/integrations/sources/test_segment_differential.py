@@ -362,7 +362,8 @@ def gen_fql(r: random.Random, depth: int = 0) -> str:
     for _ in range(r.choice([0, 0, 1, 1, 2, 3])):
         parts.append(joiner if r.random() < 0.9 else r.choice(["and", "or"]))
         parts.append(gen_condition(r, depth))
-    return " ".join(parts)
+    gaps = [" "] * 20 + ["\t", "\n", "  ", "\r\n"]  # spaces of all kinds between the words
+    return "".join(part + (r.choice(gaps) if i < len(parts) - 1 else "") for i, part in enumerate(parts))
 
 
 def gen_fql_event(r: random.Random) -> dict:
