@@ -344,7 +344,10 @@ def mapping_values(mapping: CompiledMapping, message: Any) -> dict[str, Any]:
     raise MappingFailed when a directive fails on the message."""
     values = {}
     for target, value in mapping.fields.items():
-        result = value(message)
+        try:
+            result = value(message)
+        except MappingFailed as exc:
+            raise MappingFailed(f"{target}: {exc}") from None
         if result is not MISSING:
             values[target] = result
     return values
