@@ -267,6 +267,8 @@ def _validate_directive(obj: dict, stack: list[str]) -> None:
         raise _fail(f"should only have one @-prefixed key but it has {len(keys)} keys", stack)
     name = at_keys[0]
     check = _CHECKS.get(name)
+    if name == "@liquid":
+        raise _fail("uses @liquid, which the hub does not run (use @template, @if, @case or @replace)", stack)
     if check is None:
         raise _fail(f"has an invalid directive: {name}", stack)
     check(obj[name], [*stack, name])

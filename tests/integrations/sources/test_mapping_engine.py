@@ -77,6 +77,7 @@ def test_value_specs(spec, expected):
     ("spec", "fragment"),
     [
         ({"@pth": "a"}, "invalid directive: @pth"),
+        ({"@liquid": "{{ event | upcase }}"}, "does not run"),  # a documented divergence
         ({"@path": "a", "extra": 1}, "one @-prefixed key"),
         ({"a": {"@path": "$.x", "@literal": 1}}, "one @-prefixed key"),
         ({"@replace": {"pattern": "x" * 11, "value": "v"}}, "length"),
