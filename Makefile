@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check -q
 
-.PHONY: run test test-pgbouncer test-fast fuzz fuzz-long lint format install install-dev migrate bench chaos clean
+.PHONY: run test test-pgbouncer test-fast fuzz fuzz-long fuzz-mappings lint format install install-dev migrate bench chaos clean
 
 ## Set up (virtualenv, install, migrate, admin and demo app) and run web + worker + scheduler.
 ## (exec: make's SIGTERM goes straight to hub_run, with no shell in between to die instead.)
@@ -47,6 +47,11 @@ fuzz: $(VENV)/.installed-dev
 fuzz-long: $(VENV)/.installed-dev
 	bash .ci/services.sh
 	HUB_FUZZ_LONG=1 HUB_FUZZ_EXAMPLES=$${HUB_FUZZ_EXAMPLES:-2000} $(PY) -m pytest tests/test_api_fuzz.py $(PYTEST_ARGS)
+
+## Mappings and triggers against Segment's own packages, long (HUB_DIFF_CASES of each; CI runs 3,000).
+fuzz-mappings: $(VENV)/.installed-dev
+	$(MAKE) --no-print-directory node-deps
+	HUB_DIFF_CASES=$${HUB_DIFF_CASES:-100000} HUB_DIFF_SEED=$${HUB_DIFF_SEED:-random} $(PY) -m pytest tests/integrations/sources/test_segment_differential.py $(PYTEST_ARGS)
 
 node-deps:
 	@if [ -f tests/node/package.json ]; then cd tests/node && npm install --no-audit --no-fund --loglevel=error; fi

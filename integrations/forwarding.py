@@ -33,7 +33,13 @@ from .connectors import MessageRefused, connector_for
 from .delivery import FanoutResult, deliveries_create
 from .delivery_store import NewDelivery, delivery_id_for
 from .models import Delivery, Integration, Subscription
-from .sources.mapping_engine import CompiledMapping, MappingError, mapping_compile, mapping_values
+from .sources.mapping_engine import (
+    CompiledMapping,
+    MappingError,
+    MappingFailed,
+    mapping_compile,
+    mapping_values,
+)
 from .sources.triggers import TriggerError
 
 
@@ -132,6 +138,8 @@ def item_delivery(
             )
         except MessageRefused as exc:
             error = f"not sent: {exc}"
+        except MappingFailed as exc:
+            error = f"not sent: the mapping failed on this item: {exc}"
     message_id = (connector.message_id(wire) if wire else "") or message["messageId"]
     delivery = NewDelivery(
         integration_id=integration.pk,

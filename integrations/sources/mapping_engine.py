@@ -1,6 +1,8 @@
-"""The mapping engine: value specs (path, literal, template) evaluated against a message.
+"""The mapping engine: value specs evaluated against a message, in the hub's format or Segment's.
 
-A value spec is one of::
+A field's value is either Segment's mapping-kit (raw JSON mixed with `@path`, `@template`, `@if`...
+directives, read exactly as Segment's `transform` reads it: see mapping_kit.py), or one of the
+hub's own specs::
 
     {"path": "$.properties.shop"}          # also "properties.shop", "items[0].id", "$." (everything)
     {"path": "properties", "rename": {"segmentX": "kableX", "nested.field": "dimension"}}
@@ -9,8 +11,11 @@ A value spec is one of::
     {"coalesce": [spec, spec, ...]}          # the first that yields a value other than null
     {"object": {"website": spec, ...}}       # an object of values (keys whose value is missing left out)
 
-A missing path yields nothing (the target is left out); null stays null. `mapping_compile` raises
-`MappingError` (or `TriggerError` for the trigger) and nothing else; `mappings_run` never raises.
+An object with exactly one of the hub's keys (`path`, `literal`, `template`, `coalesce`, `object`,
+and `rename` beside `path`) is the hub's spec; anything else is mapping-kit. A missing path yields
+nothing (the target is left out); null stays null. `mapping_compile` raises `MappingError` (or
+`TriggerError` for the trigger) and nothing else; evaluating a mapping raises `MappingFailed` when a
+directive fails on the message (as Segment's would); `mappings_run` never raises.
 """
 
 from __future__ import annotations
@@ -22,12 +27,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .mapping_kit import UNDEFINED, KitError, kit_clean, kit_compile, kit_validate
 from .triggers import Trigger, TriggerError, trigger_compile
 
 __all__ = [
     "MISSING",
     "CompiledMapping",
     "MappingError",
+    "MappingFailed",
     "MappingOutput",
     "TriggerError",
     "mapping_compile",
@@ -47,6 +54,10 @@ class MappingError(ValueError):
         self.field = field
         self.message = message
         super().__init__(f"{field}: {message}" if field else message)
+
+
+class MappingFailed(ValueError):
+    """A mapping-kit directive that fails on a message (Segment's `transform` throws there too)."""
 
 
 # --- Paths --------------------------------------------------------------------------------------
@@ -130,6 +141,7 @@ class Value:
     options: tuple = ()
     members: tuple = ()  # ((key, Value), ...) of an object
     spec: Any = None
+    run: Any = None  # a mapping-kit value, compiled (see mapping_kit.kit_compile)
 
     def __call__(self, message: Any) -> Any:
         if self.kind == "literal":
@@ -150,6 +162,12 @@ class Value:
                 if value is not MISSING:
                     out[key] = value
             return out
+        if self.kind == "kit":
+            try:
+                result = self.run(message)
+            except KitError as exc:
+                raise MappingFailed(str(exc)) from None
+            return MISSING if result is UNDEFINED else kit_clean(result)
         for option in self.options:  # coalesce
             value = option(message)
             if value is not MISSING and value is not None:
@@ -189,19 +207,31 @@ def _renamed(value: dict, rename: tuple) -> dict:
 
 
 _KINDS = frozenset({"path", "literal", "template", "coalesce", "object"})
+_HUB_KEYS = _KINDS | {"rename"}
+
+
+def is_hub_spec(spec: Any) -> bool:
+    """Whether a field's value is the hub's own spec (else it is Segment's mapping-kit)."""
+    return isinstance(spec, dict) and len(_KINDS & spec.keys()) == 1 and spec.keys() <= _HUB_KEYS
 
 
 def value_compile(spec: Any, *, field: str = "", depth: int = 0) -> Value:
-    """Compile a value spec (see the module doc); raise MappingError naming `field`."""
+    """Compile a value (the hub's spec or mapping-kit, see the module doc); raise MappingError
+    naming `field`."""
     if depth > _MAX_SPEC_DEPTH:
         raise MappingError("the value is nested too deeply", field=field)
-    if not isinstance(spec, dict) or len(_KINDS & spec.keys()) != 1:
-        raise MappingError(
-            'give exactly one of "path", "literal", "template", "coalesce" or "object"', field=field
-        )
-    extra = spec.keys() - _KINDS - {"rename"}
-    if extra:
-        raise MappingError(f"unknown key(s) {', '.join(sorted(map(str, extra)))}", field=field)
+    if not is_hub_spec(spec):
+        try:
+            kit_validate(spec)
+        except KitError as exc:
+            raise MappingError(str(exc), field=field) from None
+        except RecursionError:
+            raise MappingError("the value is nested too deeply", field=field) from None
+        spec = copy.deepcopy(spec)
+        try:
+            return Value("kit", run=kit_compile(spec), spec=spec)
+        except RecursionError:
+            raise MappingError("the value is nested too deeply", field=field) from None
     if "rename" in spec and "path" not in spec:
         raise MappingError('"rename" goes with "path"', field=field)
     try:
@@ -296,7 +326,11 @@ def mapping_compile(
     allowed = set(targets) if targets is not None else None
     compiled = {}
     for target, spec in fields.items():
-        if not isinstance(target, str) or (allowed is not None and target not in allowed):
+        if (
+            not isinstance(target, str)
+            or target.startswith("@")
+            or (allowed is not None and target not in allowed)
+        ):
             raise MappingError(
                 f"unknown target {target!r}" + (f" (one of {', '.join(sorted(allowed))})" if allowed else ""),
                 field=str(target),
@@ -306,10 +340,14 @@ def mapping_compile(
 
 
 def mapping_values(mapping: CompiledMapping, message: Any) -> dict[str, Any]:
-    """The target values of a mapping for a message (targets whose value is missing left out)."""
+    """The target values of a mapping for a message (targets whose value is missing left out);
+    raise MappingFailed when a directive fails on the message."""
     values = {}
     for target, value in mapping.fields.items():
-        result = value(message)
+        try:
+            result = value(message)
+        except MappingFailed as exc:
+            raise MappingFailed(f"{target}: {exc}") from None
         if result is not MISSING:
             values[target] = result
     return values
@@ -323,6 +361,8 @@ def mappings_run(mappings: Iterable[CompiledMapping], message: Any) -> list[Mapp
             if not mapping.trigger(message):
                 continue
             outputs.append(MappingOutput(mapping, values=mapping_values(mapping, message)))
+        except MappingFailed as exc:
+            outputs.append(MappingOutput(mapping, errors=[f"the mapping failed on this message: {exc}"]))
         except RecursionError:
             outputs.append(MappingOutput(mapping, errors=["the message is nested too deeply"]))
     return outputs

@@ -71,8 +71,10 @@ class Source(models.Model):
 class Mapping(models.Model):
     """A rule of a source: when `trigger` matches a message, run `action` with the mapped fields.
 
-    `fields` maps each target field of the action to a value spec: `{"path": "properties.shop"}`,
-    `{"literal": ...}`, `{"template": "{{traits.name}}"}` (see integrations/sources/mapping_engine.py).
+    `fields` maps each target field of the action to a value: Segment's mapping-kit
+    (`{"@path": "$.properties.shop"}`, `{"@if": ...}`, raw JSON) or one of the hub's specs
+    (`{"path": "properties.shop"}`, `{"literal": ...}`, `{"template": "{{traits.name}}"}`); see
+    integrations/sources/mapping_engine.py.
     """
 
     class Action(models.TextChoices):

@@ -13,7 +13,14 @@ Grammar (REFERENCE §4)::
 
 `trigger_parse` raises `TriggerError` (with the 0-based position) and nothing else; a parsed
 `Trigger` evaluates any JSON value without raising. A missing field equals null; `<`, `>` and
-friends compare numbers only (anything else is false); `match` is a glob (`*`, `?`).
+friends compare numbers only (anything else is false); `match` is a glob (`*`, `?`); `!` directly
+before `contains()`/`match()` is Segment's `not_contains`/`not_starts_with`/`not_ends_with` (true
+only for text). Fields are read as Segment's `validate` reads them (a path stops at a falsy value;
+text and lists answer indexes and `length`).
+
+Segment's published parser (`parseFql` of `@segment/destination-subscriptions`) reads some
+triggers differently from this grammar; `Trigger.warnings` says where, so the editor can warn (the
+list is in docs/sources.md, "Triggers: where Segment's parser differs").
 """
 
 from __future__ import annotations
@@ -21,12 +28,23 @@ from __future__ import annotations
 import fnmatch
 import functools
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+
+from .mapping_kit import UNDEFINED, js_get
 
 FIELDS = ("type", "event", "name", "userId", "anonymousId", "groupId", "messageId")
 OBJECT_FIELDS = ("properties", "traits", "context")
 MAX_LENGTH = 2000
+# What Segment's published parser reads (see docs/sources.md): other fields are ignored there.
+SEGMENT_FIELDS = ("type", "event", "name", "userId", *OBJECT_FIELDS)
+SEGMENT_CALL_FIELDS = ("event", "name", "userId", *OBJECT_FIELDS)
+_SEGMENT_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*")
+_SEGMENT_NUMBER = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
+_SEGMENT_MATCH = re.compile(r"\*[^*?\[]*|[^*?\[]*\*")
+_SEGMENT_WHITESPACE = re.compile(r"[^\S \t\n]")
+_SEGMENT_TERMINATORS = ("", " ", "\t", "\n", ",", ")", "]")
+_STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"|`(?:[^`\\]|\\.)*`')
 _MAX_DEPTH = 50
 
 
@@ -49,13 +67,15 @@ class _Token:
     kind: str  # "name", "string", "number", "op", "(", ")", ",", "!", "end"
     value: Any
     position: int
+    raw: str = ""
+    quoted: bool = False
 
 
 _TOKEN = re.compile(
     r"""
     (?P<space>\s+)
   | (?P<string>"(?:[^"\\]|\\.)*")
-  | (?P<number>-?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)
+  | (?P<number>-?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?)
   | (?P<op>!=|<=|>=|=|<|>)
   | (?P<punct>[(),!])
   | (?P<name>[A-Za-z_$][A-Za-z0-9_$\-]*(?:\.[A-Za-z0-9_$\-]+)*)
@@ -93,22 +113,22 @@ def _tokenize(text: str) -> list[_Token]:
         kind = m.lastgroup
         raw = m.group()
         if kind == "string":
-            tokens.append(_Token("string", _unescape(raw[1:-1], pos + 1, text), pos))
+            tokens.append(_Token("string", _unescape(raw[1:-1], pos + 1, text), pos, raw))
         elif kind == "number":
             number = float(raw)
             if number != number or number in (float("inf"), float("-inf")):
                 raise TriggerError("Number out of range", position=pos, text=text)
             tokens.append(
-                _Token("number", int(number) if number.is_integer() and "." not in raw else number, pos)
+                _Token("number", int(number) if number.is_integer() and "." not in raw else number, pos, raw)
             )
         elif kind == "op":
             tokens.append(_Token("op", raw, pos))
         elif kind == "punct":
             tokens.append(_Token(raw, raw, pos))
         elif kind == "name":
-            tokens.append(_Token("name", raw, pos))
+            tokens.append(_Token("name", raw, pos, raw))
         elif kind == "quoted":
-            tokens.append(_Token("name", _unescape(raw[1:-1], pos + 1, text), pos))
+            tokens.append(_Token("name", _unescape(raw[1:-1], pos + 1, text), pos, raw, quoted=True))
         pos = m.end()
     tokens.append(_Token("end", None, len(text)))
     return tokens
@@ -116,17 +136,17 @@ def _tokenize(text: str) -> list[_Token]:
 
 # --- The tree: small callables over the message ---------------------------------------------------
 
-_MISSING = object()
-
 
 def _lookup(message: Any, path: tuple[str, ...]) -> Any:
-    value = message
-    for key in path:
-        if isinstance(value, dict) and key in value:
-            value = value[key]
-        else:
-            return _MISSING
-    return value
+    """The field as Segment's `validate` reads it (UNDEFINED when missing)."""
+    if isinstance(message, dict):
+        value = message.get(path[0], UNDEFINED)
+        if len(path) == 1:
+            return value
+        if len(path) == 2 and isinstance(value, dict):
+            return value.get(path[1], UNDEFINED)
+        return js_get(value, list(path[1:]))
+    return js_get(message, list(path))
 
 
 def _is_number(v: Any) -> bool:
@@ -134,7 +154,7 @@ def _is_number(v: Any) -> bool:
 
 
 def _equal(a: Any, b: Any) -> bool:
-    if a is _MISSING:
+    if a is UNDEFINED:
         a = None
     if _is_number(a) and _is_number(b):
         return a == b
@@ -170,10 +190,11 @@ class Compare:
 class Contains:
     path: tuple[str, ...]
     needle: str
+    negated: bool = False
 
     def __call__(self, message: Any) -> bool:
         actual = _lookup(message, self.path)
-        return isinstance(actual, str) and self.needle in actual
+        return isinstance(actual, str) and (self.needle in actual) is not self.negated
 
 
 @functools.lru_cache(maxsize=512)
@@ -185,10 +206,11 @@ def _glob(pattern: str) -> re.Pattern:
 class Match:
     path: tuple[str, ...]
     pattern: str
+    negated: bool = False
 
     def __call__(self, message: Any) -> bool:
         actual = _lookup(message, self.path)
-        return isinstance(actual, str) and _glob(self.pattern).match(actual) is not None
+        return isinstance(actual, str) and (_glob(self.pattern).match(actual) is not None) is not self.negated
 
 
 @dataclass(frozen=True)
@@ -216,11 +238,24 @@ class AnyOf:
 
 
 @dataclass(frozen=True)
+class TriggerWarning:
+    """Where Segment's parser reads a trigger differently: `code` (docs/sources.md) and why."""
+
+    code: str
+    message: str
+
+    def __str__(self) -> str:
+        return self.message
+
+
+@dataclass(frozen=True)
 class Trigger:
-    """A parsed trigger: call it with a message to know whether it matches."""
+    """A parsed trigger: call it with a message to know whether it matches. `warnings` say where
+    Segment's own parser would read the text differently (empty when it reads it the same)."""
 
     text: str
     root: Any
+    warnings: tuple[TriggerWarning, ...] = field(default=(), compare=False)
 
     def __call__(self, message: Any) -> bool:
         return bool(self.root(message))
@@ -235,6 +270,12 @@ class _Parser:
         self.tokens = _tokenize(text)
         self.i = 0
         self.depth = 0
+        self.parens = 0
+        self.grouped: set[int] = set()  # conjunctions written in parentheses (no `and-or` warning)
+        self.warnings: dict[str, TriggerWarning] = {}
+
+    def warn(self, code: str, message: str) -> None:
+        self.warnings.setdefault(code, TriggerWarning(code, message))
 
     def error(self, message: str, token: _Token | None = None) -> TriggerError:
         token = token or self.peek()
@@ -270,14 +311,20 @@ class _Parser:
     def expr(self):
         parts = [self.conjunction()]
         while self.keyword("or"):
-            self.take()
+            self.check_keyword(self.take())
             parts.append(self.conjunction())
+        if len(parts) > 1 and any(isinstance(p, All) and id(p) not in self.grouped for p in parts):
+            self.warn(
+                "and-or",
+                "Segment does not give `and` precedence over `or`: it applies the last of them to every "
+                "condition at the same level. Add parentheses.",
+            )
         return parts[0] if len(parts) == 1 else AnyOf(tuple(parts))
 
     def conjunction(self):
         parts = [self.unary()]
         while self.keyword("and"):
-            self.take()
+            self.check_keyword(self.take())
             parts.append(self.unary())
         return parts[0] if len(parts) == 1 else All(tuple(parts))
 
@@ -289,28 +336,51 @@ class _Parser:
             token = self.peek()
             if token.kind == "!":
                 self.take()
+                after = self.peek()
+                if after.position > token.position + 1:
+                    self.warn("not-space", "Segment's parser refuses a space after `!`.")
+                if self.is_call():
+                    return self.call(negated=True)
+                self.warn(
+                    "not",
+                    "Segment ignores `!` unless it stands right before contains() or match(): "
+                    "write the opposite comparison instead (`!=` for `=`).",
+                )
                 return Not(self.unary())
             if token.kind == "(":
                 self.take()
+                if self.parens:
+                    self.warn("nested", "Segment's parser does not read nested parentheses.")
+                self.parens += 1
                 node = self.expr()
                 if self.peek().kind != ")":
                     raise self.error(f"Expected `)`, found {self.describe(self.peek())}")
                 self.take()
+                self.parens -= 1
+                self.grouped.add(id(node))
                 return node
-            if (
-                token.kind == "name"
-                and token.value in ("contains", "match")
-                and self.tokens[self.i + 1].kind == "("
-            ):
+            if self.is_call():
                 return self.call()
             return self.comparison()
         finally:
             self.depth -= 1
 
-    def call(self):
+    def is_call(self) -> bool:
+        token = self.peek()
+        return (
+            token.kind == "name"
+            and token.value in ("contains", "match")
+            and self.tokens[self.i + 1].kind == "("
+        )
+
+    def call(self, negated: bool = False):
         name = self.take().value
         self.take()  # "("
+        if self.parens:
+            self.warn("nested", "Segment's parser does not read contains() or match() inside parentheses.")
         path = self.field()
+        if path[0] not in SEGMENT_CALL_FIELDS:
+            self.warn("field", f"Segment's parser ignores {name}() on `{path[0]}`.")
         if self.peek().kind != ",":
             raise self.error(f"Expected `,` after the field of {name}(), found {self.describe(self.peek())}")
         self.take()
@@ -321,7 +391,26 @@ class _Parser:
         if self.peek().kind != ")":
             raise self.error(f"Expected `)` to close {name}(), found {self.describe(self.peek())}")
         self.take()
-        return Contains(path, arg.value) if name == "contains" else Match(path, arg.value)
+        self.check_string(arg)
+        if name == "contains":
+            return Contains(path, arg.value, negated)
+        if not _SEGMENT_MATCH.fullmatch(arg.value):
+            self.warn(
+                "match",
+                'Segment\'s match() only reads "text*" (starts with) and "*text" (ends with) patterns.',
+            )
+        return Match(path, arg.value, negated)
+
+    def check_keyword(self, token: _Token) -> None:
+        if (
+            self.text[token.position + len(token.raw) : token.position + len(token.raw) + 1]
+            not in _SEGMENT_TERMINATORS
+        ):
+            self.warn("spacing", f"Segment's parser needs a space after `{token.raw}`.")
+
+    def check_string(self, token: _Token) -> None:
+        if "\\" in token.raw:
+            self.warn("escape", "Segment's parser keeps backslashes in text as written (no escapes).")
 
     def field(self) -> tuple[str, ...]:
         token = self.peek()
@@ -330,6 +419,16 @@ class _Parser:
                 f"Expected a field (such as type, event or properties.plan), found {self.describe(token)}"
             )
         path = tuple(token.value.split("."))
+        if token.quoted:
+            self.warn("quoted", "Segment's parser does not read back-quoted fields.")
+        elif path[0] not in SEGMENT_FIELDS:
+            self.warn("field", f"Segment's parser ignores conditions on `{path[0]}`.")
+        if any(not _SEGMENT_KEY.fullmatch(key) or key in ("and", "or", "null") for key in path[1:]):
+            self.warn("key", "Segment's parser reads only keys that start with a letter or `_` and hold "
+                             "letters, digits, `_` and `-` (not and, or, null).")  # fmt: skip
+        nxt = self.text[token.position + len(token.raw) : token.position + len(token.raw) + 1]
+        if nxt in ("<", ">"):
+            self.warn("spacing", "Segment's parser needs a space between a field and `<` or `>`.")
         if path[0] in OBJECT_FIELDS:
             if len(path) < 2 or not all(path[1:]):
                 raise self.error(f"Name a key of {path[0]}, such as {path[0]}.plan")
@@ -349,6 +448,8 @@ class _Parser:
                 f"Expected an operator (= != < <= > >=) after the field, found {self.describe(op)}"
             )
         self.take()
+        if len(op.value) == 2 and self.text[op.position + 2 : op.position + 3] not in _SEGMENT_TERMINATORS:
+            self.warn("spacing", f"Segment's parser needs a space after `{op.value}`.")
         value_token = self.take()
         if value_token.kind in ("string", "number"):
             value = value_token.value
@@ -362,7 +463,30 @@ class _Parser:
             )
         if op.value in _ORDER and not _is_number(value):
             raise self.error(f"`{op.value}` compares numbers: put a number after it", value_token)
+        if value_token.kind == "string":
+            self.check_string(value_token)
+        if value_token.kind == "number" and not _SEGMENT_NUMBER.fullmatch(value_token.raw):
+            self.warn("number", "Segment's parser reads numbers only as digits with an optional `.` inside "
+                                "(no exponent, no leading or trailing `.`).")  # fmt: skip
+        if op.value in ("=", "!=") and value_token.kind != "string":
+            self.check_as_text(path[0], op.value, value)
         return Compare(path, op.value, value)
+
+    def check_as_text(self, root: str, op: str, value: Any) -> None:
+        """Where Segment compares `= null/true/false/number` as text (or `!=` loosely)."""
+        as_text = (
+            root in ("type", "event")
+            or (root == "name" and value is not None)
+            or (root == "userId" and (_is_number(value) or (op == "!=" and isinstance(value, bool))))
+            or (root in OBJECT_FIELDS and op == "!=" and value is not None)
+        )
+        if as_text:
+            shown = "null" if value is None else str(value).lower() if isinstance(value, bool) else value
+            self.warn(
+                "as-text",
+                f"Segment reads `{root} {op} {shown}` differently: it compares with the text "
+                f'"{shown}", or for `!=` with a number or a boolean is false when the field is not one.',
+            )
 
 
 def trigger_parse(text: Any) -> Trigger:
@@ -371,7 +495,11 @@ def trigger_parse(text: Any) -> Trigger:
         raise TriggerError("The trigger must be text", position=0)
     if len(text) > MAX_LENGTH:
         raise TriggerError(f"The trigger is over {MAX_LENGTH} characters", position=MAX_LENGTH, text=text)
-    return Trigger(text=text, root=_Parser(text).parse())
+    parser = _Parser(text)
+    root = parser.parse()
+    if _SEGMENT_WHITESPACE.search(_STRINGS.sub("", text)):
+        parser.warn("spacing", "Segment's parser takes only spaces, tabs and newlines between words.")
+    return Trigger(text=text, root=root, warnings=tuple(parser.warnings.values()))
 
 
 @functools.lru_cache(maxsize=1024)

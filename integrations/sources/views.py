@@ -24,6 +24,7 @@ from .formats.segment import TYPES
 from .inbox import message_test
 from .models import Mapping, Source
 from .presets import PRESETS
+from .triggers import TriggerError, trigger_parse
 
 _FIELD_KINDS = ("path", "literal", "template")
 
@@ -117,43 +118,140 @@ def _source_post(request: HttpRequest, source: Source) -> None:
 # --- Mapping editor -----------------------------------------------------------------------------
 
 
+# Segment's directives the editor builds without JSON (the others, and anything pasted from
+# Segment, go in as JSON): each is read back into its inputs when it has exactly this shape.
+_DIRECTIVE_KINDS = ("if", "case", "replace")
+
+
+def _operand(text: str) -> Any:
+    """An editor operand: `$.a.b` is a path, text with `{{...}}` a template, anything else text."""
+    text = text.strip()
+    if text.startswith("$."):
+        return {"@path": text}
+    if "{{" in text:
+        return {"@template": text}
+    return text
+
+
+def _operand_text(value: Any) -> str | None:
+    if isinstance(value, str) and not value.startswith("$.") and "{{" not in value:
+        return value
+    if isinstance(value, dict) and len(value) == 1:
+        ((key, arg),) = value.items()
+        if isinstance(arg, str) and (
+            (key == "@path" and arg.startswith("$.")) or (key == "@template" and "{{" in arg)
+        ):
+            return arg
+    return None
+
+
+def _directive_inputs(spec: Any) -> tuple[str, dict[str, Any]] | None:
+    """The editor's inputs for an @if, @case or @replace it can build, or None."""
+    if not isinstance(spec, dict) or len(spec) != 1:
+        return None
+    ((name, opts),) = spec.items()
+    if not isinstance(opts, dict):
+        return None
+    path = opts.get("exists", opts.get("blank", opts.get("value")))
+    if not (isinstance(path, dict) and list(path) == ["@path"] and isinstance(path["@path"], str)):
+        return None
+    inputs: dict[str, Any] = {"value": path["@path"]}
+    if name == "@if" and opts.keys() - {"then", "else"} in ({"exists"}, {"blank"}):
+        then, otherwise = _operand_text(opts.get("then", "")), _operand_text(opts.get("else", ""))
+        if then is None or otherwise is None or "" in (opts.get("then"), opts.get("else")):
+            return None
+        return "if", {
+            **inputs,
+            "test": "exists" if "exists" in opts else "blank",
+            "then": then,
+            "else": otherwise,
+        }
+    if name == "@case" and opts.keys() == {"operator", "value"} and opts["operator"] in ("lower", "upper"):
+        return "case", {**inputs, "operator": opts["operator"]}
+    replace_keys = {"pattern", "replacement", "global", "ignorecase", "value"}
+    texts = isinstance(opts.get("pattern"), str) and isinstance(opts.get("replacement"), str)
+    if name == "@replace" and opts.keys() == replace_keys and texts:
+        return "replace", {
+            **inputs,
+            "pattern": opts["pattern"],
+            "replacement": opts["replacement"],
+            "global": opts["global"] is True,
+            "ignorecase": opts["ignorecase"] is True,
+        }
+    return None
+
+
 def _field_rows(action: str, fields: dict[str, Any]) -> list[dict]:
     rows = []
     for target in action_for(action).targets:
         spec = fields.get(target.name)
-        kind, value = "", ""
+        kind, value, options = "", "", {}
+        directive = _directive_inputs(spec)
         if isinstance(spec, dict) and len(spec) == 1 and next(iter(spec)) in _FIELD_KINDS:
             kind = next(iter(spec))
             raw = spec[kind]
             value = raw if isinstance(raw, str) and kind != "literal" else json.dumps(raw)
             if kind == "literal" and isinstance(raw, str):
                 value = raw
+        elif directive is not None:
+            kind, options = directive
+            value = options["value"]
         elif spec is not None:
             kind, value = "json", json.dumps(spec)
-        rows.append({"target": target, "kind": kind, "value": value})
+        shown = json.dumps(spec, indent=2, ensure_ascii=False) if spec is not None else ""
+        rows.append({"target": target, "kind": kind, "value": value, "options": options, "json": shown})
     return rows
 
 
 def _fields_from_post(post, action: str) -> dict[str, Any]:
     fields: dict[str, Any] = {}
     for target in action_for(action).targets:
-        kind = post.get(f"kind_{target.name}", "")
-        value = post.get(f"value_{target.name}", "")
+        name = target.name
+        kind = post.get(f"kind_{name}", "")
+        value = post.get(f"value_{name}", "")
         if not kind:
             continue
         if kind == "json":
             try:
-                fields[target.name] = json.loads(value)
+                fields[name] = json.loads(value)
             except ValueError:
-                raise services.MappingInvalid(f"{target.name}: not valid JSON", field=target.name) from None
+                raise services.MappingInvalid(f"{name}: not valid JSON", field=name) from None
         elif kind == "literal":
             try:
-                fields[target.name] = {"literal": json.loads(value)}
+                fields[name] = {"literal": json.loads(value)}
             except ValueError:
-                fields[target.name] = {"literal": value}
+                fields[name] = {"literal": value}
         elif kind in _FIELD_KINDS:
-            fields[target.name] = {kind: value}
+            fields[name] = {kind: value}
+        elif kind in _DIRECTIVE_KINDS:
+            path = {"@path": value.strip()}
+            if kind == "if":
+                test = "blank" if post.get(f"if_test_{name}") == "blank" else "exists"
+                opts: dict[str, Any] = {test: path}
+                for branch in ("then", "else"):
+                    if post.get(f"if_{branch}_{name}", "").strip():
+                        opts[branch] = _operand(post[f"if_{branch}_{name}"])
+                fields[name] = {"@if": opts}
+            elif kind == "case":
+                operator = "upper" if post.get(f"case_operator_{name}") == "upper" else "lower"
+                fields[name] = {"@case": {"operator": operator, "value": path}}
+            else:
+                fields[name] = {"@replace": {
+                    "pattern": post.get(f"replace_pattern_{name}", ""),
+                    "replacement": post.get(f"replace_replacement_{name}", ""),
+                    "global": post.get(f"replace_global_{name}") == "on",
+                    "ignorecase": post.get(f"replace_ignorecase_{name}") == "on",
+                    "value": path,
+                }}  # fmt: skip
     return fields
+
+
+def _trigger_warnings(trigger: str) -> list[str]:
+    """What Segment's parser would read differently in a trigger (nothing for one that fails)."""
+    try:
+        return [str(w) for w in trigger_parse(trigger).warnings]
+    except TriggerError:
+        return []
 
 
 @login_required
@@ -199,6 +297,8 @@ def mapping_edit(
             error = exc
         else:
             messages.success(request, f"Mapping “{saved.name}” saved.")
+            for warning in _trigger_warnings(saved.trigger):
+                messages.warning(request, f"In Segment this trigger would mean something else: {warning}")
             return redirect("source_detail", app_id=app.public_id, source_id=source.public_id)
     samples = selectors.sample_messages(source=source, limit=1)
     sample = samples[0] if samples else _default_sample()
@@ -225,6 +325,8 @@ def mapping_edit(
             event_types=TYPES,
             trigger_type=trigger_type,
             sample_received=bool(samples),
+            trigger_warnings=_trigger_warnings(form["trigger"]),
+            fields_json=json.dumps(form["fields"], indent=2, ensure_ascii=False),
             suggestions=selectors.path_suggestions(source=source),
             sample=json.dumps(sample, indent=2),
             presets=PRESETS.values(),
@@ -271,6 +373,8 @@ def mapping_test(request: HttpRequest, app_id: str, source_id: str) -> HttpRespo
         screen = "usage_events" if action == "usage_event" else "customers"
         result["stored_url"] = reverse(screen, args=[app.public_id])
         result["stored_label"] = "Usage events" if action == "usage_event" else "Customers"
+    result["warnings"] = _trigger_warnings(request.POST.get("trigger", ""))
+    result["fields"] = fields
     return JsonResponse(result, json_dumps_params={"default": str})
 
 

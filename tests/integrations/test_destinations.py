@@ -154,6 +154,38 @@ def test_a_message_missing_a_required_field_is_stored_failed_and_never_sent(app,
     assert refused.attempts == 0 and "customer_id missing" in refused.last_error
 
 
+def test_a_mapping_copied_from_segment_shapes_what_is_sent_and_a_failing_directive_fails_the_delivery(
+    app, metronome, metronome_server
+):
+    """Subscriptions take Segment's mapping-kit as is; a directive that fails on an event (as it
+    would in Segment) stores a failed delivery saying why, never sent."""
+    subscription = metronome.subscriptions.get()
+    fields = dict(
+        subscription.fields,
+        event_type={"@if": {"exists": {"@path": "$.properties.tier"},
+                            "then": {"@template": "{{event}}_{{properties.tier}}"},
+                            "else": {"@case": {"operator": "upper", "value": {"@path": "$.event"}}}}},
+        properties={"@merge": {"objects": [{"@path": "$.properties"}, {"via": "hub"}], "direction": "right"}},
+    )  # fmt: skip
+    subscription_save(integration=metronome, subscription=subscription, name=subscription.name,
+                      action="sendEvent", trigger=subscription.trigger, fields=fields)  # fmt: skip
+    customer = make_customer(app, "shop-1")
+    ingest(app, customer, ("api_call", "ev-1", {"tier": "gold"}), ("api_call", "ev-2", {}))
+    forward_all()
+    got = {e["transaction_id"]: e for e in metronome_server.items}
+    assert got["ev-1"]["event_type"] == "api_call_gold" and got["ev-2"]["event_type"] == "API_CALL"
+    assert got["ev-1"]["properties"] == {"tier": "gold", "via": "hub"}
+
+    failing = dict(fields, event_type={"@path": {"@path": "$.properties.tier"}})  # a path that is no text
+    subscription_save(integration=metronome, subscription=subscription, name=subscription.name,
+                      action="sendEvent", trigger=subscription.trigger, fields=failing)  # fmt: skip
+    ingest(app, customer, ("api_call", "ev-3", {"tier": 5}))
+    forward_all()
+    refused = Delivery.objects.get(integration=metronome, status="failed")
+    assert refused.attempts == 0 and "expected string" in refused.last_error
+    assert "ev-3" not in {e["transaction_id"] for e in metronome_server.items}
+
+
 def test_kable_gets_its_shape_and_headers(app, workspace, fast_retries):
     server = KableStandIn(client_id="kci_1", secret="kcs_1").start()
     try:

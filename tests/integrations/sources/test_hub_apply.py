@@ -70,3 +70,49 @@ def test_a_bad_trigger_names_the_path_and_position(tmp_path):
     with pytest.raises(CommandError, match=r"sources\[0\]\.mappings\[2\]\.trigger: .*position 19"):
         apply(doc, tmp_path)
     assert not Source.objects.exists()  # all or nothing
+
+
+KIT_FIELDS = {
+    "event_name": {"@if": {"exists": {"@path": "$.properties.plan"},
+                           "then": {"@template": "{{event}} ({{properties.plan}})"},
+                           "else": {"@case": {"operator": "lower", "value": {"@path": "$.event"}}}}},
+    "customer_id": {"@replace": {"pattern": ".myshop", "replacement": "", "value": {"@path": "$.properties.shop"}}},
+    "properties": {"@merge": {"objects": [{"source": "segment"}, {"@path": "$.properties"}], "direction": "right"}},
+}  # fmt: skip
+
+
+def test_a_mapping_kit_mapping_round_trips_and_runs(tmp_path):
+    """A mapping written in Segment's mapping-kit is declared as is, read back unchanged, declared
+    again idempotently, and runs on received messages."""
+    from events.models import UsageEvent
+    from integrations.sources.inbox import inbox_process_pending, inbox_receive
+
+    doc = {"workspace": "Acme", "apps": [{"name": "Upsell", "sources": [{"name": "Segment", "mappings": [
+        {"name": "From Segment", "trigger": 'type = "track"', "action": "usage_event", "fields": KIT_FIELDS}]}]}]}  # fmt: skip
+    assert apply(doc, tmp_path)["apps"][0]["sources"][0]["mappings"][0]["created"] is True
+    source = Source.objects.get(name="Segment")
+    mapping = source.mappings.get(name="From Segment")
+    assert mapping.fields == KIT_FIELDS
+    assert apply(doc, tmp_path)["apps"][0]["sources"][0]["mappings"][0]["created"] is False
+    assert source.mappings.get(name="From Segment").fields == KIT_FIELDS
+
+    base = {"type": "track", "userId": "u"}
+    inbox_receive(source=source, format_kind="segment", items=[
+        {**base, "messageId": "k-1", "event": "Report Generated", "properties": {"shop": "a.myshopify.com", "plan": "pro"}},
+        {**base, "messageId": "k-2", "event": "Report Generated", "properties": {"shop": "b.myshopify.com"}},
+    ])  # fmt: skip
+    inbox_process_pending()
+    events = {e.event_id: e for e in UsageEvent.objects.all()}
+    assert events["k-1"].event_name == "Report Generated (pro)"
+    assert events["k-2"].event_name == "report generated"
+    assert events["k-1"].properties == {"source": "segment", "shop": "a.myshopify.com", "plan": "pro"}
+    assert events["k-2"].customer.platform_id == "bify.com"  # @replace: ".myshop" removed
+
+
+def test_a_mapping_kit_mapping_segment_refuses_is_refused_with_its_path(tmp_path):
+    doc = {"workspace": "Acme", "apps": [{"name": "Upsell", "sources": [{"name": "Segment", "mappings": [
+        {"name": "Bad", "trigger": 'type = "track"', "action": "usage_event",
+         "fields": {**KIT_FIELDS, "event_name": {"@path": "$.event", "@literal": "x"}}}]}]}]}  # fmt: skip
+    with pytest.raises(CommandError, match=r"event_name.*one @-prefixed key"):
+        apply(doc, tmp_path)
+    assert not Source.objects.exists()

@@ -76,8 +76,12 @@ def test_value_specs(spec, expected):
 @pytest.mark.parametrize(
     ("spec", "fragment"),
     [
-        ({}, "exactly one of"),
-        ({"path": "a", "literal": 1}, "exactly one of"),
+        ({"@pth": "a"}, "invalid directive: @pth"),
+        ({"@liquid": "{{ event | upcase }}"}, "does not run"),  # a documented divergence
+        ({"@path": "a", "extra": 1}, "one @-prefixed key"),
+        ({"a": {"@path": "$.x", "@literal": 1}}, "one @-prefixed key"),
+        ({"@replace": {"pattern": "x" * 11, "value": "v"}}, "length"),
+        ({"@if": {"exists": {"@path": 5}}}, "string or a mapping directive"),
         ({"path": 3}, "must be text"),
         ({"path": "a..b"}, "not a path"),
         ({"path": "a[x]"}, "not a path"),
@@ -86,8 +90,6 @@ def test_value_specs(spec, expected):
         ({"coalesce": []}, "non-empty list"),
         ({"literal": 1, "rename": {}}, '"rename" goes with "path"'),
         ({"path": "properties", "rename": {"a": 1}}, "rename"),
-        ({"path": "a", "extra": 1}, "unknown key"),
-        ("properties.shop", "exactly one of"),
     ],
 )
 def test_bad_value_specs_name_the_field(spec, fragment):
@@ -95,6 +97,59 @@ def test_bad_value_specs_name_the_field(spec, fragment):
         value_compile(spec, field="customer_id")
     assert caught.value.field.startswith("customer_id")
     assert fragment in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ({}, {}),  # anything that is not exactly one of the hub's specs is mapping-kit: raw JSON here
+        ({"path": "a", "literal": 1}, {"path": "a", "literal": 1}),
+        ("properties.shop", "properties.shop"),
+        ({"@path": "$.properties.shop"}, "s.myshopify.com"),
+        ({"@path": "$.properties.none"}, None),
+        ({"@path": "$.properties.missing"}, MISSING),
+        ({"@template": "{{traits.first_name}} {{properties.nested.field}}"}, "Ann 7"),
+        ({"@if": {"exists": {"@path": "$.properties.none"}, "then": "yes", "else": "no"}}, "no"),
+        (
+            {"@if": {"blank": {"@path": "$.properties.segmentX"}, "then": {"@path": "$.event"}}},
+            "Report Generated",
+        ),
+        ({"@arrayPath": ["$.properties.items", {"sku": {"@path": "$.id"}}]}, [{"sku": "a"}, {"sku": "b"}]),
+        ({"@case": {"operator": "upper", "value": {"@path": "$.traits.first_name"}}}, "ANN"),
+        ({"@replace": {"pattern": ".", "replacement": "-", "value": "a.b.c"}}, "a-b-c"),
+        ({"@merge": {"objects": [{"a": 1}, {"a": 2, "b": 3}], "direction": "left"}}, {"a": 1, "b": 3}),
+        ({"@json": {"mode": "encode", "value": {"@path": "$.properties.nested"}}}, '{"field":7}'),
+        ({"@json": {"mode": "decode", "value": "{oops"}}, "{oops"),
+        ({"@flatten": {"separator": "_", "value": {"@path": "$.properties.nested"}}}, {"field": 7}),
+        (  # a key flattened twice keeps its first place, as JavaScript's object spread keeps it
+            {
+                "@json": {
+                    "mode": "encode",
+                    "value": {"@flatten": {"separator": "_", "value": {"a_b": 1, "a": {"b": 2}, "c": 3}}},
+                }
+            },
+            '{"a_b":2,"c":3}',
+        ),
+        ({"@excludeWhenNull": {"a": {"@path": "$.properties.none"}, "b": 1}}, {"b": 1}),
+        (
+            {"shop": {"@path": "$.properties.shop"}, "gone": {"@path": "$.nope"}, "n": None},
+            {"shop": "s.myshopify.com", "n": None},
+        ),
+    ],
+)
+def test_mapping_kit_values(spec, expected):
+    """Segment's directives and raw values, read as Segment reads them (undefined dropped, null kept)."""
+    assert value_compile(spec)(MESSAGE) == expected
+
+
+def test_a_directive_that_fails_on_a_message_fails_the_mapping_not_the_run():
+    mapping = mapping_compile(
+        name="m", trigger='type = "track"', action="usage_event",
+        fields={"event_name": {"@case": {"operator": "title", "value": {"@path": "$.event"}}}},
+    )  # fmt: skip
+    [output] = mappings_run([mapping], MESSAGE)
+    assert output.values == {}
+    assert "event_name: " in output.errors[0] and "lower" in output.errors[0]
 
 
 def test_mappings_run_in_order_several_may_match_and_missing_paths_are_left_out():

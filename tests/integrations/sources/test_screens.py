@@ -111,3 +111,42 @@ def test_debugger_lists_latest_messages_with_outcome(logged_in, app, source):
     assert 'data-message-id="d-2" data-outcome="rejected"' in rows and "event is required for track" in rows
     assert 'data-message-id="d-3" data-outcome="unmatched"' in rows
     assert "Mantle: Track → usage event" in rows
+
+
+def test_mapping_editor_builds_segment_directives_without_json_and_reads_them_back(logged_in, app, source):
+    url = f"/apps/{app.public_id}/sources/{source.public_id}/mappings/new/"
+    form = _form(
+        kind_event_name="if", value_event_name="$.properties.plan", if_test_event_name="blank",
+        if_then_event_name="{{event}} on {{properties.plan}}", if_else_event_name="$.event",
+        kind_customer_id="replace", value_customer_id="$.properties.shop", replace_pattern_customer_id=".myshop",
+        replace_replacement_customer_id="", replace_global_customer_id="on",
+        kind_properties="json", value_properties='{"@merge": {"objects": [{"@path": "$.properties"}], "direction": "right"}}',
+    )  # fmt: skip
+    assert logged_in.post(url, form).status_code == 302
+    mapping = Mapping.objects.get(source=source, name="Reports")
+    assert mapping.fields == {
+        "event_name": {"@if": {"blank": {"@path": "$.properties.plan"},
+                               "then": {"@template": "{{event}} on {{properties.plan}}"}, "else": {"@path": "$.event"}}},
+        "customer_id": {"@replace": {"pattern": ".myshop", "replacement": "", "global": True, "ignorecase": False,
+                                     "value": {"@path": "$.properties.shop"}}},
+        "properties": {"@merge": {"objects": [{"@path": "$.properties"}], "direction": "right"}},
+    }  # fmt: skip
+    html = logged_in.get(
+        f"/apps/{app.public_id}/sources/{source.public_id}/mappings/{mapping.pk}/"
+    ).content.decode()
+    assert '<option value="if" selected>' in html and '<option value="replace" selected>' in html
+    assert 'name="if_then_event_name" value="{{event}} on {{properties.plan}}"' in html
+    assert 'name="replace_pattern_customer_id" value=".myshop"' in html
+    assert "&quot;@merge&quot;" in html  # the JSON, to copy into Segment
+
+
+def test_mapping_editor_warns_where_segment_reads_the_trigger_differently(logged_in, app, source):
+    url = f"/apps/{app.public_id}/sources/{source.public_id}/mappings/new/"
+    response = logged_in.post(url, _form(trigger='type = "track" and !(event = "Report")'), follow=True)
+    assert response.status_code == 200
+    assert "In Segment this trigger would mean something else" in response.content.decode()
+    mapping = Mapping.objects.get(source=source, name="Reports")
+    edit = logged_in.get(f"/apps/{app.public_id}/sources/{source.public_id}/mappings/{mapping.pk}/")
+    assert 'data-testid="trigger-warnings"' in edit.content.decode()
+    plain = logged_in.get(url).content.decode()  # the default trigger reads the same in Segment
+    assert 'data-testid="trigger-warnings"' not in plain

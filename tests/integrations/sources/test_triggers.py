@@ -170,3 +170,52 @@ TRIGGERS = [
 )
 def test_evaluating_any_message_returns_a_boolean(trigger, message):
     assert trigger_parse(trigger)(message) in (True, False)
+
+
+@pytest.mark.parametrize(
+    "trigger",
+    [
+        'type = "track" and !contains(userId, "@company.com")',  # seed 001
+        'event = "Order Completed" or event = "Order Refunded"',
+        'type = "track" and (event = "Order Completed" or properties.total >= 10)',
+        "properties.plan = null and traits.email != null and properties.flag = true",
+        'match(userId, "*@example.com")',
+    ],
+)
+def test_triggers_segment_reads_the_same_have_no_warnings(trigger):
+    assert trigger_parse(trigger).warnings == ()
+
+
+@pytest.mark.parametrize(
+    ("trigger", "code"),
+    [
+        ('!(event = "a")', "not"),
+        ('!event = "a"', "not"),
+        ('anonymousId = "x"', "field"),
+        ('contains(type, "tr")', "field"),
+        ('type = "a" and event = "b" or event = "c"', "and-or"),
+        ('match(event, "Ord?r")', "match"),
+        ('match(event, "Order")', "match"),
+        ("event = null", "as-text"),
+        ("properties.count != 3", "as-text"),
+        ('event = "a" and (event = "b" or (event = "c"))', "nested"),
+        ('properties.plan!="pro"', "spacing"),
+    ],
+)
+def test_triggers_segment_reads_differently_warn(trigger, code):
+    """The editor warns where Segment's parser would read the trigger differently."""
+    assert code in {w.code for w in trigger_parse(trigger).warnings}
+
+
+def test_not_before_a_call_is_segments_not_contains():
+    """`!contains(...)` is true only for text without the needle (Segment's not_contains)."""
+    trigger = trigger_parse('!contains(userId, "@company.com")')
+    assert trigger({"userId": "ann@example.com"}) is True
+    assert trigger({"userId": "bob@company.com"}) is False
+    assert trigger({}) is False
+
+
+def test_fields_are_read_as_segment_reads_them():
+    assert trigger_parse("properties.items.1.n = 2")({"properties": {"items": [{}, {"n": 2}]}})
+    assert trigger_parse("properties.s.length = 3")({"properties": {"s": "abc"}})
+    assert trigger_parse("properties.a.b = 0")({"properties": {"a": 0}})  # a falsy value stops the path

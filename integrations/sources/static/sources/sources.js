@@ -29,6 +29,16 @@
           table.querySelectorAll("select, input").forEach(function (el) { el.disabled = !on; });
         });
       });
+      // A field's kind shows the inputs of its directive (if, case, replace) and hides the others.
+      form.querySelectorAll("select[name^='kind_']").forEach(function (select) {
+        function show() {
+          select.closest("tr").querySelectorAll("[data-kind-options]").forEach(function (box) {
+            box.hidden = box.getAttribute("data-kind-options") !== select.value;
+          });
+        }
+        select.addEventListener("change", show);
+        show();
+      });
       form.querySelectorAll("[data-test-run]").forEach(function (button) {
         button.addEventListener("click", function () {
           var data = new FormData(form);
@@ -53,6 +63,9 @@
               }
               out.appendChild(alert);
               (result.errors || []).forEach(function (e) { out.appendChild(text("p", e, "field-error")); });
+              (result.warnings || []).forEach(function (w) {
+                out.appendChild(text("p", "In Segment this trigger would mean something else: " + w, "alert alert-warning"));
+              });
               if (result.pointer) out.appendChild(text("pre", result.pointer, "mono"));
               if (result.record) out.appendChild(text("pre", JSON.stringify(result.record, null, 2), "mono"));
             })
