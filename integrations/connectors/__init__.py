@@ -109,4 +109,4 @@ def connector_for(kind: str) -> Connector:
     return _REGISTRY[kind]
 
 
-from . import kable, metronome, segment, webhook  # noqa: E402,F401  (each registers itself)
+from integrations.vendors import kable, metronome, segment, webhook  # noqa: E402,F401  (each registers itself)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import Action, BaseConnector, BatchRequest, MessageRefused, connector_register
+from integrations.connectors import Action, BaseConnector, BatchRequest, MessageRefused, connector_register
 
 HOSTS = {"live": "https://live.kable.io", "test": "https://test.kable.io"}
 

@@ -18,7 +18,7 @@ import secrets
 import time
 from typing import Any
 
-from . import Action, BaseConnector, BatchRequest, MessageRefused, connector_register
+from integrations.connectors import Action, BaseConnector, BatchRequest, MessageRefused, connector_register
 
 SEND = Action(
     name="send",

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import Action, BaseConnector, BatchRequest, MessageRefused, connector_register
+from integrations.connectors import Action, BaseConnector, BatchRequest, MessageRefused, connector_register
 
 HOST = "https://api.metronome.com"
 

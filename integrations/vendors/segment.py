@@ -14,8 +14,7 @@ import orjson
 from django.utils import timezone
 
 from hub.models import Activity
-
-from . import BaseConnector, BatchRequest, connector_register
+from integrations.connectors import BaseConnector, BatchRequest, connector_register
 
 HOSTS = {"us": "https://api.segment.io", "eu": "https://events.eu1.segmentapis.com"}
 LIBRARY = {"name": "integration-hub", "version": "0.1.0"}

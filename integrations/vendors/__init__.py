@@ -1,0 +1,1 @@
+"""Every outside platform the hub speaks to, one module each (Segment, Metronome, Kable, webhooks)."""
