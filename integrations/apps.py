@@ -9,5 +9,7 @@ class IntegrationsConfig(AppConfig):
         from hub.config_apply import section_register
 
         from .services import integrations_apply
+        from .vendors import vendors_load
 
+        vendors_load()
         section_register(level="workspace", key="integrations", apply=integrations_apply)

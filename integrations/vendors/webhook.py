@@ -18,7 +18,9 @@ import secrets
 import time
 from typing import Any
 
-from integrations.connectors import Action, BaseConnector, BatchRequest, MessageRefused, connector_register
+from integrations.connectors import Action, BaseConnector, BatchRequest, MessageRefused
+
+from . import Vendor, vendor_register
 
 SEND = Action(
     name="send",
@@ -101,4 +103,4 @@ class WebhookConnector(BaseConnector):
         return super().classify(status, body)
 
 
-connector_register(WebhookConnector())
+vendor_register(Vendor(key="webhook", label="Webhook", connector=WebhookConnector()))
