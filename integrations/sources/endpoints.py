@@ -186,6 +186,19 @@ def required_text(event: dict, name: str, index: int) -> str:
     return value
 
 
+def _event_check(event: Any, i: int, *, required: tuple[str, ...], object_field: str) -> None:
+    """One event by a vendor's rules: an object, `object_field` an object (or null) when present,
+    each `required` field non-empty text, `timestamp` RFC 3339 (the first broken rule is a 400)."""
+    if not isinstance(event, dict):
+        raise VendorError(f"[{i}] must be an event object")
+    value = event.get(object_field, {})
+    if value is not None and not isinstance(value, dict):
+        raise VendorError(f"[{i}].{object_field} must be an object")
+    for name in required:
+        required_text(event, name, i)
+    rfc3339(event.get("timestamp"), i, "timestamp")
+
+
 _UNREAD = object()
 
 
@@ -195,21 +208,23 @@ def compatible_receive(
     api_key: ApiKey,
     kind: str,
     items_of: Callable[[Any], list[Any]],
-    check: Callable[[Any, int], None],
+    required: tuple[str, ...],
+    object_field: str,
     shown_at_most: int,
 ) -> VendorReceipt:
     """All or nothing: the body, its events (`items_of`), each event's fields by the vendor's rules
-    (`check`), then a dry run of the app's source's current mappings over the events (what they
-    would store must pass the usage-event rules: a timestamp at most 24 h ahead, sizes...); then
-    the events are received. A request refused here is recorded in the source's debugger as
-    rejected with the reason: its events (at most `shown_at_most` of them), or the request as one
-    message when it has none to show (a body unread, not JSON, not events)."""
+    (`required` text, `object_field` an object, an RFC 3339 `timestamp`), then a dry run of the app's
+    source's current mappings over the events (what they would store must pass the usage-event
+    rules: a timestamp at most 24 h ahead, sizes...); then the events are received. A request
+    refused here is recorded in the source's debugger as rejected with the reason: its events (at
+    most `shown_at_most` of them), or the request as one message when it has none to show (a body
+    unread, not JSON, not events)."""
     body: Any = _UNREAD
     try:
         body = _compat_body(request)
         items = items_of(body)
         for i, event in enumerate(items):
-            check(event, i)
+            _event_check(event, i, required=required, object_field=object_field)
         source = vendor_source_get_or_create(app=api_key.app, kind=kind)
         problems = messages_check(source=source, items=items, format_kind=kind)
         if problems:

@@ -26,8 +26,6 @@ from integrations.sources.endpoints import (
     api_key_rate_limit,
     compatible_receive,
     json_response,
-    required_text,
-    rfc3339,
     vendor_errors,
 )
 from integrations.sources.formats import CompatibleFormat
@@ -115,6 +113,9 @@ USAGE_EVENT_FIELDS = {
     "timestamp": "timestamp",
     "data": "properties",
 }
+# The text fields Kable requires of an event (besides an RFC 3339 timestamp); `data`, when
+# present, is an object.
+REQUIRED = ("transactionId", "clientId")
 # Kable events carry no name: the first of these keys of `data` that holds one, else the default.
 EVENT_NAME_KEYS = ("eventName", "event_name", "event", "eventType")
 DEFAULT_EVENT_NAME = "kable_event"
@@ -186,18 +187,6 @@ def _items(body: Any) -> list[Any]:
     return items
 
 
-def _check(event: Any, i: int) -> None:
-    """Kable's rules for one event (its values are then checked by the source's mappings)."""
-    if not isinstance(event, dict):
-        raise VendorError(f"[{i}] must be an event object")
-    data = event.get("data", {})
-    if data is not None and not isinstance(data, dict):
-        raise VendorError(f"[{i}].data must be an object")
-    for name in ("transactionId", "clientId"):
-        required_text(event, name, i)
-    rfc3339(event.get("timestamp"), i, "timestamp")
-
-
 @csrf_exempt
 @require_POST
 @vendor_errors
@@ -215,7 +204,8 @@ def kable_events_create(request: HttpRequest) -> HttpResponse:
         api_key=api_key,
         kind=Source.Kind.KABLE,
         items_of=_items,
-        check=_check,
+        required=REQUIRED,
+        object_field="data",
         shown_at_most=settings.HUB_USAGE_EVENTS_MAX_PER_REQUEST,
     )
     return json_response({"success": True, "accepted": receipt.accepted, "duplicates": receipt.duplicates})

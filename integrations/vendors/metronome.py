@@ -23,8 +23,6 @@ from integrations.sources.endpoints import (
     api_key_auth,
     api_key_rate_limit,
     compatible_receive,
-    required_text,
-    rfc3339,
     vendor_errors,
 )
 from integrations.sources.formats import CompatibleFormat
@@ -95,6 +93,9 @@ class MetronomeConnector(BaseConnector):
 # that source's mappings (first the preset below: the conversion this endpoint always made).
 
 MAX_EVENTS = 100
+# The text fields Metronome requires of an event (besides an RFC 3339 timestamp); `properties`,
+# when present, is an object.
+REQUIRED = ("transaction_id", "customer_id", "event_type")
 # Metronome's event field → the usage event's: what the ingest preset maps, and what Segment's
 # sendEvent defaults mean for a usage event (the track preset).
 USAGE_EVENT_FIELDS = {
@@ -144,18 +145,6 @@ def _items(body: Any) -> list[Any]:
     return body
 
 
-def _check(event: Any, i: int) -> None:
-    """Metronome's rules for one event (its values are then checked by the source's mappings)."""
-    if not isinstance(event, dict):
-        raise VendorError(f"[{i}] must be an event object")
-    properties = event.get("properties", {})
-    if properties is not None and not isinstance(properties, dict):
-        raise VendorError(f"[{i}].properties must be an object")
-    for name in ("transaction_id", "customer_id", "event_type"):
-        required_text(event, name, i)
-    rfc3339(event.get("timestamp"), i, "timestamp")
-
-
 @csrf_exempt
 @require_POST
 @vendor_errors
@@ -171,7 +160,8 @@ def metronome_ingest(request: HttpRequest) -> HttpResponse:
         api_key=api_key,
         kind=Source.Kind.METRONOME,
         items_of=_items,
-        check=_check,
+        required=REQUIRED,
+        object_field="properties",
         shown_at_most=MAX_EVENTS,
     )
     return HttpResponse(status=200)
