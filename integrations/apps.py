@@ -6,10 +6,11 @@ class IntegrationsConfig(AppConfig):
     verbose_name = "Integrations"
 
     def ready(self) -> None:
+        from .vendors import vendors_load
+
+        vendors_load()  # every platform registers its formats, presets and connector
         from hub.config_apply import section_register
 
         from .services import integrations_apply
-        from .vendors import vendors_load
 
-        vendors_load()
         section_register(level="workspace", key="integrations", apply=integrations_apply)
