@@ -17,7 +17,7 @@ from .outbound import OutboundRefused, url_check
 from .services import integration_apps_check
 from .sources.mapping_engine import MappingError
 from .sources.triggers import TriggerError
-from .vendors.webhook import secret_generate, secret_key
+from .vendors.webhook.connector import secret_generate, secret_key
 
 DESTINATION_KINDS = (Integration.Kind.METRONOME, Integration.Kind.KABLE, Integration.Kind.WEBHOOK)
 

@@ -12,7 +12,7 @@ from hub.models import Activity
 from integrations import delivery
 from integrations.models import Attempt, Delivery
 from integrations.services import integration_save
-from integrations.vendors.segment import EVENT_NAMES
+from integrations.vendors.segment.connector import EVENT_NAMES
 from tests.factories import AppFactory
 from tests.integrations.conftest import all_eleven, make_customer
 

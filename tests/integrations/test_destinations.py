@@ -16,7 +16,7 @@ from integrations import delivery, forwarding
 from integrations.destinations import destination_save, subscription_save
 from integrations.models import Delivery, Integration
 from integrations.services import delivery_retry
-from integrations.vendors.webhook import secret_generate
+from integrations.vendors.webhook.connector import secret_generate
 from tests.destination_standins import KableStandIn, MetronomeStandIn, WebhookReceiver
 from tests.integrations.conftest import make_customer
 

@@ -8,9 +8,7 @@ when the source has a shared secret). Segment's spec rules: a known `type`; `use
 `anonymousId`; `event` for track, `groupId` for group, `previousId` for alias; a `messageId` under
 100 characters (one is made when absent).
 
-Out: track calls in Object-Action style, sent to `/v1/batch`. Limits (Segment's docs): 32 KB per
-message, 500 KB and 2,500 messages per batch. Auth is the write key as the Basic-auth user with an
-empty password. `messageId` is the activity's id, so Segment dedupes retries.
+Out: lifecycle activities as track calls to `/v1/batch` (`connector.py`).
 """
 
 from __future__ import annotations
@@ -21,20 +19,15 @@ import hashlib
 import hmac
 import json
 import uuid
-from datetime import UTC
 from typing import Any
 
-import orjson
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.urls import path
-from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from hub.errors import AuthenticationError
-from hub.models import Activity
-from integrations.connectors import BaseConnector, BatchRequest
 from integrations.sources import openapi
 from integrations.sources.endpoints import (
     BadRequest,
@@ -49,7 +42,8 @@ from integrations.sources.formats import Received
 from integrations.sources.inbox import inbox_receive
 from integrations.sources.services import source_by_webhook_token, source_by_write_key
 
-from . import OpenApiFragment, Vendor, vendor_register
+from .. import OpenApiFragment, Vendor, vendor_register
+from .connector import SegmentConnector
 
 # --- In: Segment's spec messages ----------------------------------------------------------------
 
@@ -234,95 +228,6 @@ def webhook(request: HttpRequest, token: str) -> HttpResponse:
         return _single_receipt(inbox_receive(source=source, items=[body]))
     _check_count(body)
     return json_response(inbox_receive(source=source, items=body).body())
-
-
-# --- Out: the tracking API's /v1/batch ---------------------------------------------------------
-
-HOSTS = {"us": "https://api.segment.io", "eu": "https://events.eu1.segmentapis.com"}
-LIBRARY = {"name": "integration-hub", "version": "0.1.0"}
-
-# Activity kind -> Segment event name (Object Action, Title Case).
-EVENT_NAMES = {
-    Activity.Kind.INSTALLED: "App Installed",
-    Activity.Kind.UNINSTALLED: "App Uninstalled",
-    Activity.Kind.INSTALLATION_FROZEN: "App Installation Frozen",
-    Activity.Kind.INSTALLATION_REACTIVATED: "App Installation Reactivated",
-    Activity.Kind.REVIEWED: "App Reviewed",
-    Activity.Kind.SUBSCRIBED: "Plan Subscribed",
-    Activity.Kind.UNSUBSCRIBED: "Plan Unsubscribed",
-    Activity.Kind.UPGRADED: "Plan Upgraded",
-    Activity.Kind.DOWNGRADED: "Plan Downgraded",
-    Activity.Kind.PLAN_CHANGED: "Plan Changed",
-    Activity.Kind.SUBSCRIPTION_FROZEN: "Subscription Frozen",
-    Activity.Kind.SUBSCRIPTION_UNFROZEN: "Subscription Unfrozen",
-    Activity.Kind.USAGE_LIMIT_APPROACHING: "Usage Limit Approaching",
-    Activity.Kind.USAGE_LIMIT_REACHED: "Usage Limit Reached",
-    Activity.Kind.UPGRADE_SUGGESTED: "Plan Upgrade Suggested",
-}
-TEST_EVENT = "Hub Test Event"
-
-
-def _iso(dt) -> str:
-    return dt.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def base_url(integration: Any) -> str:
-    if integration.region == "custom":
-        return integration.custom_host.rstrip("/")
-    return HOSTS[integration.region]
-
-
-def user_id(integration: Any, activity: Any) -> str:
-    """The customer's id, or the chosen custom field's value as it was when the activity happened."""
-    if integration.user_id_field:
-        value = (activity.customer_fields or {}).get(integration.user_id_field)
-        if value not in (None, "") and isinstance(value, str | int | float):
-            return str(value)
-    return activity.customer_public_id
-
-
-class SegmentConnector(BaseConnector):
-    kind = "segment"
-    label = "Segment"
-    max_message_bytes = 32 * 1024
-    max_batch_bytes = 500 * 1024
-    max_batch_messages = 2500
-
-    def activity_message(self, *, integration: Any, activity: Any) -> dict[str, Any]:
-        """A track call for one activity (`integrations.delivery_store.ActivityRow`)."""
-        return {
-            "type": "track",
-            "event": EVENT_NAMES[activity.kind],
-            "userId": user_id(integration, activity),
-            "messageId": activity.id,
-            "timestamp": activity.timestamp,
-            "properties": {"activity": activity.kind, **activity.properties},
-            "context": {"library": LIBRARY},
-        }
-
-    def test_message(self, *, integration: Any, message_id: str) -> dict[str, Any]:
-        return {
-            "type": "track",
-            "event": TEST_EVENT,
-            "userId": "hub-test-user",
-            "messageId": message_id,
-            "timestamp": _iso(timezone.now()),
-            "properties": {"integration": integration.name, "test": True},
-            "context": {"library": LIBRARY},
-        }
-
-    def batch_overhead(self) -> int:
-        return len(b'{"batch":[],"sentAt":"2000-01-01T00:00:00.000Z"}') + 8
-
-    def batch_request(self, *, integration: Any, messages: list[bytes]) -> BatchRequest:
-        sent_at = orjson.dumps(_iso(timezone.now()))
-        body = b'{"batch":[' + b",".join(messages) + b'],"sentAt":' + sent_at + b"}"
-        return BatchRequest(
-            url=base_url(integration) + "/v1/batch",
-            body=body,
-            headers={"Content-Type": "application/json"},
-            auth=(integration.write_key, ""),
-        )
 
 
 # --- OpenAPI ------------------------------------------------------------------------------------

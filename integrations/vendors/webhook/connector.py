@@ -20,8 +20,6 @@ from typing import Any
 
 from integrations.connectors import Action, BaseConnector, BatchRequest, MessageRefused
 
-from . import Vendor, vendor_register
-
 SEND = Action(
     name="send",
     label="Send",
@@ -101,6 +99,3 @@ class WebhookConnector(BaseConnector):
         if status == 410:  # Gone: the receiver asks for no more
             return "failed"
         return super().classify(status, body)
-
-
-vendor_register(Vendor(key="webhook", label="Webhook", connector=WebhookConnector()))

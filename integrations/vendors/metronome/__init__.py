@@ -1,10 +1,11 @@
-"""Metronome's ingest API: usage events as `POST /v1/ingest`, a JSON array of 1 to 100 events
-`{transaction_id, customer_id, timestamp, event_type, properties}` with a Bearer token.
+"""Metronome, both ways.
 
-Defaults as Segment's Metronome (Actions) sendEvent and seed 001: transaction_id from the event
-id (Segment's messageId), customer_id from `context.groupId`, event_type from the event name.
-Metronome ignores a transaction_id it saw in the last 34 days, so a resend is harmless; it answers
-400 to a malformed batch (permanent), 401/403 to a bad token, 429 and 5xx to retry later.
+In: the Metronome-compatible `POST /metronome/v1/ingest` (below): the same API, answered by the
+hub, with an API key as the Bearer token; the request is checked whole by Metronome's rules, its
+events kept in the inbox of the app's `metronome` source and stored by that source's mappings
+(first the ingest preset: the conversion this endpoint always made).
+
+Out: the `/v1/ingest` connector and sendEvent's default mapping (`connector.py`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from django.urls import path
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from integrations.connectors import Action, BaseConnector, BatchRequest, MessageRefused
 from integrations.sources import openapi
 from integrations.sources.endpoints import (
     VendorError,
@@ -29,68 +29,8 @@ from integrations.sources.formats import CompatibleFormat
 from integrations.sources.models import Source
 from integrations.sources.presets import Preset
 
-from . import OpenApiFragment, Vendor, VendorSource, vendor_register
-
-HOST = "https://api.metronome.com"
-
-SEND_EVENT = Action(
-    name="sendEvent",
-    label="Send event",
-    item_kind="usage_event",
-    trigger='type = "track"',
-    fields={
-        "transaction_id": {"path": "$.messageId"},
-        "customer_id": {"path": "$.context.groupId"},
-        "timestamp": {"path": "$.timestamp"},
-        "event_type": {"path": "$.event"},
-        "properties": {"path": "$.properties"},
-    },
-    targets=("transaction_id", "customer_id", "timestamp", "event_type", "properties"),
-    required=("transaction_id", "customer_id", "timestamp", "event_type"),
-)
-
-
-class MetronomeConnector(BaseConnector):
-    kind = "metronome"
-    label = "Metronome"
-    max_message_bytes = 64 * 1024
-    max_batch_bytes = 4 * 1024 * 1024
-    max_batch_messages = 100
-    actions = {SEND_EVENT.name: SEND_EVENT}
-
-    def action_message(self, *, integration: Any, action: Action, values: dict[str, Any]) -> dict[str, Any]:
-        values = super().action_message(integration=integration, action=action, values=values)
-        message = {t: values[t] for t in action.targets if t in values}
-        for name in ("transaction_id", "customer_id", "event_type", "timestamp"):
-            if not isinstance(message[name], str):
-                message[name] = str(message[name])
-        properties = message.get("properties")
-        if properties is None:
-            message["properties"] = {}  # seed 001 requires it; Metronome takes an empty object
-        elif not isinstance(properties, dict):
-            raise MessageRefused("properties must be an object")
-        return message
-
-    def message_id(self, message: dict[str, Any]) -> str:
-        return message["transaction_id"]
-
-    def batch_overhead(self) -> int:
-        return 2
-
-    def batch_request(self, *, integration: Any, messages: list[bytes]) -> BatchRequest:
-        base = integration.custom_host.rstrip("/") if integration.custom_host else HOST
-        return BatchRequest(
-            url=base + "/v1/ingest",
-            body=b"[" + b",".join(messages) + b"]",
-            headers={"Content-Type": "application/json", "Authorization": f"Bearer {integration.secret}"},
-            auth=None,
-        )
-
-
-# --- In: the Metronome-compatible `POST /metronome/v1/ingest` -------------------------------------
-# The same API, answered by the hub: an API key as the Bearer token, the request checked whole by
-# Metronome's rules, its events kept in the inbox of the app's `metronome` source and stored by
-# that source's mappings (first the preset below: the conversion this endpoint always made).
+from .. import OpenApiFragment, Vendor, VendorSource, vendor_register
+from .connector import SEND_EVENT, MetronomeConnector
 
 MAX_EVENTS = 100
 # The text fields Metronome requires of an event (besides an RFC 3339 timestamp); `properties`,
