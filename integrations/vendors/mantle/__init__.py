@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from integrations.sources.presets import Preset, path
 
-from . import Vendor, vendor_register
+from .. import Vendor, vendor_register
 
 TRACK = Preset(
     key="mantle_track",

@@ -14,8 +14,8 @@ from integrations.sources import openapi
 from integrations.sources.formats import Received
 from integrations.sources.presets import Preset, path
 
-from . import OpenApiFragment, Vendor, vendor_register
-from .segment import MESSAGE_ID_SCHEMA, SegmentFormat
+from .. import OpenApiFragment, Vendor, vendor_register
+from ..segment import MESSAGE_ID_SCHEMA, SegmentFormat
 
 _CONTACT_TRAITS = {
     "email": "email",
