@@ -90,6 +90,11 @@ def vendor_source(kind: str) -> VendorSource:
     raise KeyError(kind)
 
 
+def vendor_source_kinds() -> tuple[str, ...]:
+    """The `Source.Kind`s of the vendor-compatible endpoints' app sources."""
+    return tuple(vendor.source.kind for vendor in _REGISTRY.values() if vendor.source is not None)
+
+
 def vendor_urlpatterns() -> list[Any]:
     """The inbound endpoints of every vendor (each under its own base URL)."""
     return [
