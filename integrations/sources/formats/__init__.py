@@ -72,8 +72,8 @@ class CompatibleFormat:
     def accepts(self, item: Any) -> bool:
         return False
 
-    def event_name(self, item: dict) -> str:
-        """The event's name as the debugger lists it."""
+    def event_name(self, item: dict) -> Any:
+        """The event's name as the debugger lists it (anything but text lists none)."""
         raise NotImplementedError
 
     def normalize(self, item: Any, *, received_at: str, defaults: dict | None = None) -> Received:

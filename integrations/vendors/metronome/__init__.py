@@ -51,7 +51,7 @@ class MetronomeFormat(CompatibleFormat):
     kind = "metronome"
     id_field = "transaction_id"
 
-    def event_name(self, item: dict) -> str:
+    def event_name(self, item: dict) -> Any:
         return item.get("event_type")
 
 
