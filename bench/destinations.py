@@ -167,8 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     import redis
 
     from hub.models import App
-    from integrations.connectors.webhook import secret_generate
     from integrations.destinations import destination_save
+    from integrations.vendors.webhook.connector import secret_generate
 
     redis.Redis.from_url(broker).flushdb()
     app = App.objects.get(public_id=app_info["id"])

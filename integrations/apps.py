@@ -6,6 +6,9 @@ class IntegrationsConfig(AppConfig):
     verbose_name = "Integrations"
 
     def ready(self) -> None:
+        from .vendors import vendors_load
+
+        vendors_load()  # every platform registers its formats, presets and connector
         from hub.config_apply import section_register
 
         from .destination_config import destinations_apply

@@ -11,13 +11,13 @@ from hub.errors import HubError
 from hub.models import App, Workspace
 
 from .connectors import connector_for
-from .connectors.webhook import secret_generate, secret_key
 from .forwarding import app_forwarding_refresh, subscription_compile
 from .models import Integration, Subscription
 from .outbound import OutboundRefused, url_check
 from .services import integration_apps_check, subscriptions_create_defaults
 from .sources.mapping_engine import MappingError
 from .sources.triggers import TriggerError
+from .vendors.webhook.connector import secret_generate, secret_key
 
 DESTINATION_KINDS = (
     Integration.Kind.METRONOME,

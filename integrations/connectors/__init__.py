@@ -1,4 +1,7 @@
-"""Connectors: each destination's wire format behind one small interface, found by kind."""
+"""Connectors: each destination's wire format behind one small interface, found by kind.
+
+The connectors themselves live with their platforms in `integrations/vendors/` and are registered
+by `vendor_register`."""
 
 from __future__ import annotations
 
@@ -111,6 +114,3 @@ def connector_register(connector: Connector) -> None:
 def connector_for(kind: str) -> Connector:
     """The connector of an integration kind (KeyError for an unknown kind)."""
     return _REGISTRY[kind]
-
-
-from . import chartmogul, kable, mantle, metronome, segment, webhook  # noqa: E402,F401  (each registers itself)

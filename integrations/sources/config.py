@@ -22,12 +22,11 @@ from typing import Any
 from hub.config_apply import ConfigError, declared_value
 from hub.errors import HubError
 from hub.models import App
+from integrations.vendors import vendor_source_kinds
 
 from . import services
 from .models import Source
 from .presets import DEFAULT_PRESETS, preset_get
-
-_VENDOR_KINDS = (Source.Kind.METRONOME, Source.Kind.KABLE)
 
 
 def _require(cond: bool, path: str, message: str) -> None:
@@ -38,6 +37,7 @@ def _require(cond: bool, path: str, message: str) -> None:
 def sources_apply(*, app: App, value: Any, path: str) -> list[dict]:
     """Apply the `sources` list of one app; return what exists (the write key only when created)."""
     _require(isinstance(value, list), path, "must be a list of sources")
+    vendor_kinds = vendor_source_kinds()
     out = []
     for i, spec in enumerate(value):
         here = f"{path}[{i}]"
@@ -49,27 +49,27 @@ def sources_apply(*, app: App, value: Any, path: str) -> list[dict]:
         _require(kind in kinds, f"{here}.kind", f"must be one of {', '.join(kinds)}")
         name = spec.get("name")
         _require(
-            (kind in _VENDOR_KINDS and name is None) or (isinstance(name, str) and name.strip()),
+            (kind in vendor_kinds and name is None) or (isinstance(name, str) and name.strip()),
             f"{here}.name",
             "a source name is required",
         )
         secret = spec.get("shared_secret")  # omitted: kept; null: cleared
         _require(secret is None or isinstance(secret, str), f"{here}.shared_secret", "must be text")
         _require(
-            "shared_secret" not in spec or kind not in _VENDOR_KINDS,
+            "shared_secret" not in spec or kind not in vendor_kinds,
             f"{here}.shared_secret",
             f"a {kind} source has none",
         )
         mappings = spec.get("mappings")
         _require(mappings is None or isinstance(mappings, list), f"{here}.mappings", "must be a list")
-        if kind in _VENDOR_KINDS:
+        if kind in vendor_kinds:
             created = not Source.objects.filter(app=app, kind=kind).exists()
             source = services.vendor_source_get_or_create(app=app, kind=kind)
         else:
             source = Source.objects.filter(app=app, name=name.strip(), kind=kind).first()
             created = source is None
         try:
-            if kind in _VENDOR_KINDS:
+            if kind in vendor_kinds:
                 if name is not None and name.strip() != source.name:
                     services.source_update(source=source, name=name)
             elif created:

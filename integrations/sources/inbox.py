@@ -138,6 +138,32 @@ def inbox_receive_inline(*, source: Source, items: list[Any], format_kind: str) 
     return [outcomes.get(row_id, InboxMessage.Outcome.REJECTED) for row_id in ids]
 
 
+def messages_check(*, source: Source, items: list[Any], format_kind: str) -> list[tuple[int, str, str]]:
+    """A dry run of the source's current mappings over items, writing nothing: `(index, mapping
+    name, error)` for each item a matching mapping could not store (its values, or the record its
+    action would write, refused). An item its format refuses is `(index, "", error)`."""
+    _, compiled = _sources_and_mappings({source.pk})
+    mappings = compiled.get(source.pk, [])
+    fmt = format_for(format_kind)
+    now = timezone.now()
+    stamp = now.isoformat().replace("+00:00", "Z")
+    problems = []
+    for index, item in enumerate(items):
+        received = fmt.normalize(item, received_at=stamp)
+        if received.error:
+            problems.append((index, "", received.error))
+            continue
+        for output in mappings_run(mappings, received.message):
+            errors = output.errors or (
+                action_for(output.mapping.action)
+                .prepare(output.values, message=received.message, now=now)
+                .errors
+            )
+            if errors:
+                problems.append((index, output.mapping.name, "; ".join(errors)))
+    return problems
+
+
 def inbox_refuse(*, source: Source, items: list[Any], format_kind: str, reason: str) -> None:
     """Record refused items as rejected with `reason` (a request refused as a whole), for the debugger;
     without items (a body unread, or not JSON), one row stands for the request."""

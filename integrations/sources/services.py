@@ -16,12 +16,13 @@ from django.db.models import Max
 from hub.errors import AuthenticationError, Conflict, HubError
 from hub.models import App
 from hub.races import unique_race_safe
+from integrations.vendors import vendor_source
 
 from .actions import action_for
 from .inbox import inbox_receive_inline, inbox_refuse
 from .mapping_engine import CompiledMapping, MappingError, mapping_compile
 from .models import InboxMessage, Mapping, Source
-from .presets import DEFAULT_PRESETS, VENDOR_PRESETS, preset_get
+from .presets import DEFAULT_PRESETS, preset_get
 from .triggers import TriggerError
 
 WRITE_KEY_PREFIX = "wk_"
@@ -119,22 +120,21 @@ def source_rotate_credentials(
 
 # --- Metronome- and Kable-compatible sources ----------------------------------------------------
 
-VENDOR_SOURCE_NAMES = {Source.Kind.METRONOME: "Metronome API", Source.Kind.KABLE: "Kable API"}
-
 
 def vendor_source_get_or_create(*, app: App, kind: str) -> Source:
-    """The app's Metronome or Kable source; made with its preset mapping on first use (race-safe:
+    """The app's Metronome or Kable source; made with its vendor's presets on first use (race-safe:
     one per app and kind is a database constraint, the loser of a race reads the winner's)."""
     source = Source.objects.select_related("app").filter(app=app, kind=kind).first()
     if source is not None:
         return source
-    name = VENDOR_SOURCE_NAMES[Source.Kind(kind)]
+    vendor = vendor_source(kind)
+    name = vendor.name
     if Source.objects.filter(app=app, name=name).exists():
         name = f"{name} ({kind})"
     try:
         with transaction.atomic():
             source = Source.objects.create(app=app, kind=kind, name=name)
-            for key in VENDOR_PRESETS[kind]:
+            for key in vendor.presets:
                 mapping_from_preset(source=source, key=key)
     except IntegrityError:
         return Source.objects.select_related("app").get(app=app, kind=kind)

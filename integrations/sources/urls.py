@@ -1,18 +1,13 @@
-"""URLs of the sources: the inbound endpoints (each its own base URL) and the screens."""
+"""URLs of the sources: the inbound endpoints (each vendor's, under its own base URL) and the screens."""
 
 from django.urls import path
 
-from . import endpoints, views
-from .formats.segment import TYPES
+from integrations.vendors import vendor_urlpatterns
+
+from . import views
 
 urlpatterns = [
-    *[
-        path(f"segment/v1/{kind}", endpoints.segment_view(kind), name=f"segment_{kind}")
-        for kind in (*TYPES, "batch")
-    ],
-    path("hooks/<str:token>", endpoints.webhook, name="source_webhook"),
-    path("metronome/v1/ingest", endpoints.metronome_ingest, name="metronome_ingest"),
-    path("kable/api/v1/events/create", endpoints.kable_events_create, name="kable_events_create"),
+    *vendor_urlpatterns(),
     # Screens
     path("apps/<str:app_id>/sources/", views.sources, name="sources"),
     path("apps/<str:app_id>/sources/<uuid:source_id>/", views.source_detail, name="source_detail"),

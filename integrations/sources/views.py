@@ -17,10 +17,10 @@ from django.views.decorators.http import require_POST
 
 from hub.errors import HubError
 from hub.selectors import app_get_for_user
+from integrations.vendors.segment import TYPES
 
 from . import selectors, services
 from .actions import action_for, actions_all
-from .formats.segment import TYPES
 from .inbox import message_test
 from .models import Mapping, Source
 from .presets import PRESETS

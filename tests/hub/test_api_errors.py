@@ -138,10 +138,10 @@ def _boom(*args, **kwargs):
 # Something each endpoint calls once its request is read: made to fail like a bug would.
 _FAILING = {
     "v1": "hub.api.customer_identify",
-    "segment": "integrations.sources.endpoints.source_by_write_key",
-    "hooks": "integrations.sources.endpoints.source_by_webhook_token",
-    "metronome": "integrations.sources.endpoints._auth",
-    "kable": "integrations.sources.endpoints._auth",
+    "segment": "integrations.vendors.segment.source_by_write_key",
+    "hooks": "integrations.vendors.segment.source_by_webhook_token",
+    "metronome": "integrations.vendors.metronome.api_key_auth",
+    "kable": "integrations.vendors.kable.api_key_auth",
 }
 
 

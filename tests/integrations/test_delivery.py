@@ -10,9 +10,9 @@ from django.utils import timezone
 from hub import lifecycle
 from hub.models import Activity
 from integrations import delivery
-from integrations.connectors.segment import EVENT_NAMES
 from integrations.models import Attempt, Delivery
 from integrations.services import integration_save
+from integrations.vendors.segment.connector import EVENT_NAMES
 from tests.factories import AppFactory
 from tests.integrations.conftest import all_eleven, make_customer
 

@@ -13,10 +13,10 @@ from hub import services
 from hub.errors import HubError
 from hub.models import App, Customer
 from integrations import delivery, forwarding
-from integrations.connectors.webhook import secret_generate
 from integrations.destinations import destination_save, subscription_save
 from integrations.models import Delivery, Integration
 from integrations.services import delivery_retry
+from integrations.vendors.webhook.connector import secret_generate
 from tests.destination_standins import KableStandIn, MetronomeStandIn, WebhookReceiver
 from tests.integrations.conftest import make_customer
 

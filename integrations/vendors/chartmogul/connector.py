@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 from django.utils import timezone
 
-from . import Action, BaseConnector, BatchRequest, MessageRefused, connector_register
+from integrations.connectors import Action, BaseConnector, BatchRequest, MessageRefused
 
 _COMMON = {
     "message_id": {"path": "$.messageId"},
@@ -155,6 +155,3 @@ class ChartMogulConnector(BaseConnector):
             headers={"Content-Type": "application/json"},
             auth=None,
         )
-
-
-connector_register(ChartMogulConnector())

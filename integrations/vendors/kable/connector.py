@@ -14,7 +14,7 @@ from typing import Any
 
 from django.utils import timezone
 
-from . import Action, BaseConnector, BatchRequest, MessageRefused, connector_register
+from integrations.connectors import Action, BaseConnector, BatchRequest, MessageRefused
 
 HOSTS = {"live": "https://live.kable.io", "test": "https://test.kable.io"}
 
@@ -89,6 +89,3 @@ class KableConnector(BaseConnector):
         if status in (401, 403):
             return "failed"
         return super().classify(status, body)
-
-
-connector_register(KableConnector())

@@ -20,7 +20,7 @@ from typing import Any
 
 from django.utils import timezone
 
-from . import Action, BaseConnector, BatchRequest, MessageRefused, connector_register
+from integrations.connectors import Action, BaseConnector, BatchRequest, MessageRefused
 
 SEND = Action(
     name="send",
@@ -111,6 +111,3 @@ class WebhookConnector(BaseConnector):
         if status == 410:  # Gone: the receiver asks for no more
             return "failed"
         return super().classify(status, body)
-
-
-connector_register(WebhookConnector())

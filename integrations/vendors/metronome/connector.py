@@ -13,7 +13,7 @@ from typing import Any
 
 from django.utils import timezone
 
-from . import Action, BaseConnector, BatchRequest, MessageRefused, connector_register
+from integrations.connectors import Action, BaseConnector, BatchRequest, MessageRefused
 
 HOST = "https://api.metronome.com"
 
@@ -79,6 +79,3 @@ class MetronomeConnector(BaseConnector):
             headers={"Content-Type": "application/json", "Authorization": f"Bearer {integration.secret}"},
             auth=None,
         )
-
-
-connector_register(MetronomeConnector())

@@ -14,8 +14,7 @@ import orjson
 from django.utils import timezone
 
 from hub.models import Activity
-
-from . import Action, BaseConnector, BatchRequest, MessageRefused, connector_register
+from integrations.connectors import Action, BaseConnector, BatchRequest, MessageRefused
 
 HOSTS = {"us": "https://api.segment.io", "eu": "https://events.eu1.segmentapis.com"}
 LIBRARY = {"name": "integration-hub", "version": "0.1.0"}
@@ -166,6 +165,3 @@ class SegmentConnector(BaseConnector):
             headers={"Content-Type": "application/json"},
             auth=(integration.write_key, ""),
         )
-
-
-connector_register(SegmentConnector())

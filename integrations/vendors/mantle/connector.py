@@ -16,7 +16,7 @@ from typing import Any
 
 from django.utils import timezone
 
-from . import Action, BaseConnector, BatchRequest, MessageRefused, connector_register
+from integrations.connectors import Action, BaseConnector, BatchRequest, MessageRefused
 
 HOST = "https://appapi.heymantle.com/v1"
 
@@ -122,6 +122,3 @@ class MantleConnector(BaseConnector):
             return BatchRequest(url=base + "/identify", body=messages[0], headers=headers, auth=None)
         body = b'{"events":[' + b",".join(messages) + b"]}"
         return BatchRequest(url=base + "/usage_events", body=body, headers=headers, auth=None)
-
-
-connector_register(MantleConnector())
