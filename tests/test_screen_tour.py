@@ -103,6 +103,8 @@ def _screens(data) -> list[tuple[str, str]]:
         ("workspace", reverse("workspace_home", args=[ws])),
         ("workspace-new", reverse("workspace_create")),
         ("app-new", reverse("app_create", args=[ws])),
+        ("members", reverse("workspace_members", args=[ws])),
+        ("account", reverse("account")),
         ("integrations", reverse("integration_list", args=[ws])),
         ("integration-new", reverse("segment_create", args=[ws])),
         ("integration-edit", reverse("integration_edit", args=[ws, data.integration.pk])),
