@@ -166,4 +166,12 @@ def test_every_screen_looks_right_at_desktop_and_phone_width(live_server):
                     found += [f"{dialog}: {p}" for p in _look(page, f"{name}-{width}-dialog{i + 1}")]
                     page.keyboard.press("Escape")
                 failures += [f"{name} at {width}px: {p}" for p in found + errors]
+        # The debugger opens a received message to show it, like the delivery log does.
+        page.set_viewport_size({"width": 1280, "height": 900})
+        page.goto(reverse("source_debugger", args=[data.app.public_id, data.source.public_id]))
+        page.locator(
+            "[data-testid=debugger] tbody tr[data-message-id] button[data-toggle-next]"
+        ).first.click()
+        assert '"type":' in page.locator("tr.message-detail:not([hidden]) pre").first.inner_text()
+        page.screenshot(path=str(TOUR_DIR / "debugger-message-open.png"), full_page=True)
     assert not failures, "\n".join(failures)

@@ -2,6 +2,7 @@
 pointing at the trigger's position, Send test event), and the debugger."""
 
 import json
+import re
 
 import pytest
 from django.db import connection
@@ -111,3 +112,8 @@ def test_debugger_lists_latest_messages_with_outcome(logged_in, app, source):
     assert 'data-message-id="d-2" data-outcome="rejected"' in rows and "event is required for track" in rows
     assert 'data-message-id="d-3" data-outcome="unmatched"' in rows
     assert "Mantle: Track → usage event" in rows
+    # Each message opens to show it as received.
+    detail = re.search(r'<tr class="message-detail" data-detail-of="d-1" hidden>.*?</tr>', rows, re.S).group(
+        0
+    )
+    assert "&quot;shop&quot;: &quot;s&quot;" in detail and "data-toggle-next" in rows
