@@ -1,5 +1,7 @@
 """The operator's console: every model is registered, lists and searches work, secrets never show."""
 
+import re
+
 import pytest
 from django.apps import apps
 from django.contrib import admin
@@ -129,3 +131,18 @@ def test_admin_review_action_creates_reviews_through_the_service(staff_client, a
     review = customer.reviews.get()
     assert (review.rating, review.text) == (4, "Solid")
     assert _kinds(customer) == ["installed", "reviewed"]
+
+
+def test_the_console_speaks_the_products_words(admin_client):
+    """Grouped sections, right plurals and filter labels, autocomplete for apps, activities as boxes."""
+    index = admin_client.get("/admin/").content.decode()
+    for section in ("Workspaces and access", "Customers and billing", "Usage", "Sources", "Integrations"):
+        assert f">{section}<" in index, section
+    assert "Rollup batches" in index and "Inbox batches" in index and "batchs" not in index
+    assert "Operator's console" in index and "hub/admin.css" in index
+    customers = admin_client.get("/admin/hub/customer/").content.decode()
+    assert "By identified" in customers and "placeholder" not in customers.lower().replace("placeholder=", "")
+    plan_add = admin_client.get("/admin/hub/plan/add/").content.decode()
+    assert re.search(r'<select name="app"[^>]*class="admin-autocomplete"', plan_add)
+    integration_add = admin_client.get("/admin/integrations/integration/add/").content.decode()
+    assert 'type="checkbox" name="activities" value="installed"' in integration_add
