@@ -76,8 +76,8 @@ def _keep_link(request: HttpRequest, workspace, invitation: Invitation, token: s
 def member_invite(request: HttpRequest, slug: str) -> HttpResponse:
     workspace = selectors.workspace_get_for_user(user=request.user, slug=slug)
     form = InviteForm(request.POST)
-    if not form.is_valid():
-        return _members_page(request, workspace, invite_form=form, status=400)
+    if not form.is_valid():  # shown again with its errors, as Django's forms are
+        return _members_page(request, workspace, invite_form=form)
     try:
         invitation, token = members.invitation_create(
             workspace=workspace,
