@@ -116,7 +116,12 @@ def screen_data_create(*, email: str = "owner@example.com") -> ScreenData:
     inbox_receive(
         source=source,
         items=[
-            {"type": "track", "event": "job_run", "userId": "shop-1", "properties": {"units": 3}},
+            {
+                "type": "track",
+                "event": "job_run",
+                "userId": "shop-1",
+                "properties": {"units": 3, "shop": "shop-1"},
+            },
             {"type": "identify", "userId": "shop-2", "traits": {"name": "Bolt Supply"}},
         ],
     )
