@@ -1,5 +1,6 @@
 """The operator's console. Admin actions call the same services as the screens and the API."""
 
+from django import forms
 from django.contrib import admin, messages
 from django.template.response import TemplateResponse
 
@@ -25,9 +26,16 @@ class IdentifiedFilter(admin.SimpleListFilter):
 
 
 class MembershipInline(admin.TabularInline):
+    """Members are managed on the workspace's Members screen, which keeps an owner and checks roles."""
+
     model = Membership
     extra = 0
-    autocomplete_fields = ["user"]
+    fields = ["user", "role", "created_at"]
+    readonly_fields = ["user", "role", "created_at"]
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
 
 
 @admin.register(Workspace)
@@ -41,10 +49,21 @@ class WorkspaceAdmin(admin.ModelAdmin):
 
 @admin.register(Membership)
 class MembershipAdmin(admin.ModelAdmin):
+    """Read-only: members are invited, given roles and removed on the workspace's Members screen (or
+    with hub_apply), which never leaves a workspace without an owner."""
+
     list_display = ["workspace", "user", "role", "created_at"]
     list_filter = ["role", "workspace"]
     search_fields = ["workspace__name", "user__username", "user__email"]
-    autocomplete_fields = ["user", "workspace"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
 
 
 @admin.register(Invitation)
@@ -232,9 +251,34 @@ def _action_page(modeladmin, request, queryset, form, action: str, title: str) -
     )
 
 
+class PlanAdminForm(forms.ModelForm):
+    """The service's checks (a name, a price of zero or more, a three-letter currency)."""
+
+    class Meta:
+        model = Plan
+        fields = ["app", "name", "amount", "currency", "interval", "archived_at"]
+
+    def clean(self):
+        data = super().clean()
+        try:
+            data.update(
+                lifecycle.plan_values_check(
+                    name=data.get("name"),
+                    amount=data.get("amount"),
+                    currency=data.get("currency"),
+                    interval=data.get("interval"),
+                )
+            )
+        except HubError as exc:
+            raise forms.ValidationError(str(exc)) from None
+        return data
+
+
 @admin.register(Plan)
 class PlanAdmin(admin.ModelAdmin):
     """Plans are also made on each app's Plans screen (with their usage limits)."""
+
+    form = PlanAdminForm
 
     list_display = ["name", "app", "amount", "currency", "interval", "archived_at", "created_at"]
     list_filter = ["interval", "currency", ("archived_at", admin.EmptyFieldListFilter), "app__workspace"]

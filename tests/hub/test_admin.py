@@ -146,3 +146,22 @@ def test_the_console_speaks_the_products_words(admin_client):
     assert re.search(r'<select name="app"[^>]*class="admin-autocomplete"', plan_add)
     integration_add = admin_client.get("/admin/integrations/integration/add/").content.decode()
     assert 'type="checkbox" name="activities" value="installed"' in integration_add
+
+
+def test_plans_in_the_console_pass_the_services_checks_and_members_are_read_only(admin_client, app):
+    from hub.models import Membership, Plan
+    from tests.factories import MembershipFactory
+
+    form = {"app": app.pk, "name": "Pro", "amount": "49", "currency": "eur", "interval": "ANNUAL"}
+    assert admin_client.post("/admin/hub/plan/add/", form).status_code == 302
+    assert Plan.objects.get(name="Pro").currency == "EUR"
+    refused = admin_client.post("/admin/hub/plan/add/", {**form, "name": "Odd", "currency": "E1"})
+    assert "three-letter code" in refused.content.decode() and not Plan.objects.filter(name="Odd").exists()
+
+    membership = MembershipFactory(role="owner")
+    assert (
+        admin_client.post(f"/admin/hub/membership/{membership.pk}/delete/", {"post": "yes"}).status_code
+        == 403
+    )
+    assert admin_client.get("/admin/hub/membership/add/").status_code == 403
+    assert Membership.objects.filter(pk=membership.pk).exists()
