@@ -176,6 +176,20 @@ def test_every_screen_looks_right_at_desktop_and_phone_width(live_server):
                     found += [f"{dialog}: {p}" for p in _look(page, f"{name}-{width}-dialog{i + 1}")]
                     page.keyboard.press("Escape")
                 failures += [f"{name} at {width}px: {p}" for p in found + errors]
+        # The page of an invitation link (not in the navigation: it comes by email or chat).
+        from django.contrib.auth import get_user_model
+
+        from hub.members import invitation_create
+
+        owner = get_user_model().objects.get(email=data.email)
+        _, token = invitation_create(
+            workspace=data.workspace, email="new@example.com", role="member", by=owner
+        )
+        for width in WIDTHS:
+            page.set_viewport_size({"width": width, "height": 900})
+            errors.clear()
+            page.goto(reverse("invitation_accept", args=[token]))
+            failures += [f"invitation at {width}px: {p}" for p in _look(page, f"invitation-{width}") + errors]
         # The debugger opens a received message to show it, like the delivery log does.
         page.set_viewport_size({"width": 1280, "height": 900})
         page.goto(reverse("source_debugger", args=[data.app.public_id, data.source.public_id]))
