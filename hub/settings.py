@@ -135,6 +135,16 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
 
+# Mail, used for members' invitations only: without EMAIL_HOST nothing is sent and the Members
+# screen shows the one-time link to copy.
+EMAIL_HOST = env.str("EMAIL_HOST", default="")
+EMAIL_PORT = env.int("EMAIL_PORT", default=587)
+EMAIL_HOST_USER = env.str("EMAIL_HOST_USER", default="")
+EMAIL_HOST_PASSWORD = env.str("EMAIL_HOST_PASSWORD", default="")
+EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", default=True)
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="hub@localhost")
+HUB_INVITATION_DAYS = env.int("HUB_INVITATION_DAYS", default=7)
+
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
@@ -374,13 +384,3 @@ CELERY_BEAT_SCHEDULE["events-rollups-sweep"] = {
     "schedule": HUB_ROLLUP_SWEEP_SECONDS,
     "options": {"expires": max(HUB_ROLLUP_SWEEP_SECONDS * 2, 2.0)},
 }
-
-# Mail, used for members' invitations only: without EMAIL_HOST nothing is sent and the Members
-# screen shows the one-time link to copy.
-EMAIL_HOST = env.str("EMAIL_HOST", default="")
-EMAIL_PORT = env.int("EMAIL_PORT", default=587)
-EMAIL_HOST_USER = env.str("EMAIL_HOST_USER", default="")
-EMAIL_HOST_PASSWORD = env.str("EMAIL_HOST_PASSWORD", default="")
-EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", default=True)
-DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="hub@localhost")
-HUB_INVITATION_DAYS = env.int("HUB_INVITATION_DAYS", default=7)

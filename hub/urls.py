@@ -8,8 +8,9 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 from events import api as events_api
 from events import lifecycle_views, metric_views, metrics_api, plan_views
 from events import views as events_views
+from hub import member_views
 
-from . import api, health, lifecycle_api, login, member_views, views
+from . import api, health, lifecycle_api, login, views
 
 api_v1 = [
     path("app", api.AppView.as_view(), name="api_app"),
