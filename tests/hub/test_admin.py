@@ -138,7 +138,7 @@ def test_the_console_speaks_the_products_words(admin_client):
     index = admin_client.get("/admin/").content.decode()
     for section in ("Workspaces and access", "Customers and billing", "Usage", "Sources", "Integrations"):
         assert f">{section}<" in index, section
-    assert "Rollup batches" in index and "Inbox batches" in index and "batchs" not in index
+    assert "Rollup batches" in index and "Inbox batches" in index
     assert "Operator's console" in index and "hub/admin.css" in index
     customers = admin_client.get("/admin/hub/customer/").content.decode()
     assert "By identified" in customers and "placeholder" not in customers.lower().replace("placeholder=", "")
@@ -165,3 +165,14 @@ def test_plans_in_the_console_pass_the_services_checks_and_members_are_read_only
     )
     assert admin_client.get("/admin/hub/membership/add/").status_code == 403
     assert Membership.objects.filter(pk=membership.pk).exists()
+
+
+def test_every_model_has_a_right_plural_name():
+    """English plurals, not Django's "+s" (batchs, activitys, classs)."""
+    wrong = [
+        f"{m.__name__}: {m._meta.verbose_name_plural}"
+        for m in apps.get_models()
+        if m._meta.app_label in OUR_APPS
+        and re.search(r"(ch|sh|s|x|z|[^aeiou]y)s$", str(m._meta.verbose_name_plural))
+    ]
+    assert wrong == []
