@@ -35,7 +35,7 @@ class UsageEventAdmin(admin.ModelAdmin):
 class PlanUsageLimitInline(admin.TabularInline):
     model = PlanUsageLimit
     extra = 0
-    raw_id_fields = ["plan"]
+    autocomplete_fields = ["plan"]
 
 
 @admin.register(Metric)
@@ -125,4 +125,4 @@ class PlanUsageLimitAdmin(admin.ModelAdmin):
 
     list_display = ["plan", "metric", "limit", "thresholds"]
     list_filter = ["plan__app"]
-    raw_id_fields = ["plan", "metric"]
+    autocomplete_fields = ["plan", "metric"]

@@ -191,8 +191,9 @@ def metric_edit(request: HttpRequest, app_id: str, metric_id: str | None = None)
                 saved = metric_create(app=app, definition=definition)
             else:
                 saved = metric_update(metric=metric, definition=definition)
-        except MetricDefinitionError as exc:
-            form.error_at(exc)
+        except MetricDefinitionError:
+            for error in _definition_errors(form):
+                form.error_at(error)
         except Conflict as exc:
             form.errors["name"] = str(exc)
         else:
@@ -224,6 +225,45 @@ def metric_delete_view(request: HttpRequest, app_id: str, metric_id: str) -> Htt
     return redirect("metrics", app_id=app.public_id)
 
 
+# Valid stand-ins for a field already found wrong, so that validating again finds the next error.
+_STAND_INS = {
+    "name": ("name", "x"),
+    "eventName": ("event_name", "x"),
+    "aggregation": ("aggregation", "count"),
+    "property": ("property", "x"),
+    "groupBy": ("group_by", ""),
+}
+
+
+def _definition_errors(form: MetricForm) -> list[MetricDefinitionError]:
+    """Every error of the form's definition at once (the validator stops at the first)."""
+    values: dict[str, Any] = {
+        "name": form.name,
+        "event_name": form.event_name,
+        "aggregation": form.aggregation,
+        "property": form.property,
+        "group_by": form.group_by,
+        "filters": form.filters(),
+    }
+    errors: list[MetricDefinitionError] = []
+    for _ in range(len(_STAND_INS) + len(form.rows) + 1):
+        try:
+            definition_validate(**values)
+            break
+        except MetricDefinitionError as exc:
+            errors.append(exc)
+            if exc.field in _STAND_INS:
+                key, stand_in = _STAND_INS[exc.field]
+                values[key] = stand_in
+            elif exc.field.startswith("filters["):
+                index = int(exc.field[len("filters[") : exc.field.index("]")])
+                values["filters"] = [*values["filters"]]
+                values["filters"][index] = {"property": "x", "op": "exists"}
+            else:
+                break
+    return errors
+
+
 # --- The metric's screen: chart, table, plan limits ---------------------------------------------
 
 
@@ -246,7 +286,8 @@ def report_chart(report) -> dict:
 
 
 def report_table(report) -> list[dict]:
-    return [
+    """The report's rows, newest first: the table is read from today backwards."""
+    rows = [
         {
             "bucket": b,
             "total": number_display(v),
@@ -254,6 +295,8 @@ def report_table(report) -> list[dict]:
         }
         for i, (b, v) in enumerate(report.points)
     ]
+    rows.reverse()
+    return rows
 
 
 def _detail(request: HttpRequest, app: App, metric: Metric, limit_errors: dict | None = None,

@@ -53,6 +53,7 @@ class RollupBatch(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
+        verbose_name_plural = "rollup batches"
         indexes = [models.Index(fields=["app", "id"], name="rollup_batch_app")]
 
     def __str__(self) -> str:
@@ -73,6 +74,7 @@ class ForwardBatch(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
+        verbose_name_plural = "forward batches"
         indexes = [models.Index(fields=["app", "id"], name="forward_batch_app")]
 
     def __str__(self) -> str:

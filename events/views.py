@@ -125,7 +125,7 @@ def customer_detail(request: HttpRequest, app_id: str, customer_id: str) -> Http
             "app": app,
             "active_tab": "customers",
             "customer": customer,
-            "custom_fields": json.dumps(customer.custom_fields, indent=2, sort_keys=True),
+            "custom_fields": _custom_fields(customer.custom_fields),
             "timeline": [(e, json.dumps(e.properties, indent=2, sort_keys=True)) for e in recent.events],
             "more_events": recent.older is not None,
             "lifecycle": customer_lifecycle_get(customer=customer),
@@ -166,3 +166,13 @@ def _usage_cards(*, app, customer) -> list[dict]:
             }
         )
     return cards
+
+
+def _custom_fields(fields) -> list[tuple[str, str]]:
+    """A customer's custom fields as name and value to read: text as is, anything else as JSON."""
+    if not isinstance(fields, dict):
+        return [("(value)", json.dumps(fields))]
+    return [
+        (str(key), value if isinstance(value, str) else json.dumps(value, ensure_ascii=False))
+        for key, value in sorted(fields.items())
+    ]

@@ -1,16 +1,41 @@
 """The operator's console. Admin actions call the same services as the screens and the API."""
 
+from django import forms
 from django.contrib import admin, messages
 from django.template.response import TemplateResponse
 
 from . import services
-from .models import ApiKey, App, Contact, Customer, Membership, Workspace
+from .models import ApiKey, App, Contact, Customer, Invitation, Membership, Workspace
+
+
+class IdentifiedFilter(admin.SimpleListFilter):
+    """Customers made from usage events before the app identified them are placeholders."""
+
+    title = "identified"
+    parameter_name = "identified"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "Identified"), ("no", "Not identified yet")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "yes":
+            return queryset.filter(is_placeholder=False)
+        if self.value() == "no":
+            return queryset.filter(is_placeholder=True)
+        return queryset
 
 
 class MembershipInline(admin.TabularInline):
+    """Members are managed on the workspace's Members screen, which keeps an owner and checks roles."""
+
     model = Membership
     extra = 0
-    autocomplete_fields = ["user"]
+    fields = ["user", "role", "created_at"]
+    readonly_fields = ["user", "role", "created_at"]
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
 
 
 @admin.register(Workspace)
@@ -24,10 +49,46 @@ class WorkspaceAdmin(admin.ModelAdmin):
 
 @admin.register(Membership)
 class MembershipAdmin(admin.ModelAdmin):
+    """Read-only: members are invited, given roles and removed on the workspace's Members screen (or
+    with hub_apply), which never leaves a workspace without an owner."""
+
     list_display = ["workspace", "user", "role", "created_at"]
     list_filter = ["role", "workspace"]
     search_fields = ["workspace__name", "user__username", "user__email"]
-    autocomplete_fields = ["user", "workspace"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Invitation)
+class InvitationAdmin(admin.ModelAdmin):
+    """Invitations are made and revoked on the workspace's Members screen; the token is never kept."""
+
+    list_display = [
+        "email",
+        "workspace",
+        "role",
+        "invited_by",
+        "created_at",
+        "expires_at",
+        "accepted_at",
+        "revoked_at",
+    ]
+    list_filter = ["role", ("accepted_at", admin.EmptyFieldListFilter), "workspace"]
+    search_fields = ["email", "workspace__name"]
+    exclude = ["token_hash"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
 
 
 @admin.register(App)
@@ -74,17 +135,21 @@ class CustomerAdmin(admin.ModelAdmin):
         "platform",
         "platform_id",
         "myshopify_domain",
-        "is_placeholder",
+        "identified",
         "created_at",
     ]
-    list_filter = ["is_placeholder", "platform", "app__workspace", "app"]
+    list_filter = [IdentifiedFilter, "platform", "app__workspace", "app"]
     search_fields = ["name", "email", "platform_id", "myshopify_domain", "public_id"]
     readonly_fields = ["public_id", "identified_at", "created_at", "updated_at"]
     exclude = ["api_token_hash", "api_token"]
-    raw_id_fields = ["app"]
+    autocomplete_fields = ["app"]
     inlines = [ContactInline]
     show_full_result_count = False
     actions = ["install", "subscribe", "review"]
+
+    @admin.display(boolean=True, description="identified", ordering="is_placeholder")
+    def identified(self, obj):
+        return not obj.is_placeholder
 
     @admin.action(description="Install / reinstall the app")
     def install(self, request, queryset):
@@ -129,7 +194,7 @@ class ContactAdmin(admin.ModelAdmin):
     list_display = ["email", "name", "label", "customer", "created_at"]
     search_fields = ["email", "name", "customer__name", "customer__platform_id"]
     list_filter = ["label"]
-    raw_id_fields = ["customer"]
+    autocomplete_fields = ["customer"]
 
 
 # --- Lifecycle (hub/lifecycle.py): actions call the same services as the API ---------------------
@@ -137,7 +202,7 @@ class ContactAdmin(admin.ModelAdmin):
 from . import lifecycle  # noqa: E402
 from .errors import HubError  # noqa: E402
 from .forms import PlanChoiceForm, ReviewForm  # noqa: E402
-from .models import Activity, Installation, Plan, Review, Subscription  # noqa: E402
+from .models import Activity, CustomerForward, Installation, Plan, Review, Subscription  # noqa: E402
 
 
 def _run_transition(modeladmin, request, queryset, service, label: str) -> None:
@@ -186,12 +251,40 @@ def _action_page(modeladmin, request, queryset, form, action: str, title: str) -
     )
 
 
+class PlanAdminForm(forms.ModelForm):
+    """The service's checks (a name, a price of zero or more, a three-letter currency)."""
+
+    class Meta:
+        model = Plan
+        fields = ["app", "name", "amount", "currency", "interval", "archived_at"]
+
+    def clean(self):
+        data = super().clean()
+        try:
+            data.update(
+                lifecycle.plan_values_check(
+                    name=data.get("name"),
+                    amount=data.get("amount"),
+                    currency=data.get("currency"),
+                    interval=data.get("interval"),
+                )
+            )
+        except HubError as exc:
+            raise forms.ValidationError(str(exc)) from None
+        return data
+
+
 @admin.register(Plan)
 class PlanAdmin(admin.ModelAdmin):
-    list_display = ["name", "app", "amount", "currency", "interval", "created_at"]
-    list_filter = ["interval", "currency", "app__workspace"]
+    """Plans are also made on each app's Plans screen (with their usage limits)."""
+
+    form = PlanAdminForm
+
+    list_display = ["name", "app", "amount", "currency", "interval", "archived_at", "created_at"]
+    list_filter = ["interval", "currency", ("archived_at", admin.EmptyFieldListFilter), "app__workspace"]
     search_fields = ["name", "public_id", "app__name"]
-    raw_id_fields = ["app"]
+    autocomplete_fields = ["app"]
+    readonly_fields = ["public_id", "created_at", "updated_at"]
 
 
 @admin.register(Installation)
@@ -251,12 +344,33 @@ class SubscriptionAdmin(admin.ModelAdmin):
 
 @admin.register(Review)
 class ReviewAdmin(admin.ModelAdmin):
+    """Reviews are added through the customer's actions (each records an activity)."""
+
     list_display = ["customer", "app", "rating", "created_at"]
     list_filter = ["rating", "app__workspace"]
     search_fields = ["customer__name", "text"]
     readonly_fields = ["app", "customer", "rating", "text", "created_at"]
 
     def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(CustomerForward)
+class CustomerForwardAdmin(admin.ModelAdmin):
+    """Customer and contact changes the destinations have not taken yet: a long list here means
+    no worker forwards."""
+
+    list_display = ["id", "kind", "object_id", "app", "created_at"]
+    list_filter = ["kind"]
+    readonly_fields = ["app", "kind", "object_id", "snapshot", "created_at"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
         return False
 
 

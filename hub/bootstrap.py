@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
+from pathlib import Path
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
 
 from .config_apply import config_apply
+from .models import ApiKey, App
+from .services import api_key_create
+
+DEMO_KEY_NAME = "make run demo"
 
 
 @dataclass(frozen=True)
@@ -17,6 +23,7 @@ class BootstrapResult:
     email: str
     password: str | None  # set only when the user was created just now
     demo: dict
+    demo_api_key: str  # the demo app's API key, kept in var/ so every run can print a working curl
 
 
 @transaction.atomic
@@ -36,4 +43,34 @@ def hub_bootstrap(*, email: str, password: str | None = None) -> BootstrapResult
     demo = config_apply(
         document={"workspace": "Demo", "owner_email": user.email, "apps": [{"name": "Demo app"}]}
     )
-    return BootstrapResult(username=user.username, email=user.email, password=new_password, demo=demo)
+    app = App.objects.get(public_id=demo["apps"][0]["id"])
+    return BootstrapResult(
+        username=user.username,
+        email=user.email,
+        password=new_password,
+        demo=demo,
+        demo_api_key=_demo_api_key(app=app, path=Path(settings.VAR_DIR) / "demo-api-key.txt"),
+    )
+
+
+def _demo_api_key(*, app: App, path: Path) -> str:
+    """The demo app's API key: the one kept at `path` while it is active, else a new one kept there."""
+    if path.exists():
+        secret = path.read_text().strip()
+        prefix = secret.rsplit("_", 1)[0]
+        if ApiKey.objects.filter(app=app, prefix=prefix, revoked_at__isnull=True).exists():
+            return secret
+    _, secret = api_key_create(app=app, name=DEMO_KEY_NAME)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(secret + "\n")
+    path.chmod(0o600)
+    return secret
+
+
+def demo_curl(*, url: str, app_id: str, api_key: str) -> str:
+    """One curl command that sends a usage event to the hub at `url` (ends with /)."""
+    body = '{"eventName": "report_generated", "customerId": "shop-1", "properties": {"rows": 42}}'
+    return (
+        f"curl -sS -X POST {url}v1/usage_events -H 'Content-Type: application/json' "
+        f"-H 'X-Mantle-App-Id: {app_id}' -H 'X-Mantle-App-Api-Key: {api_key}' -d '{body}'"
+    )

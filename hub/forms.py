@@ -72,3 +72,47 @@ class PlanForm(forms.Form):
         if plan is not None and plan.currency not in CURRENCIES:
             own = (plan.currency, plan.currency)
             self.fields["currency"].choices = [own, *self.fields["currency"].choices]
+
+
+class InviteForm(forms.Form):
+    """Whom to invite to a workspace, and as what."""
+
+    email = forms.EmailField(widget=forms.EmailInput(attrs={"placeholder": "name@company.com"}))
+    role = forms.ChoiceField(
+        choices=[
+            ("member", "Member: apps, data and integrations"),
+            ("owner", "Owner: also members and the workspace itself"),
+        ],
+        initial="member",
+        widget=forms.RadioSelect,
+    )
+
+
+class NewPasswordForm(forms.Form):
+    """A first password, typed twice and checked by AUTH_PASSWORD_VALIDATORS."""
+
+    password1 = forms.CharField(
+        label="Password", strip=False, widget=forms.PasswordInput(attrs={"autocomplete": "new-password"})
+    )
+    password2 = forms.CharField(
+        label="Password again",
+        strip=False,
+        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
+    )
+
+    def __init__(self, *args, user=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.user = user
+
+    def clean(self):
+        from django.contrib.auth.password_validation import validate_password
+
+        data = super().clean()
+        if data.get("password1") and data.get("password1") != data.get("password2"):
+            self.add_error("password2", "The two passwords differ.")
+        elif data.get("password1"):
+            try:
+                validate_password(data["password1"], self.user)
+            except forms.ValidationError as exc:
+                self.add_error("password1", exc)
+        return data

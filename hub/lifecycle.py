@@ -120,7 +120,7 @@ def _enqueue_committed() -> None:
 # --- Plans ------------------------------------------------------------------------------------
 
 
-def _plan_values(*, name: Any, amount: Any, currency: Any, interval: Any) -> dict[str, Any]:
+def plan_values_check(*, name: Any, amount: Any, currency: Any, interval: Any) -> dict[str, Any]:
     """A plan's fields, checked and normalised, or HubError naming the first wrong one."""
     name = name.strip() if isinstance(name, str) else ""
     if not name or len(name) > 100:
@@ -147,7 +147,7 @@ def plan_upsert(
     *, app: App, name: str, amount: Any, currency: str = "USD", interval: str = Plan.Interval.EVERY_30_DAYS
 ) -> tuple[Plan, bool]:
     """Create or update the app's plan named `name`; return it and whether it was created."""
-    values = _plan_values(name=name, amount=amount, currency=currency, interval=interval)
+    values = plan_values_check(name=name, amount=amount, currency=currency, interval=interval)
     name = values.pop("name")
     plan, created = Plan.objects.update_or_create(app=app, name=name, defaults=values)
     return plan, created
@@ -161,7 +161,7 @@ def plan_save(
     Existing subscriptions keep their plan row, so a new price applies to them from now on, as it
     does to new ones; activities already recorded keep the plan as it was.
     """
-    values = _plan_values(name=name, amount=amount, currency=currency, interval=interval)
+    values = plan_values_check(name=name, amount=amount, currency=currency, interval=interval)
     taken = Plan.objects.filter(app=app, name=values["name"])
     if plan is not None:
         taken = taken.exclude(pk=plan.pk)

@@ -434,5 +434,8 @@ class CustomerForward(models.Model):
     snapshot = models.JSONField()
     created_at = models.DateTimeField(default=timezone.now)
 
+    class Meta:
+        verbose_name = "customer change to forward"
+
     def __str__(self) -> str:
         return f"{self.kind} {self.object_id} of app {self.app_id} to forward"

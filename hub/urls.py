@@ -8,6 +8,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 from events import api as events_api
 from events import lifecycle_views, metric_views, metrics_api, plan_views
 from events import views as events_views
+from hub import member_views
 
 from . import api, health, lifecycle_api, login, views
 from .observability import prometheus
@@ -67,6 +68,25 @@ urlpatterns = [
     path("workspaces/new/", views.workspace_create, name="workspace_create"),
     path("w/<slug:slug>/", views.workspace_home, name="workspace_home"),
     path("w/<slug:slug>/apps/new/", views.app_create, name="app_create"),
+    path("w/<slug:slug>/members/", member_views.workspace_members, name="workspace_members"),
+    path("w/<slug:slug>/members/invite/", member_views.member_invite, name="member_invite"),
+    path("w/<slug:slug>/members/<int:membership_id>/role/", member_views.member_role, name="member_role"),
+    path(
+        "w/<slug:slug>/members/<int:membership_id>/remove/", member_views.member_remove, name="member_remove"
+    ),
+    path(
+        "w/<slug:slug>/members/<int:membership_id>/password-link/",
+        member_views.member_password_link,
+        name="member_password_link",
+    ),
+    path(
+        "w/<slug:slug>/invitations/<int:invitation_id>/revoke/",
+        member_views.invitation_revoke,
+        name="invitation_revoke",
+    ),
+    path("w/<slug:slug>/delete/", member_views.workspace_delete, name="workspace_delete"),
+    path("invite/<str:token>/", member_views.invitation_accept, name="invitation_accept"),
+    path("account/", member_views.account, name="account"),
     path("apps/<str:app_id>/settings/", views.app_settings, name="app_settings"),
     path("apps/<str:app_id>/api-keys/", views.api_key_create, name="api_key_create"),
     path(

@@ -4,6 +4,7 @@ from django import forms
 from django.contrib import admin, messages
 
 from hub.errors import HubError
+from hub.models import Activity
 
 from . import services
 from .forwarding import app_forwarding_refresh, subscription_compile
@@ -14,7 +15,14 @@ from .sources.triggers import TriggerError
 
 class IntegrationAdminForm(forms.ModelForm):
     """The screens' checks: apps of the integration's workspace only, a custom host that passes
-    the outbound-URL guard."""
+    the outbound-URL guard; the activities as checkboxes, as on the screen."""
+
+    activities = forms.MultipleChoiceField(
+        choices=Activity.Kind.choices,
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text="The activities of the chosen apps sent to this integration.",
+    )
 
     class Meta:
         model = Integration

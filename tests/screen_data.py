@@ -39,7 +39,8 @@ class ScreenData:
 
 def screen_data_create(*, email: str = "owner@example.com") -> ScreenData:
     """Create the workspace "Acme" owned by `email` (password PASSWORD) with data on every screen."""
-    UserFactory(username=email, email=email)
+    # A staff superuser, so the sidebar's "Admin console" (the operator's console) is part of the tour.
+    UserFactory(username=email, email=email, is_staff=True, is_superuser=True)
     config_apply(
         document={
             "workspace": "Acme",
@@ -115,7 +116,12 @@ def screen_data_create(*, email: str = "owner@example.com") -> ScreenData:
     inbox_receive(
         source=source,
         items=[
-            {"type": "track", "event": "job_run", "userId": "shop-1", "properties": {"units": 3}},
+            {
+                "type": "track",
+                "event": "job_run",
+                "userId": "shop-1",
+                "properties": {"units": 3, "shop": "shop-1"},
+            },
             {"type": "identify", "userId": "shop-2", "traits": {"name": "Bolt Supply"}},
         ],
     )

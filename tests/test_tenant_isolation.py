@@ -76,6 +76,9 @@ PARAMETERS: dict[str, Callable[[Tenant], object]] = {
     "id": lambda t: _metric_of(t).public_id,  # /v1/usage_metrics/<id>, /v1/usage_events/<id>/report
     "metric_id": lambda t: _metric_of(t).public_id,
     "token": lambda t: _source_of(t).webhook_token,  # /hooks/<token>: the URL is the credential
+    "plan_id": lambda t: _plan_of(t).public_id,
+    "membership_id": lambda t: t.workspace.memberships.order_by("id").first().pk,
+    "invitation_id": lambda t: _invitation_of(t).pk,
 }
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 
@@ -87,6 +90,27 @@ def _metric_of(t: Tenant):
 
     return t.app.metrics.first() or metric_create(
         app=t.app, definition=definition_validate(name=f"Metric {t.marker}", event_name=f"event-{t.marker}")
+    )
+
+
+def _plan_of(t: Tenant):
+    """The tenant's plan, made on first use."""
+    from hub.lifecycle import plan_upsert
+
+    return plan_upsert(app=t.app, name=f"Plan {t.marker}", amount=9)[0]
+
+
+def _invitation_of(t: Tenant):
+    """An open invitation to the tenant's workspace, made on first use by its owner."""
+    from hub.members import invitation_create
+    from hub.models import Invitation
+
+    open_one = Invitation.objects.filter(workspace=t.workspace, revoked_at__isnull=True).first()
+    return (
+        open_one
+        or invitation_create(
+            workspace=t.workspace, email=f"invited-{t.marker}@example.com", role="member", by=t.user
+        )[0]
     )
 
 
@@ -134,6 +158,9 @@ EXCLUDED: dict[str, str] = {
     "names or data), Bearer HUB_METRICS_TOKEN only: tests/hub/test_metrics_endpoint.py",
     "login/": "the login form: no tenant data, throttled and tested in tests/hub/test_login_throttle.py",
     "logout/": "logs the caller out: no tenant data",
+    "favicon.ico": "a redirect to the static icon: no tenant data",
+    "invite/<str:token>/": "an invitation link: the token is the credential (only its hash is stored), "
+    "not a workspace's object; tested in tests/hub/test_member_screens.py",
 }
 # Whole URL configurations that are not the project's own, by their include() prefix.
 EXCLUDED_INCLUDES: dict[str, str] = {

@@ -61,7 +61,7 @@ class MappingAdmin(admin.ModelAdmin):
     list_display = ("name", "source", "position", "action", "enabled", "updated_at")
     list_filter = ("action", "enabled")
     search_fields = ("name", "trigger", "source__name")
-    raw_id_fields = ("source",)
+    autocomplete_fields = ("source",)
 
 
 @admin.register(InboxMessage)

@@ -196,5 +196,8 @@ class InboxBatch(models.Model):
     size = models.PositiveIntegerField()
     created_at = models.DateTimeField(default=timezone.now)
 
+    class Meta:
+        verbose_name_plural = "inbox batches"
+
     def __str__(self) -> str:
         return f"{self.size} message(s) of source {self.source_id}"

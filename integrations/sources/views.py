@@ -409,8 +409,16 @@ def debugger(request: HttpRequest, app_id: str, source_id: str) -> HttpResponse:
     return render(
         request,
         "sources/debugger.html",
-        _context(app, source=source, rows=selectors.inbox_latest(source=source)),
+        _context(app, source=source, rows=_debugger_rows(source)),
     )
+
+
+def _debugger_rows(source: Source) -> list[dict]:
+    """The latest messages with their payloads as the debugger opens them (pretty JSON)."""
+    return [
+        {"message": m, "payload": json.dumps(m.payload, indent=2, ensure_ascii=False, default=str)}
+        for m in selectors.inbox_latest(source=source)
+    ]
 
 
 @login_required
@@ -418,4 +426,4 @@ def debugger_rows(request: HttpRequest, app_id: str, source_id: str) -> HttpResp
     """The debugger's table body, fetched by the page every few seconds."""
     app = app_get_for_user(user=request.user, public_id=app_id)
     source = selectors.source_get(app=app, public_id=source_id)
-    return render(request, "sources/_debugger_rows.html", {"rows": selectors.inbox_latest(source=source)})
+    return render(request, "sources/_debugger_rows.html", {"rows": _debugger_rows(source)})

@@ -133,6 +133,21 @@ def test_a_definition_error_is_shown_at_its_field_and_nothing_is_saved(logged_in
     assert not Metric.objects.exists()
 
 
+def test_every_error_of_the_form_is_shown_at_once(logged_in, app):
+    response = post_form(
+        logged_in, app, url(app, "new"), name="", event_name="", aggregation="sum", group_by="a..b",
+        filter_property=["units"], filter_op=["gt"], filter_value=["lots"],
+    )  # fmt: skip
+
+    assert response.status_code == 400
+    html = response.content.decode()
+    for field in ("name", "event_name", "property", "group_by"):
+        assert field_error(html, field), field
+    rows = re.findall(r"<tr data-filter-row>.*?</tr>", html, re.S)
+    assert "must be a number" in rows[0]
+    assert not Metric.objects.exists()
+
+
 def test_a_filter_error_is_shown_on_its_row_and_nothing_is_saved(logged_in, app):
     response = post_form(
         logged_in, app, url(app, "new"), name="Big jobs", event_name="job",
@@ -285,8 +300,8 @@ def test_detail_shows_the_report_as_chart_data_and_as_a_table(logged_in, app):
     assert data["total"] == [int(v) for _, v in report.points]
     rows = table_rows(html)
     assert len(rows) == 90
-    assert rows[-1] == [today.strftime("%Y-%m-%d"), "30"]
-    assert rows[-3] == [(today - timedelta(days=2)).strftime("%Y-%m-%d"), "2,468"]
+    assert rows[0] == [today.strftime("%Y-%m-%d"), "30"]  # newest first
+    assert rows[2] == [(today - timedelta(days=2)).strftime("%Y-%m-%d"), "2,468"]
     assert '<canvas data-chart="metric-chart-data"' in html
     assert "chart.umd.min.js" in html  # the chart library, served locally, on this page only
     assert "https://" not in re.sub(r"<a [^>]*>", "", html.split("<body")[0])
@@ -327,7 +342,7 @@ def test_a_grouped_metric_has_a_series_and_a_column_per_group(logged_in, app):
     assert data["stacked"] is True
     header = re.search(r"<thead><tr>(.*?)</tr></thead>", html.split("table-numbers")[1], re.S).group(1)
     assert re.findall(r">([^<]+)</th>", header) == ["Day", "Total", "basic", "pro"]
-    assert table_rows(html)[-1][1:] == ["3", "1", "2"]
+    assert table_rows(html)[0][1:] == ["3", "1", "2"]  # today first
     assert 'data-stack="lines"' in html
 
 

@@ -99,7 +99,11 @@ def test_filters(logged_in, app):
 
 def test_customers_search_and_view(logged_in, app):
     acme = customer_identify(
-        app=app, platform_id="1", name="Acme", email="a@acme.test", custom_fields={"tier": "gold"}
+        app=app,
+        platform_id="1",
+        name="Acme",
+        email="a@acme.test",
+        custom_fields={"tier": "gold", "seats": 12},
     ).customer
     customer_identify(app=app, platform_id="2", name="Globex")
     contact_upsert(customer=acme, email="ops@acme.test", name="Ops")
@@ -109,7 +113,10 @@ def test_customers_search_and_view(logged_in, app):
     assert "Acme" in html and "Globex" not in html
     assert "Acme" in logged_in.get(url + "?q=ops@acme").content.decode()  # by contact email
     detail = logged_in.get(f"{url}{acme.public_id}/").content.decode()
-    assert "ops@acme.test" in detail and "&quot;tier&quot;: &quot;gold&quot;" in detail
+    assert "ops@acme.test" in detail
+    # Custom fields read as name and value, not as raw JSON.
+    assert '<dt class="mono small">tier</dt><dd>gold</dd>' in detail
+    assert '<dt class="mono small">seats</dt><dd>12</dd>' in detail
     assert detail.count('class="badge badge-accent">api_call') == 3
 
 

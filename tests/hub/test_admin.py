@@ -1,5 +1,7 @@
 """The operator's console: every model is registered, lists and searches work, secrets never show."""
 
+import re
+
 import pytest
 from django.apps import apps
 from django.contrib import admin
@@ -129,3 +131,48 @@ def test_admin_review_action_creates_reviews_through_the_service(staff_client, a
     review = customer.reviews.get()
     assert (review.rating, review.text) == (4, "Solid")
     assert _kinds(customer) == ["installed", "reviewed"]
+
+
+def test_the_console_speaks_the_products_words(admin_client):
+    """Grouped sections, right plurals and filter labels, autocomplete for apps, activities as boxes."""
+    index = admin_client.get("/admin/").content.decode()
+    for section in ("Workspaces and access", "Customers and billing", "Usage", "Sources", "Integrations"):
+        assert f">{section}<" in index, section
+    assert "Rollup batches" in index and "Inbox batches" in index
+    assert "Operator's console" in index and "hub/admin.css" in index
+    customers = admin_client.get("/admin/hub/customer/").content.decode()
+    assert "By identified" in customers and "placeholder" not in customers.lower().replace("placeholder=", "")
+    plan_add = admin_client.get("/admin/hub/plan/add/").content.decode()
+    assert re.search(r'<select name="app"[^>]*class="admin-autocomplete"', plan_add)
+    integration_add = admin_client.get("/admin/integrations/integration/add/").content.decode()
+    assert 'type="checkbox" name="activities" value="installed"' in integration_add
+
+
+def test_plans_in_the_console_pass_the_services_checks_and_members_are_read_only(admin_client, app):
+    from hub.models import Membership, Plan
+    from tests.factories import MembershipFactory
+
+    form = {"app": app.pk, "name": "Pro", "amount": "49", "currency": "eur", "interval": "ANNUAL"}
+    assert admin_client.post("/admin/hub/plan/add/", form).status_code == 302
+    assert Plan.objects.get(name="Pro").currency == "EUR"
+    refused = admin_client.post("/admin/hub/plan/add/", {**form, "name": "Odd", "currency": "E1"})
+    assert "three-letter code" in refused.content.decode() and not Plan.objects.filter(name="Odd").exists()
+
+    membership = MembershipFactory(role="owner")
+    assert (
+        admin_client.post(f"/admin/hub/membership/{membership.pk}/delete/", {"post": "yes"}).status_code
+        == 403
+    )
+    assert admin_client.get("/admin/hub/membership/add/").status_code == 403
+    assert Membership.objects.filter(pk=membership.pk).exists()
+
+
+def test_every_model_has_a_right_plural_name():
+    """English plurals, not Django's "+s" (batchs, activitys, classs)."""
+    wrong = [
+        f"{m.__name__}: {m._meta.verbose_name_plural}"
+        for m in apps.get_models()
+        if m._meta.app_label in OUR_APPS
+        and re.search(r"(ch|sh|s|x|z|[^aeiou]y)s$", str(m._meta.verbose_name_plural))
+    ]
+    assert wrong == []

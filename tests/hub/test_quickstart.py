@@ -110,27 +110,11 @@ def test_hub_run_on_embedded_defaults(tmp_path):
         # kombu's exchange tables live under var/, not in ./control of the checkout.
         assert (tmp_path / "broker" / "control" / "celery.exchange").exists()
 
-        # The demo app exists; with a key from hub_apply, the API works on SQLite.
-        applied = subprocess.run(
-            [sys.executable, "manage.py", "hub_apply", "-"],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            input=json.dumps({"workspace": "Demo", "apps": [{"name": "Demo app", "api_keys": ["smoke"]}]}),
-        )
-        app = json.loads(applied.stdout)["apps"][0]
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{port}/v1/usage_events",
-            data=json.dumps({"eventName": "smoke", "eventId": "s-1", "customerId": "shop-1"}).encode(),
-            headers={
-                "Content-Type": "application/json",
-                "X-Mantle-App-Id": app["id"],
-                "X-Mantle-App-Api-Key": app["api_keys"][0]["secret"],
-            },
-        )
-        with urllib.request.urlopen(request, timeout=10) as response:
-            assert json.loads(response.read()) == {"success": True, "accepted": 1, "duplicates": 0}
+        # The demo app has an API key, and the one curl printed sends a usage event (on SQLite).
+        curl = next(line.strip() for line in output.splitlines() if line.strip().startswith("curl "))
+        sent = subprocess.run(["bash", "-c", curl], capture_output=True, text=True, timeout=30)
+        assert json.loads(sent.stdout) == {"success": True, "accepted": 1, "duplicates": 0}, sent.stderr
+        assert (tmp_path / "demo-api-key.txt").read_text().strip() in curl
         children = _processes_with_env(f"HUB_VAR_DIR={tmp_path}")
         assert len(children) >= 4  # hub_run, gunicorn master + worker, celery worker, beat
     finally:

@@ -79,7 +79,7 @@ def test_a_mapping_inline_of_a_source_is_validated_too(staff, app):
 def _integration_form(integration, **overrides):
     data = {"workspace": integration.workspace_id, "kind": "segment", "name": integration.name,
             "region": "us", "custom_host": "", "apps": [a.pk for a in integration.apps.all()],
-            "activities": "[]", "user_id_field": "", "enabled": "on", "attention_reason": ""}  # fmt: skip
+            "activities": ["installed", "upgraded"], "user_id_field": "", "enabled": "on", "attention_reason": ""}  # fmt: skip
     data.update(overrides)
     return data
 
@@ -107,3 +107,4 @@ def test_an_integration_in_the_admin_takes_only_its_workspaces_apps_and_a_guarde
     integration = Integration.objects.get(pk=integration.pk)
     assert (integration.region, integration.custom_host) == ("eu", "")
     assert list(integration.apps.all()) == [app]
+    assert integration.activities == ["installed", "upgraded"]  # checkboxes, as on the screen

@@ -9,6 +9,7 @@ from django.utils import timezone
 from hub.models import Activity
 from integrations import delivery
 from integrations.models import Delivery, Integration, Replay
+from integrations.services import integration_save
 from tests.integrations.conftest import make_customer
 
 pytestmark = pytest.mark.django_db
@@ -130,3 +131,15 @@ def test_delivery_log_counts_filters_retry_and_replay(logged_in, workspace, app,
     assert re.search(r'data-stat="p95">\d+ ms<', page)
     assert set(Delivery.objects.values_list("status", flat=True)) == {"delivered"}
     assert Activity.objects.filter(app=app).count() == 3
+
+
+def test_the_list_counts_activities_out_of_those_the_form_offers_and_highlights_one_nav_item(
+    logged_in, workspace, app
+):
+    integration_save(
+        workspace=workspace, name="All", write_key="wk_1", apps=[app], activities=list(Activity.Kind.values)
+    )
+    page = logged_in.get(f"/w/{workspace.slug}/integrations/").content.decode()
+    assert f"{len(Activity.Kind.values)} of {len(Activity.Kind.values)}" in page
+    nav = re.search(r'<nav class="nav">.*?</nav>', page, re.S).group(0)
+    assert re.findall(r'class="active">([^<]+)<', nav) == ["Integrations"]

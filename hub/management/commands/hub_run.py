@@ -23,7 +23,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
-from hub.bootstrap import hub_bootstrap
+from hub.bootstrap import demo_curl, hub_bootstrap
 
 
 class Command(BaseCommand):
@@ -104,6 +104,10 @@ class Command(BaseCommand):
             )
         demo_app = result.demo["apps"][0]
         self.stdout.write(f"  Demo app id: {demo_app['id']}")
+        key_file = settings.VAR_DIR / "demo-api-key.txt"
+        self.stdout.write(f"  Demo app API key: {result.demo_api_key}  (kept in {key_file})")
+        curl = demo_curl(url=url, app_id=demo_app["id"], api_key=result.demo_api_key)
+        self.stdout.write(f"  Send a usage event:\n\n    {curl}\n")
         self.stdout.write("  Press Ctrl-C to stop web, worker and scheduler.\n")
 
         exit_code = 0

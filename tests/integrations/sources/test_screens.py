@@ -2,9 +2,11 @@
 pointing at the trigger's position, Send test event), and the debugger."""
 
 import json
+import re
 
 import pytest
 from django.db import connection
+from django.utils import timezone
 
 from events.models import UsageEvent
 from integrations.sources.inbox import inbox_process_pending, inbox_receive
@@ -94,6 +96,21 @@ def test_send_test_event_shows_the_record_or_errors_and_can_store(logged_in, app
     stored = logged_in.post(url, {**_form(), "message": json.dumps(message), "store": "1"}).json()
     assert stored["stored"] == "stored"
     assert UsageEvent.objects.get().event_id == "t-1"
+    assert stored["stored_url"] == f"/apps/{app.public_id}/usage-events/"  # the result links to it
+
+
+def test_storing_is_offered_only_for_received_messages_and_the_example_is_dated_now(logged_in, app, source):
+    page = logged_in.get(f"/apps/{app.public_id}/sources/{source.public_id}/mappings/new/").content.decode()
+    assert 'data-test-run="1"' not in page and "no message yet" in page
+    assert str(timezone.now().year) in page and "2024-03-01" not in page
+    assert "New mapping" in page and "New Mapping" not in page
+    assert '<option value="track" selected>' in page  # the event type is the trigger's own
+
+    inbox_receive(
+        source=source, items=[{"type": "track", "event": "x", "userId": "u"}], format_kind="segment"
+    )
+    page = logged_in.get(f"/apps/{app.public_id}/sources/{source.public_id}/mappings/new/").content.decode()
+    assert "Store this event" in page
 
 
 def test_debugger_lists_latest_messages_with_outcome(logged_in, app, source):
@@ -111,6 +128,11 @@ def test_debugger_lists_latest_messages_with_outcome(logged_in, app, source):
     assert 'data-message-id="d-2" data-outcome="rejected"' in rows and "event is required for track" in rows
     assert 'data-message-id="d-3" data-outcome="unmatched"' in rows
     assert "Mantle: Track → usage event" in rows
+    # Each message opens to show it as received.
+    detail = re.search(r'<tr class="message-detail" data-detail-of="d-1" hidden>.*?</tr>', rows, re.S).group(
+        0
+    )
+    assert "&quot;shop&quot;: &quot;s&quot;" in detail and "data-toggle-next" in rows
 
 
 def test_mapping_editor_builds_segment_directives_without_json_and_reads_them_back(logged_in, app, source):

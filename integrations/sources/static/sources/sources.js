@@ -80,7 +80,19 @@
       setInterval(function () {
         fetch(body.getAttribute("data-refresh"), {credentials: "same-origin"})
           .then(function (r) { if (r.ok) return r.text(); throw new Error(r.status); })
-          .then(function (html) { body.innerHTML = html; })
+          .then(function (html) {
+            // Messages opened stay open across refreshes.
+            var open = [];
+            body.querySelectorAll("tr[data-detail-of]:not([hidden])").forEach(function (row) {
+              open.push(row.getAttribute("data-detail-of"));
+            });
+            body.innerHTML = html;
+            open.forEach(function (id) {
+              body.querySelectorAll("tr[data-detail-of]").forEach(function (row) {
+                if (row.getAttribute("data-detail-of") === id) row.hidden = false;
+              });
+            });
+          })
           .catch(function () { /* the next tick tries again */ });
       }, seconds * 1000);
     }
