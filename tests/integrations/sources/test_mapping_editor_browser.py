@@ -39,7 +39,7 @@ def test_build_an_if_directive_without_json(live_server):
 
         page.get_by_role("button", name="Test mapping").click()  # the sample has no plan: "else"
         result = page.get_by_test_id("test-result")
-        result.get_by_text("The mapping would write:").wait_for()
+        result.get_by_text("the mapping would write this record").wait_for()
         assert '"event_name": "Report Generated"' in result.inner_text()
 
         page.get_by_role("button", name="Save mapping").click()
