@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
@@ -53,9 +54,19 @@ def _healthz_count(url: str) -> float:
 def test_every_scrape_counts_the_requests_of_every_worker_process(gunicorn):
     url, multiproc = gunicorn
     start = _healthz_count(url)
-    for _ in range(40):  # a new connection each: the two workers share them
-        requests.get(f"{url}/healthz", headers={"Connection": "close"}, timeout=5)
+    sent = 0
 
+    def get(_):
+        requests.get(f"{url}/healthz", headers={"Connection": "close"}, timeout=10)
+
+    # Concurrent requests, on new connections, until both processes have served some (one idle
+    # sync worker can otherwise win every accept on a busy machine).
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        for _ in range(20):
+            list(pool.map(get, range(20)))
+            sent += 20
+            if len(list(multiproc.glob("histogram_*.db"))) == 2:
+                break
     assert len(list(multiproc.glob("histogram_*.db"))) == 2  # both processes served requests
     counts = {_healthz_count(url) for _ in range(10)}  # scrapes answered by either process
-    assert counts == {start + 40}
+    assert counts == {start + sent}
