@@ -280,19 +280,26 @@ class PostgresStore:
     def claim(
         self, *, integration_id: int, limit: int, due_by: datetime | None, only: list | None
     ) -> list[Claimed]:
-        params: list = [integration_id]
-        where = "integration_id = %s AND status = 'pending'"
         if only is not None:
-            where += " AND id = ANY(%b::uuid[])"
-            params.append([str(x) for x in only])
-        elif due_by is not None:
-            where += " AND next_attempt_at <= %s"
-            params.append(due_by)
-        params.append(limit)
-        sql = (
-            "SELECT id, message, action FROM integrations_delivery "
-            f"WHERE {where} ORDER BY next_attempt_at LIMIT %s FOR UPDATE SKIP LOCKED"
-        )
+            # Found by id (the primary key), in no particular order: a filter on a long id array
+            # over the integration's pending rows would compare every row with every id.
+            sql = (
+                "SELECT d.id, d.message, d.action FROM unnest(%b::uuid[]) AS o(id) "
+                "JOIN integrations_delivery d ON d.id = o.id "
+                "WHERE d.integration_id = %s AND d.status = 'pending' LIMIT %s FOR UPDATE OF d SKIP LOCKED"
+            )
+            params: list = [[str(x) for x in only], integration_id, limit]
+        else:
+            params = [integration_id]
+            where = "integration_id = %s AND status = 'pending'"
+            if due_by is not None:
+                where += " AND next_attempt_at <= %s"
+                params.append(due_by)
+            params.append(limit)
+            sql = (
+                "SELECT id, message, action FROM integrations_delivery "
+                f"WHERE {where} ORDER BY next_attempt_at LIMIT %s FOR UPDATE SKIP LOCKED"
+            )
         with raw_cursor() as cursor:
             cursor.execute(sql, params)
             return [Claimed(r[0], r[1].encode(), r[2]) for r in cursor.fetchall()]

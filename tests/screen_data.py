@@ -79,6 +79,15 @@ def screen_data_create(*, email: str = "owner@example.com") -> ScreenData:
                     "apps": ["Upsell"],
                 }
             ],
+            "destinations": [
+                {
+                    "name": "Metronome billing",
+                    "kind": "metronome",
+                    "secret": "mt_screen_tour_5678",
+                    "url": "http://127.0.0.1:9",
+                    "apps": ["Upsell"],
+                }
+            ],
         }
     )
     workspace = Workspace.objects.get(name="Acme")

@@ -19,6 +19,7 @@ from django.urls import reverse
 
 from events.models import Metric
 from hub.models import Plan
+from integrations.models import Integration
 from integrations.sources.models import Mapping
 from tests.browser import chromium_page
 from tests.screen_data import screen_data_create
@@ -102,6 +103,8 @@ def _screens(data) -> list[tuple[str, str]]:
     customer = data.customer.public_id
     plan = Plan.objects.get(app=data.app, name="Basic")
     source = data.source.public_id
+    destination = Integration.objects.get(workspace=data.workspace, name="Metronome billing")
+    subscription = destination.subscriptions.first()
     return [
         ("workspace", reverse("workspace_home", args=[ws])),
         ("workspace-new", reverse("workspace_create")),
@@ -112,6 +115,9 @@ def _screens(data) -> list[tuple[str, str]]:
         ("integration-new", reverse("segment_create", args=[ws])),
         ("integration-edit", reverse("integration_edit", args=[ws, data.integration.pk])),
         ("delivery-log", reverse("delivery_log", args=[ws, data.integration.pk])),
+        ("destination-new", reverse("destination_create_webhook", args=[ws])),
+        ("destination-edit", reverse("destination_edit", args=[ws, destination.pk])),
+        ("subscription-edit", reverse("subscription_edit", args=[ws, destination.pk, subscription.pk])),
         ("usage-events", reverse("usage_events", args=[app])),
         ("metrics", reverse("metrics", args=[app])),
         ("metric-new", reverse("metric_create", args=[app])),
