@@ -133,7 +133,9 @@ class DestinationForm(forms.Form):
         label="Kable keys",
     )
     batch = forms.BooleanField(
-        required=False, label="Send JSON arrays of up to 100 messages (one message per request otherwise)"
+        required=False,
+        label="Batch messages (arrays of up to 100)",
+        help_text="Otherwise one message per request.",
     )
     apps = forms.ModelMultipleChoiceField(
         queryset=App.objects.none(), required=False, widget=forms.CheckboxSelectMultiple

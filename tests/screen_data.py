@@ -141,7 +141,7 @@ def screen_data_create(*, email: str = "owner@example.com") -> ScreenData:
         app=app,
         customer=customer,
         source=source,
-        integration=Integration.objects.get(workspace=workspace),
+        integration=Integration.objects.get(workspace=workspace, kind="segment"),
         email=email,
         password=PASSWORD,
     )
