@@ -22,78 +22,16 @@ import argparse
 import http.client
 import json
 import os
-import socket
 import sys
-import threading
 import time
 import uuid
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-import orjson
 
 from bench.harness import client_pool, dumps, gunicorn, http_load, hub_env, manage, recreate_database
 from bench.segment_delivery import CpuMeter, StandIn, _setup_django, _start_worker
 
 DB = "hub_bench_destinations"
 WRITE_KEY = "wk_bench"
-# path -> the key of each item's id (Metronome's transaction_id, Kable's transactionId, a webhook's
-# messageId: the forwarded track call's, under the default mapping).
-ID_KEYS = {"/v1/ingest": "transaction_id", "/api/v1/events/create": "transactionId", "/hooks/in": "messageId"}
-
-
-def _destination_standin(port: int, ready, dump_path: str) -> None:
-    """Answers 200 to every POST (a JSON array or object) and records each item's first receipt."""
-    seen: dict[str, float] = {}
-    state = {"requests": 0}
-    lock = threading.Lock()
-
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, *args):
-            pass
-
-        def setup(self):
-            super().setup()
-            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-        def _reply(self, body: bytes) -> None:
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def do_GET(self):
-            if self.path == "/dump":
-                with lock, open(dump_path, "wb") as f:
-                    f.write(orjson.dumps(seen))
-            with lock:
-                self._reply(orjson.dumps({"unique": len(seen), **state}))
-
-        def do_POST(self):
-            raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            now = time.time()
-            key = ID_KEYS.get(self.path, "messageId")
-            body = orjson.loads(raw)
-            items = body if isinstance(body, list) else body.get("batch", [body])
-            with lock:
-                state["requests"] += 1
-                for m in items:
-                    seen.setdefault(str(m[key] if key in m else m.get("messageId")), now)
-            self._reply(b"{}")
-
-        def do_DELETE(self):
-            with lock:
-                seen.clear()
-                state["requests"] = 0
-            self._reply(b"{}")
-
-    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-    server.daemon_threads = True
-    ready.set()
-    server.serve_forever()
 
 
 def make_events(n: int, prefix: str) -> list[dict]:
@@ -157,10 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     app_info = created["apps"][0]
     headers = {"Content-Type": "application/json", "X-Mantle-App-Id": app_info["id"],
                "X-Mantle-App-Api-Key": app_info["api_keys"][0]["secret"]}  # fmt: skip
-    standins = {
-        name: StandIn(f"/tmp/{DB}-{name}.json", target=_destination_standin)
-        for name in ("metronome", "kable", "webhook")
-    }
+    standins = {name: StandIn(f"/tmp/{DB}-{name}.json") for name in ("metronome", "kable", "webhook")}
     baseline_standin = StandIn(f"/tmp/{DB}-segment.json")
     _setup_django(env)
 

@@ -45,7 +45,11 @@ DB = "hub_bench_segment"
 WRITE_KEY = "wk_bench"
 TICKS = os.sysconf("SC_CLK_TCK")
 
-# --- The stand-in (its own process): first receipt of each messageId; can hang ------------------
+# --- The stand-in (its own process): first receipt of each message id; can hang -----------------
+
+# path -> the key of each item's id: Segment's messageId, Metronome's transaction_id, Kable's
+# transactionId (a webhook carries the forwarded track call's messageId).
+ID_KEYS = {"/v1/ingest": "transaction_id", "/api/v1/events/create": "transactionId"}
 
 
 def _standin(port: int, ready, dump_path: str) -> None:
@@ -91,10 +95,15 @@ def _standin(port: int, ready, dump_path: str) -> None:
                 if state["hang"]:
                     time.sleep(state["hang"])
                 now = time.time()
-                batch = orjson.loads(raw).get("batch", [])
+                body = orjson.loads(raw)
+                # Segment's {"batch": [...]}, Mantle's {"events": [...]}, a JSON array, or one message.
+                items = (
+                    (body.get("batch") or body.get("events") or [body]) if isinstance(body, dict) else body
+                )
+                key = ID_KEYS.get(self.path, "messageId")
                 with lock:
-                    for m in batch:
-                        seen.setdefault(m["messageId"], now)
+                    for m in items:
+                        seen.setdefault(str(m.get(key, m.get("messageId"))), now)
                 self._reply(b'{"success":true}')
             finally:
                 with lock:
