@@ -1,19 +1,23 @@
-"""Usage events to destinations: the events layer leaves a `ForwardBatch` of the ids it stored
-(for apps whose destinations subscribe to usage events); this module turns each batch into
-deliveries on the delivery engine and deletes it in the same transaction, so each event is fanned
-out once and a lost task only delays it (the sweep forwards what is left).
+"""Usage events, customers and contacts to destinations. The layers below leave rows: the
+events layer a `ForwardBatch` of the ids it stored (for apps whose destinations subscribe to
+usage events), the core a `CustomerForward` snapshot of each customer or contact change (for apps
+whose destinations subscribe to those). This module turns them into deliveries on the delivery
+engine and deletes them in the same transaction, so each item is fanned out once and a lost task
+only delays it (the sweep forwards what is left).
 
-An event is offered to its app's subscriptions in the shape of a Segment track call, so that the
-default mappings are Segment's own action code's (`$.messageId`, `$.event`, `$.properties`,
-`$.context.groupId`...) and a mapping written for Segment reads the same paths:
+An item is offered to its app's subscriptions in the shape of a Segment call, so that the default
+mappings are Segment's own action code's and a mapping written for Segment reads the same paths:
+a usage event as a track call,
 
     {"type": "track", "event": <name>, "messageId": <event id>, "timestamp": <ISO-8601>,
      "userId": <customer id>, "properties": {...}, "context": {"groupId": <customer id>},
      "customer": {"id", "platformId", "myshopifyDomain", "name", "customFields"}}
 
-Each (subscription, event) makes one delivery whose message is rendered now, through the
-subscription's trigger and mapping, and stored; a message the destination cannot take (a required
-field missing after the mapping) is stored as a failed delivery saying why, never sent.
+a customer as a group call and a contact as an identify call (`customer_message`,
+`contact_message`; docs/destinations.md). Each (subscription, item) makes one delivery whose
+message is rendered now, through the subscription's trigger and mapping, and stored; a message the
+destination cannot take (a required field missing after the mapping) is stored as a failed
+delivery saying why, never sent.
 """
 
 from __future__ import annotations
