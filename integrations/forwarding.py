@@ -23,7 +23,6 @@ delivery saying why, never sent.
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -35,7 +34,7 @@ from hub.models import App, CustomerForward
 
 from .connectors import MessageRefused, connector_for
 from .delivery import FanoutResult, deliveries_create
-from .delivery_store import NewDelivery, delivery_id_for
+from .delivery_store import NewDelivery, delivery_id_for, iso_ms
 from .models import Delivery, Integration, Subscription
 from .sources.mapping_engine import (
     CompiledMapping,
@@ -47,10 +46,6 @@ from .sources.mapping_engine import (
 from .sources.triggers import TriggerError
 
 
-def _iso(dt: datetime) -> str:
-    return dt.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 def event_message(event: dict[str, Any]) -> dict[str, Any]:
     """A stored usage event (a row of `_events_load`) as the track call mappings read."""
     customer_id = str(event["customer__public_id"])
@@ -58,7 +53,7 @@ def event_message(event: dict[str, Any]) -> dict[str, Any]:
         "type": "track",
         "event": event["event_name"],
         "messageId": event["event_id"],
-        "timestamp": _iso(event["timestamp"]),
+        "timestamp": iso_ms(event["timestamp"]),
         "userId": customer_id,
         "properties": event["properties"] or {},
         "context": {"groupId": customer_id},
@@ -234,8 +229,8 @@ def customer_message(row: CustomerForward) -> dict[str, Any]:
     return {
         "type": "group",
         "messageId": f"customer-{row.pk}",
-        "timestamp": _iso(row.created_at),
-        "sentAt": _iso(row.created_at),
+        "timestamp": iso_ms(row.created_at),
+        "sentAt": iso_ms(row.created_at),
         "userId": snapshot["id"],
         "groupId": snapshot["id"],
         "traits": _traits(snapshot),
@@ -270,8 +265,8 @@ def contact_message(row: CustomerForward) -> dict[str, Any]:
     return {
         "type": "identify",
         "messageId": f"contact-{row.pk}",
-        "timestamp": _iso(row.created_at),
-        "sentAt": _iso(row.created_at),
+        "timestamp": iso_ms(row.created_at),
+        "sentAt": iso_ms(row.created_at),
         "userId": snapshot["email"],
         "traits": {k: v for k, v in traits.items() if v is not None},
         "context": {"groupId": customer["id"]},

@@ -103,6 +103,22 @@ class BaseConnector:
             raise MessageRefused(f"{', '.join(missing)} missing after the mapping")
         return values
 
+    def usage_event_message(
+        self, *, integration: Any, action: Action, values: dict[str, Any], data: str
+    ) -> dict[str, Any]:
+        """A billing platform's event from mapped values: the action's targets, the required ones
+        as text, and `data` (the event's properties) an object, `{}` when the mapping left it out."""
+        values = BaseConnector.action_message(self, integration=integration, action=action, values=values)
+        message = {t: values[t] for t in action.targets if t in values}
+        for name in action.required:
+            if not isinstance(message[name], str):
+                message[name] = str(message[name])
+        if message.get(data) is None:
+            message[data] = {}
+        elif not isinstance(message[data], dict):
+            raise MessageRefused(f"{data} must be an object")
+        return message
+
 
 _REGISTRY: dict[str, Connector] = {}
 

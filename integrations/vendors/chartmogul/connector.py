@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 from django.utils import timezone
 
 from integrations.connectors import Action, BaseConnector, BatchRequest, MessageRefused
+from integrations.delivery_store import iso_ms
 
 _COMMON = {
     "message_id": {"path": "$.messageId"},
@@ -133,7 +134,7 @@ class ChartMogulConnector(BaseConnector):
         return str(message.get("message_id", ""))
 
     def test_message(self, *, integration: Any, message_id: str) -> dict[str, Any]:
-        now = timezone.now().isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        now = iso_ms(timezone.now())
         return {
             "type": "Send Customer", "message_id": message_id, "timestamp": now, "sent_at": now,
             "user_id": "hub-test-customer", "group_id": "hub-test-customer", "name": "Hub test customer",

@@ -14,7 +14,8 @@ from typing import Any
 
 from django.utils import timezone
 
-from integrations.connectors import Action, BaseConnector, BatchRequest, MessageRefused
+from integrations.connectors import Action, BaseConnector, BatchRequest
+from integrations.delivery_store import iso_ms
 
 HOSTS = {"live": "https://live.kable.io", "test": "https://test.kable.io"}
 
@@ -43,16 +44,7 @@ class KableConnector(BaseConnector):
     actions = {SEND_EVENT.name: SEND_EVENT}
 
     def action_message(self, *, integration: Any, action: Action, values: dict[str, Any]) -> dict[str, Any]:
-        values = super().action_message(integration=integration, action=action, values=values)
-        message = {t: values[t] for t in action.targets if t in values}
-        for name in ("clientId", "timestamp", "transactionId"):
-            message[name] = str(message[name])
-        data = message.get("data")
-        if data is None:
-            message["data"] = {}
-        elif not isinstance(data, dict):
-            raise MessageRefused("data must be an object")
-        return message
+        return self.usage_event_message(integration=integration, action=action, values=values, data="data")
 
     def message_id(self, message: dict[str, Any]) -> str:
         return message["transactionId"]
@@ -61,7 +53,7 @@ class KableConnector(BaseConnector):
         """A harmless event for Send test event."""
         return {
             "clientId": "hub-test-customer",
-            "timestamp": timezone.now().isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "timestamp": iso_ms(timezone.now()),
             "transactionId": message_id,
             "data": {"integration": integration.name, "test": True},
         }

@@ -17,6 +17,7 @@ from typing import Any
 from django.utils import timezone
 
 from integrations.connectors import Action, BaseConnector, BatchRequest, MessageRefused
+from integrations.delivery_store import iso_ms
 
 HOST = "https://appapi.heymantle.com/v1"
 
@@ -104,7 +105,7 @@ class MantleConnector(BaseConnector):
         return {
             "customerId": "hub-test-customer", "event_name": "hub_test_event", "event_id": message_id,
             "properties": {"integration": integration.name, "test": True},
-            "timestamp": timezone.now().isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "timestamp": iso_ms(timezone.now()),
         }  # fmt: skip
 
     def batch_overhead(self) -> int:

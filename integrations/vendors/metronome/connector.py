@@ -13,7 +13,8 @@ from typing import Any
 
 from django.utils import timezone
 
-from integrations.connectors import Action, BaseConnector, BatchRequest, MessageRefused
+from integrations.connectors import Action, BaseConnector, BatchRequest
+from integrations.delivery_store import iso_ms
 
 HOST = "https://api.metronome.com"
 
@@ -43,17 +44,10 @@ class MetronomeConnector(BaseConnector):
     actions = {SEND_EVENT.name: SEND_EVENT}
 
     def action_message(self, *, integration: Any, action: Action, values: dict[str, Any]) -> dict[str, Any]:
-        values = super().action_message(integration=integration, action=action, values=values)
-        message = {t: values[t] for t in action.targets if t in values}
-        for name in ("transaction_id", "customer_id", "event_type", "timestamp"):
-            if not isinstance(message[name], str):
-                message[name] = str(message[name])
-        properties = message.get("properties")
-        if properties is None:
-            message["properties"] = {}  # seed 001 requires it; Metronome takes an empty object
-        elif not isinstance(properties, dict):
-            raise MessageRefused("properties must be an object")
-        return message
+        # properties: seed 001 requires it; Metronome takes an empty object.
+        return self.usage_event_message(
+            integration=integration, action=action, values=values, data="properties"
+        )
 
     def message_id(self, message: dict[str, Any]) -> str:
         return message["transaction_id"]
@@ -63,7 +57,7 @@ class MetronomeConnector(BaseConnector):
         return {
             "transaction_id": message_id,
             "customer_id": "hub-test-customer",
-            "timestamp": timezone.now().isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "timestamp": iso_ms(timezone.now()),
             "event_type": "hub_test_event",
             "properties": {"integration": integration.name, "test": True},
         }

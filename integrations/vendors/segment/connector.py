@@ -7,7 +7,6 @@ Segment dedupes retries.
 
 from __future__ import annotations
 
-from datetime import UTC
 from typing import Any
 
 import orjson
@@ -15,6 +14,7 @@ from django.utils import timezone
 
 from hub.models import Activity
 from integrations.connectors import Action, BaseConnector, BatchRequest, MessageRefused
+from integrations.delivery_store import iso_ms
 
 HOSTS = {"us": "https://api.segment.io", "eu": "https://events.eu1.segmentapis.com"}
 LIBRARY = {"name": "integration-hub", "version": "0.1.0"}
@@ -38,10 +38,6 @@ EVENT_NAMES = {
     Activity.Kind.UPGRADE_SUGGESTED: "Plan Upgrade Suggested",
 }
 TEST_EVENT = "Hub Test Event"
-
-
-def _iso(dt) -> str:
-    return dt.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def base_url(integration: Any) -> str:
@@ -148,7 +144,7 @@ class SegmentConnector(BaseConnector):
             "event": TEST_EVENT,
             "userId": "hub-test-user",
             "messageId": message_id,
-            "timestamp": _iso(timezone.now()),
+            "timestamp": iso_ms(timezone.now()),
             "properties": {"integration": integration.name, "test": True},
             "context": {"library": LIBRARY},
         }
@@ -157,7 +153,7 @@ class SegmentConnector(BaseConnector):
         return len(b'{"batch":[],"sentAt":"2000-01-01T00:00:00.000Z"}') + 8
 
     def batch_request(self, *, integration: Any, messages: list[bytes], action: str = "") -> BatchRequest:
-        sent_at = orjson.dumps(_iso(timezone.now()))
+        sent_at = orjson.dumps(iso_ms(timezone.now()))
         body = b'{"batch":[' + b",".join(messages) + b'],"sentAt":' + sent_at + b"}"
         return BatchRequest(
             url=base_url(integration) + "/v1/batch",

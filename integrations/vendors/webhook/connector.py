@@ -21,6 +21,7 @@ from typing import Any
 from django.utils import timezone
 
 from integrations.connectors import Action, BaseConnector, BatchRequest, MessageRefused
+from integrations.delivery_store import iso_ms
 
 SEND = Action(
     name="send",
@@ -82,7 +83,7 @@ class WebhookConnector(BaseConnector):
             "type": "track",
             "event": "Hub Test Event",
             "messageId": message_id,
-            "timestamp": timezone.now().isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "timestamp": iso_ms(timezone.now()),
             "properties": {"integration": integration.name, "test": True},
         }
 
