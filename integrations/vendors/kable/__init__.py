@@ -54,8 +54,9 @@ def event_name(data: Any) -> str:
     """Kable's event name: `data.eventName`, `event_name`, `event` or `eventType`, else kable_event."""
     if isinstance(data, dict):
         for key in EVENT_NAME_KEYS:
-            if isinstance(data.get(key), str) and data[key]:
-                return data[key]
+            value = data.get(key)
+            if isinstance(value, str) and value:
+                return value
     return DEFAULT_EVENT_NAME
 
 
