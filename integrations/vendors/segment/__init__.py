@@ -53,13 +53,13 @@ MAX_MESSAGE_ID = 100
 REQUIRED_BY_TYPE = {"track": "event", "group": "groupId", "alias": "previousId"}
 
 
-def _present(value: Any) -> bool:
+def _present(value: object) -> bool:
     if isinstance(value, str):
         return bool(value.strip())
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def _text(value: Any) -> str:
+def _text(value: object) -> str:
     return value if isinstance(value, str) else ("" if value is None else str(value))
 
 
@@ -68,10 +68,10 @@ class SegmentFormat:
 
     kind = "segment"
 
-    def accepts(self, item: Any) -> bool:
+    def accepts(self, item: object) -> bool:
         return isinstance(item, dict) and item.get("type") in TYPES
 
-    def normalize(self, item: Any, *, received_at: str, defaults: dict | None = None) -> Received:
+    def normalize(self, item: object, *, received_at: str, defaults: dict | None = None) -> Received:
         if not isinstance(item, dict):
             return Received(self.kind, item, error="each message must be a JSON object")
         message = dict(item)
