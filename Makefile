@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check -q
 
-.PHONY: run test test-pgbouncer test-fast fuzz fuzz-long fuzz-mappings lint format install install-dev migrate bench chaos clean
+.PHONY: run test test-pgbouncer test-fast fuzz fuzz-long fuzz-mappings lint typecheck format install install-dev migrate bench chaos clean
 
 ## Set up (virtualenv, install, migrate, admin and demo app) and run web + worker + scheduler.
 ## (exec: make's SIGTERM goes straight to hub_run, with no shell in between to die instead.)
@@ -16,6 +16,7 @@ test: $(VENV)/.installed-dev
 	bash .ci/services.sh
 	$(MAKE) --no-print-directory node-deps
 	$(VENV)/bin/ruff check .
+	$(MAKE) --no-print-directory typecheck
 	$(PY) -m pytest $(PYTEST_ARGS)
 	$(MAKE) --no-print-directory test-pgbouncer
 
@@ -60,6 +61,12 @@ node-deps:
 lint: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(MAKE) --no-print-directory typecheck
+
+## mypy with django-stubs over the modules `[tool.mypy] files` in pyproject.toml lists. The
+## django-stubs plugin loads hub.settings, which DEBUG lets start without production secrets.
+typecheck: $(VENV)/.installed-dev
+	DEBUG=1 $(VENV)/bin/mypy
 
 format: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check --fix .

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from django.conf import settings
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
+from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -18,8 +21,18 @@ from .races import CONFLICT_MESSAGE, is_unique_violation
 from .request_body import json_body
 from .timestamps import parse_timestamp
 
+if TYPE_CHECKING:
+    from .authentication import AppCaller
 
-def _first_message(detail) -> str:
+    class ApiRequest(Request):
+        """A request of the API (whose authentication classes set an `AppCaller` as its user)."""
+
+        user: AppCaller  # type: ignore[assignment]  # the stubs know only Django's user model
+else:
+    ApiRequest = Request
+
+
+def _first_message(detail: object) -> str:
     if isinstance(detail, dict):
         if "detail" in detail:
             return _first_message(detail["detail"])
@@ -30,7 +43,7 @@ def _first_message(detail) -> str:
     return str(detail)
 
 
-def exception_handler(exc, context):
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """Answer every API error as `{"error": "..."}` (what Mantle's clients look for)."""
     if isinstance(exc, HubError):
         return Response(exc.body(), status=exc.status_code)
@@ -41,7 +54,7 @@ def exception_handler(exc, context):
     if response is None:
         return None
     data = response.data
-    body = {"error": _first_message(data)}
+    body: dict[str, Any] = {"error": _first_message(data)}
     if isinstance(data, dict) and "detail" not in data:
         body["details"] = data
     response.data = body
@@ -69,7 +82,7 @@ class AppView(APIView):
         responses={200: AppSerializer, 401: ErrorSerializer},
         tags=["App"],
     )
-    def get(self, request):
+    def get(self, request: ApiRequest) -> Response:
         app = request.user.app
         return Response(
             {
@@ -82,7 +95,7 @@ class AppView(APIView):
         )
 
 
-def customer_json(customer: Customer) -> dict:
+def customer_json(customer: Customer) -> dict[str, Any]:
     """A customer as the Mantle-compatible API shows it."""
     return {
         "id": str(customer.public_id),
@@ -154,7 +167,7 @@ class IdentifyView(APIView):
                    400: ErrorSerializer, 401: ErrorSerializer, 403: ErrorSerializer, 409: ErrorSerializer},
         tags=["Customers"],
     )  # fmt: skip
-    def post(self, request):
+    def post(self, request: ApiRequest) -> Response:
         body = json_body(request, max_bytes=settings.HUB_IDENTIFY_MAX_REQUEST_BYTES)
         if not isinstance(body, dict):
             raise HubError("The body must be a JSON object.")
@@ -195,7 +208,7 @@ class CustomerView(APIView):
                    400: ErrorSerializer, 401: ErrorSerializer, 404: ErrorSerializer},
         tags=["Customers"],
     )  # fmt: skip
-    def get(self, request):
+    def get(self, request: ApiRequest) -> Response:
         caller = request.user
         reference = request.query_params.get("id")
         customer = caller.customer
@@ -210,6 +223,6 @@ class CustomerView(APIView):
             raise HubError("Pass ?id= (the customer's id, platform id or myshopify domain).")
         return Response({"customer": self.customer_body(customer)})
 
-    def customer_body(self, customer: Customer) -> dict:
+    def customer_body(self, customer: Customer) -> dict[str, Any]:
         """The customer as answered; the events package adds its usage (see events/metrics_api.py)."""
         return customer_json(customer)

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
-from django.db import transaction
+from django.db import models, transaction
 
 from . import services
 from .errors import HubError
@@ -53,14 +53,16 @@ _CORE_APP_KEYS = {"name", "api_keys"}
 
 NOT_CLEARABLE: Final = object()
 
+_M = TypeVar("_M", bound=models.Model)
+
 
 def declared_value(
-    spec: dict,
+    spec: dict[str, Any],
     key: str,
     *,
-    obj: Any,
+    obj: _M | None,
     default: Any,
-    attr: str | Callable[[Any], Any] | None = None,
+    attr: str | Callable[[_M], Any] | None = None,
     cleared: Any = NOT_CLEARABLE,
     path: str,
 ) -> Any:
@@ -82,18 +84,18 @@ def declared_value(
     return attr(obj) if callable(attr) else getattr(obj, attr)
 
 
-def _require(cond: bool, path: str, message: str) -> None:
+def _require(cond: object, path: str, message: str) -> None:
     if not cond:
         raise ConfigError(f"{path}: {message}")
 
 
-def _check_keys(obj: dict, allowed: set[str], level: str, path: str) -> None:
+def _check_keys(obj: dict[str, Any], allowed: set[str], level: str, path: str) -> None:
     extra = [k for k in obj if k not in allowed and (level, k) not in _SECTIONS]
     _require(not extra, path, f"unknown key(s) {', '.join(sorted(extra))}")
 
 
 @transaction.atomic
-def config_apply(*, document: Any) -> dict:
+def config_apply(*, document: Any) -> dict[str, Any]:
     """Apply `document` in one transaction; return what exists, with secrets created just now."""
     _require(isinstance(document, dict), "$", "the document must be a JSON object")
     _check_keys(document, _CORE_WORKSPACE_KEYS, "workspace", "$")
@@ -101,7 +103,7 @@ def config_apply(*, document: Any) -> dict:
     _require(isinstance(name, str) and name.strip(), "$.workspace", "a workspace name is required")
     workspace = Workspace.objects.filter(name=name.strip()).first()
     created = workspace is None
-    if created:
+    if workspace is None:
         workspace = services.workspace_create(name=name)
     out: dict[str, Any] = {"workspace": {"name": workspace.name, "slug": workspace.slug, "created": created}}
 
@@ -138,14 +140,14 @@ def config_apply(*, document: Any) -> dict:
     return out
 
 
-def _apply_app(workspace: Workspace, spec: Any, path: str) -> dict:
+def _apply_app(workspace: Workspace, spec: Any, path: str) -> dict[str, Any]:
     _require(isinstance(spec, dict), path, "each app must be an object")
     _check_keys(spec, _CORE_APP_KEYS, "app", path)
     name = spec.get("name")
     _require(isinstance(name, str) and name.strip(), f"{path}.name", "an app name is required")
     app = App.objects.filter(workspace=workspace, name=name.strip()).first()
     created = app is None
-    if created:
+    if app is None:
         app = services.app_create(workspace=workspace, name=name)
     out: dict[str, Any] = {"name": app.name, "id": str(app.public_id), "created": created}
 

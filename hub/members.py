@@ -12,16 +12,19 @@ import logging
 import secrets
 from collections.abc import Callable
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.mail import send_mail
 from django.db import transaction
 from django.utils import timezone
 
 from .errors import Conflict, HubError
 from .models import Invitation, Membership, Workspace
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
 
 logger = logging.getLogger(__name__)
 
@@ -36,16 +39,16 @@ def _hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def _role(workspace: Workspace, user: AbstractBaseUser) -> str | None:
+def _role(workspace: Workspace, user: User) -> str | None:
     return Membership.objects.filter(workspace=workspace, user=user).values_list("role", flat=True).first()
 
 
-def _require_owner(workspace: Workspace, by: AbstractBaseUser) -> None:
+def _require_owner(workspace: Workspace, by: User) -> None:
     if _role(workspace, by) != Membership.Role.OWNER:
         raise NotAllowed("Only the workspace's owners can do this.")
 
 
-def _other_owners(workspace: Workspace, user: AbstractBaseUser) -> bool:
+def _other_owners(workspace: Workspace, user: User) -> bool:
     owners = Membership.objects.select_for_update().filter(workspace=workspace, role=Membership.Role.OWNER)
     return any(m.user_id != user.pk for m in owners)
 
@@ -55,7 +58,7 @@ def invitation_create(
     workspace: Workspace,
     email: str,
     role: str,
-    by: AbstractBaseUser,
+    by: User,
     link_for: Callable[[str], str] | None = None,
 ) -> tuple[Invitation, str]:
     """Invite `email` to `workspace` with `role` (owners only); the invitation and its one-time token.
@@ -128,15 +131,15 @@ def invitation_get(*, token: str) -> Invitation | None:
     )
 
 
-def invitation_user(*, invitation: Invitation) -> AbstractBaseUser | None:
+def invitation_user(*, invitation: Invitation) -> User | None:
     """The user the invitation's address belongs to, if any."""
     return get_user_model().objects.filter(email__iexact=invitation.email).order_by("pk").first()
 
 
 @transaction.atomic
 def invitation_accept(
-    *, invitation: Invitation, user: AbstractBaseUser | None = None, password: str | None = None
-) -> tuple[AbstractBaseUser, Membership]:
+    *, invitation: Invitation, user: User | None = None, password: str | None = None
+) -> tuple[User, Membership]:
     """Use the invitation: `user` (signed in as the invited address) joins, or, with `password`, the
     address's user is created or given its first password and joins. Once only."""
     locked = Invitation.objects.select_for_update().get(pk=invitation.pk)
@@ -163,14 +166,14 @@ def invitation_accept(
     return user, membership
 
 
-def invitation_revoke(*, invitation: Invitation, by: AbstractBaseUser) -> None:
+def invitation_revoke(*, invitation: Invitation, by: User) -> None:
     """Make an open invitation's link useless (owners only)."""
     _require_owner(invitation.workspace, by)
     Invitation.objects.filter(pk=invitation.pk, accepted_at__isnull=True).update(revoked_at=timezone.now())
 
 
 @transaction.atomic
-def membership_role_change(*, membership: Membership, role: str, by: AbstractBaseUser) -> Membership:
+def membership_role_change(*, membership: Membership, role: str, by: User) -> Membership:
     """Change a member's role (owners only); the last owner cannot become a member."""
     _require_owner(membership.workspace, by)
     if role not in Membership.Role.values:
@@ -187,7 +190,7 @@ def membership_role_change(*, membership: Membership, role: str, by: AbstractBas
 
 
 @transaction.atomic
-def membership_remove(*, membership: Membership, by: AbstractBaseUser) -> None:
+def membership_remove(*, membership: Membership, by: User) -> None:
     """Remove a member (owners), or leave (anyone, for themself); never the last owner."""
     if membership.user_id != by.pk:
         _require_owner(membership.workspace, by)
@@ -196,7 +199,7 @@ def membership_remove(*, membership: Membership, by: AbstractBaseUser) -> None:
     membership.delete()
 
 
-def workspace_delete(*, workspace: Workspace, by: AbstractBaseUser, confirm: str) -> None:
+def workspace_delete(*, workspace: Workspace, by: User, confirm: str) -> None:
     """Delete the workspace with its apps, data and integrations (owners only, its name typed)."""
     _require_owner(workspace, by)
     if (confirm or "").strip() != workspace.name:

@@ -9,6 +9,7 @@ import string
 import time
 import uuid
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -22,6 +23,9 @@ from .errors import AuthenticationError, HubError
 from .models import ApiKey, App, Membership, Workspace
 from .races import unique_race_safe
 from .raw_cursor import raw_cursor
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
 
 _ALPHABET = string.ascii_letters + string.digits
 _LOOKUP_LENGTH = 12
@@ -70,7 +74,7 @@ def membership_set(*, workspace: Workspace, user: AbstractBaseUser, role: str) -
     return membership
 
 
-def user_get_or_create_by_email(*, email: str) -> tuple[AbstractBaseUser, bool]:
+def user_get_or_create_by_email(*, email: str) -> tuple[User, bool]:
     """Return the user with this email (case-insensitive), creating one without a password."""
     User = get_user_model()
     email = email.strip().lower()

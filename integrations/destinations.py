@@ -94,7 +94,7 @@ def destination_save(
     if kind == Integration.Kind.MANTLE and not str(config.get("app_id", "")).strip():
         raise HubError("Enter the Mantle app id.")
     new = integration is None
-    if new:
+    if integration is None:
         integration = Integration(workspace=workspace, kind=kind)
     if secret:
         if kind == Integration.Kind.WEBHOOK and integration.secret and integration.secret != secret:
@@ -127,7 +127,7 @@ def subscription_save(
     name: str,
     action: str,
     trigger: str,
-    fields: Any,
+    fields: dict[str, Any],
     subscription: Subscription | None = None,
     enabled: bool = True,
 ) -> Subscription:

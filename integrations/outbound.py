@@ -14,6 +14,7 @@ import ipaddress
 import socket
 import time
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 import requests
@@ -44,7 +45,7 @@ def _networks(spec: tuple[str, ...]) -> tuple[ipaddress.IPv4Network | ipaddress.
     return tuple(ipaddress.ip_network(s.strip(), strict=False) for s in spec if s.strip())
 
 
-def _allowed_networks():
+def _allowed_networks() -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
     return _networks(tuple(getattr(settings, "HUB_OUTBOUND_ALLOW_NETWORKS", ()) or ()))
 
 
@@ -64,13 +65,13 @@ def check_host(host: str, port: int) -> None:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
         raise requests.ConnectionError(f"cannot resolve {host}: {exc}") from None
-    addresses = {info[4][0] for info in infos}
+    addresses = {str(info[4][0]) for info in infos}  # an IPv4 or IPv6 address (SOCK_STREAM)
     refused = sorted(a for a in addresses if not address_allowed(a))
     if refused:
         raise OutboundRefused(f"{host} resolves to a private or reserved address ({', '.join(refused)})")
 
 
-def _check_peer(conn) -> None:
+def _check_peer(conn: HTTPConnection) -> None:
     sock = conn.sock
     peer = sock.getpeername()[0] if sock is not None else None
     if peer is not None and not address_allowed(peer):
@@ -79,13 +80,13 @@ def _check_peer(conn) -> None:
 
 
 class _GuardedHTTPConnection(HTTPConnection):
-    def connect(self):
+    def connect(self) -> None:
         super().connect()
         _check_peer(self)
 
 
 class _GuardedHTTPSConnection(HTTPSConnection):
-    def connect(self):
+    def connect(self) -> None:
         super().connect()
         _check_peer(self)
 
@@ -99,7 +100,7 @@ class _GuardedHTTPSPool(HTTPSConnectionPool):
 
 
 class _GuardedAdapter(HTTPAdapter):
-    def init_poolmanager(self, *args, **kwargs):
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         super().init_poolmanager(*args, **kwargs)
         self.poolmanager.pool_classes_by_scheme = {"http": _GuardedHTTPPool, "https": _GuardedHTTPSPool}
 

@@ -114,9 +114,11 @@ def delivery_stats(*, integration: Integration) -> DeliveryStats:
         **{s: Count("pk", filter=Q(status=s)) for s in ("delivered", "failed", "dead")}
     )
     latencies = sorted(
-        Attempt.objects.filter(integration=integration, latency_ms__isnull=False)
+        ms
+        for ms in Attempt.objects.filter(integration=integration, latency_ms__isnull=False)
         .order_by("-created_at")
         .values_list("latency_ms", flat=True)[:2000]
+        if ms is not None  # none is (the filter): for the type checker
     )
     return DeliveryStats(
         due_now=backlog["due_now"],

@@ -6,7 +6,11 @@ by `vendor_register`."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from integrations.delivery_store import ActivityRow
+    from integrations.models import Integration
 
 
 @dataclass(frozen=True)
@@ -39,19 +43,21 @@ class Connector(Protocol):
     max_batch_bytes: int
     max_batch_messages: int
 
-    def activity_message(self, *, integration: Any, activity: Any) -> dict[str, Any]:
+    def activity_message(self, *, integration: Integration, activity: ActivityRow) -> dict[str, Any]:
         """The destination's message for one activity (an `ActivityRow`: the data as it was then)."""
 
-    def test_message(self, *, integration: Any, message_id: str) -> dict[str, Any]:
+    def test_message(self, *, integration: Integration, message_id: str) -> dict[str, Any]:
         """A harmless message for Send test event."""
 
-    def batch_request(self, *, integration: Any, messages: list[bytes], action: str = "") -> BatchRequest:
+    def batch_request(
+        self, *, integration: Integration, messages: list[bytes], action: str = ""
+    ) -> BatchRequest:
         """The request carrying these serialized messages."""
 
     def batch_overhead(self) -> int:
         """Bytes a batch adds around its messages (for the size limit)."""
 
-    def batch_size(self, integration: Any) -> int:
+    def batch_size(self, integration: Integration) -> int:
         """The most messages one request of this integration carries."""
 
     def classify(self, status: int, body: bytes) -> str:
@@ -60,7 +66,9 @@ class Connector(Protocol):
     # Destinations of items other than activities (absent on Segment's activity-only connector).
     actions: dict[str, Action]
 
-    def action_message(self, *, integration: Any, action: Action, values: dict[str, Any]) -> dict[str, Any]:
+    def action_message(
+        self, *, integration: Integration, action: Action, values: dict[str, Any]
+    ) -> dict[str, Any]:
         """The wire message of one item from its mapped values (MessageRefused when it cannot be sent)."""
 
     def message_id(self, message: dict[str, Any]) -> str:
@@ -68,6 +76,9 @@ class Connector(Protocol):
 
     def needs_attention(self, status: int) -> bool:
         """Whether an answer means the credentials need a person (the integration is flagged)."""
+
+    def redact(self, integration: Integration, text: str) -> str:
+        """`text` (a URL, an error) as the delivery log may show it: credentials in URLs masked."""
 
 
 class MessageRefused(ValueError):
@@ -77,6 +88,13 @@ class MessageRefused(ValueError):
 class BaseConnector:
     """Defaults most destinations share: 2xx delivered; 408, 423, 429 and 5xx but 501 retried
     (Segment's actions framework); anything else failed; 401 and 403 need attention."""
+
+    # Declared by each connector (see `Connector`).
+    kind: str
+    label: str
+    max_message_bytes: int
+    max_batch_bytes: int
+    max_batch_messages: int
 
     def classify(self, status: int, body: bytes) -> str:
         if 200 <= status < 300:
@@ -90,21 +108,27 @@ class BaseConnector:
 
     actions: dict[str, Action] = {}
 
-    def batch_size(self, integration: Any) -> int:
+    def batch_size(self, integration: Integration) -> int:
         return self.max_batch_messages
 
-    def redact(self, integration: Any, text: str) -> str:
+    def redact(self, integration: Integration, text: str) -> str:
         """`text` (a URL, an error) as the delivery log may show it: credentials in URLs masked."""
         return text
 
-    def action_message(self, *, integration: Any, action: Action, values: dict[str, Any]) -> dict[str, Any]:
+    def activity_message(self, *, integration: Integration, activity: ActivityRow) -> dict[str, Any]:
+        """Only Segment takes activities; the fan-out never asks another destination for one."""
+        raise MessageRefused("this destination takes no activities")
+
+    def action_message(
+        self, *, integration: Integration, action: Action, values: dict[str, Any]
+    ) -> dict[str, Any]:
         missing = [t for t in action.required if values.get(t) in (None, "")]
         if missing:
             raise MessageRefused(f"{', '.join(missing)} missing after the mapping")
         return values
 
     def usage_event_message(
-        self, *, integration: Any, action: Action, values: dict[str, Any], data: str
+        self, *, integration: Integration, action: Action, values: dict[str, Any], data: str
     ) -> dict[str, Any]:
         """A billing platform's event from mapped values: the action's targets, the required ones
         as text, and `data` (the event's properties) an object, `{}` when the mapping left it out."""

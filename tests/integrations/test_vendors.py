@@ -97,3 +97,34 @@ def test_a_metronome_request_its_mapping_stores_passes_though_the_preset_would_r
 
     assert response.status_code == 200, response.content
     assert UsageEvent.objects.get(app=app).event_name == "usage"
+
+
+@pytest.mark.parametrize("item", [[], "text", {"type": "Send Nothing"}])
+def test_every_inbound_format_answers_an_item_it_does_not_take_with_an_error(item):
+    """Each format keeps InboundFormat's contract (an error, never an exception), whichever way it
+    is reached."""
+    for vendor in vendors_all():
+        for fmt in vendor.formats:
+            received = fmt.normalize(item, received_at="2026-01-01T00:00:00.000Z")
+
+            assert received.error, (fmt.kind, item)
+
+
+def test_only_segment_renders_activities_the_other_connectors_refuse_them():
+    from integrations.connectors import MessageRefused
+    from integrations.delivery_store import ActivityRow
+    from integrations.models import Integration
+
+    activity = ActivityRow(
+        id="a1", app_id=1, kind="installed", timestamp="2026-01-01T00:00:00.000Z", properties={},
+        customer_public_id="c1", customer_fields={},
+    )  # fmt: skip
+    segment = connector_for("segment")
+    assert segment.activity_message(integration=Integration(kind="segment"), activity=activity)["event"]
+    for vendor in vendors_all():
+        if vendor.connector is None or vendor.connector.kind == "segment":
+            continue
+        with pytest.raises(MessageRefused):
+            vendor.connector.activity_message(
+                integration=Integration(kind=vendor.connector.kind), activity=activity
+            )

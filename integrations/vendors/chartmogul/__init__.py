@@ -10,8 +10,6 @@ Contact's and Send Customer's default fields (seed 004): identify → contact (t
 
 from __future__ import annotations
 
-from typing import Any
-
 from integrations.sources import openapi
 from integrations.sources.formats import Received
 from integrations.sources.presets import Preset, path
@@ -56,10 +54,12 @@ class ChartMogulFormat:
     kind = "chartmogul"
     TYPES = {"Send Contact": "identify", "Send Customer": "group"}
 
-    def accepts(self, item: Any) -> bool:
+    def accepts(self, item: object) -> bool:
         return isinstance(item, dict) and isinstance(item.get("type"), str) and item["type"] in self.TYPES
 
-    def normalize(self, item: Any, *, received_at: str, defaults: dict | None = None) -> Received:
+    def normalize(self, item: object, *, received_at: str, defaults: dict | None = None) -> Received:
+        if not self.accepts(item) or not isinstance(item, dict):  # (only detection calls it today)
+            return Received(self.kind, item, error="not a ChartMogul Send Contact or Send Customer event")
         kind = self.TYPES[item["type"]]
         message = {"type": kind, **_copy(item, _COMMON), "receivedAt": received_at}
         if kind == "identify":

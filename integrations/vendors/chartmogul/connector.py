@@ -11,13 +11,16 @@ is refused, a company without an id is left out, and a contact carrying nothing 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from django.utils import timezone
 
 from integrations.connectors import Action, BaseConnector, BatchRequest, MessageRefused
 from integrations.delivery_store import iso_ms
+
+if TYPE_CHECKING:
+    from integrations.models import Integration
 
 _COMMON = {
     "message_id": {"path": "$.messageId"},
@@ -115,7 +118,9 @@ class ChartMogulConnector(BaseConnector):
     max_batch_messages = 1
     actions = {SEND_CUSTOMER.name: SEND_CUSTOMER, SEND_CONTACT.name: SEND_CONTACT}
 
-    def action_message(self, *, integration: Any, action: Action, values: dict[str, Any]) -> dict[str, Any]:
+    def action_message(
+        self, *, integration: Integration, action: Action, values: dict[str, Any]
+    ) -> dict[str, Any]:
         values = super().action_message(integration=integration, action=action, values=values)
         message = {t: values[t] for t in action.targets if t in values and values[t] is not None}
         for name in ("address", "company"):
@@ -133,7 +138,7 @@ class ChartMogulConnector(BaseConnector):
     def message_id(self, message: dict[str, Any]) -> str:
         return str(message.get("message_id", ""))
 
-    def test_message(self, *, integration: Any, message_id: str) -> dict[str, Any]:
+    def test_message(self, *, integration: Integration, message_id: str) -> dict[str, Any]:
         now = iso_ms(timezone.now())
         return {
             "type": "Send Customer", "message_id": message_id, "timestamp": now, "sent_at": now,
@@ -143,13 +148,15 @@ class ChartMogulConnector(BaseConnector):
     def batch_overhead(self) -> int:
         return 0
 
-    def redact(self, integration: Any, text: str) -> str:
+    def redact(self, integration: Integration, text: str) -> str:
         """The webhook URL is the credential: the delivery log shows its host only."""
         parts = urlsplit(integration.secret or "")
         secret = parts.path + (("?" + parts.query) if parts.query else "")
         return text.replace(secret, "/••••") if secret.strip("/") else text
 
-    def batch_request(self, *, integration: Any, messages: list[bytes], action: str = "") -> BatchRequest:
+    def batch_request(
+        self, *, integration: Integration, messages: list[bytes], action: str = ""
+    ) -> BatchRequest:
         return BatchRequest(
             url=integration.secret,
             body=messages[0],

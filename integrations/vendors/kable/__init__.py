@@ -50,12 +50,13 @@ EVENT_NAME_KEYS = ("eventName", "event_name", "event", "eventType")
 DEFAULT_EVENT_NAME = "kable_event"
 
 
-def event_name(data: Any) -> str:
+def event_name(data: object) -> str:
     """Kable's event name: `data.eventName`, `event_name`, `event` or `eventType`, else kable_event."""
     if isinstance(data, dict):
         for key in EVENT_NAME_KEYS:
-            if isinstance(data.get(key), str) and data[key]:
-                return data[key]
+            value = data.get(key)
+            if isinstance(value, str) and value:
+                return value
     return DEFAULT_EVENT_NAME
 
 
@@ -106,7 +107,7 @@ def kable_track(
     )
 
 
-def _items(body: Any) -> list[Any]:
+def _items(body: object) -> list[Any]:
     items = [body] if isinstance(body, dict) else body
     if not isinstance(items, list) or not items:
         raise VendorError("The body must be an event or a non-empty array of events.")

@@ -10,12 +10,15 @@ host; `transactionId` is the event id, so a resend is recognisably the same even
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.utils import timezone
 
 from integrations.connectors import Action, BaseConnector, BatchRequest
 from integrations.delivery_store import iso_ms
+
+if TYPE_CHECKING:
+    from integrations.models import Integration
 
 HOSTS = {"live": "https://live.kable.io", "test": "https://test.kable.io"}
 
@@ -43,13 +46,15 @@ class KableConnector(BaseConnector):
     max_batch_messages = 500
     actions = {SEND_EVENT.name: SEND_EVENT}
 
-    def action_message(self, *, integration: Any, action: Action, values: dict[str, Any]) -> dict[str, Any]:
+    def action_message(
+        self, *, integration: Integration, action: Action, values: dict[str, Any]
+    ) -> dict[str, Any]:
         return self.usage_event_message(integration=integration, action=action, values=values, data="data")
 
     def message_id(self, message: dict[str, Any]) -> str:
-        return message["transactionId"]
+        return str(message["transactionId"])  # text already (usage_event_message)
 
-    def test_message(self, *, integration: Any, message_id: str) -> dict[str, Any]:
+    def test_message(self, *, integration: Integration, message_id: str) -> dict[str, Any]:
         """A harmless event for Send test event."""
         return {
             "clientId": "hub-test-customer",
@@ -61,7 +66,9 @@ class KableConnector(BaseConnector):
     def batch_overhead(self) -> int:
         return 2
 
-    def batch_request(self, *, integration: Any, messages: list[bytes], action: str = "") -> BatchRequest:
+    def batch_request(
+        self, *, integration: Integration, messages: list[bytes], action: str = ""
+    ) -> BatchRequest:
         if integration.custom_host:
             base = integration.custom_host.rstrip("/")
         else:

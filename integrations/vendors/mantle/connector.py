@@ -12,12 +12,15 @@ changes (group calls of the shop); see docs/destinations.md.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.utils import timezone
 
 from integrations.connectors import Action, BaseConnector, BatchRequest, MessageRefused
 from integrations.delivery_store import iso_ms
+
+if TYPE_CHECKING:
+    from integrations.models import Integration
 
 HOST = "https://appapi.heymantle.com/v1"
 
@@ -77,7 +80,9 @@ class MantleConnector(BaseConnector):
     max_batch_messages = 500
     actions = {PUSH_EVENT.name: PUSH_EVENT, IDENTIFY.name: IDENTIFY}
 
-    def action_message(self, *, integration: Any, action: Action, values: dict[str, Any]) -> dict[str, Any]:
+    def action_message(
+        self, *, integration: Integration, action: Action, values: dict[str, Any]
+    ) -> dict[str, Any]:
         values = super().action_message(integration=integration, action=action, values=values)
         if action is PUSH_EVENT:
             message = {t: values[t] for t in action.targets if values.get(t) is not None}
@@ -98,10 +103,10 @@ class MantleConnector(BaseConnector):
     def message_id(self, message: dict[str, Any]) -> str:
         return str(message.get("event_id") or message.get("platformId") or "")
 
-    def batch_size(self, integration: Any) -> int:
+    def batch_size(self, integration: Integration) -> int:
         return self.max_batch_messages
 
-    def test_message(self, *, integration: Any, message_id: str) -> dict[str, Any]:
+    def test_message(self, *, integration: Integration, message_id: str) -> dict[str, Any]:
         return {
             "customerId": "hub-test-customer", "event_name": "hub_test_event", "event_id": message_id,
             "properties": {"integration": integration.name, "test": True},
@@ -111,7 +116,9 @@ class MantleConnector(BaseConnector):
     def batch_overhead(self) -> int:
         return len(b'{"events":[]}')
 
-    def batch_request(self, *, integration: Any, messages: list[bytes], action: str = "") -> BatchRequest:
+    def batch_request(
+        self, *, integration: Integration, messages: list[bytes], action: str = ""
+    ) -> BatchRequest:
         base = integration.custom_host.rstrip("/") if integration.custom_host else HOST
         headers = {
             "Content-Type": "application/json",

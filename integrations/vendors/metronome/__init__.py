@@ -73,7 +73,7 @@ TRACK = Preset(
 )
 
 
-def _items(body: Any) -> list[Any]:
+def _items(body: object) -> list[Any]:
     if not isinstance(body, list):
         raise VendorError("The body must be a JSON array of events.")
     if not 1 <= len(body) <= MAX_EVENTS:

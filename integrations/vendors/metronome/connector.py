@@ -9,12 +9,15 @@ Metronome ignores a transaction_id it saw in the last 34 days, so a resend is ha
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.utils import timezone
 
 from integrations.connectors import Action, BaseConnector, BatchRequest
 from integrations.delivery_store import iso_ms
+
+if TYPE_CHECKING:
+    from integrations.models import Integration
 
 HOST = "https://api.metronome.com"
 
@@ -43,16 +46,18 @@ class MetronomeConnector(BaseConnector):
     max_batch_messages = 100
     actions = {SEND_EVENT.name: SEND_EVENT}
 
-    def action_message(self, *, integration: Any, action: Action, values: dict[str, Any]) -> dict[str, Any]:
+    def action_message(
+        self, *, integration: Integration, action: Action, values: dict[str, Any]
+    ) -> dict[str, Any]:
         # properties: seed 001 requires it; Metronome takes an empty object.
         return self.usage_event_message(
             integration=integration, action=action, values=values, data="properties"
         )
 
     def message_id(self, message: dict[str, Any]) -> str:
-        return message["transaction_id"]
+        return str(message["transaction_id"])  # text already (usage_event_message)
 
-    def test_message(self, *, integration: Any, message_id: str) -> dict[str, Any]:
+    def test_message(self, *, integration: Integration, message_id: str) -> dict[str, Any]:
         """A harmless event: Metronome accepts it and bills nothing unless a metric counts it."""
         return {
             "transaction_id": message_id,
@@ -65,7 +70,9 @@ class MetronomeConnector(BaseConnector):
     def batch_overhead(self) -> int:
         return 2
 
-    def batch_request(self, *, integration: Any, messages: list[bytes], action: str = "") -> BatchRequest:
+    def batch_request(
+        self, *, integration: Integration, messages: list[bytes], action: str = ""
+    ) -> BatchRequest:
         base = integration.custom_host.rstrip("/") if integration.custom_host else HOST
         return BatchRequest(
             url=base + "/v1/ingest",

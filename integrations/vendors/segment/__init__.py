@@ -19,6 +19,7 @@ import hashlib
 import hmac
 import json
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
@@ -39,7 +40,7 @@ from integrations.sources.endpoints import (
     source_rate_limit,
 )
 from integrations.sources.formats import Received
-from integrations.sources.inbox import inbox_receive
+from integrations.sources.inbox import Receipt, inbox_receive
 from integrations.sources.services import source_by_webhook_token, source_by_write_key
 
 from .. import OpenApiFragment, Vendor, vendor_register
@@ -52,13 +53,13 @@ MAX_MESSAGE_ID = 100
 REQUIRED_BY_TYPE = {"track": "event", "group": "groupId", "alias": "previousId"}
 
 
-def _present(value: Any) -> bool:
+def _present(value: object) -> bool:
     if isinstance(value, str):
         return bool(value.strip())
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def _text(value: Any) -> str:
+def _text(value: object) -> str:
     return value if isinstance(value, str) else ("" if value is None else str(value))
 
 
@@ -67,10 +68,10 @@ class SegmentFormat:
 
     kind = "segment"
 
-    def accepts(self, item: Any) -> bool:
+    def accepts(self, item: object) -> bool:
         return isinstance(item, dict) and item.get("type") in TYPES
 
-    def normalize(self, item: Any, *, received_at: str, defaults: dict | None = None) -> Received:
+    def normalize(self, item: object, *, received_at: str, defaults: dict | None = None) -> Received:
         if not isinstance(item, dict):
             return Received(self.kind, item, error="each message must be a JSON object")
         message = dict(item)
@@ -154,19 +155,20 @@ def _check_count(items: list[Any]) -> None:
         raise TooLarge(f"A batch holds at most {limit} messages; this one has {len(items)}.")
 
 
-def _single_receipt(receipt) -> HttpResponse:
+def _single_receipt(receipt: Receipt) -> HttpResponse:
     """The answer to one message: 200, or 400 with the reason when it was rejected (Segment's)."""
     if receipt.rejected:
         return json_response({"error": receipt.rejected[0]["reason"], **receipt.body()}, status=400)
     return json_response(receipt.body())
 
 
-def segment_view(kind: str):
+def segment_view(kind: str) -> Callable[[HttpRequest], HttpResponse]:
     """The view of one Segment endpoint (`/segment/v1/<kind>`)."""
     assert kind in (*TYPES, "batch")
 
     def view(request: HttpRequest) -> HttpResponse:
-        return segment_tracking(request, kind)
+        response: HttpResponse = segment_tracking(request, kind)  # (errors_as_json is untyped)
+        return response
 
     view.__name__ = f"segment_{kind}"
     return csrf_exempt(view)
@@ -290,7 +292,7 @@ def _openapi_schemas() -> dict[str, dict]:
         ],
     }
     for kind in TYPES:
-        message = {"$ref": ref + "SegmentMessage"}
+        message: dict[str, Any] = {"$ref": ref + "SegmentMessage"}
         if kind in REQUIRED_BY_TYPE:
             message = {"allOf": [message, {"required": [REQUIRED_BY_TYPE[kind]]}]}
         schemas[f"Segment{kind.title()}"] = message

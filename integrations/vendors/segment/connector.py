@@ -7,20 +7,23 @@ Segment dedupes retries.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from django.utils import timezone
 
 from hub.models import Activity
 from integrations.connectors import Action, BaseConnector, BatchRequest, MessageRefused
-from integrations.delivery_store import iso_ms
+from integrations.delivery_store import ActivityRow, iso_ms
+
+if TYPE_CHECKING:
+    from integrations.models import Integration
 
 HOSTS = {"us": "https://api.segment.io", "eu": "https://events.eu1.segmentapis.com"}
 LIBRARY = {"name": "integration-hub", "version": "0.1.0"}
 
 # Activity kind -> Segment event name (Object Action, Title Case).
-EVENT_NAMES = {
+EVENT_NAMES: dict[str, str] = {
     Activity.Kind.INSTALLED: "App Installed",
     Activity.Kind.UNINSTALLED: "App Uninstalled",
     Activity.Kind.INSTALLATION_FROZEN: "App Installation Frozen",
@@ -40,13 +43,13 @@ EVENT_NAMES = {
 TEST_EVENT = "Hub Test Event"
 
 
-def base_url(integration: Any) -> str:
+def base_url(integration: Integration) -> str:
     if integration.region == "custom":
         return integration.custom_host.rstrip("/")
     return HOSTS[integration.region]
 
 
-def user_id(integration: Any, activity: Any) -> str:
+def user_id(integration: Integration, activity: ActivityRow) -> str:
     """The customer's id, or the chosen custom field's value as it was when the activity happened."""
     if integration.user_id_field:
         value = (activity.customer_fields or {}).get(integration.user_id_field)
@@ -114,11 +117,13 @@ class SegmentConnector(BaseConnector):
     # sendGroup and sendIdentify actions make them (sent to /v1/batch like activities).
     actions = {a.name: a for a in (SEND_TRACK, SEND_GROUP, SEND_IDENTIFY)}
 
-    def action_message(self, *, integration: Any, action: Action, values: dict[str, Any]) -> dict[str, Any]:
+    def action_message(
+        self, *, integration: Integration, action: Action, values: dict[str, Any]
+    ) -> dict[str, Any]:
         values = super().action_message(integration=integration, action=action, values=values)
         if not values.get("userId") and not values.get("anonymousId"):
             raise MessageRefused("userId or anonymousId is required by Segment")
-        message = {"type": _CALL_TYPES[action.name]}
+        message: dict[str, Any] = {"type": _CALL_TYPES[action.name]}
         message.update({t: values[t] for t in action.targets if values.get(t) not in (None, {})})
         message["context"] = {**(message.get("context") or {}), "library": LIBRARY}
         return message
@@ -126,7 +131,7 @@ class SegmentConnector(BaseConnector):
     def message_id(self, message: dict[str, Any]) -> str:
         return str(message.get("messageId", ""))
 
-    def activity_message(self, *, integration: Any, activity: Any) -> dict[str, Any]:
+    def activity_message(self, *, integration: Integration, activity: ActivityRow) -> dict[str, Any]:
         """A track call for one activity (`integrations.delivery_store.ActivityRow`)."""
         return {
             "type": "track",
@@ -138,7 +143,7 @@ class SegmentConnector(BaseConnector):
             "context": {"library": LIBRARY},
         }
 
-    def test_message(self, *, integration: Any, message_id: str) -> dict[str, Any]:
+    def test_message(self, *, integration: Integration, message_id: str) -> dict[str, Any]:
         return {
             "type": "track",
             "event": TEST_EVENT,
@@ -152,7 +157,9 @@ class SegmentConnector(BaseConnector):
     def batch_overhead(self) -> int:
         return len(b'{"batch":[],"sentAt":"2000-01-01T00:00:00.000Z"}') + 8
 
-    def batch_request(self, *, integration: Any, messages: list[bytes], action: str = "") -> BatchRequest:
+    def batch_request(
+        self, *, integration: Integration, messages: list[bytes], action: str = ""
+    ) -> BatchRequest:
         sent_at = orjson.dumps(iso_ms(timezone.now()))
         body = b'{"batch":[' + b",".join(messages) + b'],"sentAt":' + sent_at + b"}"
         return BatchRequest(

@@ -16,12 +16,15 @@ import hashlib
 import hmac
 import secrets
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.utils import timezone
 
 from integrations.connectors import Action, BaseConnector, BatchRequest, MessageRefused
 from integrations.delivery_store import iso_ms
+
+if TYPE_CHECKING:
+    from integrations.models import Integration
 
 SEND = Action(
     name="send",
@@ -64,7 +67,9 @@ class WebhookConnector(BaseConnector):
     max_batch_messages = 100
     actions = {SEND.name: SEND}
 
-    def action_message(self, *, integration: Any, action: Action, values: dict[str, Any]) -> dict[str, Any]:
+    def action_message(
+        self, *, integration: Integration, action: Action, values: dict[str, Any]
+    ) -> dict[str, Any]:
         values = super().action_message(integration=integration, action=action, values=values)
         data = values["data"]
         if not isinstance(data, dict):
@@ -74,10 +79,10 @@ class WebhookConnector(BaseConnector):
     def message_id(self, message: dict[str, Any]) -> str:
         return str(message.get("messageId") or message.get("id") or "")
 
-    def batch_size(self, integration: Any) -> int:
+    def batch_size(self, integration: Integration) -> int:
         return self.max_batch_messages if (integration.config or {}).get("batch") else 1
 
-    def test_message(self, *, integration: Any, message_id: str) -> dict[str, Any]:
+    def test_message(self, *, integration: Integration, message_id: str) -> dict[str, Any]:
         """A test message in the shape of a forwarded event."""
         return {
             "type": "track",
@@ -90,7 +95,9 @@ class WebhookConnector(BaseConnector):
     def batch_overhead(self) -> int:
         return 2
 
-    def batch_request(self, *, integration: Any, messages: list[bytes], action: str = "") -> BatchRequest:
+    def batch_request(
+        self, *, integration: Integration, messages: list[bytes], action: str = ""
+    ) -> BatchRequest:
         body = messages[0] if len(messages) == 1 else b"[" + b",".join(messages) + b"]"
         msg_id = "msg_" + hashlib.blake2b(body, digest_size=16).hexdigest()
         timestamp = int(time.time())
