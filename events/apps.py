@@ -8,6 +8,6 @@ class EventsConfig(AppConfig):
     def ready(self) -> None:
         from hub.config_apply import section_register
 
-        from .metric_services import metrics_apply
+        from .metrics.services import metrics_apply
 
         section_register(level="app", key="metrics", apply=metrics_apply)

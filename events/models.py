@@ -192,7 +192,7 @@ class MetricRollup(models.Model):
     @classmethod
     def customer_merge(cls, *, keep: Customer, remove: Customer) -> None:
         """Move `remove`'s rows onto `keep`, merging buckets both have (called by the core's merge)."""
-        from .rollups import rollups_customer_merge
+        from .metrics.rollups import rollups_customer_merge
 
         rollups_customer_merge(keep=keep, remove=remove)
 

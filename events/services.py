@@ -23,8 +23,8 @@ from hub.raw_cursor import raw_cursor
 from hub.task_coalescing import CoalescedTask
 from hub.timestamps import parse_timestamp
 
+from .metrics.rollups import rollups_enqueue
 from .models import ForwardBatch, RollupBatch, UsageEvent
-from .rollups import rollups_enqueue
 
 _MAX_TEXT = 255
 

@@ -10,10 +10,10 @@ from collections import Counter
 import pytest
 import requests
 
-from events.metric_services import metric_create
-from events.metrics import definition_validate
+from events.metrics.definitions import definition_validate
+from events.metrics.rollups import metrics_rebuild
+from events.metrics.services import metric_create
 from events.models import ForwardBatch, MetricRollup, RollupBatch, UsageEvent
-from events.rollups import metrics_rebuild
 from hub import lifecycle
 from hub.models import Activity
 from integrations.destinations import destination_save

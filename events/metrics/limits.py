@@ -21,8 +21,9 @@ from hub.errors import HubError, NotFound
 from hub.lifecycle import activity_record
 from hub.models import Activity, Plan, Subscription
 
-from .models import Metric, PlanUsageLimit, UsageSignal
-from .usage import as_number, billing_period, metric_value
+from ..models import Metric, PlanUsageLimit, UsageSignal
+from .periods import billing_period
+from .selectors import as_number, metric_value
 
 DEFAULT_THRESHOLDS = (80, 100)
 

@@ -19,91 +19,29 @@ from django.db.models import Count, Q
 from django.utils import timezone
 
 from hub.errors import HubError
-from hub.models import Customer, Plan, Subscription
+from hub.models import Customer
 
-from .metrics import group_label
-from .models import Metric, MetricRollup, MetricUniqueValue
-from .rollups import day_start, hour_start, month_start
+from ..models import Metric, MetricRollup, MetricUniqueValue
+from .definitions import group_label
+from .periods import (
+    PERIODS,
+    as_utc,
+    billing_period,
+    date_start,
+    day_start,
+    hour_start,
+    month_start,
+    period_back,
+    period_buckets,
+    period_next,
+    period_start,
+)
 
-PERIODS = ("daily", "weekly", "monthly")
 # Mantle's spans when no range is given: 90 days, 12 weeks, 12 months (the current one included).
 DEFAULT_SPAN = {"daily": 90, "weekly": 12, "monthly": 12}
-MAX_BUCKETS = 1000
 GROUPS_SHOWN = 20
 # Unique counts are not additive: each period reads its own distinct-value counter.
 UNIQUE_GRANULARITY = {"daily": "d", "weekly": "w", "monthly": "m"}
-
-
-# --- Periods ----------------------------------------------------------------------------------
-
-
-def period_start(period: str, ts: datetime) -> datetime:
-    d = day_start(ts)
-    if period == "daily":
-        return d
-    if period == "weekly":
-        return d - timedelta(days=d.weekday())
-    return month_start(d)
-
-
-def period_next(period: str, start: datetime) -> datetime:
-    if period == "daily":
-        return start + timedelta(days=1)
-    if period == "weekly":
-        return start + timedelta(days=7)
-    year, month = (start.year + 1, 1) if start.month == 12 else (start.year, start.month + 1)
-    return start.replace(year=year, month=month)
-
-
-def period_back(period: str, start: datetime, n: int) -> datetime:
-    if period == "daily":
-        return start - timedelta(days=n)
-    if period == "weekly":
-        return start - timedelta(days=7 * n)
-    months = start.year * 12 + start.month - 1 - n
-    return start.replace(year=months // 12, month=months % 12 + 1)
-
-
-def period_buckets(period: str, start: datetime, end: datetime) -> list[datetime]:
-    """Starts of the periods from the one holding `start` to the one holding `end`."""
-    out, cur = [], period_start(period, start)
-    while cur <= end:
-        out.append(cur)
-        if len(out) > MAX_BUCKETS:
-            raise HubError(f"At most {MAX_BUCKETS} {period} periods in one report; narrow the range.")
-        cur = period_next(period, cur)
-    return out
-
-
-@dataclass(frozen=True)
-class BillingPeriod:
-    start: datetime
-    end: datetime
-    source: str  # "subscription" or "calendar month"
-
-
-def billing_period(*, customer: Customer, now: datetime | None = None,
-                   subscription: Subscription | None = None) -> BillingPeriod:  # fmt: skip
-    """The customer's current billing period.
-
-    With an active or frozen subscription: 30-day (or 365-day for annual plans) periods counted
-    from the start of the UTC day it was activated. Otherwise the calendar month.
-    """
-    now = now or timezone.now()
-    if subscription is None:
-        subscription = (
-            Subscription.objects.select_related("plan")
-            .filter(customer=customer, status__in=[Subscription.Status.ACTIVE, Subscription.Status.FROZEN])
-            .first()
-        )
-    if subscription is not None:
-        length = timedelta(days=365 if subscription.plan.interval == Plan.Interval.ANNUAL else 30)
-        anchor = day_start(subscription.activated_at)
-        k = max(0, (now - anchor) // length)
-        start = anchor + k * length
-        return BillingPeriod(start, start + length, "subscription")
-    start = month_start(now)
-    return BillingPeriod(start, period_next("monthly", start), "calendar month")
 
 
 # --- Combining rollup rows --------------------------------------------------------------------
@@ -219,9 +157,9 @@ def report_range(period: str, *, start: date | None = None, end: date | None = N
         raise HubError(f"period must be one of {', '.join(PERIODS)}.")
     now = now or timezone.now()
     try:
-        last = period_start(period, _at(end) if end else now)
+        last = period_start(period, date_start(end) if end else now)
         if start:
-            first = period_start(period, _at(start))
+            first = period_start(period, date_start(start))
         else:
             first = period_back(period, last, DEFAULT_SPAN[period] - 1)
         # The report ends where its last period does: that end must exist in the calendar too.
@@ -233,10 +171,6 @@ def report_range(period: str, *, start: date | None = None, end: date | None = N
     if first > last:
         raise HubError("startDate must not be after endDate.")
     return first, last
-
-
-def _at(d: date) -> datetime:
-    return datetime(d.year, d.month, d.day, tzinfo=UTC)
 
 
 def metric_report(*, metric: Metric, period: str, customer: Customer | None = None,
@@ -272,12 +206,6 @@ def metric_report(*, metric: Metric, period: str, customer: Customer | None = No
     points = list(zip(buckets, series(""), strict=True))
     groups = [(group_label(k), series(k)) for k in ranked] if metric.group_by else []
     return Report(metric, period, first, stop, points, groups)
-
-
-def _utc(value: datetime | date) -> datetime:
-    if isinstance(value, datetime):
-        return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
-    return _at(value)
 
 
 # --- A customer's usage -----------------------------------------------------------------------
@@ -430,11 +358,11 @@ def metrics_daily_values(*, metrics: list[Metric], customer: Customer | None, st
     if plain:
         qs = _days_scope(MetricRollup, metrics=plain, customer=customer, start=days[0], end=end)
         for r in qs.values("metric_id", "bucket", *_ROW_FIELDS):
-            rows[(r["metric_id"], _utc(r["bucket"]))].append(r)
+            rows[(r["metric_id"], as_utc(r["bucket"]))].append(r)
     counts: dict[tuple[int, datetime], int] = {}
     if unique:
         qs = _days_scope(MetricRollup, metrics=unique, customer=customer, start=days[0], end=end)
-        counts = {(m, _utc(b)): n for m, b, n in qs.values_list("metric_id", "bucket", "count")}
+        counts = {(m, as_utc(b)): n for m, b, n in qs.values_list("metric_id", "bucket", "count")}
     out = {}
     for m in metrics:
         if m.aggregation == "unique_count":

@@ -1,7 +1,7 @@
-"""Building a metric's rollups with set-based SQL over the stored events (PostgreSQL).
+"""A metric as set-based SQL over the stored events (PostgreSQL): its build and its drains.
 
 A metric created over millions of stored events cannot be built one event at a time in Python:
-here its definition becomes SQL with the same meaning as `events.metrics` (jsonb equality is
+here its definition becomes SQL with the same meaning as `definitions` (jsonb equality is
 JSON equality, numbers only from JSON numbers, canonical JSON text for group keys and distinct
 values), and PostgreSQL aggregates the events into the hour and day rows, the distinct values and
 their counters in a few statements.
@@ -9,7 +9,7 @@ their counters in a few statements.
 What SQL does not reproduce exactly stays with Python: a definition whose paths could read an
 array index differently (`-1`, ` 1`, non-ASCII digits), and the events whose distinct value or
 group value is an object or an array (their canonical text is Python's). Those events are
-evaluated by `events.metrics` and merged into the same rows.
+evaluated by `definitions` and merged into the same rows.
 """
 
 from __future__ import annotations
@@ -19,11 +19,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from .metrics import Filter, canonical, filters_validate, path_parse
+from .definitions import Filter, canonical, filters_validate, path_parse
+from .rollup_sql import MERGE, ON_APP, ON_CUSTOMER, ROLLUP_TABLE, UNIQUE_TABLE, unique_counted_insert
 
 _E = "events_usageevent"
-_T = "events_metricrollup"
-_U = "events_metricuniquevalue"
+_T = ROLLUP_TABLE
+_U = UNIQUE_TABLE
 _SAFE_INDEX = re.compile(r"[0-9]{1,9}")
 
 
@@ -202,8 +203,6 @@ def _since(hours_since: datetime | None, column: str = "e2.ts") -> str:
 
 
 def _values_insert(cursor, m: SqlMetric, *, scope: str, hours_since: datetime | None, merge: bool) -> None:
-    from .rollups import _MERGE, _ON_APP, _ON_CUSTOMER
-
     number = "CASE WHEN jsonb_typeof(e1.val) = 'number' THEN (e1.val)::numeric END"
     rows = (
         f"SELECT e1.id, e1.customer_id, e1.ts, {number} AS num, {_group_key_sql(m)} AS gk "
@@ -226,8 +225,8 @@ def _values_insert(cursor, m: SqlMetric, *, scope: str, hours_since: datetime | 
             # Customer and app-wide rows have their own unique indexes: one upsert each.
             statements = [
                 ("e2.customer_id", customer_sets,
-                 f"ORDER BY 2, 3, 5 ON CONFLICT {_ON_CUSTOMER} DO UPDATE SET {_MERGE}"),
-                ("NULL::bigint", app_sets, f"ORDER BY 3, 5 ON CONFLICT {_ON_APP} DO UPDATE SET {_MERGE}"),
+                 f"ORDER BY 2, 3, 5 ON CONFLICT {ON_CUSTOMER} DO UPDATE SET {MERGE}"),
+                ("NULL::bigint", app_sets, f"ORDER BY 3, 5 ON CONFLICT {ON_APP} DO UPDATE SET {MERGE}"),
             ]  # fmt: skip
         else:
             statements = [("e2.customer_id", customer_sets + app_sets, "")]
@@ -250,8 +249,6 @@ def _unique_rows(m: SqlMetric, scope: str) -> str:
 
 
 def _drain_unique(cursor, m: SqlMetric, *, ids: list[int], hours_since: datetime | None) -> None:
-    from .rollups import unique_counted_insert
-
     hour = "date_trunc('hour', r.ts, 'UTC')"
     buckets = (
         "(VALUES ('d', date_trunc('day', r.ts, 'UTC')), ('w', date_trunc('week', r.ts, 'UTC')), "

@@ -12,8 +12,9 @@ from hub.errors import Conflict, HubError, NotFound
 from hub.models import App, Plan
 from hub.races import unique_race_safe
 
-from .metrics import Definition, MetricDefinitionError, definition_validate
-from .models import Metric, PlanUsageLimit
+from ..models import Metric, PlanUsageLimit
+from .definitions import Definition, MetricDefinitionError, definition_validate
+from .limits import DEFAULT_THRESHOLDS, plan_usage_limit_remove, plan_usage_limit_set
 
 logger = logging.getLogger(__name__)
 
@@ -128,8 +129,6 @@ def metrics_apply(*, app: App, value: Any, path: str) -> list[dict]:
     names its plan, omitted `limit` or `thresholds` keep theirs, `"limit": null` removes it.
     """
     from hub.config_apply import ConfigError, declared_value
-
-    from .usage_limits import DEFAULT_THRESHOLDS, plan_usage_limit_remove, plan_usage_limit_set
 
     if not isinstance(value, list):
         raise ConfigError(f"{path}: must be a list of metrics")
