@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from hub.errors import HubError, NotFound
 from hub.lifecycle import activity_record
-from hub.models import Activity, Plan, Subscription
+from hub.models import Activity, Customer, Plan, Subscription
 
 from ..models import Metric, PlanUsageLimit, UsageSignal
 from .periods import billing_period
@@ -50,7 +50,16 @@ def plan_usage_limit_set(*, plan: Plan, metric: Metric, limit: Any,
 
 
 def plan_usage_limit_remove(*, plan: Plan, metric: Metric) -> None:
+    """Remove `plan`'s limit of `metric` (nothing to do when it has none)."""
     PlanUsageLimit.objects.filter(plan=plan, metric=metric).delete()
+
+
+def usage_signals_customer_merge(*, keep: Customer, remove: Customer) -> None:
+    """A placeholder has no subscription, hence no signals: drop any rather than collide.
+
+    Registered with the core's customer merge (`EventsConfig.ready()`).
+    """
+    UsageSignal.objects.filter(customer=remove).delete()
 
 
 def _suggested_plan(*, current: Plan, metric: Metric, value: Decimal) -> Plan | None:
