@@ -128,18 +128,15 @@ def metrics_apply(*, app: App, value: Any, path: str) -> list[dict]:
     What an entry omits keeps its value (`property`, `group_by`, `filters`: null clears); a limit
     names its plan, omitted `limit` or `thresholds` keep theirs, `"limit": null` removes it.
     """
-    from hub.config_apply import ConfigError, declared_value
+    # The document checks of `hub.config_apply` (a ConfigError naming the path).
+    from hub.config_apply import ConfigError, _check_keys, _require, declared_value
 
-    if not isinstance(value, list):
-        raise ConfigError(f"{path}: must be a list of metrics")
+    _require(isinstance(value, list), path, "must be a list of metrics")
     out = []
     for i, spec in enumerate(value):
         where = f"{path}[{i}]"
-        if not isinstance(spec, dict):
-            raise ConfigError(f"{where}: each metric must be an object")
-        extra = set(spec) - _METRIC_KEYS
-        if extra:
-            raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(extra))}")
+        _require(isinstance(spec, dict), where, "each metric must be an object")
+        _check_keys(spec, _METRIC_KEYS, "metric", where)
         name = spec.get("name")
         metric = Metric.objects.filter(app=app, name=name.strip()).first() if isinstance(name, str) else None
         created = metric is None
@@ -161,15 +158,16 @@ def metrics_apply(*, app: App, value: Any, path: str) -> list[dict]:
         )
         limits_out = []
         limits = spec.get("limits", [])
-        if not isinstance(limits, list):
-            raise ConfigError(f"{where}.limits: must be a list")
+        _require(isinstance(limits, list), f"{where}.limits", "must be a list")
         for j, item in enumerate(limits):
             lpath = f"{where}.limits[{j}]"
-            if not isinstance(item, dict) or set(item) - {"plan", "limit", "thresholds"}:
-                raise ConfigError(f'{lpath}: must be {{"plan", "limit", "thresholds"}}')
+            _require(
+                isinstance(item, dict) and not set(item) - {"plan", "limit", "thresholds"},
+                lpath,
+                'must be {"plan", "limit", "thresholds"}',
+            )
             plan = Plan.objects.filter(app=app, name=item.get("plan")).first()
-            if plan is None:
-                raise ConfigError(f"{lpath}.plan: no plan named {item.get('plan')!r} in this app")
+            _require(plan is not None, f"{lpath}.plan", f"no plan named {item.get('plan')!r} in this app")
             if "limit" in item and item["limit"] is None:  # `"limit": null` removes the plan's limit
                 plan_usage_limit_remove(plan=plan, metric=metric)
                 continue
