@@ -9,7 +9,6 @@ import uuid
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
 
 import orjson
 from django.conf import settings
@@ -70,7 +69,7 @@ class EventInput:
     properties_json: str
 
 
-def _text(value: Any) -> str | None:
+def _text(value: object) -> str | None:
     if isinstance(value, str):
         return value.strip() or None
     if isinstance(value, int) and not isinstance(value, bool):
@@ -79,7 +78,7 @@ def _text(value: Any) -> str | None:
 
 
 def usage_event_validate(
-    raw: Any, *, index: int, now: datetime, need_customer: bool, errors: list[EventError]
+    raw: object, *, index: int, now: datetime, need_customer: bool, errors: list[EventError]
 ) -> EventInput | None:
     """Validate one Mantle-shaped event (camelCase or snake_case keys); collect errors."""
     if not isinstance(raw, dict):
@@ -124,17 +123,18 @@ def usage_event_validate(
     elif customer_ref is not None and len(customer_ref) > _MAX_TEXT:
         errors.append(EventError(index, "customerId", f"has at most {_MAX_TEXT} characters"))
 
+    timestamp: datetime | None = None
     try:
         timestamp = parse_timestamp(raw.get("timestamp"), now=now)
     except ValueError as exc:
         errors.append(EventError(index, "timestamp", str(exc)))
-        timestamp = None
     else:
         future = timedelta(seconds=settings.HUB_USAGE_EVENT_MAX_FUTURE_SECONDS)
         if timestamp > now + future:
             errors.append(EventError(index, "timestamp", "is more than 24 hours in the future"))
 
-    if len(errors) > before:
+    # A missing name or timestamp was recorded as an error above.
+    if len(errors) > before or name is None or timestamp is None:
         return None
     return EventInput(
         event_id=event_id or uuid.uuid4().hex,
@@ -146,7 +146,7 @@ def usage_event_validate(
 
 
 def usage_events_validate(
-    raw_events: list[Any], *, customer: Customer | None = None, now: datetime | None = None
+    raw_events: list[object], *, customer: Customer | None = None, now: datetime | None = None
 ) -> list[EventInput]:
     """Validate every event; raise InvalidEvents listing each bad one, or return them all."""
     now = now or timezone.now()
@@ -257,7 +257,9 @@ def _insert_rows(rows: list[EventRow]) -> list[str]:
     return stored
 
 
-def usage_events_ingest(*, app: App, raw_events: list[Any], customer: Customer | None = None) -> IngestResult:
+def usage_events_ingest(
+    *, app: App, raw_events: list[object], customer: Customer | None = None
+) -> IngestResult:
     """Validate all Mantle-shaped events (all or nothing) and store each exactly once."""
     if len(raw_events) > settings.HUB_USAGE_EVENTS_MAX_PER_REQUEST:
         raise PayloadTooLarge(

@@ -11,8 +11,8 @@ The check runs in the rollup worker's transaction, under the app's usage lock, a
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -28,9 +28,12 @@ from .selectors import as_number, metric_value
 DEFAULT_THRESHOLDS = (80, 100)
 
 
-def plan_usage_limit_set(*, plan: Plan, metric: Metric, limit: Any,
-                         thresholds: Any = DEFAULT_THRESHOLDS) -> PlanUsageLimit:  # fmt: skip
-    """Create or change `plan`'s limit of `metric` per billing period, with its thresholds (percent)."""
+def plan_usage_limit_set(*, plan: Plan, metric: Metric, limit: object,
+                         thresholds: object = DEFAULT_THRESHOLDS) -> PlanUsageLimit:  # fmt: skip
+    """Create or change `plan`'s limit of `metric` per billing period, with its thresholds (percent).
+
+    `limit` and `thresholds` are checked here (they come from forms and documents as they are).
+    """
     if plan.app_id != metric.app_id:
         raise NotFound("No such metric for this plan's app.")
     try:
@@ -104,7 +107,7 @@ def usage_limits_check(*, app_pk: int, touched: Iterable[tuple[int, int]]) -> li
     return recorded
 
 
-def _check_one(subscription: Subscription, usage_limit: PlanUsageLimit, now) -> list[Activity]:
+def _check_one(subscription: Subscription, usage_limit: PlanUsageLimit, now: datetime) -> list[Activity]:
     customer, metric = subscription.customer, usage_limit.metric
     period = billing_period(customer=customer, now=now, subscription=subscription)
     value = metric_value(metric=metric, customer=customer, start=period.start, end=period.end)

@@ -91,7 +91,8 @@ class _BaseRollupStore:
         if not delta:
             return
         dt, dec, uid = self._dt, self._dec, self._uid
-        customer_rows, app_rows = [], []
+        customer_rows: list[tuple] = []
+        app_rows: list[tuple] = []
         for key in sorted(delta.cells, key=_sort_key):
             metric_pk, customer, group, gran, bucket = key
             c = delta.cells[key]
@@ -100,7 +101,8 @@ class _BaseRollupStore:
                 dec(c.max), dec(c.latest_value), dt(c.latest_at), c.latest_event_id,
             )  # fmt: skip
             (app_rows if customer is None else customer_rows).append(row)
-        unique_customer, unique_app = [], []
+        unique_customer: list[tuple] = []
+        unique_app: list[tuple] = []
         for metric_pk, customer, group, gran, bucket, value in sorted(delta.uniques, key=_sort_key):
             unique_row = (metric_pk, customer, group, gran, dt(bucket), uid(value))
             (unique_app if customer is None else unique_customer).append(unique_row)
@@ -211,7 +213,7 @@ class SqliteRollupStore(_BaseRollupStore):
         return value.hex
 
     def _event_rows(self, rows: Iterable[tuple]) -> Iterator[tuple]:
-        convert: Callable[..., Any] = connection.ops.convert_datetimefield_value
+        convert: Callable[..., Any] = connection.ops.convert_datetimefield_value  # type: ignore[attr-defined]  # SQLite's
         expression = type("E", (), {"output_field": DateTimeField()})()
         for pk, customer_pk, name, at, props in rows:
             yield pk, customer_pk, name, convert(at, expression, connection), props

@@ -9,7 +9,7 @@ is the current hour and the 23 before it, "last 7 days" today and the 6 days bef
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -40,6 +40,8 @@ from .periods import (
 # Mantle's spans when no range is given: 90 days, 12 weeks, 12 months (the current one included).
 DEFAULT_SPAN = {"daily": 90, "weekly": 12, "monthly": 12}
 GROUPS_SHOWN = 20
+# A metric's value: a count, a decimal, or None (no value yet for min, max, average, latest).
+Value = Decimal | int | None
 # Unique counts are not additive: each period reads its own distinct-value counter.
 UNIQUE_GRANULARITY = {"daily": "d", "weekly": "w", "monthly": "m"}
 
@@ -49,7 +51,7 @@ UNIQUE_GRANULARITY = {"daily": "d", "weekly": "w", "monthly": "m"}
 _ROW_FIELDS = ("count", "value_count", "sum", "min", "max", "latest_value", "latest_at", "latest_event_id")
 
 
-def combine(aggregation: str, rows: Iterable[dict]) -> Decimal | int | None:
+def combine(aggregation: str, rows: Iterable[Mapping[str, Any]]) -> Value:
     """The metric's value over rollup rows (dicts with _ROW_FIELDS). Empty: 0 for count and sum."""
     count = value_count = 0
     total = low = high = None
@@ -81,7 +83,7 @@ def combine(aggregation: str, rows: Iterable[dict]) -> Decimal | int | None:
     raise ValueError(aggregation)
 
 
-def as_number(value: Any) -> int | float | None:
+def as_number(value: Decimal | int | float | None) -> int | float | None:
     """A value for JSON: integers stay integers."""
     if value is None:
         return None
@@ -99,7 +101,7 @@ def _scope(qs, *, metric: Metric, customer: Customer | None, group: str = ""):
 
 
 def metric_value(*, metric: Metric, customer: Customer | None, start: datetime | None, end: datetime,
-                 granularity: str = "d") -> Decimal | int | None:  # fmt: skip
+                 granularity: str = "d") -> Value:  # fmt: skip
     """The metric's value over buckets of `granularity` from `start` (None: all time) to before `end`."""
     if metric.aggregation == "unique_count":
         if start is None:
@@ -125,11 +127,11 @@ class Report:
     period: str
     start: datetime
     end: datetime
-    points: list[tuple[datetime, Any]]
-    groups: list[tuple[str, list[Any]]]  # (label, value per point) when the metric has a group-by
+    points: list[tuple[datetime, Value]]
+    groups: list[tuple[str, list[Value]]]  # (label, value per point) when the metric has a group-by
 
-    def as_json(self) -> dict:
-        data = [{"date": _iso(b), "value": as_number(v)} for b, v in self.points]
+    def as_json(self) -> dict[str, Any]:
+        data: list[dict[str, Any]] = [{"date": _iso(b), "value": as_number(v)} for b, v in self.points]
         out: dict[str, Any] = {
             "metricId": str(self.metric.public_id),
             "name": self.metric.name,
@@ -199,7 +201,7 @@ def metric_report(*, metric: Metric, period: str, customer: Customer | None = No
     ranked = sorted(sorted((k for k in rows if k != ""), key=lambda k: (-activity[k], k))[:GROUPS_SHOWN])
     aggregation = "count" if unique else metric.aggregation
 
-    def series(key: str) -> list[Any]:
+    def series(key: str) -> list[Value]:
         per_bucket = rows.get(key, {})
         return [combine(aggregation, per_bucket.get(b, ())) for b in buckets]
 
@@ -220,7 +222,7 @@ WINDOWS = (
 )
 
 
-def customer_usage(*, customer: Customer, now: datetime | None = None) -> dict[str, dict]:
+def customer_usage(*, customer: Customer, now: datetime | None = None) -> dict[str, dict[str, Any]]:
     """Every metric of the customer's app for this customer, in `@heymantle/client`'s UsageMetric shape.
 
     Keyed by metric id. `currentValue` is the current billing period's value.
@@ -265,6 +267,7 @@ def customer_usage(*, customer: Customer, now: datetime | None = None) -> dict[s
             "periodEnd": _iso(period.end),
         }
         for key, (since, gran) in ranges.items():
+            value: Value
             if m.aggregation == "unique_count":
                 value = unique_values.get(m.pk, {}).get(key, 0)
             else:
@@ -286,7 +289,7 @@ def _unique_windows(*, metrics: list[Metric], customer: Customer, ranges: Window
     """Distinct values of each unique-count metric in each window, in one query (all time: counters)."""
     if not metrics:
         return {}
-    windows = {k: v for k, v in ranges.items() if v[0] is not None}
+    windows = {k: (since, gran) for k, (since, gran) in ranges.items() if since is not None}
     oldest = {gran: min(since for since, g in windows.values() if g == gran) for _, gran in windows.values()}
     scope = Q()
     for gran, since in oldest.items():
@@ -299,7 +302,8 @@ def _unique_windows(*, metrics: list[Metric], customer: Customer, ranges: Window
     }
     out: dict[int, dict[str, int]] = {}
     for row in qs.values("metric_id").annotate(**counts).order_by():
-        out[row.pop("metric_id")] = row
+        values: dict[str, Any] = dict(row)
+        out[values.pop("metric_id")] = values
     all_time = MetricRollup.objects.filter(customer=customer, group_key="", metric__in=metrics)
     all_time = all_time.filter(granularity="a")
     for metric_pk, n in all_time.values_list("metric_id", "count"):
@@ -318,7 +322,7 @@ def _days_scope(model, *, metrics: list[Metric], customer: Customer | None, star
 
 
 def metrics_values(*, metrics: list[Metric], customer: Customer | None, start: datetime,
-                   end: datetime) -> dict[int, Any]:  # fmt: skip
+                   end: datetime) -> dict[int, Value]:  # fmt: skip
     """Each metric's value (by pk) over the whole UTC days from `start` to before `end`, in two queries."""
     plain = [m for m in metrics if m.aggregation != "unique_count"]
     unique = [m for m in metrics if m.aggregation == "unique_count"]
@@ -346,7 +350,7 @@ def metrics_values(*, metrics: list[Metric], customer: Customer | None, start: d
 
 
 def metrics_daily_values(*, metrics: list[Metric], customer: Customer | None, start: datetime,
-                         end: datetime) -> dict[int, list[tuple[datetime, Any]]]:  # fmt: skip
+                         end: datetime) -> dict[int, list[tuple[datetime, Value]]]:  # fmt: skip
     """Each metric's value (by pk) per UTC day from `start` to before `end`, in two queries.
 
     The same numbers as `metric_report(period="daily")` without its group series.
@@ -363,7 +367,7 @@ def metrics_daily_values(*, metrics: list[Metric], customer: Customer | None, st
     if unique:
         qs = _days_scope(MetricRollup, metrics=unique, customer=customer, start=days[0], end=end)
         counts = {(m, as_utc(b)): n for m, b, n in qs.values_list("metric_id", "bucket", "count")}
-    out = {}
+    out: dict[int, list[tuple[datetime, Value]]] = {}
     for m in metrics:
         if m.aggregation == "unique_count":
             out[m.pk] = [(d, counts.get((m.pk, d), 0)) for d in days]

@@ -101,7 +101,7 @@ def metric_rebuild_request(*, metric: Metric) -> None:
     transaction.on_commit(lambda: _enqueue_rebuild(metric.app_id))
 
 
-def metric_get(*, app: App, reference: Any) -> Metric:
+def metric_get(*, app: App, reference: object) -> Metric:
     """The app's metric by id or name, or NotFound."""
     import uuid
 
@@ -124,6 +124,8 @@ _METRIC_KEYS = {"name", "event_name", "aggregation", "property", "group_by", "fi
 
 def metrics_apply(*, app: App, value: Any, path: str) -> list[dict]:
     """hub_apply's `metrics` section of an app (matched by name), with plan limits per metric.
+
+    `value` is the section as the JSON document has it (checked here).
 
     What an entry omits keeps its value (`property`, `group_by`, `filters`: null clears); a limit
     names its plan, omitted `limit` or `thresholds` keep theirs, `"limit": null` removes it.
@@ -152,9 +154,9 @@ def metrics_apply(*, app: App, value: Any, path: str) -> list[dict]:
         except MetricDefinitionError as exc:
             raise ConfigError(f"{where}.{exc}") from None
         metric = (
-            metric_create(app=app, definition=definition)
-            if created
-            else metric_update(metric=metric, definition=definition)
+            metric_update(metric=metric, definition=definition)
+            if metric is not None
+            else metric_create(app=app, definition=definition)
         )
         limits_out = []
         limits = spec.get("limits", [])
@@ -167,7 +169,8 @@ def metrics_apply(*, app: App, value: Any, path: str) -> list[dict]:
                 'must be {"plan", "limit", "thresholds"}',
             )
             plan = Plan.objects.filter(app=app, name=item.get("plan")).first()
-            _require(plan is not None, f"{lpath}.plan", f"no plan named {item.get('plan')!r} in this app")
+            if plan is None:
+                raise ConfigError(f"{lpath}.plan: no plan named {item.get('plan')!r} in this app")
             if "limit" in item and item["limit"] is None:  # `"limit": null` removes the plan's limit
                 plan_usage_limit_remove(plan=plan, metric=metric)
                 continue
