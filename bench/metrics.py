@@ -253,8 +253,8 @@ class InProcessReader:
         self.app_pk = app_pk
 
     def report(self, metric_id: str, period: str, customer_ref: str | None) -> None:
+        from events.metrics.selectors import metric_report
         from events.models import Metric
-        from events.usage import metric_report
         from hub.models import Customer
 
         metric = Metric.objects.get(app_id=self.app_pk, public_id=metric_id)
@@ -264,7 +264,7 @@ class InProcessReader:
         json.dumps(metric_report(metric=metric, period=period, customer=customer).as_json())
 
     def usage(self, customer_ref: str) -> None:
-        from events.usage import customer_usage
+        from events.metrics.selectors import customer_usage
         from hub.models import Customer
 
         customer = Customer.objects.get(app_id=self.app_pk, platform_id=customer_ref)
@@ -359,10 +359,10 @@ def main(argv: list[str] | None = None) -> int:
     _setup_django(env)
     from django.db import connection
 
-    from events.metric_services import metric_create
-    from events.metrics import definition_validate
+    from events.metrics.definitions import definition_validate
+    from events.metrics.rollups import metrics_rebuild
+    from events.metrics.services import metric_create
     from events.models import Metric
-    from events.rollups import metrics_rebuild
     from hub.models import App, Customer
 
     apps = {}

@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from .metric_services import metric_rebuild_request
+from .metrics.services import metric_rebuild_request
 from .models import (
     ForwardBatch,
     Metric,

@@ -22,12 +22,12 @@ from hub.models import App
 from hub.selectors import app_get_for_user
 
 from . import selectors
-from .metric_services import metric_create, metric_delete, metric_get, metric_update
-from .metrics import AGGREGATIONS, FILTER_OPS, MetricDefinitionError, definition_validate
+from .metrics.definitions import AGGREGATIONS, FILTER_OPS, MetricDefinitionError, definition_validate
+from .metrics.limits import DEFAULT_THRESHOLDS, plan_usage_limit_remove, plan_usage_limit_set
+from .metrics.periods import PERIODS, day_start, month_start
+from .metrics.selectors import as_number, metric_report, metrics_values
+from .metrics.services import metric_create, metric_delete, metric_get, metric_update
 from .models import Metric
-from .rollups import day_start, month_start
-from .usage import PERIODS, as_number, metric_report, metrics_values
-from .usage_limits import DEFAULT_THRESHOLDS, plan_usage_limit_remove, plan_usage_limit_set
 
 _NO_VALUE_OPS = ("exists", "not_exists")
 _LIST_OPS = ("in", "not_in")

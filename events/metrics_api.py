@@ -21,10 +21,11 @@ from hub.customers import customer_get
 from hub.errors import HubError, NotFound
 from hub.request_body import json_body
 
-from .metric_services import metric_create, metric_delete, metric_get, metric_update
-from .metrics import AGGREGATIONS, FILTER_OPS, definition_validate
+from .metrics.definitions import AGGREGATIONS, FILTER_OPS, definition_validate
+from .metrics.periods import PERIODS
+from .metrics.selectors import customer_usage, metric_report
+from .metrics.services import metric_create, metric_delete, metric_get, metric_update
 from .models import Metric
-from .usage import PERIODS, customer_usage, metric_report
 
 
 def metric_json(metric: Metric) -> dict:

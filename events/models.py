@@ -134,6 +134,16 @@ class Metric(models.Model):
         return self.name
 
 
+class Granularity(models.TextChoices):
+    """The span of a rollup row's or distinct value's bucket (`events.metrics.periods`)."""
+
+    HOUR = "h", "Hour"
+    DAY = "d", "Day"
+    WEEK = "w", "Week"
+    MONTH = "m", "Month"
+    ALL = "a", "All time"
+
+
 class MetricRollup(models.Model):
     """Count, sum, min, max and latest of a metric's matching events in one hour or day.
 
@@ -145,13 +155,6 @@ class MetricRollup(models.Model):
     A unique-count metric's rows are counters instead: `count` is the number of distinct values in
     the day, ISO week, month or ever ("a"), kept as `MetricUniqueValue` rows are first inserted.
     """
-
-    class Granularity(models.TextChoices):
-        HOUR = "h", "Hour"
-        DAY = "d", "Day"
-        WEEK = "w", "Week"
-        MONTH = "m", "Month"
-        ALL = "a", "All time"
 
     id = models.BigAutoField(primary_key=True)
     metric = models.ForeignKey(Metric, on_delete=models.CASCADE, related_name="+")
@@ -189,23 +192,9 @@ class MetricRollup(models.Model):
     def __str__(self) -> str:
         return f"{self.metric_id} {self.granularity} {self.bucket:%Y-%m-%d %H:00}: {self.count}"
 
-    @classmethod
-    def customer_merge(cls, *, keep: Customer, remove: Customer) -> None:
-        """Move `remove`'s rows onto `keep`, merging buckets both have (called by the core's merge)."""
-        from .rollups import rollups_customer_merge
-
-        rollups_customer_merge(keep=keep, remove=remove)
-
 
 class MetricUniqueValue(models.Model):
     """A distinct value of a unique-count metric seen in one hour, day, ISO week, month or ever ("a")."""
-
-    class Granularity(models.TextChoices):
-        HOUR = "h", "Hour"
-        DAY = "d", "Day"
-        WEEK = "w", "Week"
-        MONTH = "m", "Month"
-        ALL = "a", "All time"
 
     id = models.BigAutoField(primary_key=True)
     metric = models.ForeignKey(Metric, on_delete=models.CASCADE, related_name="+")
@@ -234,10 +223,6 @@ class MetricUniqueValue(models.Model):
 
     def __str__(self) -> str:
         return f"{self.metric_id} {self.granularity} {self.bucket:%Y-%m-%d}: {self.value_hash}"
-
-    @classmethod
-    def customer_merge(cls, *, keep: Customer, remove: Customer) -> None:
-        """Handled with MetricRollup's merge (one call moves both)."""
 
 
 class PlanUsageLimit(models.Model):
@@ -281,8 +266,3 @@ class UsageSignal(models.Model):
 
     def __str__(self) -> str:
         return f"{self.customer_id}: {self.threshold}% of {self.metric_id} from {self.period_start:%Y-%m-%d}"
-
-    @classmethod
-    def customer_merge(cls, *, keep: Customer, remove: Customer) -> None:
-        """A placeholder has no subscription, hence no signals: drop any rather than collide."""
-        cls.objects.filter(customer=remove).delete()

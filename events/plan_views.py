@@ -21,9 +21,9 @@ from hub.models import App, Plan
 from hub.selectors import app_get_for_user, plan_get_for_app, plans_for_app
 
 from .metric_views import number_display, thresholds_parse
+from .metrics.limits import DEFAULT_THRESHOLDS, plan_usage_limit_remove, plan_usage_limit_set
 from .models import PlanUsageLimit
 from .selectors import metrics_for_app
-from .usage_limits import DEFAULT_THRESHOLDS, plan_usage_limit_remove, plan_usage_limit_set
 
 
 def _context(app: App, **extra: Any) -> dict:

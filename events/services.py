@@ -9,22 +9,21 @@ import uuid
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
 
 import orjson
 from django.conf import settings
-from django.db import IntegrityError, OperationalError, connection, transaction
+from django.db import IntegrityError, OperationalError, transaction
 from django.utils import timezone
 
 from hub.customers import customer_ids_resolve, reference_cache_clear
 from hub.errors import HubError, PayloadTooLarge
 from hub.models import App, Customer
-from hub.raw_cursor import raw_cursor
 from hub.task_coalescing import CoalescedTask
 from hub.timestamps import parse_timestamp
 
-from .models import ForwardBatch, RollupBatch, UsageEvent
-from .rollups import rollups_enqueue
+from .event_store import EventRow, usage_event_store
+from .metrics.rollups import rollups_enqueue
+from .models import UsageEvent
 
 _MAX_TEXT = 255
 
@@ -70,7 +69,7 @@ class EventInput:
     properties_json: str
 
 
-def _text(value: Any) -> str | None:
+def _text(value: object) -> str | None:
     if isinstance(value, str):
         return value.strip() or None
     if isinstance(value, int) and not isinstance(value, bool):
@@ -79,7 +78,7 @@ def _text(value: Any) -> str | None:
 
 
 def usage_event_validate(
-    raw: Any, *, index: int, now: datetime, need_customer: bool, errors: list[EventError]
+    raw: object, *, index: int, now: datetime, need_customer: bool, errors: list[EventError]
 ) -> EventInput | None:
     """Validate one Mantle-shaped event (camelCase or snake_case keys); collect errors."""
     if not isinstance(raw, dict):
@@ -124,17 +123,18 @@ def usage_event_validate(
     elif customer_ref is not None and len(customer_ref) > _MAX_TEXT:
         errors.append(EventError(index, "customerId", f"has at most {_MAX_TEXT} characters"))
 
+    timestamp: datetime | None = None
     try:
         timestamp = parse_timestamp(raw.get("timestamp"), now=now)
     except ValueError as exc:
         errors.append(EventError(index, "timestamp", str(exc)))
-        timestamp = None
     else:
         future = timedelta(seconds=settings.HUB_USAGE_EVENT_MAX_FUTURE_SECONDS)
         if timestamp > now + future:
             errors.append(EventError(index, "timestamp", "is more than 24 hours in the future"))
 
-    if len(errors) > before:
+    # A missing name or timestamp was recorded as an error above.
+    if len(errors) > before or name is None or timestamp is None:
         return None
     return EventInput(
         event_id=event_id or uuid.uuid4().hex,
@@ -146,7 +146,7 @@ def usage_event_validate(
 
 
 def usage_events_validate(
-    raw_events: list[Any], *, customer: Customer | None = None, now: datetime | None = None
+    raw_events: list[object], *, customer: Customer | None = None, now: datetime | None = None
 ) -> list[EventInput]:
     """Validate every event; raise InvalidEvents listing each bad one, or return them all."""
     now = now or timezone.now()
@@ -160,31 +160,10 @@ def usage_events_validate(
     return validated  # type: ignore[return-value]
 
 
-_COLUMNS = "(app_id, customer_id, event_id, event_name, timestamp, properties, received_at)"
-# PostgreSQL: one statement stores the events and the batch of their new ids for the rollups, so
-# both commit together whatever the transaction; rows arrive as arrays (one prepared statement
-# for any batch size), in the order given.
-# Arrays are sent in binary (%b): psycopg escapes every element of a text-format array in
-# Python, several times slower for JSON documents (and formats each timestamp as text).
-_INSERT_PG = (
-    f"WITH ins AS (INSERT INTO events_usageevent {_COLUMNS} "  # noqa: S608 (constants)
-    "SELECT %s, c, i, n, t, p, %s FROM unnest(%b::bigint[], %b::text[], %b::text[], "
-    "%b::timestamptz[], %b::text[]::jsonb[]) AS u(c, i, n, t, p) "
-    "ON CONFLICT (app_id, event_id) DO NOTHING RETURNING id, event_id), "
-    "batch AS (INSERT INTO events_rollupbatch (app_id, event_ids, created_at) "
-    "SELECT %s, to_jsonb(array_agg(id)), %s FROM ins HAVING count(*) > 0), "
-    # Read in this statement, so an app whose destinations subscribed a moment ago is seen.
-    "forward AS (INSERT INTO events_forwardbatch (app_id, event_ids, created_at) "
-    "SELECT %s, to_jsonb(array_agg(id)), %s FROM ins "
-    "WHERE EXISTS (SELECT 1 FROM hub_app WHERE id = %s AND forward_usage_events) HAVING count(*) > 0 "
-    "RETURNING id) "
-    "SELECT event_id, EXISTS (SELECT 1 FROM forward) FROM ins"
-)
-_VALUES_ROW = "(%s, %s, %s, %s, %s, %s, %s)"
 FORWARD_TASK = "integrations.usage_events_forward"
 # A tenth of a second: under load one forward task takes the events of many requests.
 forward_enqueue = CoalescedTask(FORWARD_TASK, seconds=0.1)
-_SINGLE_STATEMENT_ROWS = 20
+_SINGLE_STATEMENT_ROWS = 20  # a batch this small is one statement, atomic by itself
 _RETRYABLE_SQLSTATES = {"40P01", "40001"}  # deadlock detected, serialization failure
 
 
@@ -265,43 +244,11 @@ def _store_once(
         return _insert_rows(rows)
 
 
-def _insert_rows(rows: list[tuple]) -> list[str]:
-    """INSERT ... ON CONFLICT DO NOTHING every row, with the rollup batch of the new ones; the event
-    ids stored (the others were there already)."""
-    app_pk, received_at = rows[0][0], rows[0][6]
-    if connection.vendor == "postgresql":
-        with raw_cursor() as cursor:
-            cursor.execute(
-                _INSERT_PG,
-                [
-                    app_pk, received_at, [r[1] for r in rows], [r[2] for r in rows], [r[3] for r in rows],
-                    [r[4] for r in rows], [r[5] for r in rows], app_pk, received_at,
-                    app_pk, received_at, app_pk,
-                ],
-            )  # fmt: skip
-            fetched = cursor.fetchall()
-            stored = [r[0] for r in fetched]
-            forward = bool(fetched) and fetched[0][1]
-    else:
-        forward = False
-        with transaction.atomic(), raw_cursor() as cursor:
-            ids, stored = [], []
-            for i in range(0, len(rows), _SINGLE_STATEMENT_ROWS):
-                part = rows[i : i + _SINGLE_STATEMENT_ROWS]
-                values = ", ".join([_VALUES_ROW] * len(part))
-                cursor.execute(
-                    f"INSERT INTO events_usageevent {_COLUMNS} VALUES {values} "  # noqa: S608
-                    "ON CONFLICT (app_id, event_id) DO NOTHING RETURNING id, event_id",
-                    [v for row in part for v in row],
-                )
-                for pk, event_id in cursor.fetchall():
-                    ids.append(pk)
-                    stored.append(event_id)
-            if ids:
-                RollupBatch.objects.create(app_id=app_pk, event_ids=ids, created_at=received_at)
-                forward = App.objects.filter(pk=app_pk, forward_usage_events=True).exists()
-                if forward:
-                    ForwardBatch.objects.create(app_id=app_pk, event_ids=ids, created_at=received_at)
+def _insert_rows(rows: list[EventRow]) -> list[str]:
+    """Store the rows once each, with the rollup (and forward) batch of the new ones; the event ids
+    stored (the others were there already). Their drains are enqueued after commit."""
+    app_pk = rows[0][0]
+    stored, forward = usage_event_store().insert(rows)
     if stored:
         transaction.on_commit(lambda: rollups_enqueue(app_pk))
     if forward:
@@ -310,7 +257,9 @@ def _insert_rows(rows: list[tuple]) -> list[str]:
     return stored
 
 
-def usage_events_ingest(*, app: App, raw_events: list[Any], customer: Customer | None = None) -> IngestResult:
+def usage_events_ingest(
+    *, app: App, raw_events: list[object], customer: Customer | None = None
+) -> IngestResult:
     """Validate all Mantle-shaped events (all or nothing) and store each exactly once."""
     if len(raw_events) > settings.HUB_USAGE_EVENTS_MAX_PER_REQUEST:
         raise PayloadTooLarge(

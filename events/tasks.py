@@ -9,8 +9,8 @@ from django.conf import settings
 from django.db import OperationalError
 from django.utils import timezone
 
+from .metrics.rollups import rollups_drain, rollups_hours_prune, rollups_pending_apps
 from .models import Metric
-from .rollups import rollups_drain, rollups_hours_prune, rollups_pending_apps
 
 
 @shared_task(
@@ -30,7 +30,7 @@ def rollups_drain_task(app_pks: list[int] | None = None) -> int:
 )
 def metrics_rebuild_task(app_pk: int) -> list[int]:
     """Build the app's new or changed metrics from its stored events."""
-    from .rollups import metrics_rebuild
+    from .metrics.rollups import metrics_rebuild
 
     return metrics_rebuild(app_pk=app_pk)
 

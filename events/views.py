@@ -19,8 +19,8 @@ from hub.timestamps import datetime_in_utc
 
 from . import selectors
 from .metric_views import bucket_label, number_display
-from .rollups import day_start
-from .usage import as_number, billing_period, customer_usage, metrics_daily_values
+from .metrics.periods import billing_period, day_start
+from .metrics.selectors import as_number, customer_usage, metrics_daily_values
 
 # (customer_usage key, label) of the Customer view's usage cards, the current billing period first.
 USAGE_WINDOWS = (

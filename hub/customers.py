@@ -19,6 +19,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from .customer_merge import customer_merge_run
 from .errors import AuthenticationError, Conflict, HubError
 from .locks import app_usage_lock
 from .models import App, Contact, Customer, CustomerForward
@@ -94,7 +95,7 @@ def _find_customer(app: App, platform: str, platform_id: str | None, domain: str
 def _customer_merge(*, keep: Customer, remove: Customer) -> Customer:
     """Move everything of placeholder `remove` to `keep` and delete it (generic over relations).
 
-    A related model with a `customer_merge(keep=, remove=)` classmethod moves its own rows (the
+    The models of a registered handler (`hub.customer_merge`) are moved by that handler (the
     metrics' rollups add up buckets both customers have). The app's usage lock keeps rollup
     workers from counting the moved events under the old customer meanwhile.
     """
@@ -102,17 +103,13 @@ def _customer_merge(*, keep: Customer, remove: Customer) -> Customer:
     for contact in remove.contacts.all():
         if keep.contacts.filter(email=contact.email).exists():
             contact.delete()
-    merged: set[type] = set()
+    merged = customer_merge_run(keep=keep, remove=remove)
     # Hidden relations too (`related_name="+"`, as the metrics' rollups have): all rows move.
     relations = [
         f for f in Customer._meta.get_fields(include_hidden=True) if f.auto_created and not f.concrete
     ]
     for rel in relations:
-        model = rel.related_model
-        if hasattr(model, "customer_merge"):
-            if model not in merged:
-                merged.add(model)
-                model.customer_merge(keep=keep, remove=remove)
+        if rel.related_model in merged:
             continue
         if rel.one_to_many or rel.one_to_one:
             rel.related_model._base_manager.filter(**{rel.field.name: remove}).update(

@@ -386,7 +386,7 @@ CELERY_BEAT_SCHEDULE["sources-inbox-sweep"] = {
     "options": {"expires": max(HUB_INBOX_SWEEP_SECONDS * 2, 2.0)},
 }
 
-# --- Usage metrics (events/rollups.py, docs/metrics.md) ------------------------------------------
+# --- Usage metrics (events/metrics/rollups.py, docs/metrics.md) ----------------------------------
 # How often the scheduler looks for rollup batches and metric builds left waiting (a lost task).
 HUB_ROLLUP_SWEEP_SECONDS = env.float("HUB_ROLLUP_SWEEP_SECONDS", default=10.0)
 # A batch waiting longer than this (seconds) is taken as forgotten: the sweep enqueues a drain.

@@ -11,7 +11,7 @@ from datetime import timedelta
 
 from django.utils import timezone
 
-from events.rollups import metrics_rebuild, rollups_drain
+from events.metrics.rollups import metrics_rebuild, rollups_drain
 from events.services import usage_events_ingest
 from hub import lifecycle
 from hub.config_apply import config_apply

@@ -85,8 +85,8 @@ METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 
 def _metric_of(t: Tenant):
     """The tenant's usage metric (events/), made on first use, counting its usage event."""
-    from events.metric_services import metric_create
-    from events.metrics import definition_validate
+    from events.metrics.definitions import definition_validate
+    from events.metrics.services import metric_create
 
     return t.app.metrics.first() or metric_create(
         app=t.app, definition=definition_validate(name=f"Metric {t.marker}", event_name=f"event-{t.marker}")

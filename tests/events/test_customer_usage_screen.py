@@ -7,8 +7,8 @@ import pytest
 from django.utils import timezone
 
 from events.metric_views import number_display
-from events.rollups import day_start
-from events.usage import customer_usage, metric_report, metrics_daily_values
+from events.metrics.periods import day_start
+from events.metrics.selectors import customer_usage, metric_report, metrics_daily_values
 from hub.customers import customer_get
 from tests.events.test_metric_screens import chart_data, ev, ingest, make_metric
 

@@ -7,8 +7,9 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from events.metrics.periods import day_start
+from events.metrics.rollups import metrics_rebuild, rollups_drain
 from events.models import Metric
-from events.rollups import day_start, metrics_rebuild, rollups_drain
 from events.services import usage_events_ingest
 from hub.customers import customer_get
 from tests.browser import chromium_page

@@ -9,12 +9,13 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
-from events.metric_services import metric_create
-from events.metrics import definition_validate
+from events.metrics.definitions import definition_validate
+from events.metrics.periods import day_start
+from events.metrics.rollups import metrics_rebuild, rollups_drain
+from events.metrics.selectors import metric_report, metric_value, metrics_values
+from events.metrics.services import metric_create
 from events.models import Metric, PlanUsageLimit
-from events.rollups import day_start, metrics_rebuild, rollups_drain
 from events.services import usage_events_ingest
-from events.usage import metric_report, metric_value, metrics_values
 from hub.customers import customer_get
 from hub.models import Plan
 from tests.factories import AppFactory, MembershipFactory, UserFactory

@@ -5,12 +5,12 @@ from decimal import Decimal
 
 import pytest
 
-from events.metric_services import metric_create, metric_update
-from events.metrics import MetricDefinitionError, definition_validate
+from events.metrics.definitions import MetricDefinitionError, definition_validate
+from events.metrics.rollups import metrics_rebuild, rollups_drain
+from events.metrics.selectors import customer_usage, metric_report, metric_value
+from events.metrics.services import metric_create, metric_update
 from events.models import Metric, MetricRollup, RollupBatch
-from events.rollups import metrics_rebuild, rollups_drain
 from events.services import usage_events_ingest
-from events.usage import customer_usage, metric_report, metric_value
 from hub.customers import customer_identify
 
 pytestmark = pytest.mark.django_db

@@ -6,8 +6,8 @@ from io import StringIO
 import pytest
 from django.core.management import call_command
 
+from events.metrics.rollups import metrics_rebuild, rollups_drain
 from events.models import Metric, PlanUsageLimit
-from events.rollups import metrics_rebuild, rollups_drain
 
 pytestmark = pytest.mark.django_db
 

@@ -16,11 +16,17 @@ from django.db import connection
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from events.metric_services import metric_create
-from events.metrics import CompiledMetric, MetricDefinitionError, canonical, definition_validate, group_label
-from events.rollups import metrics_rebuild, rollups_drain
+from events.metrics.definitions import (
+    CompiledMetric,
+    MetricDefinitionError,
+    canonical,
+    definition_validate,
+    group_label,
+)
+from events.metrics.rollups import metrics_rebuild, rollups_drain
+from events.metrics.selectors import customer_usage, metric_report, metric_value
+from events.metrics.services import metric_create
 from events.services import usage_events_ingest
-from events.usage import customer_usage, metric_report, metric_value
 from hub.models import Customer
 from tests.factories import AppFactory
 

@@ -5,9 +5,9 @@ from datetime import UTC, timedelta
 import pytest
 from django.utils import timezone
 
-from events.metric_services import metric_create
-from events.metrics import definition_validate
-from events.rollups import metrics_rebuild, rollups_drain
+from events.metrics.definitions import definition_validate
+from events.metrics.rollups import metrics_rebuild, rollups_drain
+from events.metrics.services import metric_create
 from events.services import usage_events_ingest
 from hub.customers import customer_identify
 from tests.factories import AppFactory, api_key_for

@@ -3,8 +3,8 @@
 import pytest
 from django.urls import reverse
 
-from events.metric_services import metric_create
-from events.metrics import definition_validate
+from events.metrics.definitions import definition_validate
+from events.metrics.services import metric_create
 from events.models import PlanUsageLimit
 from hub import lifecycle
 from hub.customers import customer_identify

@@ -7,10 +7,11 @@ import psycopg
 import pytest
 from django.db import connection
 
-from events.metric_services import metric_create
-from events.metrics import definition_validate
+from events.metrics.definitions import definition_validate
+from events.metrics.rollup_store import REBUILD_LOCK
+from events.metrics.rollups import metrics_rebuild
+from events.metrics.services import metric_create
 from events.models import Metric
-from events.rollups import _REBUILD_LOCK, metrics_rebuild
 from events.services import usage_events_ingest
 from hub.locks import _APP_USAGE, app_usage_lock_held
 from tests.factories import AppFactory
@@ -30,7 +31,7 @@ def _usage_locks_held(app_pk: int) -> int:
     with _connect(autocommit=True) as conn:
         return conn.execute(
             "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid IN (%s, %s) AND objid = %s",
-            [_APP_USAGE, _REBUILD_LOCK, app_pk],
+            [_APP_USAGE, REBUILD_LOCK, app_pk],
         ).fetchone()[0]
 
 
@@ -56,7 +57,7 @@ def test_a_rebuild_leaves_no_lock_behind():
 def test_a_second_rebuild_returns_at_once_and_a_drain_waits_for_the_first():
     app = AppFactory()
     metric = metric_create(app=app, definition=definition_validate(name="Calls", event_name="api_call"))
-    with app_usage_lock_held(app.pk, only_one=_REBUILD_LOCK) as held:
+    with app_usage_lock_held(app.pk, only_one=REBUILD_LOCK) as held:
         assert held
         assert metrics_rebuild(app_pk=app.pk) == []  # another rebuild of the app is under way
         assert Metric.objects.get(pk=metric.pk).status == Metric.Status.BUILDING

@@ -1,7 +1,7 @@
 """A metric built by set-based SQL has exactly the rows the Python evaluation gives; hour rows age out.
 
-The build of a metric over stored events runs in PostgreSQL (events/rollups_sql.py); the drain of
-new events evaluates them in Python (events/metrics.py). Both must give the same rows for every
+The build of a metric over stored events runs in PostgreSQL (events/metrics/metric_sql.py); the drain
+of new events evaluates them in Python (events/metrics/definitions.py). Both must give the same rows for every
 kind of JSON value: numbers written many ways, strings with quotes, control characters, non-ASCII
 and more than 255 characters, booleans, nulls, objects and arrays (left to Python by the SQL
 build), array indexes in paths.
@@ -15,14 +15,14 @@ from django.db import connection
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from events import rollups
-from events.metric_services import metric_create
-from events.metrics import definition_validate
+from events.metrics import metric_sql, rollups
+from events.metrics.definitions import definition_validate
+from events.metrics.rollup_store import PostgresRollupStore
+from events.metrics.rollups import metrics_rebuild, rollups_drain, rollups_hours_prune
+from events.metrics.selectors import customer_usage, metric_report
+from events.metrics.services import metric_create
 from events.models import Metric, MetricRollup, MetricUniqueValue
-from events.rollups import metrics_rebuild, rollups_drain, rollups_hours_prune
-from events.rollups_sql import metric_sql
 from events.services import usage_events_ingest
-from events.usage import customer_usage, metric_report
 from hub.customers import customer_identify
 from hub.models import Customer
 from tests.factories import AppFactory
@@ -145,7 +145,7 @@ def _rows(metric):
 def _rebuild(metric, *, python: bool):
     Metric.objects.filter(pk=metric.pk).update(status=Metric.Status.BUILDING)
     if python:
-        with mock.patch.object(rollups, "metric_sql", return_value=None):
+        with mock.patch.object(PostgresRollupStore, "metric_plan", return_value=None):
             assert metrics_rebuild(app_pk=metric.app_id) == [metric.pk]
     else:
         assert metrics_rebuild(app_pk=metric.app_id) == [metric.pk]
@@ -163,7 +163,7 @@ def test_sql_build_and_drain_give_the_rows_of_the_python_evaluation(events, defi
         usage_events_ingest(app=app, raw_events=before)
         rollups_drain(app_pks=[app.pk])
     metric = metric_create(app=app, definition=definition_validate(**definition))
-    assert metric_sql(metric, app_pk=app.pk) is not None, "this definition is meant for SQL"
+    assert metric_sql.metric_sql(metric, app_pk=app.pk) is not None, "this definition is meant for SQL"
     assert metrics_rebuild(app_pk=app.pk) == [metric.pk]
     if after:
         usage_events_ingest(app=app, raw_events=after)
@@ -211,7 +211,7 @@ def test_paths_postgresql_reads_differently_are_left_to_python(path):
     rollups_drain(app_pks=[app.pk])
     metric = metric_create(app=app, definition=definition_validate(
         name="m", event_name="job", aggregation="sum", property=path))  # fmt: skip
-    assert metric_sql(metric, app_pk=app.pk) is None
+    assert metric_sql.metric_sql(metric, app_pk=app.pk) is None
     assert metrics_rebuild(app_pk=app.pk) == [metric.pk]  # built by Python: nothing summed
     assert (
         MetricRollup.objects.filter(metric=metric, customer__isnull=True, granularity="d").get().sum is None
@@ -315,8 +315,6 @@ def test_the_sql_build_leaves_no_temporary_table():
 
 def test_a_drain_without_sql_plans_builds_no_sql(monkeypatch):
     """On SQLite (`make run`) no metric has a SQL plan: the drain must not build PostgreSQL SQL."""
-    from events import rollups_sql
-
     app = AppFactory()
     metric = _unique_app(app)
     metrics_rebuild(app_pk=app.pk)
@@ -324,8 +322,8 @@ def test_a_drain_without_sql_plans_builds_no_sql(monkeypatch):
     def refuse(value):
         raise AssertionError("SQL was built for a drain that has no SQL plan")
 
-    monkeypatch.setattr(rollups, "metric_sql", lambda metric, app_pk: None)
-    monkeypatch.setattr(rollups_sql, "_lit", refuse)
+    monkeypatch.setattr(PostgresRollupStore, "metric_plan", lambda self, metric, app_pk: None)
+    monkeypatch.setattr(metric_sql, "_lit", refuse)
     usage_events_ingest(app=app, raw_events=[_ev("1", "shop", "ann", NOW)])
     rollups_drain(app_pks=[app.pk])
     assert MetricRollup.objects.get(metric=metric, customer__isnull=True, granularity="a").count == 1

@@ -8,12 +8,12 @@ import pytest
 from django.db import connection
 from django.test import Client
 
-from events.metric_services import metric_create
-from events.metrics import definition_validate
+from events.metrics.definitions import definition_validate
+from events.metrics.limits import plan_usage_limit_set
+from events.metrics.rollups import metrics_rebuild, rollups_drain
+from events.metrics.services import metric_create
 from events.models import RollupBatch, UsageSignal
-from events.rollups import metrics_rebuild, rollups_drain
 from events.services import usage_events_ingest
-from events.usage_limits import plan_usage_limit_set
 from hub.customers import customer_identify
 from hub.lifecycle import plan_upsert, subscription_subscribe
 from hub.models import Activity, Customer

@@ -10,10 +10,10 @@ from collections import Counter
 import pytest
 import requests
 
-from events.metric_services import metric_create
-from events.metrics import definition_validate
-from events.models import ForwardBatch, MetricRollup, RollupBatch, UsageEvent
-from events.rollups import metrics_rebuild
+from events.metrics.definitions import definition_validate
+from events.metrics.rollups import metrics_rebuild
+from events.metrics.services import metric_create
+from events.models import ForwardBatch, Granularity, MetricRollup, RollupBatch, UsageEvent
 from hub import lifecycle
 from hub.models import Activity
 from integrations.destinations import destination_save
@@ -157,7 +157,7 @@ def test_two_schedulers_and_several_processes_deliver_and_count_everything_once(
         assert UsageEvent.objects.filter(app=app).count() == len(sent) == REQUESTS * EVENTS_PER_REQUEST
         stored = Counter(UsageEvent.objects.filter(app=app).values_list("customer_id", flat=True))
         stored[None] = len(sent)
-        for granularity in (MetricRollup.Granularity.DAY, MetricRollup.Granularity.HOUR):
+        for granularity in (Granularity.DAY, Granularity.HOUR):
             counted: Counter = Counter()
             for customer_id, count in MetricRollup.objects.filter(
                 metric=metric, granularity=granularity

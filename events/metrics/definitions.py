@@ -17,9 +17,12 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hub.errors import HubError
+
+if TYPE_CHECKING:
+    from ..models import Metric
 
 AGGREGATIONS = ("count", "sum", "min", "max", "average", "unique_count", "latest")
 VALUE_AGGREGATIONS = ("sum", "min", "max", "average", "latest")
@@ -347,7 +350,7 @@ class CompiledMetric:
         self._predicates = [_filter_predicate(f) for f in parsed]
 
     @classmethod
-    def of(cls, metric: Any) -> CompiledMetric:
+    def of(cls, metric: Metric) -> CompiledMetric:
         return cls(pk=metric.pk, event_name=metric.event_name, aggregation=metric.aggregation,
                    property=metric.property, group_by=metric.group_by, filters=metric.filters)  # fmt: skip
 

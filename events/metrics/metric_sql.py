@@ -1,7 +1,7 @@
-"""Building a metric's rollups with set-based SQL over the stored events (PostgreSQL).
+"""A metric as set-based SQL over the stored events (PostgreSQL): its build and its drains.
 
 A metric created over millions of stored events cannot be built one event at a time in Python:
-here its definition becomes SQL with the same meaning as `events.metrics` (jsonb equality is
+here its definition becomes SQL with the same meaning as `definitions` (jsonb equality is
 JSON equality, numbers only from JSON numbers, canonical JSON text for group keys and distinct
 values), and PostgreSQL aggregates the events into the hour and day rows, the distinct values and
 their counters in a few statements.
@@ -9,7 +9,7 @@ their counters in a few statements.
 What SQL does not reproduce exactly stays with Python: a definition whose paths could read an
 array index differently (`-1`, ` 1`, non-ASCII digits), and the events whose distinct value or
 group value is an object or an array (their canonical text is Python's). Those events are
-evaluated by `events.metrics` and merged into the same rows.
+evaluated by `definitions` and merged into the same rows.
 """
 
 from __future__ import annotations
@@ -17,13 +17,19 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .metrics import Filter, canonical, filters_validate, path_parse
+from psycopg import Cursor
+
+from .definitions import Filter, canonical, filters_validate, path_parse
+
+if TYPE_CHECKING:
+    from ..models import Metric
+from .rollup_sql import MERGE, ON_APP, ON_CUSTOMER, ROLLUP_TABLE, UNIQUE_TABLE, unique_counted_insert
 
 _E = "events_usageevent"
-_T = "events_metricrollup"
-_U = "events_metricuniquevalue"
+_T = ROLLUP_TABLE
+_U = UNIQUE_TABLE
 _SAFE_INDEX = re.compile(r"[0-9]{1,9}")
 
 
@@ -104,7 +110,7 @@ def _filter_sql(f: Filter) -> str | None:
     return f"({v} IS NULL OR {v} <> {literal})"
 
 
-def metric_sql(metric: Any, *, app_pk: int) -> SqlMetric | None:
+def metric_sql(metric: Metric, *, app_pk: int) -> SqlMetric | None:
     """The metric as SQL, or None when only the Python evaluation gives its exact meaning."""
     conditions = [f"e.app_id = {int(app_pk)}", f"e.event_name = {_lit(metric.event_name)}"]
     for f in filters_validate(metric.filters):
@@ -181,7 +187,7 @@ def _grouping_sets(grouped: bool, bucket: str) -> str:
     return ", ".join(sets)
 
 
-def build(cursor, m: SqlMetric, *, pending: list[int], hours_since: datetime | None) -> None:
+def build(cursor: Cursor, m: SqlMetric, *, pending: list[int], hours_since: datetime | None) -> None:
     """Insert the metric's rows for every event SQL evaluates (the metric's rows are empty)."""
     if m.aggregation == "unique_count":
         _build_unique(cursor, m, pending=pending, hours_since=hours_since)
@@ -189,7 +195,7 @@ def build(cursor, m: SqlMetric, *, pending: list[int], hours_since: datetime | N
         _values_insert(cursor, m, scope=not_pending(pending), hours_since=hours_since, merge=False)
 
 
-def drain(cursor, m: SqlMetric, *, ids: list[int], hours_since: datetime | None) -> None:
+def drain(cursor: Cursor, m: SqlMetric, *, ids: list[int], hours_since: datetime | None) -> None:
     """Merge the events `ids` into the metric's rows (counters of new distinct values included)."""
     if m.aggregation == "unique_count":
         _drain_unique(cursor, m, ids=ids, hours_since=hours_since)
@@ -201,9 +207,9 @@ def _since(hours_since: datetime | None, column: str = "e2.ts") -> str:
     return "true" if hours_since is None else f"{column} >= {_lit(hours_since)}::timestamptz"
 
 
-def _values_insert(cursor, m: SqlMetric, *, scope: str, hours_since: datetime | None, merge: bool) -> None:
-    from .rollups import _MERGE, _ON_APP, _ON_CUSTOMER
-
+def _values_insert(
+    cursor: Cursor, m: SqlMetric, *, scope: str, hours_since: datetime | None, merge: bool
+) -> None:
     number = "CASE WHEN jsonb_typeof(e1.val) = 'number' THEN (e1.val)::numeric END"
     rows = (
         f"SELECT e1.id, e1.customer_id, e1.ts, {number} AS num, {_group_key_sql(m)} AS gk "
@@ -226,8 +232,8 @@ def _values_insert(cursor, m: SqlMetric, *, scope: str, hours_since: datetime | 
             # Customer and app-wide rows have their own unique indexes: one upsert each.
             statements = [
                 ("e2.customer_id", customer_sets,
-                 f"ORDER BY 2, 3, 5 ON CONFLICT {_ON_CUSTOMER} DO UPDATE SET {_MERGE}"),
-                ("NULL::bigint", app_sets, f"ORDER BY 3, 5 ON CONFLICT {_ON_APP} DO UPDATE SET {_MERGE}"),
+                 f"ORDER BY 2, 3, 5 ON CONFLICT {ON_CUSTOMER} DO UPDATE SET {MERGE}"),
+                ("NULL::bigint", app_sets, f"ORDER BY 3, 5 ON CONFLICT {ON_APP} DO UPDATE SET {MERGE}"),
             ]  # fmt: skip
         else:
             statements = [("e2.customer_id", customer_sets + app_sets, "")]
@@ -249,9 +255,7 @@ def _unique_rows(m: SqlMetric, scope: str) -> str:
     )
 
 
-def _drain_unique(cursor, m: SqlMetric, *, ids: list[int], hours_since: datetime | None) -> None:
-    from .rollups import unique_counted_insert
-
+def _drain_unique(cursor: Cursor, m: SqlMetric, *, ids: list[int], hours_since: datetime | None) -> None:
     hour = "date_trunc('hour', r.ts, 'UTC')"
     buckets = (
         "(VALUES ('d', date_trunc('day', r.ts, 'UTC')), ('w', date_trunc('week', r.ts, 'UTC')), "
@@ -268,7 +272,7 @@ def _drain_unique(cursor, m: SqlMetric, *, ids: list[int], hours_since: datetime
         cursor.execute(unique_counted_insert(values, app_wide=app_wide))
 
 
-def _build_unique(cursor, m: SqlMetric, *, pending: list[int], hours_since: datetime | None) -> None:
+def _build_unique(cursor: Cursor, m: SqlMetric, *, pending: list[int], hours_since: datetime | None) -> None:
     # The distinct values per customer, group and day first; weeks, months, all time and the
     # app-wide rows come from that much smaller set. Hours come from the recent events.
     rows = _unique_rows(m, not_pending(pending))

@@ -9,7 +9,7 @@ is the current hour and the 23 before it, "last 7 days" today and the 6 days bef
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -19,91 +19,31 @@ from django.db.models import Count, Q
 from django.utils import timezone
 
 from hub.errors import HubError
-from hub.models import Customer, Plan, Subscription
+from hub.models import Customer
 
-from .metrics import group_label
-from .models import Metric, MetricRollup, MetricUniqueValue
-from .rollups import day_start, hour_start, month_start
+from ..models import Metric, MetricRollup, MetricUniqueValue
+from .definitions import group_label
+from .periods import (
+    PERIODS,
+    as_utc,
+    billing_period,
+    date_start,
+    day_start,
+    hour_start,
+    month_start,
+    period_back,
+    period_buckets,
+    period_next,
+    period_start,
+)
 
-PERIODS = ("daily", "weekly", "monthly")
 # Mantle's spans when no range is given: 90 days, 12 weeks, 12 months (the current one included).
 DEFAULT_SPAN = {"daily": 90, "weekly": 12, "monthly": 12}
-MAX_BUCKETS = 1000
 GROUPS_SHOWN = 20
+# A metric's value: a count, a decimal, or None (no value yet for min, max, average, latest).
+Value = Decimal | int | None
 # Unique counts are not additive: each period reads its own distinct-value counter.
 UNIQUE_GRANULARITY = {"daily": "d", "weekly": "w", "monthly": "m"}
-
-
-# --- Periods ----------------------------------------------------------------------------------
-
-
-def period_start(period: str, ts: datetime) -> datetime:
-    d = day_start(ts)
-    if period == "daily":
-        return d
-    if period == "weekly":
-        return d - timedelta(days=d.weekday())
-    return month_start(d)
-
-
-def period_next(period: str, start: datetime) -> datetime:
-    if period == "daily":
-        return start + timedelta(days=1)
-    if period == "weekly":
-        return start + timedelta(days=7)
-    year, month = (start.year + 1, 1) if start.month == 12 else (start.year, start.month + 1)
-    return start.replace(year=year, month=month)
-
-
-def period_back(period: str, start: datetime, n: int) -> datetime:
-    if period == "daily":
-        return start - timedelta(days=n)
-    if period == "weekly":
-        return start - timedelta(days=7 * n)
-    months = start.year * 12 + start.month - 1 - n
-    return start.replace(year=months // 12, month=months % 12 + 1)
-
-
-def period_buckets(period: str, start: datetime, end: datetime) -> list[datetime]:
-    """Starts of the periods from the one holding `start` to the one holding `end`."""
-    out, cur = [], period_start(period, start)
-    while cur <= end:
-        out.append(cur)
-        if len(out) > MAX_BUCKETS:
-            raise HubError(f"At most {MAX_BUCKETS} {period} periods in one report; narrow the range.")
-        cur = period_next(period, cur)
-    return out
-
-
-@dataclass(frozen=True)
-class BillingPeriod:
-    start: datetime
-    end: datetime
-    source: str  # "subscription" or "calendar month"
-
-
-def billing_period(*, customer: Customer, now: datetime | None = None,
-                   subscription: Subscription | None = None) -> BillingPeriod:  # fmt: skip
-    """The customer's current billing period.
-
-    With an active or frozen subscription: 30-day (or 365-day for annual plans) periods counted
-    from the start of the UTC day it was activated. Otherwise the calendar month.
-    """
-    now = now or timezone.now()
-    if subscription is None:
-        subscription = (
-            Subscription.objects.select_related("plan")
-            .filter(customer=customer, status__in=[Subscription.Status.ACTIVE, Subscription.Status.FROZEN])
-            .first()
-        )
-    if subscription is not None:
-        length = timedelta(days=365 if subscription.plan.interval == Plan.Interval.ANNUAL else 30)
-        anchor = day_start(subscription.activated_at)
-        k = max(0, (now - anchor) // length)
-        start = anchor + k * length
-        return BillingPeriod(start, start + length, "subscription")
-    start = month_start(now)
-    return BillingPeriod(start, period_next("monthly", start), "calendar month")
 
 
 # --- Combining rollup rows --------------------------------------------------------------------
@@ -111,7 +51,7 @@ def billing_period(*, customer: Customer, now: datetime | None = None,
 _ROW_FIELDS = ("count", "value_count", "sum", "min", "max", "latest_value", "latest_at", "latest_event_id")
 
 
-def combine(aggregation: str, rows: Iterable[dict]) -> Decimal | int | None:
+def combine(aggregation: str, rows: Iterable[Mapping[str, Any]]) -> Value:
     """The metric's value over rollup rows (dicts with _ROW_FIELDS). Empty: 0 for count and sum."""
     count = value_count = 0
     total = low = high = None
@@ -143,7 +83,7 @@ def combine(aggregation: str, rows: Iterable[dict]) -> Decimal | int | None:
     raise ValueError(aggregation)
 
 
-def as_number(value: Any) -> int | float | None:
+def as_number(value: Decimal | int | float | None) -> int | float | None:
     """A value for JSON: integers stay integers."""
     if value is None:
         return None
@@ -161,7 +101,7 @@ def _scope(qs, *, metric: Metric, customer: Customer | None, group: str = ""):
 
 
 def metric_value(*, metric: Metric, customer: Customer | None, start: datetime | None, end: datetime,
-                 granularity: str = "d") -> Decimal | int | None:  # fmt: skip
+                 granularity: str = "d") -> Value:  # fmt: skip
     """The metric's value over buckets of `granularity` from `start` (None: all time) to before `end`."""
     if metric.aggregation == "unique_count":
         if start is None:
@@ -187,11 +127,11 @@ class Report:
     period: str
     start: datetime
     end: datetime
-    points: list[tuple[datetime, Any]]
-    groups: list[tuple[str, list[Any]]]  # (label, value per point) when the metric has a group-by
+    points: list[tuple[datetime, Value]]
+    groups: list[tuple[str, list[Value]]]  # (label, value per point) when the metric has a group-by
 
-    def as_json(self) -> dict:
-        data = [{"date": _iso(b), "value": as_number(v)} for b, v in self.points]
+    def as_json(self) -> dict[str, Any]:
+        data: list[dict[str, Any]] = [{"date": _iso(b), "value": as_number(v)} for b, v in self.points]
         out: dict[str, Any] = {
             "metricId": str(self.metric.public_id),
             "name": self.metric.name,
@@ -219,9 +159,9 @@ def report_range(period: str, *, start: date | None = None, end: date | None = N
         raise HubError(f"period must be one of {', '.join(PERIODS)}.")
     now = now or timezone.now()
     try:
-        last = period_start(period, _at(end) if end else now)
+        last = period_start(period, date_start(end) if end else now)
         if start:
-            first = period_start(period, _at(start))
+            first = period_start(period, date_start(start))
         else:
             first = period_back(period, last, DEFAULT_SPAN[period] - 1)
         # The report ends where its last period does: that end must exist in the calendar too.
@@ -233,10 +173,6 @@ def report_range(period: str, *, start: date | None = None, end: date | None = N
     if first > last:
         raise HubError("startDate must not be after endDate.")
     return first, last
-
-
-def _at(d: date) -> datetime:
-    return datetime(d.year, d.month, d.day, tzinfo=UTC)
 
 
 def metric_report(*, metric: Metric, period: str, customer: Customer | None = None,
@@ -265,19 +201,13 @@ def metric_report(*, metric: Metric, period: str, customer: Customer | None = No
     ranked = sorted(sorted((k for k in rows if k != ""), key=lambda k: (-activity[k], k))[:GROUPS_SHOWN])
     aggregation = "count" if unique else metric.aggregation
 
-    def series(key: str) -> list[Any]:
+    def series(key: str) -> list[Value]:
         per_bucket = rows.get(key, {})
         return [combine(aggregation, per_bucket.get(b, ())) for b in buckets]
 
     points = list(zip(buckets, series(""), strict=True))
     groups = [(group_label(k), series(k)) for k in ranked] if metric.group_by else []
     return Report(metric, period, first, stop, points, groups)
-
-
-def _utc(value: datetime | date) -> datetime:
-    if isinstance(value, datetime):
-        return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
-    return _at(value)
 
 
 # --- A customer's usage -----------------------------------------------------------------------
@@ -292,7 +222,7 @@ WINDOWS = (
 )
 
 
-def customer_usage(*, customer: Customer, now: datetime | None = None) -> dict[str, dict]:
+def customer_usage(*, customer: Customer, now: datetime | None = None) -> dict[str, dict[str, Any]]:
     """Every metric of the customer's app for this customer, in `@heymantle/client`'s UsageMetric shape.
 
     Keyed by metric id. `currentValue` is the current billing period's value.
@@ -337,6 +267,7 @@ def customer_usage(*, customer: Customer, now: datetime | None = None) -> dict[s
             "periodEnd": _iso(period.end),
         }
         for key, (since, gran) in ranges.items():
+            value: Value
             if m.aggregation == "unique_count":
                 value = unique_values.get(m.pk, {}).get(key, 0)
             else:
@@ -358,7 +289,7 @@ def _unique_windows(*, metrics: list[Metric], customer: Customer, ranges: Window
     """Distinct values of each unique-count metric in each window, in one query (all time: counters)."""
     if not metrics:
         return {}
-    windows = {k: v for k, v in ranges.items() if v[0] is not None}
+    windows = {k: (since, gran) for k, (since, gran) in ranges.items() if since is not None}
     oldest = {gran: min(since for since, g in windows.values() if g == gran) for _, gran in windows.values()}
     scope = Q()
     for gran, since in oldest.items():
@@ -371,7 +302,8 @@ def _unique_windows(*, metrics: list[Metric], customer: Customer, ranges: Window
     }
     out: dict[int, dict[str, int]] = {}
     for row in qs.values("metric_id").annotate(**counts).order_by():
-        out[row.pop("metric_id")] = row
+        values: dict[str, Any] = dict(row)
+        out[values.pop("metric_id")] = values
     all_time = MetricRollup.objects.filter(customer=customer, group_key="", metric__in=metrics)
     all_time = all_time.filter(granularity="a")
     for metric_pk, n in all_time.values_list("metric_id", "count"):
@@ -390,7 +322,7 @@ def _days_scope(model, *, metrics: list[Metric], customer: Customer | None, star
 
 
 def metrics_values(*, metrics: list[Metric], customer: Customer | None, start: datetime,
-                   end: datetime) -> dict[int, Any]:  # fmt: skip
+                   end: datetime) -> dict[int, Value]:  # fmt: skip
     """Each metric's value (by pk) over the whole UTC days from `start` to before `end`, in two queries."""
     plain = [m for m in metrics if m.aggregation != "unique_count"]
     unique = [m for m in metrics if m.aggregation == "unique_count"]
@@ -418,7 +350,7 @@ def metrics_values(*, metrics: list[Metric], customer: Customer | None, start: d
 
 
 def metrics_daily_values(*, metrics: list[Metric], customer: Customer | None, start: datetime,
-                         end: datetime) -> dict[int, list[tuple[datetime, Any]]]:  # fmt: skip
+                         end: datetime) -> dict[int, list[tuple[datetime, Value]]]:  # fmt: skip
     """Each metric's value (by pk) per UTC day from `start` to before `end`, in two queries.
 
     The same numbers as `metric_report(period="daily")` without its group series.
@@ -430,12 +362,12 @@ def metrics_daily_values(*, metrics: list[Metric], customer: Customer | None, st
     if plain:
         qs = _days_scope(MetricRollup, metrics=plain, customer=customer, start=days[0], end=end)
         for r in qs.values("metric_id", "bucket", *_ROW_FIELDS):
-            rows[(r["metric_id"], _utc(r["bucket"]))].append(r)
+            rows[(r["metric_id"], as_utc(r["bucket"]))].append(r)
     counts: dict[tuple[int, datetime], int] = {}
     if unique:
         qs = _days_scope(MetricRollup, metrics=unique, customer=customer, start=days[0], end=end)
-        counts = {(m, _utc(b)): n for m, b, n in qs.values_list("metric_id", "bucket", "count")}
-    out = {}
+        counts = {(m, as_utc(b)): n for m, b, n in qs.values_list("metric_id", "bucket", "count")}
+    out: dict[int, list[tuple[datetime, Value]]] = {}
     for m in metrics:
         if m.aggregation == "unique_count":
             out[m.pk] = [(d, counts.get((m.pk, d), 0)) for d in days]

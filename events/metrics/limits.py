@@ -11,25 +11,29 @@ The check runs in the rollup worker's transaction, under the app's usage lock, a
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from hub.errors import HubError, NotFound
 from hub.lifecycle import activity_record
-from hub.models import Activity, Plan, Subscription
+from hub.models import Activity, Customer, Plan, Subscription
 
-from .models import Metric, PlanUsageLimit, UsageSignal
-from .usage import as_number, billing_period, metric_value
+from ..models import Metric, PlanUsageLimit, UsageSignal
+from .periods import billing_period
+from .selectors import as_number, metric_value
 
 DEFAULT_THRESHOLDS = (80, 100)
 
 
-def plan_usage_limit_set(*, plan: Plan, metric: Metric, limit: Any,
-                         thresholds: Any = DEFAULT_THRESHOLDS) -> PlanUsageLimit:  # fmt: skip
-    """Create or change `plan`'s limit of `metric` per billing period, with its thresholds (percent)."""
+def plan_usage_limit_set(*, plan: Plan, metric: Metric, limit: object,
+                         thresholds: object = DEFAULT_THRESHOLDS) -> PlanUsageLimit:  # fmt: skip
+    """Create or change `plan`'s limit of `metric` per billing period, with its thresholds (percent).
+
+    `limit` and `thresholds` are checked here (they come from forms and documents as they are).
+    """
     if plan.app_id != metric.app_id:
         raise NotFound("No such metric for this plan's app.")
     try:
@@ -49,7 +53,16 @@ def plan_usage_limit_set(*, plan: Plan, metric: Metric, limit: Any,
 
 
 def plan_usage_limit_remove(*, plan: Plan, metric: Metric) -> None:
+    """Remove `plan`'s limit of `metric` (nothing to do when it has none)."""
     PlanUsageLimit.objects.filter(plan=plan, metric=metric).delete()
+
+
+def usage_signals_customer_merge(*, keep: Customer, remove: Customer) -> None:
+    """A placeholder has no subscription, hence no signals: drop any rather than collide.
+
+    Registered with the core's customer merge (`EventsConfig.ready()`).
+    """
+    UsageSignal.objects.filter(customer=remove).delete()
 
 
 def _suggested_plan(*, current: Plan, metric: Metric, value: Decimal) -> Plan | None:
@@ -94,7 +107,7 @@ def usage_limits_check(*, app_pk: int, touched: Iterable[tuple[int, int]]) -> li
     return recorded
 
 
-def _check_one(subscription: Subscription, usage_limit: PlanUsageLimit, now) -> list[Activity]:
+def _check_one(subscription: Subscription, usage_limit: PlanUsageLimit, now: datetime) -> list[Activity]:
     customer, metric = subscription.customer, usage_limit.metric
     period = billing_period(customer=customer, now=now, subscription=subscription)
     value = metric_value(metric=metric, customer=customer, start=period.start, end=period.end)

@@ -12,8 +12,9 @@ from hub.errors import Conflict, HubError, NotFound
 from hub.models import App, Plan
 from hub.races import unique_race_safe
 
-from .metrics import Definition, MetricDefinitionError, definition_validate
-from .models import Metric, PlanUsageLimit
+from ..models import Metric, PlanUsageLimit
+from .definitions import Definition, MetricDefinitionError, definition_validate
+from .limits import DEFAULT_THRESHOLDS, plan_usage_limit_remove, plan_usage_limit_set
 
 logger = logging.getLogger(__name__)
 
@@ -100,7 +101,7 @@ def metric_rebuild_request(*, metric: Metric) -> None:
     transaction.on_commit(lambda: _enqueue_rebuild(metric.app_id))
 
 
-def metric_get(*, app: App, reference: Any) -> Metric:
+def metric_get(*, app: App, reference: object) -> Metric:
     """The app's metric by id or name, or NotFound."""
     import uuid
 
@@ -124,23 +125,20 @@ _METRIC_KEYS = {"name", "event_name", "aggregation", "property", "group_by", "fi
 def metrics_apply(*, app: App, value: Any, path: str) -> list[dict]:
     """hub_apply's `metrics` section of an app (matched by name), with plan limits per metric.
 
+    `value` is the section as the JSON document has it (checked here).
+
     What an entry omits keeps its value (`property`, `group_by`, `filters`: null clears); a limit
     names its plan, omitted `limit` or `thresholds` keep theirs, `"limit": null` removes it.
     """
-    from hub.config_apply import ConfigError, declared_value
+    # The document checks of `hub.config_apply` (a ConfigError naming the path).
+    from hub.config_apply import ConfigError, _check_keys, _require, declared_value
 
-    from .usage_limits import DEFAULT_THRESHOLDS, plan_usage_limit_remove, plan_usage_limit_set
-
-    if not isinstance(value, list):
-        raise ConfigError(f"{path}: must be a list of metrics")
+    _require(isinstance(value, list), path, "must be a list of metrics")
     out = []
     for i, spec in enumerate(value):
         where = f"{path}[{i}]"
-        if not isinstance(spec, dict):
-            raise ConfigError(f"{where}: each metric must be an object")
-        extra = set(spec) - _METRIC_KEYS
-        if extra:
-            raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(extra))}")
+        _require(isinstance(spec, dict), where, "each metric must be an object")
+        _check_keys(spec, _METRIC_KEYS, "metric", where)
         name = spec.get("name")
         metric = Metric.objects.filter(app=app, name=name.strip()).first() if isinstance(name, str) else None
         created = metric is None
@@ -156,18 +154,20 @@ def metrics_apply(*, app: App, value: Any, path: str) -> list[dict]:
         except MetricDefinitionError as exc:
             raise ConfigError(f"{where}.{exc}") from None
         metric = (
-            metric_create(app=app, definition=definition)
-            if created
-            else metric_update(metric=metric, definition=definition)
+            metric_update(metric=metric, definition=definition)
+            if metric is not None
+            else metric_create(app=app, definition=definition)
         )
         limits_out = []
         limits = spec.get("limits", [])
-        if not isinstance(limits, list):
-            raise ConfigError(f"{where}.limits: must be a list")
+        _require(isinstance(limits, list), f"{where}.limits", "must be a list")
         for j, item in enumerate(limits):
             lpath = f"{where}.limits[{j}]"
-            if not isinstance(item, dict) or set(item) - {"plan", "limit", "thresholds"}:
-                raise ConfigError(f'{lpath}: must be {{"plan", "limit", "thresholds"}}')
+            _require(
+                isinstance(item, dict) and not set(item) - {"plan", "limit", "thresholds"},
+                lpath,
+                'must be {"plan", "limit", "thresholds"}',
+            )
             plan = Plan.objects.filter(app=app, name=item.get("plan")).first()
             if plan is None:
                 raise ConfigError(f"{lpath}.plan: no plan named {item.get('plan')!r} in this app")

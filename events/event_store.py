@@ -1,0 +1,105 @@
+"""The usage-event table behind one small interface per database, chosen once per connection vendor.
+
+Storing events is one statement on PostgreSQL (the events, the rollup batch of their new ids and,
+for apps that forward usage events, the forward batch, all in one data-modifying CTE); SQLite
+(`make run`) gets the same rows from a few statements in one transaction. The ingest service
+(`events.services`) never branches on the database.
+"""
+
+from __future__ import annotations
+
+import functools
+from datetime import datetime
+from typing import Protocol
+
+from django.db import connection, transaction
+
+from hub.models import App
+from hub.raw_cursor import raw_cursor
+
+from .models import ForwardBatch, RollupBatch
+
+# (app id, customer id, event id, event name, timestamp, properties as JSON text, received at)
+EventRow = tuple[int, int, str, str, datetime, str, datetime]
+
+_COLUMNS = "(app_id, customer_id, event_id, event_name, timestamp, properties, received_at)"
+# PostgreSQL: one statement stores the events and the batch of their new ids for the rollups, so
+# both commit together whatever the transaction; rows arrive as arrays (one prepared statement
+# for any batch size), in the order given.
+# Arrays are sent in binary (%b): psycopg escapes every element of a text-format array in
+# Python, several times slower for JSON documents (and formats each timestamp as text).
+_INSERT_PG = (
+    f"WITH ins AS (INSERT INTO events_usageevent {_COLUMNS} "  # noqa: S608 (constants)
+    "SELECT %s, c, i, n, t, p, %s FROM unnest(%b::bigint[], %b::text[], %b::text[], "
+    "%b::timestamptz[], %b::text[]::jsonb[]) AS u(c, i, n, t, p) "
+    "ON CONFLICT (app_id, event_id) DO NOTHING RETURNING id, event_id), "
+    "batch AS (INSERT INTO events_rollupbatch (app_id, event_ids, created_at) "
+    "SELECT %s, to_jsonb(array_agg(id)), %s FROM ins HAVING count(*) > 0), "
+    # Read in this statement, so an app whose destinations subscribed a moment ago is seen.
+    "forward AS (INSERT INTO events_forwardbatch (app_id, event_ids, created_at) "
+    "SELECT %s, to_jsonb(array_agg(id)), %s FROM ins "
+    "WHERE EXISTS (SELECT 1 FROM hub_app WHERE id = %s AND forward_usage_events) HAVING count(*) > 0 "
+    "RETURNING id) "
+    "SELECT event_id, EXISTS (SELECT 1 FROM forward) FROM ins"
+)
+_VALUES_ROW = "(%s, %s, %s, %s, %s, %s, %s)"
+ROWS_PER_STATEMENT = 20  # SQLite: rows per INSERT (its limit of bound parameters)
+
+
+class UsageEventStore(Protocol):
+    def insert(self, rows: list[EventRow]) -> tuple[list[str], bool]:
+        """INSERT ... ON CONFLICT DO NOTHING every row (all of one app), with the rollup batch of
+        the new ones and, if the app forwards usage events, their forward batch: the event ids
+        stored (the others were there already) and whether a forward batch was written."""
+        ...
+
+
+class PostgresUsageEventStore:
+    def insert(self, rows: list[EventRow]) -> tuple[list[str], bool]:
+        app_pk, received_at = rows[0][0], rows[0][6]
+        with raw_cursor() as cursor:
+            cursor.execute(
+                _INSERT_PG,
+                [
+                    app_pk, received_at, [r[1] for r in rows], [r[2] for r in rows], [r[3] for r in rows],
+                    [r[4] for r in rows], [r[5] for r in rows], app_pk, received_at,
+                    app_pk, received_at, app_pk,
+                ],
+            )  # fmt: skip
+            fetched = cursor.fetchall()
+        return [r[0] for r in fetched], bool(fetched) and fetched[0][1]
+
+
+class SqliteUsageEventStore:
+    def insert(self, rows: list[EventRow]) -> tuple[list[str], bool]:
+        app_pk, received_at = rows[0][0], rows[0][6]
+        forward = False
+        with transaction.atomic(), raw_cursor() as cursor:
+            ids, stored = [], []
+            for i in range(0, len(rows), ROWS_PER_STATEMENT):
+                part = rows[i : i + ROWS_PER_STATEMENT]
+                values = ", ".join([_VALUES_ROW] * len(part))
+                cursor.execute(
+                    f"INSERT INTO events_usageevent {_COLUMNS} VALUES {values} "  # noqa: S608
+                    "ON CONFLICT (app_id, event_id) DO NOTHING RETURNING id, event_id",
+                    [v for row in part for v in row],
+                )
+                for pk, event_id in cursor.fetchall():
+                    ids.append(pk)
+                    stored.append(event_id)
+            if ids:
+                RollupBatch.objects.create(app_id=app_pk, event_ids=ids, created_at=received_at)
+                forward = App.objects.filter(pk=app_pk, forward_usage_events=True).exists()
+                if forward:
+                    ForwardBatch.objects.create(app_id=app_pk, event_ids=ids, created_at=received_at)
+        return stored, forward
+
+
+@functools.cache
+def _store_for(vendor: str) -> UsageEventStore:
+    return PostgresUsageEventStore() if vendor == "postgresql" else SqliteUsageEventStore()
+
+
+def usage_event_store() -> UsageEventStore:
+    """The usage-event store of the default connection's database."""
+    return _store_for(connection.vendor)
