@@ -41,7 +41,7 @@ import psycopg
 
 from bench.harness import BIN, ROOT, database_url, free_port, hub_env, manage, recreate_database
 
-DB = "hub_bench_segment"
+DB = os.environ.get("BENCH_SEGMENT_DB", "hub_bench_segment")  # another name for a parallel run
 WRITE_KEY = "wk_bench"
 TICKS = os.sysconf("SC_CLK_TCK")
 
