@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from celery import shared_task
 from django.conf import settings
 from django.utils import timezone
 
-from . import backfill, delivery, forwarding
+from . import backfill, delivery, forwarding, send_threads
 
 FANOUT_CHUNK = 2500
 
@@ -17,13 +19,24 @@ def _enqueue_sends(integration_ids, parallel: int = 1) -> None:
             deliveries_send.delay(integration_id)
 
 
+def _parallel(created, integration_id: int) -> int:
+    return min(settings.HUB_DELIVERY_PARALLEL, 1 + created.get(integration_id, 0) // 2500)
+
+
+def _send_new(created, integration_id: int, ids: list) -> None:
+    if delivery.deliveries_send_new(integration_id=integration_id, ids=ids):
+        _enqueue_sends([integration_id], _parallel(created, integration_id))
+
+
 def _after_fanout(created) -> None:
-    # Deliveries of several integrations go now, in parallel; those the fan-out sent at once need
-    # no sender; the integrations left with pending ones (not sent, or answered with a retry) get one.
-    left = delivery.deliveries_send_parallel(created.send_now)
-    for integration_id in (created.waiting - set(created.send_now)) | left:
-        parallel = min(settings.HUB_DELIVERY_PARALLEL, 1 + created.get(integration_id, 0) // 2500)
-        _enqueue_sends([integration_id], parallel)
+    # Deliveries of several integrations go now, each in a send thread of its own (a destination
+    # that hangs keeps its thread, not this process); those the fan-out sent at once need no
+    # sender; the integrations left with pending ones (not sent, or answered with a retry) get one.
+    send_threads.run_patiently(
+        [partial(_send_new, created, integration_id, ids) for integration_id, ids in created.send_now.items()]
+    )
+    for integration_id in created.waiting - set(created.send_now):
+        _enqueue_sends([integration_id], _parallel(created, integration_id))
 
 
 @shared_task(name="integrations.activities_fanout")
@@ -82,9 +95,14 @@ def _chunk_was_full(created: dict[int, int]) -> bool:
 
 
 @shared_task(name="integrations.deliveries_send")
-def deliveries_send(integration_id: int) -> int:
-    """Send an integration's due deliveries; enqueue more senders when a budget ran out or a probe
-    found the destination back, and the next probe while it is still down."""
+def deliveries_send(integration_id: int) -> int | None:
+    """Send an integration's due deliveries (in a send thread: a destination that hangs keeps the
+    thread, not this worker process); enqueue more senders when a budget ran out or a probe found
+    the destination back, and the next probe while it is still down."""
+    return send_threads.run_patiently([partial(_deliveries_send, integration_id)])[0]
+
+
+def _deliveries_send(integration_id: int) -> int:
     report = delivery.deliveries_send(integration_id=integration_id)
     if report.recovered:
         _enqueue_sends([integration_id], settings.HUB_DELIVERY_PARALLEL)
