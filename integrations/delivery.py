@@ -141,7 +141,15 @@ def deliveries_create(
         result_send_now = {integration.pk: [i.id for i in pending] for integration, pending in sendable}
     new = [item for _, items in groups.values() for item in items]
     created = db.deliveries_insert(rows=new, now=now)
-    waiting = {n.integration_id for n in new if n.status == Delivery.Status.PENDING}
+    # An integration whose circuit is open needs no sender for its new rows: its probe is
+    # scheduled already (and the sweep enqueues every due probe). Senders enqueued for each chunk
+    # would only flood the queue while it is down, ahead of the other destinations' tasks.
+    open_circuits = {pk for pk, (integration, _) in groups.items() if integration.outage_since is not None}
+    waiting = {
+        n.integration_id
+        for n in new
+        if n.status == Delivery.Status.PENDING and n.integration_id not in open_circuits
+    }
     result = FanoutResult(created, waiting)
     result.send_now = result_send_now
     return result
