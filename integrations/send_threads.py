@@ -16,6 +16,7 @@ and sent under the same message ids.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import os
 import threading
@@ -72,7 +73,8 @@ def run_patiently(jobs: list[Callable[[], Any]], *, patience: float | None = Non
         return []
     patience = settings.HUB_DELIVERY_PATIENCE if patience is None else patience
     pool = _executor()
-    futures: list[Future] = [pool.submit(_run, job) for job in jobs]
+    # Each job runs in a copy of the task's context: its log records carry the task's request id.
+    futures: list[Future] = [pool.submit(contextvars.copy_context().run, _run, job) for job in jobs]
     done, _ = futures_wait(futures, timeout=patience)
     for future in futures:
         if future not in done:
