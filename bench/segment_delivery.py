@@ -41,7 +41,7 @@ import psycopg
 
 from bench.harness import BIN, ROOT, database_url, free_port, hub_env, manage, recreate_database
 
-DB = "hub_bench_segment"
+DB = os.environ.get("BENCH_SEGMENT_DB", "hub_bench_segment")  # another name for a parallel run
 WRITE_KEY = "wk_bench"
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -534,8 +534,9 @@ def main(argv: list[str] | None = None) -> int:
             _, p99, _ = latency(commits, healthy_standin.received_at())
             held = standin.stats()["max_inflight"]
             print(f"isolation: healthy p99 {base_p99:.0f} ms alone, {p99:.0f} ms beside a hanging "
-                  f"destination (target <= 2x) {_verdict(p99 <= 2 * base_p99)}; the hanging one held "
-                  f"at most {held} of {args.concurrency} worker processes at once")  # fmt: skip
+                  f"destination (target <= 2x) {_verdict(p99 <= 2 * base_p99)}; the hanging one had "
+                  f"at most {held} requests in flight at once (send threads, beside "
+                  f"{args.concurrency} worker processes)")  # fmt: skip
             print(f"  {meter.stop()}")
             failed |= p99 > 2 * base_p99
             standin.hang(0)

@@ -23,7 +23,6 @@ import logging
 import random
 import time
 from collections import defaultdict
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -31,7 +30,7 @@ from datetime import datetime, timedelta
 import orjson
 import requests
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
@@ -121,7 +120,7 @@ def deliveries_create(
     one of its HUB_DELIVERY_MAX_IN_FLIGHT request slots is free. Deliveries of several
     integrations are written pending and listed in the result's `send_now`: the caller sends
     them after the commit, each integration in a thread and a transaction of its own
-    (`deliveries_send_parallel`), so a destination that hangs holds up neither the others' sends
+    (`deliveries_send_new`), so a destination that hangs holds up neither the others' sends
     nor their request slots.
     """
     db = store()
@@ -142,32 +141,30 @@ def deliveries_create(
         result_send_now = {integration.pk: [i.id for i in pending] for integration, pending in sendable}
     new = [item for _, items in groups.values() for item in items]
     created = db.deliveries_insert(rows=new, now=now)
-    waiting = {n.integration_id for n in new if n.status == Delivery.Status.PENDING}
+    # An integration whose circuit is open needs no sender for its new rows: its probe is
+    # scheduled already (and the sweep enqueues every due probe). Senders enqueued for each chunk
+    # would only flood the queue while it is down, ahead of the other destinations' tasks.
+    open_circuits = {pk for pk, (integration, _) in groups.items() if integration.outage_since is not None}
+    waiting = {
+        n.integration_id
+        for n in new
+        if n.status == Delivery.Status.PENDING and n.integration_id not in open_circuits
+    }
     result = FanoutResult(created, waiting)
     result.send_now = result_send_now
     return result
 
 
-def deliveries_send_parallel(send_now: dict[int, list]) -> set[int]:
-    """Send these new deliveries now (after their fan-out committed), each integration in a
-    thread and transactions of its own, within its request slots; return the integrations left
-    with some of them pending (no free slot, a retryable answer)."""
-    if not send_now:
-        return set()
-
-    def send(item: tuple[int, list]) -> bool:
-        integration_id, ids = item
-        try:
-            report = SendReport()
-            while _send_batch(integration_id, report, only=ids, need_slot=True):
-                pass
-            return Delivery.objects.filter(pk__in=ids, status=Delivery.Status.PENDING).exists()
-        finally:
-            connection.close()  # this thread's own connection
-
-    with ThreadPoolExecutor(max_workers=len(send_now), thread_name_prefix="send-now") as pool:
-        left = list(pool.map(send, send_now.items()))
-    return {integration_id for integration_id, more in zip(send_now, left, strict=True) if more}
+def deliveries_send_new(*, integration_id: int, ids: list) -> bool:
+    """Send these new deliveries now (after their fan-out committed), in transactions of their
+    own within the integration's request slots; True when some are left pending (no free slot, a
+    retryable answer). The caller runs each integration's in a send thread of its own
+    (`integrations.send_threads`), so a destination that hangs holds up neither the others' sends
+    nor their request slots."""
+    report = SendReport()
+    while _send_batch(integration_id, report, only=ids, need_slot=True):
+        pass
+    return Delivery.objects.filter(pk__in=ids, status=Delivery.Status.PENDING).exists()
 
 
 def integrations_due(*, now: datetime | None = None) -> list[int]:
@@ -552,8 +549,8 @@ def _send_batch(
         if probing:
             if integration.probe_at is not None and integration.probe_at > now:
                 return False  # the prober that failed last has the next probe queued
-            # One prober at a time: the integration's row stays locked while the probe is out.
-            if not Integration.objects.select_for_update(skip_locked=True).filter(pk=integration_id).exists():
+            # One prober at a time: its slot stays taken while the probe is out.
+            if not stack.enter_context(db.probe_slot(integration_id=integration_id)):
                 return False
             rows = db.claim(integration_id=integration_id, limit=1, due_by=None, only=None)
             if not rows:

@@ -119,6 +119,7 @@ def retry_states(ids: list) -> dict:
 
 class DeliveryStore(Protocol):
     def send_slot(self, *, integration_id: int, slots: int) -> AbstractContextManager[bool]: ...
+    def probe_slot(self, *, integration_id: int) -> AbstractContextManager[bool]: ...
     def activities_claim(self, *, ids: list[str] | None, limit: int, now: datetime) -> list[ActivityRow]: ...
     def deliveries_insert(self, *, rows: list[NewDelivery], now: datetime) -> dict[int, int]: ...
     def claim(
@@ -158,6 +159,7 @@ def _loads(value) -> dict:
 
 
 _SEND_SLOTS = 0x48554253  # the advisory-lock class of "requests in flight to an integration"
+_PROBE_SLOT = 0x48554250  # the advisory-lock class of "the integration's probe is out"
 
 
 class PostgresStore:
@@ -184,6 +186,19 @@ class PostgresStore:
                     yield True
                     return
         yield False
+
+    @contextmanager
+    def probe_slot(self, *, integration_id: int) -> Iterator[bool]:
+        """The integration's one probe slot (True), or False when a probe is out already, for the
+        rest of the caller's transaction, like `send_slot`. An advisory lock, not the integration's
+        row: a row lock held through a hanging probe would block every insert of the
+        integration's deliveries and attempts (their foreign-key checks) for as long."""
+        if not connection.in_atomic_block:
+            raise RuntimeError("probe_slot holds its lock until the transaction ends: call it inside one")
+        with raw_cursor() as cursor:
+            cursor.execute("SELECT pg_try_advisory_xact_lock(%s, %s)", [_PROBE_SLOT, integration_id])
+            taken = bool(cursor.fetchone()[0])
+        yield taken
 
     def activities_claim(self, *, ids: list[str] | None, limit: int, now: datetime) -> list[ActivityRow]:
         # Picked (and locked) on their own in the undispatched index's order, marked dispatched in
@@ -377,6 +392,10 @@ class OrmStore:
 
     @contextmanager
     def send_slot(self, *, integration_id: int, slots: int) -> Iterator[bool]:
+        yield True  # one writer at a time already
+
+    @contextmanager
+    def probe_slot(self, *, integration_id: int) -> Iterator[bool]:
         yield True  # one writer at a time already
 
     def activities_claim(self, *, ids: list[str] | None, limit: int, now: datetime) -> list[ActivityRow]:

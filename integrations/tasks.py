@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from celery import shared_task
 from django.conf import settings
 from django.utils import timezone
 
-from . import backfill, delivery, forwarding
+from . import backfill, delivery, forwarding, send_threads
 
 FANOUT_CHUNK = 2500
 
@@ -17,22 +19,45 @@ def _enqueue_sends(integration_ids, parallel: int = 1) -> None:
             deliveries_send.delay(integration_id)
 
 
+def _patiently(job, *args):
+    # A task's work runs in a send thread of this process; the task waits for it at most
+    # HUB_DELIVERY_PATIENCE (`send_threads`): whatever the work sends to a destination that hangs
+    # (a fan-out's inline send, a sender's request, a probe) holds that thread and its
+    # transaction, not this worker process. Its result, or None when it goes on in its thread.
+    return send_threads.run_patiently([partial(job, *args)])[0]
+
+
+def _parallel(created, integration_id: int) -> int:
+    return min(settings.HUB_DELIVERY_PARALLEL, 1 + created.get(integration_id, 0) // 2500)
+
+
+def _send_new(created, integration_id: int, ids: list) -> None:
+    if delivery.deliveries_send_new(integration_id=integration_id, ids=ids):
+        _enqueue_sends([integration_id], _parallel(created, integration_id))
+
+
 def _after_fanout(created) -> None:
-    # Deliveries of several integrations go now, in parallel; those the fan-out sent at once need
-    # no sender; the integrations left with pending ones (not sent, or answered with a retry) get one.
-    left = delivery.deliveries_send_parallel(created.send_now)
-    for integration_id in (created.waiting - set(created.send_now)) | left:
-        parallel = min(settings.HUB_DELIVERY_PARALLEL, 1 + created.get(integration_id, 0) // 2500)
-        _enqueue_sends([integration_id], parallel)
+    # Deliveries of several integrations go now, each in a send thread of its own (a destination
+    # that hangs keeps its thread, not this process); those the fan-out sent at once need no
+    # sender; the integrations left with pending ones (not sent, or answered with a retry) get one.
+    send_threads.run_patiently(
+        [partial(_send_new, created, integration_id, ids) for integration_id, ids in created.send_now.items()]
+    )
+    for integration_id in created.waiting - set(created.send_now):
+        _enqueue_sends([integration_id], _parallel(created, integration_id))
 
 
 @shared_task(name="integrations.activities_fanout")
-def activities_fanout(activity_ids: list[str] | None = None) -> int:
+def activities_fanout(activity_ids: list[str] | None = None) -> int | None:
     """Create deliveries for recorded activities (the core enqueues this after commit by name).
 
     Without ids it takes the oldest undispatched chunk and, when the chunk was full, asks for
     another task: parallel fan-out tasks split a backlog with SKIP LOCKED.
     """
+    return _patiently(_activities_fanout, activity_ids)
+
+
+def _activities_fanout(activity_ids: list[str] | None) -> int:
     created = delivery.activities_fanout(activity_ids=activity_ids, limit=FANOUT_CHUNK)
     _after_fanout(created)
     if activity_ids is None and sum(created.values()) and _chunk_was_full(created):
@@ -44,9 +69,13 @@ FORWARD_CHANGES = 500
 
 
 @shared_task(name="integrations.usage_events_forward")
-def usage_events_forward(_ignored: list | None = None) -> int:
+def usage_events_forward(_ignored: list | None = None) -> int | None:
     """Fan out stored usage events to the destinations subscribed to them (the events layer asks
     for this by name after storing events of a forwarding app); goes on while batches were full."""
+    return _patiently(_usage_events_forward)
+
+
+def _usage_events_forward() -> int:
     created = forwarding.usage_events_forward()
     _after_fanout(created)
     if created.more:
@@ -55,9 +84,13 @@ def usage_events_forward(_ignored: list | None = None) -> int:
 
 
 @shared_task(name="integrations.customers_forward")
-def customers_forward(_ignored: list | None = None) -> int:
+def customers_forward(_ignored: list | None = None) -> int | None:
     """Fan out customer and contact changes to the destinations subscribed to them (the core asks
     for this by name after a change of a forwarding app); goes on while the chunk was full."""
+    return _patiently(_customers_forward)
+
+
+def _customers_forward() -> int:
     created = forwarding.customers_forward(limit=FORWARD_CHANGES)
     _after_fanout(created)
     if created.more:
@@ -66,9 +99,13 @@ def customers_forward(_ignored: list | None = None) -> int:
 
 
 @shared_task(name="integrations.backfill_run")
-def backfill_run(backfill_id: int) -> bool:
+def backfill_run(backfill_id: int) -> bool | None:
     """Run a backfill for a time budget, start senders for what it queued, and go on in a new
     task while it has more (the sweep restarts one whose task was lost)."""
+    return _patiently(_backfill_run, backfill_id)
+
+
+def _backfill_run(backfill_id: int) -> bool:
     more = backfill.backfill_run(backfill_id=backfill_id, on_chunk=_after_fanout)
     if more:
         backfill_run.delay(backfill_id)
@@ -82,9 +119,14 @@ def _chunk_was_full(created: dict[int, int]) -> bool:
 
 
 @shared_task(name="integrations.deliveries_send")
-def deliveries_send(integration_id: int) -> int:
-    """Send an integration's due deliveries; enqueue more senders when a budget ran out or a probe
-    found the destination back, and the next probe while it is still down."""
+def deliveries_send(integration_id: int) -> int | None:
+    """Send an integration's due deliveries (in a send thread: a destination that hangs keeps the
+    thread, not this worker process); enqueue more senders when a budget ran out or a probe found
+    the destination back, and the next probe while it is still down."""
+    return _patiently(_deliveries_send, integration_id)
+
+
+def _deliveries_send(integration_id: int) -> int:
     report = delivery.deliveries_send(integration_id=integration_id)
     if report.recovered:
         _enqueue_sends([integration_id], settings.HUB_DELIVERY_PARALLEL)
@@ -98,13 +140,17 @@ def deliveries_send(integration_id: int) -> int:
 
 
 @shared_task(name="integrations.deliveries_sweep")
-def deliveries_sweep() -> dict:
+def deliveries_sweep() -> dict | None:
     """Periodic: dispatch activities, forward usage events and customer changes nobody took, and enqueue every
     integration with due rows or a due probe.
 
     This is what makes delivery independent of the broker keeping a message: a lost task, a
     restarted Redis or a killed worker only delays delivery until the next sweep.
     """
+    return _patiently(_deliveries_sweep)
+
+
+def _deliveries_sweep() -> dict:
     created = delivery.activities_fanout(limit=FANOUT_CHUNK)
     dispatched = sum(created.values())
     _after_fanout(created)
