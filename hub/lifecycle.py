@@ -9,8 +9,7 @@ Illegal transitions raise `Conflict` (409).
 
 from __future__ import annotations
 
-import logging
-import threading
+import functools
 import uuid
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
@@ -18,25 +17,20 @@ from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
-from kombu.exceptions import OperationalError
 
 from .errors import Conflict, HubError, NotFound
 from .models import Activity, App, Customer, Installation, Plan, Review, Subscription
 from .races import unique_race_safe
-
-logger = logging.getLogger(__name__)
+from .task_coalescing import CoalescedTask
 
 FANOUT_TASK = "integrations.activities_fanout"
 
 
-def _enqueue_fanout(activity_ids: list[str]) -> None:
-    from .celery import app as celery_app
-
-    try:
-        celery_app.send_task(FANOUT_TASK, args=[activity_ids], retry=False)
-    except OperationalError as exc:
-        # Committed already: the integrations' periodic sweep dispatches undispatched activities.
-        logger.warning("broker unavailable, activities left for the sweep: %s", exc)
+# Committed activities are handed to the fan-out a few milliseconds after the first one of a window:
+# at hundreds of commits a second the broker sees tens of fan-out tasks, not hundreds. A task
+# carries at most 1,000 ids (the fan-out claims 2,500 at a time); if the broker is down, the
+# integrations' periodic sweep dispatches the activities anyway.
+fanout_soon = CoalescedTask(FANOUT_TASK, seconds=0.02, chunk=1000)
 
 
 def _customer_properties(customer: Customer) -> dict[str, Any]:
@@ -79,42 +73,9 @@ def activity_record(
             **(properties or {}),
         },
     )
-    _pending.__dict__.setdefault("ids", []).append(str(activity.pk))
-    transaction.on_commit(_flush_fanout)
+    # After commit only: an activity of a rolled-back transaction is never announced.
+    transaction.on_commit(functools.partial(fanout_soon, str(activity.pk)))
     return activity
-
-
-# Activities recorded by this thread and not yet handed to the fan-out: the first on_commit
-# callback of a transaction takes them all. An id left here by a rolled-back savepoint is
-# harmless: the fan-out finds no such activity.
-_pending = threading.local()
-# Committed ids of the whole process, enqueued together a few milliseconds after the first one
-# arrives: at hundreds of commits a second the broker sees tens of fan-out tasks, not hundreds.
-_committed: list[str] = []
-_committed_lock = threading.Lock()
-_COALESCE_SECONDS = 0.02
-
-
-def _flush_fanout() -> None:
-    ids = getattr(_pending, "ids", None)
-    if not ids:
-        return
-    _pending.ids = []
-    with _committed_lock:
-        first = not _committed
-        _committed.extend(ids)
-    if first:
-        timer = threading.Timer(_COALESCE_SECONDS, _enqueue_committed)
-        timer.daemon = True
-        timer.start()
-
-
-def _enqueue_committed() -> None:
-    with _committed_lock:
-        ids = _committed[:]
-        _committed.clear()
-    for i in range(0, len(ids), 1000):
-        _enqueue_fanout(ids[i : i + 1000])
 
 
 # --- Plans ------------------------------------------------------------------------------------
