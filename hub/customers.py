@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import math
 import secrets
 import uuid
 from collections.abc import Iterable
@@ -23,6 +24,7 @@ from .errors import AuthenticationError, Conflict, HubError
 from .locks import app_usage_lock
 from .models import App, Contact, Customer, CustomerForward
 from .task_coalescing import CoalescedTask
+from .ttl_cache import TTLCache
 
 TOKEN_PREFIX = "hub_ct_"
 _SHOPIFY_SUFFIX = ".myshopify.com"
@@ -317,33 +319,11 @@ def _placeholder_fields(reference: str) -> dict:
     return {"platform_id": reference}
 
 
-class _ReferenceCache:
-    """Per-process map of (app, reference) to customer pk: hot ingest paths skip the lookup.
-
-    Only stable references are kept (hub ids, platform ids, domains; never tokens, which can be
-    rotated). A pk that went stale (a placeholder merged away) makes the insert fail on its
-    foreign key; the caller clears the cache and retries.
-    """
-
-    def __init__(self, size: int = 50_000):
-        self.size = size
-        self.data: dict[tuple[int, str], int] = {}
-
-    def get(self, app_pk: int, ref: str) -> int | None:
-        return self.data.get((app_pk, ref))
-
-    def put(self, app_pk: int, ref: str, pk: int) -> None:
-        if ref.startswith(TOKEN_PREFIX):
-            return
-        if len(self.data) >= self.size:
-            self.data.clear()
-        self.data[(app_pk, ref)] = pk
-
-    def clear(self) -> None:
-        self.data.clear()
-
-
-_reference_cache = _ReferenceCache()
+# Per-process map of (app pk, reference) to customer pk: hot ingest paths skip the lookup. Only
+# stable references are kept (hub ids, platform ids, domains; never tokens, which can be rotated),
+# with no expiry: a pk that went stale (a placeholder merged away) makes the insert fail on its
+# foreign key, and the caller clears the cache and retries.
+_reference_cache: TTLCache[int] = TTLCache(ttl=math.inf, maxsize=50_000)
 
 
 def customer_ids_resolve(*, app: App, references: Iterable[str], use_cache: bool = True) -> dict[str, int]:
@@ -352,18 +332,20 @@ def customer_ids_resolve(*, app: App, references: Iterable[str], use_cache: bool
     result: dict[str, int] = {}
     if use_cache:
         for r in refs:
-            pk = _reference_cache.get(app.pk, r)
+            pk = _reference_cache.get((app.pk, r))
             if pk is not None:
                 result[r] = pk
     missing = refs - result.keys()
     if missing:
         for r, customer in customers_resolve(app=app, references=missing).items():
             result[r] = customer.pk
-            _reference_cache.put(app.pk, r, customer.pk)
+            if not r.startswith(TOKEN_PREFIX):
+                _reference_cache.set((app.pk, r), customer.pk)
     return result
 
 
 def reference_cache_clear() -> None:
+    """Forget this process's cached customer references (a cached pk went stale)."""
     _reference_cache.clear()
 
 

@@ -6,7 +6,6 @@ import hashlib
 import hmac
 import secrets
 import string
-import time
 import uuid
 from datetime import timedelta
 
@@ -22,6 +21,7 @@ from .errors import AuthenticationError, HubError
 from .models import ApiKey, App, Membership, Workspace
 from .races import unique_race_safe
 from .raw_cursor import raw_cursor
+from .ttl_cache import TTLCache
 
 _ALPHABET = string.ascii_letters + string.digits
 _LOOKUP_LENGTH = 12
@@ -118,34 +118,35 @@ def api_key_revoke(*, api_key: ApiKey) -> ApiKey:
     if api_key.revoked_at is None:
         api_key.revoked_at = timezone.now()
         ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(revoked_at=api_key.revoked_at)
-    _key_cache.pop(api_key.prefix, None)
+    _key_cache.pop(api_key.prefix)
     return api_key
 
 
-# Keys recently found valid, per process: {prefix: (expires at, key)}. Saves the lookup on busy
-# ingest paths; a revocation made in another process is seen within HUB_API_KEY_CACHE_SECONDS.
-_key_cache: dict[str, tuple[float, ApiKey]] = {}
+def _api_key_cache_seconds() -> float:
+    return settings.HUB_API_KEY_CACHE_SECONDS
+
+
+# Keys recently found valid, per process, by prefix. Saves the lookup on busy ingest paths; a
+# revocation made in another process is seen within HUB_API_KEY_CACHE_SECONDS.
+_key_cache: TTLCache[ApiKey] = TTLCache(ttl=_api_key_cache_seconds, maxsize=10_000)
 
 
 def _cached_api_key(prefix: str) -> ApiKey | None:
-    ttl = settings.HUB_API_KEY_CACHE_SECONDS
-    if ttl <= 0:
+    if _api_key_cache_seconds() <= 0:
         return _api_key_by_prefix(prefix)
-    now = time.monotonic()
     hit = _key_cache.get(prefix)
-    if hit is not None and hit[0] > now:
-        return hit[1]
+    if hit is not None:
+        return hit
     api_key = _api_key_by_prefix(prefix)
     if api_key is not None and api_key.revoked_at is None:
-        if len(_key_cache) > 10_000:
-            _key_cache.clear()
-        _key_cache[prefix] = (now + ttl, api_key)
+        _key_cache.set(prefix, api_key)
     else:
-        _key_cache.pop(prefix, None)
+        _key_cache.pop(prefix)
     return api_key
 
 
 def api_key_cache_clear() -> None:
+    """Forget this process's cached keys."""
     _key_cache.clear()
 
 
