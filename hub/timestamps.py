@@ -10,6 +10,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from django.utils.dateparse import parse_datetime
+
 # Epoch milliseconds outside years 1970..2200 are almost surely seconds or garbage.
 _MS_MIN, _MS_MAX = 0, 7_258_118_400_000
 
@@ -51,3 +53,20 @@ def parse_timestamp(value: Any, *, now: datetime) -> datetime:
         except ValueError:
             raise ValueError("is not epoch milliseconds or an ISO-8601 timestamp in range") from None
     raise ValueError("must be epoch milliseconds or an ISO-8601 string")
+
+
+def parse_datetime_local(value: str | None) -> datetime | None:
+    """A screen's datetime-local input value (or an ISO string) as an aware UTC datetime; None when
+    it is empty or not a date and time in range."""
+    if not value:
+        return None
+    try:
+        parsed = parse_datetime(value)
+    except ValueError:
+        return None
+    if parsed is None:
+        return None
+    try:
+        return datetime_in_utc(parsed)
+    except ValueError:
+        return None
