@@ -11,7 +11,7 @@ field where clearing makes sense (`declared_value`). The schema is in docs/hub_a
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -83,8 +83,29 @@ def declared_value(
 
 
 def _require(cond: bool, path: str, message: str) -> None:
+    """A ConfigError naming `path` unless `cond` holds: a section's check of one value."""
     if not cond:
         raise ConfigError(f"{path}: {message}")
+
+
+config_require = _require
+
+
+def section_entry(spec: Any, *, path: str, what: str, keys: Collection[str]) -> dict[str, Any]:
+    """`spec` as one `what` of a section: a ConfigError unless it is an object with only `keys`."""
+    _require(isinstance(spec, dict), path, f"each {what} must be an object")
+    extra = set(spec) - set(keys)
+    _require(not extra, path, f"unknown key(s) {', '.join(sorted(extra))}")
+    return spec
+
+
+def section_entries(value: Any, *, path: str, what: str, keys: Collection[str]) -> Iterator[tuple[str, dict]]:
+    """A section's list of `what`s, each with its path (`path[i]`), checked as `section_entry` does
+    when its turn comes; a ConfigError unless `value` is a list."""
+    _require(isinstance(value, list), path, f"must be a list of {what}s")
+    for i, spec in enumerate(value):
+        here = f"{path}[{i}]"
+        yield here, section_entry(spec, path=here, what=what, keys=keys)
 
 
 def _check_keys(obj: dict, allowed: set[str], level: str, path: str) -> None:

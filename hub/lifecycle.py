@@ -420,18 +420,11 @@ def subscription_update(*, customer: Customer, capped_amount: Any) -> Subscripti
 def plans_apply(*, app: App, value: Any, path: str) -> list[dict]:
     """hub_apply's `plans` section of an app: `[{"name", "price", "currency", "interval"}]`, matched
     by name; what a plan's entry omits keeps its value (a new plan: price 0, USD, every 30 days)."""
-    from .config_apply import ConfigError, declared_value
+    from .config_apply import ConfigError, declared_value, section_entries
 
-    if not isinstance(value, list):
-        raise ConfigError(f"{path}: must be a list of plans")
     out = []
-    for i, spec in enumerate(value):
-        where = f"{path}[{i}]"
-        if not isinstance(spec, dict):
-            raise ConfigError(f"{where}: each plan must be an object")
-        extra = set(spec) - {"name", "price", "currency", "interval"}
-        if extra:
-            raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(extra))}")
+    keys = ("name", "price", "currency", "interval")
+    for where, spec in section_entries(value, path=path, what="plan", keys=keys):
         name = spec.get("name")
         existing = Plan.objects.filter(app=app, name=name.strip()).first() if isinstance(name, str) else None
         try:
