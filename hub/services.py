@@ -12,7 +12,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.base_user import AbstractBaseUser
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.text import slugify
@@ -20,7 +20,7 @@ from django.utils.text import slugify
 from .errors import AuthenticationError, HubError
 from .models import ApiKey, App, Membership, Workspace
 from .races import unique_race_safe
-from .raw_cursor import raw_cursor
+from .raw_cursor import JoinedRows, raw_cursor
 from .ttl_cache import TTLCache
 
 _ALPHABET = string.ascii_letters + string.digits
@@ -177,52 +177,7 @@ def api_key_authenticate(*, key: str, app_public_id: str | None = None) -> ApiKe
     return api_key
 
 
-class _JoinedRows:
-    """Builds related model instances from one raw SQL row, applying the ORM's value converters.
-
-    Converters are looked up once per database backend: SQLite returns text for UUIDs and
-    datetimes, PostgreSQL needs none for these columns.
-    """
-
-    def __init__(self, *models_):
-        self.models = models_
-        self._converters: dict[str, list[list[tuple[int, list]]]] = {}
-
-    def columns(self, *aliases: str) -> str:
-        return ", ".join(
-            f"{alias}.{f.column}"
-            for m, alias in zip(self.models, aliases, strict=True)
-            for f in m._meta.concrete_fields
-        )
-
-    def _model_converters(self) -> list[list[tuple[int, list]]]:
-        vendor = connection.vendor
-        if vendor not in self._converters:
-            per_model = []
-            for m in self.models:
-                entries = []
-                for i, field in enumerate(m._meta.concrete_fields):
-                    col = field.get_col(m._meta.db_table)
-                    funcs = connection.ops.get_db_converters(col) + field.get_db_converters(connection)
-                    if funcs:
-                        entries.append((i, [(f, col) for f in funcs]))
-                per_model.append(entries)
-            self._converters[vendor] = per_model
-        return self._converters[vendor]
-
-    def instances(self, row) -> list:
-        values, out = list(row), []
-        for m, converters in zip(self.models, self._model_converters(), strict=True):
-            fields = m._meta.concrete_fields
-            own, values = values[: len(fields)], values[len(fields) :]
-            for i, funcs in converters:
-                for func, col in funcs:
-                    own[i] = func(own[i], col, connection)
-            out.append(m.from_db(connection.alias, [f.attname for f in fields], own))
-        return out
-
-
-_KEY_ROWS = _JoinedRows(ApiKey, App, Workspace)
+_KEY_ROWS = JoinedRows(ApiKey, App, Workspace)
 
 
 def _api_key_by_prefix(prefix: str) -> ApiKey | None:
