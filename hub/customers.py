@@ -129,21 +129,22 @@ def customer_identify(
     *,
     app: App,
     platform: str | None = "shopify",
-    platform_id: Any = None,
-    myshopify_domain: Any = None,
-    name: Any = None,
-    email: Any = None,
-    platform_plan_name: Any = None,
-    custom_fields: Any = None,
-    contacts: Any = None,
-    tags: Any = None,
+    platform_id: object = None,
+    myshopify_domain: object = None,
+    name: object = None,
+    email: object = None,
+    platform_plan_name: object = None,
+    custom_fields: object = None,
+    contacts: object = None,
+    tags: object = None,
     created_at: datetime | None = None,
     rotate_api_token: bool = False,
 ) -> IdentifyResult:
     """Create or update the customer matched by platform id or myshopify domain; return its token.
 
-    Custom fields are merged, contacts upserted by email, tags added. Concurrent identifies of
-    the same new customer end in one row.
+    The fields are taken as received (any JSON value) and checked here (HubError). Custom fields
+    are merged, contacts upserted by email, tags added. Concurrent identifies of the same new
+    customer end in one row.
     """
     platform = _clean_str(platform, "platform", 50) or "shopify"
     platform_id = _clean_str(platform_id, "platformId")
@@ -393,14 +394,14 @@ def _match_references(app: App, refs: set[str]) -> dict[str, Customer]:
                 by_key.setdefault(key, c)
         if c.api_token_hash in hashes:
             by_key[hashes[c.api_token_hash]] = c
-    result = {}
+    result: dict[str, Customer] = {}
     for r in refs:
-        c = by_key.get(r) or by_key.get(r.lower())
-        if c is None:
+        match = by_key.get(r) or by_key.get(r.lower())
+        if match is None:
             with contextlib.suppress(ValueError):
-                c = by_key.get(str(uuid.UUID(r)))
-        if c is not None:
-            result[r] = c
+                match = by_key.get(str(uuid.UUID(r)))
+        if match is not None:
+            result[r] = match
     return result
 
 

@@ -81,8 +81,9 @@ def activity_record(
 # --- Plans ------------------------------------------------------------------------------------
 
 
-def plan_values_check(*, name: Any, amount: Any, currency: Any, interval: Any) -> dict[str, Any]:
-    """A plan's fields, checked and normalised, or HubError naming the first wrong one."""
+def plan_values_check(*, name: object, amount: object, currency: object, interval: object) -> dict[str, Any]:
+    """A plan's fields as received (any JSON value), checked and normalised, or HubError naming the
+    first wrong one."""
     name = name.strip() if isinstance(name, str) else ""
     if not name or len(name) > 100:
         raise HubError("A plan needs a name of at most 100 characters.")
@@ -105,7 +106,12 @@ def plan_values_check(*, name: Any, amount: Any, currency: Any, interval: Any) -
 
 
 def plan_upsert(
-    *, app: App, name: str, amount: Any, currency: str = "USD", interval: str = Plan.Interval.EVERY_30_DAYS
+    *,
+    app: App,
+    name: object,
+    amount: object,
+    currency: object = "USD",
+    interval: object = Plan.Interval.EVERY_30_DAYS,
 ) -> tuple[Plan, bool]:
     """Create or update the app's plan named `name`; return it and whether it was created."""
     values = plan_values_check(name=name, amount=amount, currency=currency, interval=interval)
@@ -115,7 +121,7 @@ def plan_upsert(
 
 
 def plan_save(
-    *, app: App, plan: Plan | None = None, name: Any, amount: Any, currency: Any, interval: Any
+    *, app: App, plan: Plan | None = None, name: object, amount: object, currency: object, interval: object
 ) -> Plan:
     """Create a plan of `app`, or change `plan` (its name too); a name another plan has is refused.
 
@@ -143,7 +149,7 @@ def plan_archive(*, plan: Plan, archived: bool = True) -> Plan:
     return plan
 
 
-def plan_get(*, app: App, reference: Any) -> Plan:
+def plan_get(*, app: App, reference: object) -> Plan:
     """The app's plan by public id or name, or NotFound."""
     if not isinstance(reference, str) or not reference.strip():
         raise HubError("planId is required.")
@@ -246,7 +252,7 @@ def installation_reactivate(*, customer: Customer) -> Installation:
 
 
 @transaction.atomic
-def review_create(*, customer: Customer, rating: Any, text: Any = "") -> Review:
+def review_create(*, customer: Customer, rating: object, text: object = "") -> Review:
     """Record a review (rating 1 to 5) of a customer who has the app installed or had it."""
     if isinstance(rating, bool) or not isinstance(rating, int) or not 1 <= rating <= 5:
         raise HubError("rating must be a whole number from 1 to 5.")
@@ -403,7 +409,7 @@ def subscription_unfreeze(*, customer: Customer) -> Subscription:
 
 
 @transaction.atomic
-def subscription_update(*, customer: Customer, capped_amount: Any) -> Subscription:
+def subscription_update(*, customer: Customer, capped_amount: object) -> Subscription:
     """Change the usage charges' capped amount of the open subscription (no activity)."""
     subscription = _open_or_conflict(customer)
     try:
@@ -417,7 +423,7 @@ def subscription_update(*, customer: Customer, capped_amount: Any) -> Subscripti
     return subscription
 
 
-def plans_apply(*, app: App, value: Any, path: str) -> list[dict]:
+def plans_apply(*, app: App, value: object, path: str) -> list[dict[str, Any]]:
     """hub_apply's `plans` section of an app: `[{"name", "price", "currency", "interval"}]`, matched
     by name; what a plan's entry omits keeps its value (a new plan: price 0, USD, every 30 days)."""
     from .config_apply import ConfigError, declared_value, section_entries

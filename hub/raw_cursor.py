@@ -66,8 +66,8 @@ class JoinedRows:
             self._converters[vendor] = per_model
         return self._converters[vendor]
 
-    def instances(self, row: Sequence[Any]) -> list[Model]:
-        """One instance per model from a row selected with `columns`."""
+    def instances(self, row: Sequence[Any]) -> list[Any]:
+        """One instance per model (in the models' order) from a row selected with `columns`."""
         values, out = list(row), []
         for m, converters in zip(self.models, self._model_converters(), strict=True):
             fields = m._meta.concrete_fields

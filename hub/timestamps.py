@@ -8,7 +8,6 @@ converted to UTC here, and one whose UTC is outside Python's years (1..9999) is 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
 
 from django.utils.dateparse import parse_datetime
 
@@ -35,7 +34,7 @@ def parse_iso_datetime(text: str) -> datetime:
     return datetime_in_utc(parsed)
 
 
-def parse_timestamp(value: Any, *, now: datetime) -> datetime:
+def parse_timestamp(value: object, *, now: datetime) -> datetime:
     """Epoch milliseconds (number or digits) or an ISO-8601 string, in UTC; naive means UTC."""
     if value is None:
         return now

@@ -17,7 +17,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from hub.config_apply import ConfigError, config_require, declared_value, section_entries, section_entry
+from hub.config_apply import (
+    ConfigError,
+    config_require,
+    declared_value,
+    required_text,
+    section_entries,
+    section_entry,
+)
 from hub.errors import HubError
 from hub.models import App, Workspace
 
@@ -42,14 +49,11 @@ def _apps(workspace: Workspace, spec: dict, existing: Integration | None, path: 
     return apps
 
 
-def destinations_apply(*, workspace: Workspace, value: Any, path: str) -> list[dict]:
+def destinations_apply(*, workspace: Workspace, value: object, path: str) -> list[dict[str, Any]]:
     """Apply the `destinations` list of a workspace; return what exists (no declared secret)."""
     out = []
     for here, spec in section_entries(value, path=path, what="destination", keys=_DESTINATION_KEYS):
-        name = spec.get("name")
-        config_require(
-            isinstance(name, str) and name.strip(), f"{here}.name", "a destination name is required"
-        )
+        name = required_text(spec, "name", path=here, message="a destination name is required")
         existing = Integration.objects.filter(workspace=workspace, name=name.strip()).first()
         kinds = ", ".join(DESTINATION_KINDS)
         if existing is not None:
@@ -99,8 +103,7 @@ def destinations_apply(*, workspace: Workspace, value: Any, path: str) -> list[d
 
 def _apply_subscription(integration: Integration, spec: Any, path: str) -> dict:
     spec = section_entry(spec, path=path, what="subscription", keys=_SUBSCRIPTION_KEYS)
-    name = spec.get("name")
-    config_require(isinstance(name, str) and name.strip(), f"{path}.name", "a subscription name is required")
+    name = required_text(spec, "name", path=path, message="a subscription name is required")
     existing = Subscription.objects.filter(integration=integration, name=name.strip()).first()
     actions = connector_for(integration.kind).actions
     only = next(iter(actions)) if len(actions) == 1 else None

@@ -127,7 +127,7 @@ def subscription_save(
     name: str,
     action: str,
     trigger: str,
-    fields: Any,
+    fields: dict[str, Any],
     subscription: Subscription | None = None,
     enabled: bool = True,
 ) -> Subscription:

@@ -113,11 +113,12 @@ def delivery_stats(*, integration: Integration) -> DeliveryStats:
     day = Delivery.objects.filter(integration=integration, created_at__gte=now - timedelta(days=1)).aggregate(
         **{s: Count("pk", filter=Q(status=s)) for s in ("delivered", "failed", "dead")}
     )
-    latencies = sorted(
+    recent = (
         Attempt.objects.filter(integration=integration, latency_ms__isnull=False)
         .order_by("-created_at")
         .values_list("latency_ms", flat=True)[:2000]
     )
+    latencies = sorted(ms for ms in recent if ms is not None)
     return DeliveryStats(
         due_now=backlog["due_now"],
         retrying=backlog["retrying"],

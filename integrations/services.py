@@ -187,7 +187,7 @@ def deliveries_replay(*, integration: Integration, since: datetime, until: datet
     return replay
 
 
-def integrations_apply(*, workspace: Workspace, value: Any, path: str) -> list[dict]:
+def integrations_apply(*, workspace: Workspace, value: object, path: str) -> list[dict[str, Any]]:
     """hub_apply's `integrations` section: Segment integrations matched by name.
 
     What an entry omits keeps the integration's value (a new one: US region, no apps, every
