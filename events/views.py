@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta
+from datetime import timedelta
 from urllib.parse import urlencode
 
 from django.contrib.auth.decorators import login_required
@@ -11,11 +11,10 @@ from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 
 from hub.customers import customer_get
 from hub.selectors import app_get_for_user, customer_lifecycle_get
-from hub.timestamps import datetime_in_utc
+from hub.timestamps import parse_datetime_local
 
 from . import selectors
 from .metric_views import bucket_label, number_display
@@ -35,29 +34,13 @@ USAGE_WINDOWS = (
 )
 
 
-def _parse_local(value: str | None) -> datetime | None:
-    """A datetime-local input value (or ISO string) as an aware UTC datetime."""
-    if not value:
-        return None
-    try:
-        parsed = parse_datetime(value)
-    except ValueError:
-        return None
-    if parsed is None:
-        return None
-    try:
-        return datetime_in_utc(parsed)
-    except ValueError:
-        return None
-
-
 @login_required
 def usage_events(request: HttpRequest, app_id: str) -> HttpResponse:
     app = app_get_for_user(user=request.user, public_id=app_id)
     params = request.GET
     customer_ref = params.get("customer", "").strip()
     customer = customer_get(app=app, reference=customer_ref) if customer_ref else None
-    since, until = _parse_local(params.get("since")), _parse_local(params.get("until"))
+    since, until = parse_datetime_local(params.get("since")), parse_datetime_local(params.get("until"))
     errors = []
     if customer_ref and customer is None:
         errors.append(f"No customer matches “{customer_ref}”.")

@@ -11,11 +11,12 @@ field where clearing makes sense (`declared_value`). The schema is in docs/hub_a
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
-from django.db import models, transaction
+from django.db import transaction
+from django.db.models import Model
 
 from . import services
 from .errors import HubError
@@ -30,13 +31,13 @@ class ConfigError(HubError):
 class Section:
     key: str
     level: str  # "workspace" or "app"
-    apply: Callable[..., Any]
+    apply: Callable[..., object]
 
 
 _SECTIONS: dict[tuple[str, str], Section] = {}
 
 
-def section_register(*, level: str, key: str, apply: Callable[..., Any]) -> None:
+def section_register(*, level: str, key: str, apply: Callable[..., object]) -> None:
     """Let a package handle `key` in the document (workspace level) or in each app (app level).
 
     `apply(workspace=..., value=..., path=...)` or `apply(app=..., value=..., path=...)` returns
@@ -53,7 +54,7 @@ _CORE_APP_KEYS = {"name", "api_keys"}
 
 NOT_CLEARABLE: Final = object()
 
-_M = TypeVar("_M", bound=models.Model)
+_M = TypeVar("_M", bound=Model)
 
 
 def declared_value(
@@ -85,26 +86,59 @@ def declared_value(
 
 
 def _require(cond: object, path: str, message: str) -> None:
+    """A ConfigError naming `path` unless `cond` holds: a section's check of one value."""
     if not cond:
         raise ConfigError(f"{path}: {message}")
 
 
-def _check_keys(obj: dict[str, Any], allowed: set[str], level: str, path: str) -> None:
+config_require = _require
+
+
+def required_text(spec: dict[str, Any], key: str, *, path: str, message: str) -> str:
+    """`spec[key]` when it is text that is not blank, else a ConfigError naming `path.key`."""
+    value = spec.get(key)
+    if not (isinstance(value, str) and value.strip()):
+        raise ConfigError(f"{path}.{key}: {message}")
+    return value
+
+
+def section_entry(spec: object, *, path: str, what: str, keys: Collection[str]) -> dict[str, Any]:
+    """`spec` as one `what` of a section: a ConfigError unless it is an object with only `keys`."""
+    if not isinstance(spec, dict):
+        raise ConfigError(f"{path}: each {what} must be an object")
+    extra = set(spec) - set(keys)
+    _require(not extra, path, f"unknown key(s) {', '.join(sorted(extra))}")
+    return spec
+
+
+def section_entries(
+    value: object, *, path: str, what: str, keys: Collection[str]
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """A section's list of `what`s, each with its path (`path[i]`), checked as `section_entry` does
+    when its turn comes; a ConfigError unless `value` is a list."""
+    if not isinstance(value, list):
+        raise ConfigError(f"{path}: must be a list of {what}s")
+    for i, spec in enumerate(value):
+        here = f"{path}[{i}]"
+        yield here, section_entry(spec, path=here, what=what, keys=keys)
+
+
+def _check_keys(obj: dict, allowed: set[str], level: str, path: str) -> None:
     extra = [k for k in obj if k not in allowed and (level, k) not in _SECTIONS]
     _require(not extra, path, f"unknown key(s) {', '.join(sorted(extra))}")
 
 
 @transaction.atomic
-def config_apply(*, document: Any) -> dict[str, Any]:
-    """Apply `document` in one transaction; return what exists, with secrets created just now."""
-    _require(isinstance(document, dict), "$", "the document must be a JSON object")
+def config_apply(*, document: object) -> dict[str, Any]:
+    """Apply `document` (parsed JSON) in one transaction; return what exists, with secrets created
+    just now."""
+    if not isinstance(document, dict):
+        raise ConfigError("$: the document must be a JSON object")
     _check_keys(document, _CORE_WORKSPACE_KEYS, "workspace", "$")
-    name = document.get("workspace")
-    _require(isinstance(name, str) and name.strip(), "$.workspace", "a workspace name is required")
-    workspace = Workspace.objects.filter(name=name.strip()).first()
-    created = workspace is None
-    if workspace is None:
-        workspace = services.workspace_create(name=name)
+    name = required_text(document, "workspace", path="$", message="a workspace name is required")
+    found = Workspace.objects.filter(name=name.strip()).first()
+    created = found is None
+    workspace = found or services.workspace_create(name=name)
     out: dict[str, Any] = {"workspace": {"name": workspace.name, "slug": workspace.slug, "created": created}}
 
     if "owner_email" in document:
@@ -143,12 +177,10 @@ def config_apply(*, document: Any) -> dict[str, Any]:
 def _apply_app(workspace: Workspace, spec: Any, path: str) -> dict[str, Any]:
     _require(isinstance(spec, dict), path, "each app must be an object")
     _check_keys(spec, _CORE_APP_KEYS, "app", path)
-    name = spec.get("name")
-    _require(isinstance(name, str) and name.strip(), f"{path}.name", "an app name is required")
-    app = App.objects.filter(workspace=workspace, name=name.strip()).first()
-    created = app is None
-    if app is None:
-        app = services.app_create(workspace=workspace, name=name)
+    name = required_text(spec, "name", path=path, message="an app name is required")
+    found = App.objects.filter(workspace=workspace, name=name.strip()).first()
+    created = found is None
+    app = found or services.app_create(workspace=workspace, name=name)
     out: dict[str, Any] = {"name": app.name, "id": str(app.public_id), "created": created}
 
     keys = spec.get("api_keys", [])

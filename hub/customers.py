@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import math
 import secrets
 import uuid
 from collections.abc import Iterable
@@ -24,6 +25,7 @@ from .errors import AuthenticationError, Conflict, HubError
 from .locks import app_usage_lock
 from .models import App, Contact, Customer, CustomerForward
 from .task_coalescing import CoalescedTask
+from .ttl_cache import TTLCache
 
 TOKEN_PREFIX = "hub_ct_"
 _SHOPIFY_SUFFIX = ".myshopify.com"
@@ -124,21 +126,22 @@ def customer_identify(
     *,
     app: App,
     platform: str | None = "shopify",
-    platform_id: Any = None,
-    myshopify_domain: Any = None,
-    name: Any = None,
-    email: Any = None,
-    platform_plan_name: Any = None,
-    custom_fields: Any = None,
-    contacts: Any = None,
-    tags: Any = None,
+    platform_id: object = None,
+    myshopify_domain: object = None,
+    name: object = None,
+    email: object = None,
+    platform_plan_name: object = None,
+    custom_fields: object = None,
+    contacts: object = None,
+    tags: object = None,
     created_at: datetime | None = None,
     rotate_api_token: bool = False,
 ) -> IdentifyResult:
     """Create or update the customer matched by platform id or myshopify domain; return its token.
 
-    Custom fields are merged, contacts upserted by email, tags added. Concurrent identifies of
-    the same new customer end in one row.
+    The fields are taken as received (any JSON value) and checked here (HubError). Custom fields
+    are merged, contacts upserted by email, tags added. Concurrent identifies of the same new
+    customer end in one row.
     """
     platform = _clean_str(platform, "platform", 50) or "shopify"
     platform_id = _clean_str(platform_id, "platformId")
@@ -314,33 +317,11 @@ def _placeholder_fields(reference: str) -> dict:
     return {"platform_id": reference}
 
 
-class _ReferenceCache:
-    """Per-process map of (app, reference) to customer pk: hot ingest paths skip the lookup.
-
-    Only stable references are kept (hub ids, platform ids, domains; never tokens, which can be
-    rotated). A pk that went stale (a placeholder merged away) makes the insert fail on its
-    foreign key; the caller clears the cache and retries.
-    """
-
-    def __init__(self, size: int = 50_000):
-        self.size = size
-        self.data: dict[tuple[int, str], int] = {}
-
-    def get(self, app_pk: int, ref: str) -> int | None:
-        return self.data.get((app_pk, ref))
-
-    def put(self, app_pk: int, ref: str, pk: int) -> None:
-        if ref.startswith(TOKEN_PREFIX):
-            return
-        if len(self.data) >= self.size:
-            self.data.clear()
-        self.data[(app_pk, ref)] = pk
-
-    def clear(self) -> None:
-        self.data.clear()
-
-
-_reference_cache = _ReferenceCache()
+# Per-process map of (app pk, reference) to customer pk: hot ingest paths skip the lookup. Only
+# stable references are kept (hub ids, platform ids, domains; never tokens, which can be rotated),
+# with no expiry: a pk that went stale (a placeholder merged away) makes the insert fail on its
+# foreign key, and the caller clears the cache and retries.
+_reference_cache: TTLCache[int] = TTLCache(ttl=math.inf, maxsize=50_000)
 
 
 def customer_ids_resolve(*, app: App, references: Iterable[str], use_cache: bool = True) -> dict[str, int]:
@@ -349,18 +330,20 @@ def customer_ids_resolve(*, app: App, references: Iterable[str], use_cache: bool
     result: dict[str, int] = {}
     if use_cache:
         for r in refs:
-            pk = _reference_cache.get(app.pk, r)
+            pk = _reference_cache.get((app.pk, r))
             if pk is not None:
                 result[r] = pk
     missing = refs - result.keys()
     if missing:
         for r, customer in customers_resolve(app=app, references=missing).items():
             result[r] = customer.pk
-            _reference_cache.put(app.pk, r, customer.pk)
+            if not r.startswith(TOKEN_PREFIX):
+                _reference_cache.set((app.pk, r), customer.pk)
     return result
 
 
 def reference_cache_clear() -> None:
+    """Forget this process's cached customer references (a cached pk went stale)."""
     _reference_cache.clear()
 
 
@@ -408,14 +391,14 @@ def _match_references(app: App, refs: set[str]) -> dict[str, Customer]:
                 by_key.setdefault(key, c)
         if c.api_token_hash in hashes:
             by_key[hashes[c.api_token_hash]] = c
-    result = {}
+    result: dict[str, Customer] = {}
     for r in refs:
-        c = by_key.get(r) or by_key.get(r.lower())
-        if c is None:
+        match = by_key.get(r) or by_key.get(r.lower())
+        if match is None:
             with contextlib.suppress(ValueError):
-                c = by_key.get(str(uuid.UUID(r)))
-        if c is not None:
-            result[r] = c
+                match = by_key.get(str(uuid.UUID(r)))
+        if match is not None:
+            result[r] = match
     return result
 
 

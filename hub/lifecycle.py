@@ -9,8 +9,7 @@ Illegal transitions raise `Conflict` (409).
 
 from __future__ import annotations
 
-import logging
-import threading
+import functools
 import uuid
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
@@ -18,25 +17,20 @@ from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
-from kombu.exceptions import OperationalError
 
 from .errors import Conflict, HubError, NotFound
 from .models import Activity, App, Customer, Installation, Plan, Review, Subscription
 from .races import unique_race_safe
-
-logger = logging.getLogger(__name__)
+from .task_coalescing import CoalescedTask
 
 FANOUT_TASK = "integrations.activities_fanout"
 
 
-def _enqueue_fanout(activity_ids: list[str]) -> None:
-    from .celery import app as celery_app
-
-    try:
-        celery_app.send_task(FANOUT_TASK, args=[activity_ids], retry=False)
-    except OperationalError as exc:
-        # Committed already: the integrations' periodic sweep dispatches undispatched activities.
-        logger.warning("broker unavailable, activities left for the sweep: %s", exc)
+# Committed activities are handed to the fan-out a few milliseconds after the first one of a window:
+# at hundreds of commits a second the broker sees tens of fan-out tasks, not hundreds. A task
+# carries at most 1,000 ids (the fan-out claims 2,500 at a time); if the broker is down, the
+# integrations' periodic sweep dispatches the activities anyway.
+fanout_soon = CoalescedTask(FANOUT_TASK, seconds=0.02, chunk=1000)
 
 
 def _customer_properties(customer: Customer) -> dict[str, Any]:
@@ -79,49 +73,17 @@ def activity_record(
             **(properties or {}),
         },
     )
-    _pending.__dict__.setdefault("ids", []).append(str(activity.pk))
-    transaction.on_commit(_flush_fanout)
+    # After commit only: an activity of a rolled-back transaction is never announced.
+    transaction.on_commit(functools.partial(fanout_soon, str(activity.pk)))
     return activity
-
-
-# Activities recorded by this thread and not yet handed to the fan-out: the first on_commit
-# callback of a transaction takes them all. An id left here by a rolled-back savepoint is
-# harmless: the fan-out finds no such activity.
-_pending = threading.local()
-# Committed ids of the whole process, enqueued together a few milliseconds after the first one
-# arrives: at hundreds of commits a second the broker sees tens of fan-out tasks, not hundreds.
-_committed: list[str] = []
-_committed_lock = threading.Lock()
-_COALESCE_SECONDS = 0.02
-
-
-def _flush_fanout() -> None:
-    ids = getattr(_pending, "ids", None)
-    if not ids:
-        return
-    _pending.ids = []
-    with _committed_lock:
-        first = not _committed
-        _committed.extend(ids)
-    if first:
-        timer = threading.Timer(_COALESCE_SECONDS, _enqueue_committed)
-        timer.daemon = True
-        timer.start()
-
-
-def _enqueue_committed() -> None:
-    with _committed_lock:
-        ids = _committed[:]
-        _committed.clear()
-    for i in range(0, len(ids), 1000):
-        _enqueue_fanout(ids[i : i + 1000])
 
 
 # --- Plans ------------------------------------------------------------------------------------
 
 
-def plan_values_check(*, name: Any, amount: Any, currency: Any, interval: Any) -> dict[str, Any]:
-    """A plan's fields, checked and normalised, or HubError naming the first wrong one."""
+def plan_values_check(*, name: object, amount: object, currency: object, interval: object) -> dict[str, Any]:
+    """A plan's fields as received (any JSON value), checked and normalised, or HubError naming the
+    first wrong one."""
     name = name.strip() if isinstance(name, str) else ""
     if not name or len(name) > 100:
         raise HubError("A plan needs a name of at most 100 characters.")
@@ -144,7 +106,12 @@ def plan_values_check(*, name: Any, amount: Any, currency: Any, interval: Any) -
 
 
 def plan_upsert(
-    *, app: App, name: str, amount: Any, currency: str = "USD", interval: str = Plan.Interval.EVERY_30_DAYS
+    *,
+    app: App,
+    name: object,
+    amount: object,
+    currency: object = "USD",
+    interval: object = Plan.Interval.EVERY_30_DAYS,
 ) -> tuple[Plan, bool]:
     """Create or update the app's plan named `name`; return it and whether it was created."""
     values = plan_values_check(name=name, amount=amount, currency=currency, interval=interval)
@@ -154,7 +121,7 @@ def plan_upsert(
 
 
 def plan_save(
-    *, app: App, plan: Plan | None = None, name: Any, amount: Any, currency: Any, interval: Any
+    *, app: App, plan: Plan | None = None, name: object, amount: object, currency: object, interval: object
 ) -> Plan:
     """Create a plan of `app`, or change `plan` (its name too); a name another plan has is refused.
 
@@ -182,7 +149,7 @@ def plan_archive(*, plan: Plan, archived: bool = True) -> Plan:
     return plan
 
 
-def plan_get(*, app: App, reference: Any) -> Plan:
+def plan_get(*, app: App, reference: object) -> Plan:
     """The app's plan by public id or name, or NotFound."""
     if not isinstance(reference, str) or not reference.strip():
         raise HubError("planId is required.")
@@ -285,7 +252,7 @@ def installation_reactivate(*, customer: Customer) -> Installation:
 
 
 @transaction.atomic
-def review_create(*, customer: Customer, rating: Any, text: Any = "") -> Review:
+def review_create(*, customer: Customer, rating: object, text: object = "") -> Review:
     """Record a review (rating 1 to 5) of a customer who has the app installed or had it."""
     if isinstance(rating, bool) or not isinstance(rating, int) or not 1 <= rating <= 5:
         raise HubError("rating must be a whole number from 1 to 5.")
@@ -442,7 +409,7 @@ def subscription_unfreeze(*, customer: Customer) -> Subscription:
 
 
 @transaction.atomic
-def subscription_update(*, customer: Customer, capped_amount: Any) -> Subscription:
+def subscription_update(*, customer: Customer, capped_amount: object) -> Subscription:
     """Change the usage charges' capped amount of the open subscription (no activity)."""
     subscription = _open_or_conflict(customer)
     try:
@@ -456,21 +423,14 @@ def subscription_update(*, customer: Customer, capped_amount: Any) -> Subscripti
     return subscription
 
 
-def plans_apply(*, app: App, value: Any, path: str) -> list[dict]:
+def plans_apply(*, app: App, value: object, path: str) -> list[dict[str, Any]]:
     """hub_apply's `plans` section of an app: `[{"name", "price", "currency", "interval"}]`, matched
     by name; what a plan's entry omits keeps its value (a new plan: price 0, USD, every 30 days)."""
-    from .config_apply import ConfigError, declared_value
+    from .config_apply import ConfigError, declared_value, section_entries
 
-    if not isinstance(value, list):
-        raise ConfigError(f"{path}: must be a list of plans")
     out = []
-    for i, spec in enumerate(value):
-        where = f"{path}[{i}]"
-        if not isinstance(spec, dict):
-            raise ConfigError(f"{where}: each plan must be an object")
-        extra = set(spec) - {"name", "price", "currency", "interval"}
-        if extra:
-            raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(extra))}")
+    keys = ("name", "price", "currency", "interval")
+    for where, spec in section_entries(value, path=path, what="plan", keys=keys):
         name = spec.get("name")
         existing = Plan.objects.filter(app=app, name=name.strip()).first() if isinstance(name, str) else None
         try:

@@ -6,7 +6,6 @@ import hashlib
 import hmac
 import secrets
 import string
-import time
 import uuid
 from datetime import timedelta
 from typing import TYPE_CHECKING
@@ -14,7 +13,7 @@ from typing import TYPE_CHECKING
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.base_user import AbstractBaseUser
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.text import slugify
@@ -22,7 +21,8 @@ from django.utils.text import slugify
 from .errors import AuthenticationError, HubError
 from .models import ApiKey, App, Membership, Workspace
 from .races import unique_race_safe
-from .raw_cursor import raw_cursor
+from .raw_cursor import JoinedRows, raw_cursor
+from .ttl_cache import TTLCache
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -122,34 +122,35 @@ def api_key_revoke(*, api_key: ApiKey) -> ApiKey:
     if api_key.revoked_at is None:
         api_key.revoked_at = timezone.now()
         ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(revoked_at=api_key.revoked_at)
-    _key_cache.pop(api_key.prefix, None)
+    _key_cache.pop(api_key.prefix)
     return api_key
 
 
-# Keys recently found valid, per process: {prefix: (expires at, key)}. Saves the lookup on busy
-# ingest paths; a revocation made in another process is seen within HUB_API_KEY_CACHE_SECONDS.
-_key_cache: dict[str, tuple[float, ApiKey]] = {}
+def _api_key_cache_seconds() -> float:
+    return settings.HUB_API_KEY_CACHE_SECONDS
+
+
+# Keys recently found valid, per process, by prefix. Saves the lookup on busy ingest paths; a
+# revocation made in another process is seen within HUB_API_KEY_CACHE_SECONDS.
+_key_cache: TTLCache[ApiKey] = TTLCache(ttl=_api_key_cache_seconds, maxsize=10_000)
 
 
 def _cached_api_key(prefix: str) -> ApiKey | None:
-    ttl = settings.HUB_API_KEY_CACHE_SECONDS
-    if ttl <= 0:
+    if _api_key_cache_seconds() <= 0:
         return _api_key_by_prefix(prefix)
-    now = time.monotonic()
     hit = _key_cache.get(prefix)
-    if hit is not None and hit[0] > now:
-        return hit[1]
+    if hit is not None:
+        return hit
     api_key = _api_key_by_prefix(prefix)
     if api_key is not None and api_key.revoked_at is None:
-        if len(_key_cache) > 10_000:
-            _key_cache.clear()
-        _key_cache[prefix] = (now + ttl, api_key)
+        _key_cache.set(prefix, api_key)
     else:
-        _key_cache.pop(prefix, None)
+        _key_cache.pop(prefix)
     return api_key
 
 
 def api_key_cache_clear() -> None:
+    """Forget this process's cached keys."""
     _key_cache.clear()
 
 
@@ -180,52 +181,7 @@ def api_key_authenticate(*, key: str, app_public_id: str | None = None) -> ApiKe
     return api_key
 
 
-class _JoinedRows:
-    """Builds related model instances from one raw SQL row, applying the ORM's value converters.
-
-    Converters are looked up once per database backend: SQLite returns text for UUIDs and
-    datetimes, PostgreSQL needs none for these columns.
-    """
-
-    def __init__(self, *models_):
-        self.models = models_
-        self._converters: dict[str, list[list[tuple[int, list]]]] = {}
-
-    def columns(self, *aliases: str) -> str:
-        return ", ".join(
-            f"{alias}.{f.column}"
-            for m, alias in zip(self.models, aliases, strict=True)
-            for f in m._meta.concrete_fields
-        )
-
-    def _model_converters(self) -> list[list[tuple[int, list]]]:
-        vendor = connection.vendor
-        if vendor not in self._converters:
-            per_model = []
-            for m in self.models:
-                entries = []
-                for i, field in enumerate(m._meta.concrete_fields):
-                    col = field.get_col(m._meta.db_table)
-                    funcs = connection.ops.get_db_converters(col) + field.get_db_converters(connection)
-                    if funcs:
-                        entries.append((i, [(f, col) for f in funcs]))
-                per_model.append(entries)
-            self._converters[vendor] = per_model
-        return self._converters[vendor]
-
-    def instances(self, row) -> list:
-        values, out = list(row), []
-        for m, converters in zip(self.models, self._model_converters(), strict=True):
-            fields = m._meta.concrete_fields
-            own, values = values[: len(fields)], values[len(fields) :]
-            for i, funcs in converters:
-                for func, col in funcs:
-                    own[i] = func(own[i], col, connection)
-            out.append(m.from_db(connection.alias, [f.attname for f in fields], own))
-        return out
-
-
-_KEY_ROWS = _JoinedRows(ApiKey, App, Workspace)
+_KEY_ROWS = JoinedRows(ApiKey, App, Workspace)
 
 
 def _api_key_by_prefix(prefix: str) -> ApiKey | None:

@@ -20,11 +20,12 @@ logger = logging.getLogger(__name__)
 
 class CoalescedTask:
     """Call it (after commit) to have `task_name` sent within `seconds`; with `item`s, the task gets
-    their sorted list as its one argument."""
+    their sorted list as its one argument (one task per `chunk` items, when `chunk` is given)."""
 
-    def __init__(self, task_name: str, *, seconds: float = 0.05):
+    def __init__(self, task_name: str, *, seconds: float = 0.05, chunk: int | None = None):
         self.task_name = task_name
         self.seconds = seconds
+        self.chunk = chunk
         self._reset()
         # A forked child (a web or Celery worker process) has no timer thread of its parent's.
         os.register_at_fork(after_in_child=self._reset)
@@ -57,10 +58,10 @@ class CoalescedTask:
             items = sorted(self._items)
             self._items.clear()
             self._scheduled = False
-        try:
-            # No result is wanted: Redis's result backend would subscribe to one on every send.
-            celery_app.send_task(
-                self.task_name, args=[items] if items else [], retry=False, ignore_result=True
-            )
-        except OperationalError as exc:
-            logger.warning("broker unavailable, %s left for the sweep: %s", self.task_name, exc)
+        size = self.chunk or len(items) or 1
+        for args in [[items[i : i + size]] for i in range(0, len(items), size)] or [[]]:
+            try:
+                # No result is wanted: Redis's result backend would subscribe to one on every send.
+                celery_app.send_task(self.task_name, args=args, retry=False, ignore_result=True)
+            except OperationalError as exc:
+                logger.warning("broker unavailable, %s left for the sweep: %s", self.task_name, exc)

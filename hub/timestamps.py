@@ -8,7 +8,8 @@ converted to UTC here, and one whose UTC is outside Python's years (1..9999) is 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+
+from django.utils.dateparse import parse_datetime
 
 # Epoch milliseconds outside years 1970..2200 are almost surely seconds or garbage.
 _MS_MIN, _MS_MAX = 0, 7_258_118_400_000
@@ -33,7 +34,7 @@ def parse_iso_datetime(text: str) -> datetime:
     return datetime_in_utc(parsed)
 
 
-def parse_timestamp(value: Any, *, now: datetime) -> datetime:
+def parse_timestamp(value: object, *, now: datetime) -> datetime:
     """Epoch milliseconds (number or digits) or an ISO-8601 string, in UTC; naive means UTC."""
     if value is None:
         return now
@@ -51,3 +52,20 @@ def parse_timestamp(value: Any, *, now: datetime) -> datetime:
         except ValueError:
             raise ValueError("is not epoch milliseconds or an ISO-8601 timestamp in range") from None
     raise ValueError("must be epoch milliseconds or an ISO-8601 string")
+
+
+def parse_datetime_local(value: str | None) -> datetime | None:
+    """A screen's datetime-local input value (or an ISO string) as an aware UTC datetime; None when
+    it is empty or not a date and time in range."""
+    if not value:
+        return None
+    try:
+        parsed = parse_datetime(value)
+    except ValueError:
+        return None
+    if parsed is None:
+        return None
+    try:
+        return datetime_in_utc(parsed)
+    except ValueError:
+        return None

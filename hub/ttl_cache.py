@@ -16,7 +16,6 @@ from typing import Generic, TypeVar
 import cachetools
 
 V = TypeVar("V")
-_MISSING = object()
 
 
 class TTLCache(Generic[V]):
@@ -35,9 +34,12 @@ class TTLCache(Generic[V]):
         return now + self._seconds()
 
     def get(self, key: Hashable) -> V | None:
+        # One lookup (cachetools' own `get` makes two, each reading the clock): on ingest's path.
         with self._lock:
-            value = self._data.get(key, _MISSING)
-        return None if value is _MISSING else value  # type: ignore[return-value]
+            try:
+                return self._data[key]
+            except KeyError:
+                return None
 
     def set(self, key: Hashable, value: V) -> None:
         if self._seconds() <= 0:

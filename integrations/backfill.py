@@ -5,6 +5,7 @@ of an event (delivery ids come from the subscription and the event, as when forw
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -115,7 +116,12 @@ def backfill_step(*, backfill_id: int) -> tuple[bool, FanoutResult]:
     return True, result
 
 
-def backfill_run(*, backfill_id: int, budget_seconds: float = 20.0, on_chunk=None) -> bool:
+def backfill_run(
+    *,
+    backfill_id: int,
+    budget_seconds: float = 20.0,
+    on_chunk: Callable[[FanoutResult], object] | None = None,
+) -> bool:
     """Run a backfill's chunks for at most the time budget; True when it has more to do."""
     deadline = time.monotonic() + budget_seconds
     while time.monotonic() < deadline:

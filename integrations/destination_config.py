@@ -17,7 +17,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from hub.config_apply import ConfigError, declared_value
+from hub.config_apply import (
+    ConfigError,
+    config_require,
+    declared_value,
+    required_text,
+    section_entries,
+    section_entry,
+)
 from hub.errors import HubError
 from hub.models import App, Workspace
 
@@ -29,61 +36,52 @@ _DESTINATION_KEYS = {"name", "kind", "secret", "url", "apps", "config", "enabled
 _SUBSCRIPTION_KEYS = {"name", "action", "trigger", "fields", "enabled"}
 
 
-def _require(cond: bool, path: str, message: str) -> None:
-    if not cond:
-        raise ConfigError(f"{path}: {message}")
-
-
 def _apps(workspace: Workspace, spec: dict, existing: Integration | None, path: str) -> list[App]:
     if "apps" not in spec and existing is not None:
         return list(existing.apps.all())
     names = spec.get("apps") or []  # null clears
-    _require(isinstance(names, list) and all(isinstance(n, str) for n in names), path, "must be app names")
+    config_require(
+        isinstance(names, list) and all(isinstance(n, str) for n in names), path, "must be app names"
+    )
     apps = list(App.objects.filter(workspace=workspace, name__in=names))
     missing = sorted(set(names) - {a.name for a in apps})
-    _require(not missing, path, f"no app named {', '.join(missing)} in this workspace")
+    config_require(not missing, path, f"no app named {', '.join(missing)} in this workspace")
     return apps
 
 
-def destinations_apply(*, workspace: Workspace, value: Any, path: str) -> list[dict]:
+def destinations_apply(*, workspace: Workspace, value: object, path: str) -> list[dict[str, Any]]:
     """Apply the `destinations` list of a workspace; return what exists (no declared secret)."""
-    _require(isinstance(value, list), path, "must be a list of destinations")
     out = []
-    for i, spec in enumerate(value):
-        here = f"{path}[{i}]"
-        _require(isinstance(spec, dict), here, "each destination must be an object")
-        extra = set(spec) - _DESTINATION_KEYS
-        _require(not extra, here, f"unknown key(s) {', '.join(sorted(extra))}")
-        name = spec.get("name")
-        _require(isinstance(name, str) and name.strip(), f"{here}.name", "a destination name is required")
+    for here, spec in section_entries(value, path=path, what="destination", keys=_DESTINATION_KEYS):
+        name = required_text(spec, "name", path=here, message="a destination name is required")
         existing = Integration.objects.filter(workspace=workspace, name=name.strip()).first()
         kinds = ", ".join(DESTINATION_KINDS)
         if existing is not None:
-            _require(
+            config_require(
                 existing.kind in DESTINATION_KINDS,
                 f"{here}.name",
                 f"{existing.name!r} is a {existing.kind} integration (declare it under integrations)",
             )
-            _require(
+            config_require(
                 spec.get("kind", existing.kind) == existing.kind,
                 f"{here}.kind",
                 f"is {existing.kind}: a destination's kind cannot change",
             )
         kind = existing.kind if existing is not None else spec.get("kind")
-        _require(kind in DESTINATION_KINDS, f"{here}.kind", f"must be one of {kinds}")
+        config_require(kind in DESTINATION_KINDS, f"{here}.kind", f"must be one of {kinds}")
         secret = spec.get("secret")
-        _require(secret is None or isinstance(secret, str), f"{here}.secret", "must be text")
+        config_require(secret is None or isinstance(secret, str), f"{here}.secret", "must be text")
         if existing is not None and secret == existing.secret:
             secret = None  # unchanged: saving it again would clear a "needs attention" it still deserves
         url = declared_value(spec, "url", obj=existing, default="", attr="custom_host", cleared="", path=here)
-        _require(isinstance(url, str), f"{here}.url", "must be a URL")
+        config_require(isinstance(url, str), f"{here}.url", "must be a URL")
         config = declared_value(spec, "config", obj=existing, default={}, cleared={}, path=here)
-        _require(isinstance(config, dict), f"{here}.config", "must be an object")
+        config_require(isinstance(config, dict), f"{here}.config", "must be an object")
         enabled = declared_value(spec, "enabled", obj=existing, default=True, path=here)
-        _require(isinstance(enabled, bool), f"{here}.enabled", "must be true or false")
+        config_require(isinstance(enabled, bool), f"{here}.enabled", "must be true or false")
         apps = _apps(workspace, spec, existing, f"{here}.apps")
         subscriptions = spec.get("subscriptions") or []
-        _require(isinstance(subscriptions, list), f"{here}.subscriptions", "must be a list")
+        config_require(isinstance(subscriptions, list), f"{here}.subscriptions", "must be a list")
         try:
             integration = destination_save(
                 workspace=workspace, kind=kind, name=name, integration=existing, secret=secret,
@@ -104,22 +102,19 @@ def destinations_apply(*, workspace: Workspace, value: Any, path: str) -> list[d
 
 
 def _apply_subscription(integration: Integration, spec: Any, path: str) -> dict:
-    _require(isinstance(spec, dict), path, "each subscription must be an object")
-    extra = set(spec) - _SUBSCRIPTION_KEYS
-    _require(not extra, path, f"unknown key(s) {', '.join(sorted(extra))}")
-    name = spec.get("name")
-    _require(isinstance(name, str) and name.strip(), f"{path}.name", "a subscription name is required")
+    spec = section_entry(spec, path=path, what="subscription", keys=_SUBSCRIPTION_KEYS)
+    name = required_text(spec, "name", path=path, message="a subscription name is required")
     existing = Subscription.objects.filter(integration=integration, name=name.strip()).first()
     actions = connector_for(integration.kind).actions
     only = next(iter(actions)) if len(actions) == 1 else None
     action = declared_value(spec, "action", obj=existing, default=only, path=path)
-    _require(action in actions, f"{path}.action", f"must be one of {', '.join(sorted(actions))}")
+    config_require(action in actions, f"{path}.action", f"must be one of {', '.join(sorted(actions))}")
     trigger = declared_value(spec, "trigger", obj=existing, default=actions[action].trigger, path=path)
-    _require(isinstance(trigger, str), f"{path}.trigger", "must be a trigger (text)")
+    config_require(isinstance(trigger, str), f"{path}.trigger", "must be a trigger (text)")
     fields = declared_value(spec, "fields", obj=existing, default=actions[action].fields, path=path)
-    _require(isinstance(fields, dict), f"{path}.fields", "must be an object of target: value spec")
+    config_require(isinstance(fields, dict), f"{path}.fields", "must be an object of target: value spec")
     enabled = declared_value(spec, "enabled", obj=existing, default=True, path=path)
-    _require(isinstance(enabled, bool), f"{path}.enabled", "must be true or false")
+    config_require(isinstance(enabled, bool), f"{path}.enabled", "must be true or false")
     try:
         subscription = subscription_save(
             integration=integration, subscription=existing, name=name, action=action,

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.contrib.auth.base_user import AbstractBaseUser
-from django.db import connection
 from django.db.models import Count, Min, Q, QuerySet
 from django.http import Http404
 from django.utils import timezone
@@ -15,6 +14,7 @@ from django.utils import timezone
 from hub.models import Workspace
 from hub.selectors import workspace_get_for_user
 
+from .log_store import log_store
 from .models import Attempt, Delivery, Integration, Replay
 
 
@@ -113,13 +113,12 @@ def delivery_stats(*, integration: Integration) -> DeliveryStats:
     day = Delivery.objects.filter(integration=integration, created_at__gte=now - timedelta(days=1)).aggregate(
         **{s: Count("pk", filter=Q(status=s)) for s in ("delivered", "failed", "dead")}
     )
-    latencies = sorted(
-        ms
-        for ms in Attempt.objects.filter(integration=integration, latency_ms__isnull=False)
+    recent = (
+        Attempt.objects.filter(integration=integration, latency_ms__isnull=False)
         .order_by("-created_at")
         .values_list("latency_ms", flat=True)[:2000]
-        if ms is not None  # none is (the filter): for the type checker
     )
+    latencies = sorted(ms for ms in recent if ms is not None)
     return DeliveryStats(
         due_now=backlog["due_now"],
         retrying=backlog["retrying"],
@@ -143,10 +142,7 @@ def delivery_attempts(*, delivery: Delivery, limit: int = 10) -> list[Attempt]:
         created_at__gte=delivery.created_at - timedelta(seconds=1),
         created_at__lte=delivery.updated_at + timedelta(seconds=1),
     ).order_by("-created_at")
-    key = str(delivery.pk)
-    if connection.vendor == "postgresql":
-        return list(window.filter(delivery_ids__contains=[key])[:limit])
-    return [a for a in window if key in (a.delivery_ids or [])][:limit]
+    return log_store().attempts_carrying(attempts=window, delivery_id=str(delivery.pk), limit=limit)
 
 
 def delivery_message_pretty(delivery: Delivery) -> str:

@@ -194,10 +194,8 @@ def integrations_apply(*, workspace: Workspace, value: object, path: str) -> lis
     activity, enabled); the write key is required for a new one, and omitted or null keeps the
     stored one. `null` clears `apps`, `activities`, `user_id_field` and `custom_host`.
     """
-    from hub.config_apply import ConfigError, declared_value
+    from hub.config_apply import ConfigError, declared_value, section_entries
 
-    if not isinstance(value, list):
-        raise ConfigError(f"{path}: must be a list of integrations")
     allowed = {
         "name",
         "kind",
@@ -210,13 +208,7 @@ def integrations_apply(*, workspace: Workspace, value: object, path: str) -> lis
         "enabled",
     }
     out = []
-    for i, spec in enumerate(value):
-        where = f"{path}[{i}]"
-        if not isinstance(spec, dict):
-            raise ConfigError(f"{where}: each integration must be an object")
-        extra = set(spec) - allowed
-        if extra:
-            raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(extra))}")
+    for where, spec in section_entries(value, path=path, what="integration", keys=allowed):
         if spec.get("kind", "segment") != "segment":
             raise ConfigError(f"{where}.kind: only segment is supported")
         existing = Integration.objects.filter(workspace=workspace, name=spec.get("name")).first()

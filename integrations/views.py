@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
 
 from django.conf import settings
 from django.contrib import messages
@@ -11,13 +10,12 @@ from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.utils.dateparse import parse_datetime
 from django.views.decorators.http import require_POST
 
 from hub.errors import HubError
 from hub.models import Activity
 from hub.selectors import workspace_get_for_user
-from hub.timestamps import datetime_in_utc
+from hub.timestamps import parse_datetime_local
 
 from . import selectors, services
 from .delivery import REQUEST_EXCERPT_BYTES
@@ -26,21 +24,6 @@ from .forms import SegmentIntegrationForm
 from .models import Delivery, Integration
 
 _TEST_RESULT = "integrations:test_result"
-
-
-def _parse_local(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    try:
-        parsed = parse_datetime(value)
-    except ValueError:
-        return None
-    if parsed is None:
-        return None
-    try:
-        return datetime_in_utc(parsed)
-    except ValueError:
-        return None
 
 
 @login_required
@@ -143,7 +126,7 @@ def delivery_log(request: HttpRequest, slug: str, integration_id: int) -> HttpRe
         user=request.user, slug=slug, integration_id=integration_id
     )
     params = request.GET
-    since, until = _parse_local(params.get("since")), _parse_local(params.get("until"))
+    since, until = parse_datetime_local(params.get("since")), parse_datetime_local(params.get("until"))
     qs = selectors.deliveries_filtered(
         integration=integration,
         status=params.get("status") or None,
@@ -224,7 +207,10 @@ def deliveries_replay(request: HttpRequest, slug: str, integration_id: int) -> H
     integration = selectors.integration_get_for_user(
         user=request.user, slug=slug, integration_id=integration_id
     )
-    since, until = _parse_local(request.POST.get("since")), _parse_local(request.POST.get("until"))
+    since, until = (
+        parse_datetime_local(request.POST.get("since")),
+        parse_datetime_local(request.POST.get("until")),
+    )
     if since is None or until is None:
         messages.error(request, "Choose the start and end of the range to replay.")
     else:

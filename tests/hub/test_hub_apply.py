@@ -69,3 +69,48 @@ def test_invalid_json_is_a_clear_error(tmp_path):
     path.write_text("{nope")
     with pytest.raises(CommandError, match="invalid JSON at line 1"):
         call_command("hub_apply", str(path))
+
+
+def _app_doc(**sections):
+    return {"workspace": "A", "apps": [{"name": "x", **sections}]}
+
+
+@pytest.mark.parametrize(
+    ("doc", "message"),
+    [
+        (_app_doc(plans={}), "$.apps[0].plans: must be a list of plans"),
+        (_app_doc(plans=["Pro"]), "$.apps[0].plans[0]: each plan must be an object"),
+        (_app_doc(plans=[{"name": "Pro", "cost": 1}]), "$.apps[0].plans[0]: unknown key(s) cost"),
+        ({"workspace": "A", "integrations": {}}, "$.integrations: must be a list of integrations"),
+        ({"workspace": "A", "integrations": [1]}, "$.integrations[0]: each integration must be an object"),
+        ({"workspace": "A", "integrations": [{"b": 1, "a": 2}]}, "$.integrations[0]: unknown key(s) a, b"),
+        ({"workspace": "A", "destinations": "M"}, "$.destinations: must be a list of destinations"),
+        ({"workspace": "A", "destinations": [[]]}, "$.destinations[0]: each destination must be an object"),
+        (
+            {
+                "workspace": "A",
+                "destinations": [{"name": "M", "kind": "metronome", "secret": "t", "subscriptions": [0]}],
+            },
+            "$.destinations[0].subscriptions[0]: each subscription must be an object",
+        ),
+        (
+            {
+                "workspace": "A",
+                "destinations": [
+                    {
+                        "name": "M",
+                        "kind": "metronome",
+                        "secret": "t",
+                        "subscriptions": [{"x": 1}],
+                    }
+                ],
+            },
+            "$.destinations[0].subscriptions[0]: unknown key(s) x",
+        ),
+    ],
+)
+def test_a_section_that_is_not_a_list_of_known_objects_is_a_clear_error(tmp_path, doc, message):
+    with pytest.raises(CommandError) as raised:
+        apply(doc, tmp_path)
+    assert message in str(raised.value)
+    assert Workspace.objects.count() == 0

@@ -1,0 +1,80 @@
+"""Coalesced task sends (hub.task_coalescing), as the lifecycle's fan-out uses them."""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import time
+
+import pytest
+
+from hub import lifecycle
+from hub.celery import app as celery_app
+from hub.task_coalescing import CoalescedTask
+
+
+@pytest.fixture
+def sent(monkeypatch):
+    """The tasks sent to the broker, as (name, args) pairs, instead of sending them."""
+    calls: list[tuple[str, list]] = []
+    monkeypatch.setattr(celery_app, "send_task", lambda name, args, **_: calls.append((name, args)))
+    return calls
+
+
+def _wait_for(calls: list, timeout: float = 2.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not calls and time.monotonic() < deadline:
+        time.sleep(0.005)
+
+
+def test_asks_within_a_window_are_sent_once_with_all_their_items(sent):
+    task = CoalescedTask("tests.task", seconds=0.05)
+    for item in ("b", "a", "b"):
+        task(item)
+    _wait_for(sent)
+    time.sleep(0.1)  # a second send of the same window would have come by now
+    assert sent == [("tests.task", [["a", "b"]])]
+
+
+def test_lifecycle_fanout_sends_at_most_a_thousand_activity_ids_per_task(sent, monkeypatch):
+    monkeypatch.setattr(lifecycle.fanout_soon, "seconds", 60)  # the window's timer stays out of it
+    try:
+        for i in range(2500):
+            lifecycle.fanout_soon(f"{i:05}")
+        lifecycle.fanout_soon.send()
+    finally:
+        lifecycle.fanout_soon._reset()
+    assert [name for name, _ in sent] == [lifecycle.FANOUT_TASK] * 3
+    assert [len(args[0]) for _, args in sent] == [1000, 1000, 500]
+    assert sorted(i for _, args in sent for i in args[0]) == [f"{i:05}" for i in range(2500)]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_worker_sends_the_lifecycle_fanout_its_parent_had_pending(sent):
+    """A web or Celery worker forked while its parent had a fan-out pending (asked for, its timer
+    thread not yet fired) still sends its own activities: the child has no timer of its parent's."""
+    fanout = lifecycle.fanout_soon
+    with fanout._lock:  # the parent mid-window: one activity asked for, the timer not fired yet
+        fanout._items.add("parent-activity")
+        fanout._scheduled = True
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: ask for its own activity's fan-out and report what it sent
+        try:
+            os.close(read_end)
+            fanout("child-activity")
+            _wait_for(sent)
+            os.write(write_end, json.dumps(sent).encode())
+        finally:
+            os._exit(0)
+    try:
+        os.close(write_end)
+        ready, _, _ = select.select([read_end], [], [], 5)
+        child_sent = json.loads(os.read(read_end, 65536) or b"null") if ready else None
+    finally:
+        os.close(read_end)
+        os.waitpid(pid, 0)
+        fanout._reset()
+    assert child_sent == [[lifecycle.FANOUT_TASK, [["child-activity"]]]]
+    assert sent == []  # the parent's pending send is its own timer's business
