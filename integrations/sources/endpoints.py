@@ -31,7 +31,7 @@ from hub.models import ApiKey
 from hub.rate_limits import api_rate_limit_exceeded, source_rate_limit_exceeded
 from hub.services import api_key_authenticate
 
-from .inbox import messages_check
+from .dry_run import messages_check
 from .models import Source
 from .services import VendorReceipt, vendor_events_receive, vendor_events_refuse, vendor_source_get_or_create
 

@@ -19,10 +19,10 @@ from hub.races import unique_race_safe
 from integrations.vendors import vendor_source
 
 from .actions import action_for
-from .inbox import inbox_receive_inline, inbox_refuse
 from .mapping_engine import CompiledMapping, MappingError, mapping_compile
 from .models import InboxMessage, Mapping, Source
 from .presets import DEFAULT_PRESETS, preset_get
+from .receipt import inbox_receive_inline, inbox_refuse
 from .triggers import TriggerError
 
 WRITE_KEY_PREFIX = "wk_"

@@ -85,7 +85,8 @@ def test_a_mapping_kit_mapping_round_trips_and_runs(tmp_path):
     """A mapping written in Segment's mapping-kit is declared as is, read back unchanged, declared
     again idempotently, and runs on received messages."""
     from events.models import UsageEvent
-    from integrations.sources.inbox import inbox_process_pending, inbox_receive
+    from integrations.sources.processing import inbox_process_pending
+    from integrations.sources.receipt import inbox_receive
 
     doc = {"workspace": "Acme", "apps": [{"name": "Upsell", "sources": [{"name": "Segment", "mappings": [
         {"name": "From Segment", "trigger": 'type = "track"', "action": "usage_event", "fields": KIT_FIELDS}]}]}]}  # fmt: skip
