@@ -8,7 +8,6 @@ batches, so another worker claims them again and nothing is half-stored.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -130,7 +129,7 @@ def messages_run(work: list[Work], compiled: dict[int, list[CompiledMapping]], *
     queues: dict[tuple[str, int], list[tuple[Work, dict, Prepared]]] = defaultdict(list)
     apps: dict[int, App] = {}
     for w in work:
-        event_ids: set[str] = set()
+        seen: dict[str, set[str]] = defaultdict(set)  # each action's state for this message
         for output in mappings_run(compiled.get(w.source.pk, []), w.message):
             mapping = output.mapping
             w.matched.append(mapping.name)
@@ -139,13 +138,15 @@ def messages_run(work: list[Work], compiled: dict[int, list[CompiledMapping]], *
             if output.errors:
                 result.update(outcome="failed", error="; ".join(output.errors))
                 continue
-            prepared = action_for(mapping.action).prepare(output.values, message=w.message, now=now)
+            action = action_for(mapping.action)
+            prepared = action.prepare(output.values, message=w.message, now=now)
             if prepared.errors:
                 result.update(outcome="failed", error="; ".join(prepared.errors))
                 continue
-            if mapping.action == "usage_event":
-                prepared = _distinct_event_id(prepared, mapping, event_ids)
-                result["event_id"] = prepared.record["event_id"]
+            prepared, shown = action.in_message(
+                prepared, mapping_key=str(mapping.id or mapping.name), seen=seen[mapping.action]
+            )
+            result.update(shown)
             apps[w.source.app_id] = w.source.app
             queues[(mapping.action, w.source.app_id)].append((w, result, prepared))
     for action in actions_all():
@@ -157,19 +158,6 @@ def messages_run(work: list[Work], compiled: dict[int, list[CompiledMapping]], *
                 result["outcome"] = w.outcome
                 if w.error:
                     result["error"] = w.error
-
-
-def _distinct_event_id(prepared: Prepared, mapping: CompiledMapping, seen: set[str]) -> Prepared:
-    """Two usage-event mappings matching one message make two events: the later gets a suffix."""
-    event_id = prepared.record["event_id"]
-    if event_id in seen:
-        event_id = f"{event_id}:{mapping.id or mapping.name}"[:255]
-        prepared = Prepared(
-            record={**prepared.record, "event_id": event_id},
-            data=dataclasses.replace(prepared.data, event_id=event_id),
-        )
-    seen.add(event_id)
-    return prepared
 
 
 def inbox_stale_count(*, older_than: timedelta) -> int:
