@@ -1,16 +1,20 @@
-"""The inbox's tables (`sources_inboxmessage`, `sources_inboxbatch`): the statements that insert
-received messages with their batch, claim batches, read their pending messages and mark them
-processed. The receipt (`receipt.py`) and the processing (`processing.py`) go through these.
+"""The inbox's tables (`sources_inboxmessage`, `sources_inboxbatch`) behind one small interface:
+set-based SQL on PostgreSQL, row by row on SQLite (under `make run`). Chosen once per connection
+vendor (`store()`), like `integrations.delivery_store`; the receipt (`receipt.py`), the processing
+(`processing.py`) and the mapping cache never branch on the database.
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from django.db import connection, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.utils import timezone
 
 from hub.raw_cursor import raw_cursor
@@ -108,14 +112,95 @@ class InboxRow:
 PendingRow = tuple[int, int, Any]
 # A processed message's mark: (outcome, matched JSON, results JSON, error, id).
 Mark = tuple[str, str, str, str, int]
+# A claimed batch: (id, its message ids).
+ClaimedBatch = tuple[int, list[int]]
 
 
-def rows_insert(source_id: int, rows: list[InboxRow], received_at: datetime, *, batched: bool) -> list[int]:
-    """Insert inbox rows (and, `batched`, the batch of the pending ones for the workers); their ids
-    in order, unless `batched`."""
-    if not rows:
-        return []
-    if connection.vendor == "postgresql":
+class InboxStore(Protocol):
+    def connection_prepare(self, db: BaseDatabaseWrapper) -> None:
+        """Set up a new database connection for the inbox's columns."""
+
+    def rows_insert(
+        self, source_id: int, rows: list[InboxRow], received_at: datetime, *, batched: bool
+    ) -> list[int]:
+        """Insert inbox rows (and, `batched`, the batch of the pending ones for the workers); their
+        ids in order, unless `batched`."""
+
+    def batches_claim(self, limit: int) -> list[ClaimedBatch]:
+        """Lock pending batches, oldest first, until they hold `limit` messages (or none is left);
+        the last one may take it past `limit`, by less than one batch."""
+
+    def pending_rows(self, batches: list[ClaimedBatch]) -> list[PendingRow]:
+        """The messages of claimed batches still pending: (id, source id, payload), in order."""
+
+    def messages_mark(self, marks: list[Mark], *, batch_ids: list[int], now: datetime) -> None:
+        """Mark pending messages processed (each with its outcome, mappings, results and error) and
+        delete the batches `batch_ids`."""
+
+    def source_states(self, source_ids: set[int]) -> dict[int, tuple[str, str]] | None:
+        """Each source's digests of its app row and of its enabled mappings (what processing reads
+        besides the messages), or None where the database cannot digest rows."""
+
+
+def batches_delete(batch_ids: list[int]) -> None:
+    """Batches done without a mark to fold their deletion into (none of their messages pending)."""
+    if batch_ids:
+        InboxBatch.objects.filter(pk__in=batch_ids).delete()
+
+
+def message_mark_failed(row_id: int, error: str) -> None:
+    """Mark one pending message processed and failed with `error`."""
+    InboxMessage.objects.filter(pk=row_id, status=InboxMessage.Status.PENDING).update(
+        status=InboxMessage.Status.PROCESSED,
+        outcome=InboxMessage.Outcome.FAILED,
+        error=error,
+        processed_at=timezone.now(),
+    )
+
+
+def _batches_claim(limit: int, claim: str, ids_param: Callable[[list[int]], Any]) -> list[ClaimedBatch]:
+    """Claim batches with the statement `claim` (the ids as `ids_param` makes them)."""
+    claimed: list[ClaimedBatch] = []
+    total, after = 0, 0
+    with raw_cursor() as cursor:
+        while total < limit:
+            cursor.execute(_CANDIDATES, [after, _CANDIDATES_AT_ONCE])
+            candidates = cursor.fetchall()
+            if not candidates:
+                break
+            wanted, room = [], limit - total
+            for batch_id, size in candidates:
+                wanted.append(batch_id)
+                room -= size
+                if room <= 0:
+                    break
+            after = wanted[-1]
+            cursor.execute(claim, [ids_param(wanted)])
+            for batch_id, size, message_ids in cursor.fetchall():
+                if isinstance(message_ids, str | bytes):
+                    message_ids = orjson.loads(message_ids)
+                claimed.append((batch_id, message_ids))
+                total += size
+            if len(candidates) < _CANDIDATES_AT_ONCE and wanted[-1] == candidates[-1][0]:
+                break
+    return claimed
+
+
+class PostgresInboxStore:
+    """Arrays in one statement per request or batch (`unnest`), row locks with `SKIP LOCKED`."""
+
+    def connection_prepare(self, db: BaseDatabaseWrapper) -> None:
+        """Load `json` columns (the inbox's) as text, as Django has psycopg load `jsonb`: the JSON
+        field decodes the text itself, and the inbox workers decode it with orjson."""
+        from psycopg.types.string import TextLoader
+
+        db.connection.adapters.register_loader("json", TextLoader)
+
+    def rows_insert(
+        self, source_id: int, rows: list[InboxRow], received_at: datetime, *, batched: bool
+    ) -> list[int]:
+        if not rows:
+            return []
         pending = InboxMessage.Status.PENDING
         if batched and all(r.status == pending and r.format == rows[0].format for r in rows):
             columns = [[r.message_id for r in rows], [r.type for r in rows], [r.event for r in rows]]
@@ -136,115 +221,96 @@ def rows_insert(source_id: int, rows: list[InboxRow], received_at: datetime, *, 
                 return []
             cursor.execute(_INSERT_PG, [source_id, received_at, *columns])
             return sorted(r[0] for r in cursor.fetchall())
-    ids: list[int] = []
-    with transaction.atomic(), raw_cursor() as cursor:
-        for r in rows:
-            cursor.execute(
-                f"INSERT INTO sources_inboxmessage {_COLUMNS} VALUES {_ROW} RETURNING id",  # noqa: S608
-                [source_id, r.format, r.message_id, r.type, r.event, r.payload, r.status, r.outcome, r.error,
-                 received_at],
-            )  # fmt: skip
-            ids.append(cursor.fetchone()[0])
-        pending_ids = [i for i, r in zip(ids, rows, strict=True) if r.status == InboxMessage.Status.PENDING]
-        if batched and pending_ids:
-            InboxBatch.objects.create(
-                source_id=source_id, message_ids=pending_ids, size=len(pending_ids), created_at=received_at
-            )
-    return ids
 
+    def batches_claim(self, limit: int) -> list[ClaimedBatch]:
+        return _batches_claim(limit, _CLAIM_BATCHES, lambda ids: ids)
 
-def batches_claim(limit: int) -> list[tuple[int, list[int]]]:
-    """Lock pending batches, oldest first, until they hold `limit` messages (or none is left); the
-    last one may take it past `limit`, by less than one batch."""
-    claimed: list[tuple[int, list[int]]] = []
-    total, after = 0, 0
-    # SQLite has no row locks: its transactions (BEGIN IMMEDIATE) hold the database's write lock.
-    claim = (
-        _CLAIM_BATCHES
-        if connection.vendor == "postgresql"
-        else _CLAIM_BATCHES.replace("id = ANY(%s)", "id IN (SELECT value FROM json_each(%s))").replace(
-            " FOR UPDATE SKIP LOCKED", ""
-        )
-    )
-    with raw_cursor() as cursor:
-        while total < limit:
-            cursor.execute(_CANDIDATES, [after, _CANDIDATES_AT_ONCE])
-            candidates = cursor.fetchall()
-            if not candidates:
-                break
-            wanted, room = [], limit - total
-            for batch_id, size in candidates:
-                wanted.append(batch_id)
-                room -= size
-                if room <= 0:
-                    break
-            after = wanted[-1]
-            ids = wanted if connection.vendor == "postgresql" else orjson.dumps(wanted).decode()
-            cursor.execute(claim, [ids])
-            for batch_id, size, message_ids in cursor.fetchall():
-                if isinstance(message_ids, str | bytes):
-                    message_ids = orjson.loads(message_ids)
-                claimed.append((batch_id, message_ids))
-                total += size
-            if len(candidates) < _CANDIDATES_AT_ONCE and wanted[-1] == candidates[-1][0]:
-                break
-    return claimed
-
-
-def pending_rows(batches: list[tuple[int, list[int]]]) -> list[PendingRow]:
-    """The messages of claimed batches still pending: (id, source id, payload), in order."""
-    ids = [message_id for _, message_ids in batches for message_id in message_ids]
-    if not ids:
-        return []
-    with raw_cursor() as cursor:
-        if connection.vendor == "postgresql":
+    def pending_rows(self, batches: list[ClaimedBatch]) -> list[PendingRow]:
+        ids = [message_id for _, message_ids in batches for message_id in message_ids]
+        if not ids:
+            return []
+        with raw_cursor() as cursor:
             cursor.execute(_PENDING_OF, [ids])
             return cursor.fetchall()
-    return list(
-        InboxMessage.objects.filter(pk__in=ids, status=InboxMessage.Status.PENDING)
-        .order_by("id")
-        .values_list("id", "source_id", "payload")
-    )
 
-
-def batches_delete(batch_ids: list[int]) -> None:
-    """Batches done without a mark to fold their deletion into (none of their messages pending)."""
-    if batch_ids:
-        InboxBatch.objects.filter(pk__in=batch_ids).delete()
-
-
-def message_mark_failed(row_id: int, error: str) -> None:
-    """Mark one pending message processed and failed with `error`."""
-    InboxMessage.objects.filter(pk=row_id, status=InboxMessage.Status.PENDING).update(
-        status=InboxMessage.Status.PROCESSED,
-        outcome=InboxMessage.Outcome.FAILED,
-        error=error,
-        processed_at=timezone.now(),
-    )
-
-
-def messages_mark(marks: list[Mark], *, batch_ids: list[int], now: datetime) -> None:
-    """Mark pending messages processed (each with its outcome, mappings, results and error) and
-    delete the batches `batch_ids`."""
-    with raw_cursor() as cursor:
-        if connection.vendor == "postgresql":
-            outcome, matched, _, error, _ = marks[0]
+    def messages_mark(self, marks: list[Mark], *, batch_ids: list[int], now: datetime) -> None:
+        outcome, matched, _, error, _ = marks[0]
+        with raw_cursor() as cursor:
             if all(m[0] == outcome and m[1] == matched and m[3] == error for m in marks):
                 results, ids = [m[2] for m in marks], [m[4] for m in marks]
                 cursor.execute(_MARK_UNIFORM, [batch_ids, outcome, matched, error, now, results, ids])
             else:
                 columns = [list(column) for column in zip(*marks, strict=True)]
                 cursor.execute(_MARK_ALL, [batch_ids, now, *columns])
-        else:
+
+    def source_states(self, source_ids: set[int]) -> dict[int, tuple[str, str]] | None:
+        with raw_cursor() as cursor:
+            cursor.execute(_SOURCE_STATE, [list(source_ids)])
+            return {
+                source_id: (app_digest, mappings_digest) for source_id, app_digest, mappings_digest in cursor
+            }
+
+
+# SQLite has no row locks: its transactions (BEGIN IMMEDIATE) hold the database's write lock.
+_CLAIM_BATCHES_SQLITE = _CLAIM_BATCHES.replace(
+    "id = ANY(%s)", "id IN (SELECT value FROM json_each(%s))"
+).replace(" FOR UPDATE SKIP LOCKED", "")
+
+
+class SqliteInboxStore:
+    """A statement per row (SQLite has no arrays), no row locks, no row digests."""
+
+    def connection_prepare(self, db: BaseDatabaseWrapper) -> None:
+        pass
+
+    def rows_insert(
+        self, source_id: int, rows: list[InboxRow], received_at: datetime, *, batched: bool
+    ) -> list[int]:
+        if not rows:
+            return []
+        ids: list[int] = []
+        with transaction.atomic(), raw_cursor() as cursor:
+            for r in rows:
+                cursor.execute(
+                    f"INSERT INTO sources_inboxmessage {_COLUMNS} VALUES {_ROW} RETURNING id",  # noqa: S608
+                    [source_id, r.format, r.message_id, r.type, r.event, r.payload, r.status, r.outcome,
+                     r.error, received_at],
+                )  # fmt: skip
+                ids.append(cursor.fetchone()[0])
+            pending = [i for i, r in zip(ids, rows, strict=True) if r.status == InboxMessage.Status.PENDING]
+            if batched and pending:
+                InboxBatch.objects.create(
+                    source_id=source_id, message_ids=pending, size=len(pending), created_at=received_at
+                )
+        return ids
+
+    def batches_claim(self, limit: int) -> list[ClaimedBatch]:
+        return _batches_claim(limit, _CLAIM_BATCHES_SQLITE, lambda ids: orjson.dumps(ids).decode())
+
+    def pending_rows(self, batches: list[ClaimedBatch]) -> list[PendingRow]:
+        ids = [message_id for _, message_ids in batches for message_id in message_ids]
+        if not ids:
+            return []
+        return list(
+            InboxMessage.objects.filter(pk__in=ids, status=InboxMessage.Status.PENDING)
+            .order_by("id")
+            .values_list("id", "source_id", "payload")
+        )
+
+    def messages_mark(self, marks: list[Mark], *, batch_ids: list[int], now: datetime) -> None:
+        with raw_cursor() as cursor:
             cursor.executemany(_MARK, [(o, m, r, e, now, i) for o, m, r, e, i in marks])
-            batches_delete(batch_ids)
+        batches_delete(batch_ids)
 
-
-def source_states(source_ids: set[int]) -> dict[int, tuple[str, str]] | None:
-    """Each source's digests of its app row and of its enabled mappings (what processing reads
-    besides the messages), or None where the database cannot digest rows."""
-    if connection.vendor != "postgresql":
+    def source_states(self, source_ids: set[int]) -> dict[int, tuple[str, str]] | None:
         return None
-    with raw_cursor() as cursor:
-        cursor.execute(_SOURCE_STATE, [list(source_ids)])
-        return {source_id: (app_digest, mappings_digest) for source_id, app_digest, mappings_digest in cursor}
+
+
+@functools.cache
+def _store_for(vendor: str) -> InboxStore:
+    return PostgresInboxStore() if vendor == "postgresql" else SqliteInboxStore()
+
+
+def store(db: BaseDatabaseWrapper | None = None) -> InboxStore:
+    """The inbox store of `db` (the default database's connection unless given)."""
+    return _store_for((db or connection).vendor)

@@ -9,7 +9,7 @@ import logging
 from collections import defaultdict
 
 from .actions import action_for
-from .inbox_store import source_states
+from .inbox_store import store
 from .mapping_engine import CompiledMapping, MappingError, mapping_compile
 from .models import Mapping, Source
 from .triggers import TriggerError
@@ -25,7 +25,7 @@ _compiled_mappings: dict[int, tuple[str, list[CompiledMapping]]] = {}
 def sources_and_mappings(source_ids: set[int]) -> tuple[dict[int, Source], dict[int, list[CompiledMapping]]]:
     """The sources (with their apps) and compiled enabled mappings of `source_ids`: one query for
     their digests, and the ORM only for what changed since this process last loaded it."""
-    state = source_states(source_ids)
+    state = store().source_states(source_ids)
     if state is None:
         sources = {s.pk: s for s in Source.objects.select_related("app").filter(pk__in=source_ids)}
         return sources, mappings_for_sources(source_ids)

@@ -21,9 +21,8 @@ from django.utils import timezone
 
 from hub.models import App
 
-from . import inbox_store
 from .actions import Prepared, action_for, actions_all
-from .inbox_store import Mark, PendingRow
+from .inbox_store import Mark, PendingRow, batches_delete, message_mark_failed, store
 from .mapping_cache import sources_and_mappings
 from .mapping_engine import CompiledMapping, mappings_run
 from .models import InboxBatch, InboxMessage, Source
@@ -46,12 +45,12 @@ def inbox_process_pending(*, limit: int = 500) -> int:
     """Claim pending batches (about `limit` messages), process them, mark them done; how many."""
     try:
         with transaction.atomic():
-            batches = inbox_store.batches_claim(limit)
-            rows = inbox_store.pending_rows(batches)
+            batches = store().batches_claim(limit)
+            rows = store().pending_rows(batches)
             if rows:
                 messages_process(rows, batch_ids=[batch_id for batch_id, _ in batches])
             else:
-                inbox_store.batches_delete([batch_id for batch_id, _ in batches])
+                batches_delete([batch_id for batch_id, _ in batches])
         return len(rows)
     except OperationalError:
         raise  # the database is away: the batches stay, the task is retried
@@ -63,8 +62,8 @@ def inbox_process_pending(*, limit: int = 500) -> int:
 
 def _process_one_by_one(limit: int) -> int:
     with transaction.atomic():
-        batches = inbox_store.batches_claim(limit)
-        rows = inbox_store.pending_rows(batches)
+        batches = store().batches_claim(limit)
+        rows = store().pending_rows(batches)
         for row in rows:
             try:
                 with transaction.atomic():
@@ -72,8 +71,8 @@ def _process_one_by_one(limit: int) -> int:
             except OperationalError:
                 raise
             except DatabaseError as exc:
-                inbox_store.message_mark_failed(row[0], f"could not be stored: {exc.__class__.__name__}")
-        inbox_store.batches_delete([batch_id for batch_id, _ in batches])
+                message_mark_failed(row[0], f"could not be stored: {exc.__class__.__name__}")
+        batches_delete([batch_id for batch_id, _ in batches])
     return len(rows)
 
 
@@ -107,9 +106,9 @@ def messages_process(
             (outcome, orjson.dumps(w.matched).decode(), orjson.dumps(w.results).decode(), error, w.row_id)
         )
     if not marks:
-        inbox_store.batches_delete(batch_ids or [])
+        batches_delete(batch_ids or [])
         return []
-    inbox_store.messages_mark(marks, batch_ids=batch_ids or [], now=now)
+    store().messages_mark(marks, batch_ids=batch_ids or [], now=now)
     return [(mark[-1], mark[0]) for mark in marks]
 
 

@@ -18,9 +18,8 @@ from django.utils import timezone
 
 from hub.task_coalescing import CoalescedTask
 
-from . import inbox_store
 from .formats import Received, format_detect, format_for
-from .inbox_store import InboxRow
+from .inbox_store import InboxRow, store
 from .models import InboxMessage, Source
 from .processing import messages_process
 
@@ -78,7 +77,7 @@ def inbox_receive(
     receipt, rows, received_at = _receipt_rows(
         source=source, items=items, format_kind=format_kind, defaults=defaults
     )
-    inbox_store.rows_insert(source.pk, rows, received_at, batched=True)
+    store().rows_insert(source.pk, rows, received_at, batched=True)
     if receipt.accepted:
         transaction.on_commit(inbox_drain_soon)
     return receipt
@@ -93,7 +92,7 @@ def inbox_receive_inline(*, source: Source, items: list[Any], format_kind: str) 
     """
     _, rows, received_at = _receipt_rows(source=source, items=items, format_kind=format_kind)
     with transaction.atomic():
-        ids = inbox_store.rows_insert(source.pk, rows, received_at, batched=False)
+        ids = store().rows_insert(source.pk, rows, received_at, batched=False)
         pending = [
             (row_id, source.pk, row.message)
             for row_id, row in zip(ids, rows, strict=True)
@@ -111,7 +110,7 @@ def inbox_refuse(*, source: Source, items: list[Any], format_kind: str, reason: 
     )
     if not items:
         rows[0].error = reason
-    inbox_store.rows_insert(source.pk, rows, received_at, batched=False)
+    store().rows_insert(source.pk, rows, received_at, batched=False)
 
 
 def _receipt_rows(
