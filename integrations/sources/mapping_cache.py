@@ -8,6 +8,8 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 
+from hub.ttl_cache import TTLCache
+
 from .actions import action_for
 from .inbox_store import store
 from .mapping_engine import CompiledMapping, MappingError, mapping_compile
@@ -16,10 +18,14 @@ from .triggers import TriggerError
 
 logger = logging.getLogger(__name__)
 
-_CACHE_MAX_SOURCES = 1000
-
-_loaded_sources: dict[int, tuple[str, Source]] = {}
-_compiled_mappings: dict[int, tuple[str, list[CompiledMapping]]] = {}
+# Every use checks an entry against the digest: the time limit only bounds how long a source no
+# longer received from stays in memory, and the size how many sources a process keeps.
+_KEPT_SECONDS = 3600.0
+_MAX_SOURCES = 1000
+_loaded_sources: TTLCache[tuple[str, Source]] = TTLCache(ttl=_KEPT_SECONDS, maxsize=_MAX_SOURCES)
+_compiled_mappings: TTLCache[tuple[str, list[CompiledMapping]]] = TTLCache(
+    ttl=_KEPT_SECONDS, maxsize=_MAX_SOURCES
+)
 
 
 def sources_and_mappings(source_ids: set[int]) -> tuple[dict[int, Source], dict[int, list[CompiledMapping]]]:
@@ -29,10 +35,7 @@ def sources_and_mappings(source_ids: set[int]) -> tuple[dict[int, Source], dict[
     if state is None:
         sources = {s.pk: s for s in Source.objects.select_related("app").filter(pk__in=source_ids)}
         return sources, mappings_for_sources(source_ids)
-    if len(_loaded_sources) > _CACHE_MAX_SOURCES:
-        _loaded_sources.clear()
-        _compiled_mappings.clear()
-    # Built from local lookups, so another thread clearing the caches meanwhile changes nothing here.
+    # Built from local lookups, so another thread's changes to the caches meanwhile change nothing here.
     sources: dict[int, Source] = {}
     compiled: dict[int, list[CompiledMapping]] = {}
     stale = []
@@ -48,13 +51,13 @@ def sources_and_mappings(source_ids: set[int]) -> tuple[dict[int, Source], dict[
     if stale:
         for loaded in Source.objects.select_related("app").filter(pk__in=stale):
             sources[loaded.pk] = loaded
-            _loaded_sources[loaded.pk] = (state[loaded.pk][0], loaded)
+            _loaded_sources.set(loaded.pk, (state[loaded.pk][0], loaded))
     changed = [i for i in state if i not in compiled]
     if changed:
         fresh = mappings_for_sources(set(changed))
         for i in changed:
             compiled[i] = fresh.get(i, [])
-            _compiled_mappings[i] = (state[i][1], compiled[i])
+            _compiled_mappings.set(i, (state[i][1], compiled[i]))
     return sources, compiled
 
 

@@ -6,16 +6,17 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-import time
 from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Max
 
 from hub.errors import AuthenticationError, Conflict, HubError
 from hub.models import App
 from hub.races import unique_race_safe
+from hub.ttl_cache import TTLCache
 from integrations.vendors import vendor_source
 
 from .actions import action_for
@@ -273,25 +274,22 @@ def mapping_move(*, mapping: Mapping, delta: int) -> None:
 
 # --- Credentials --------------------------------------------------------------------------------
 
-_source_cache: dict[str, tuple[float, Source]] = {}
-_CACHE_SECONDS = 2.0
+# The enabled sources found by a credential's hash, for HUB_SOURCE_CACHE_SECONDS.
+_source_cache: TTLCache[Source] = TTLCache(ttl=lambda: settings.HUB_SOURCE_CACHE_SECONDS, maxsize=10_000)
 
 
 def _source_by(column: str, value: str) -> Source:
     digest = credential_hash(value)
     key = f"{column}:{digest}"
-    now = time.monotonic()
     hit = _source_cache.get(key)
-    if hit and hit[0] > now:
-        return hit[1]
+    if hit is not None:
+        return hit
     source = Source.objects.select_related("app").filter(**{column: digest}).first()
     if source is None or not source.enabled:
         raise AuthenticationError(
             "Invalid write key." if column == "write_key_hash" else "Unknown webhook URL."
         )
-    if len(_source_cache) > 10_000:
-        _source_cache.clear()
-    _source_cache[key] = (now + _CACHE_SECONDS, source)
+    _source_cache.set(key, source)
     return source
 
 
@@ -308,4 +306,5 @@ def source_by_webhook_token(token: str) -> Source:
 
 
 def source_cache_clear() -> None:
+    """Forget this process's sources found by credential (tests; a change made here clears it too)."""
     _source_cache.clear()
