@@ -19,7 +19,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from hub.config_apply import ConfigError, declared_value
+# The document checks of `hub.config_apply` (a ConfigError naming the path), as on its own sections.
+from hub.config_apply import ConfigError, _check_keys, _require, declared_value
 from hub.errors import HubError
 from hub.models import App
 from integrations.vendors import vendor_source_kinds
@@ -28,10 +29,8 @@ from . import services
 from .models import Source
 from .presets import DEFAULT_PRESETS, preset_get
 
-
-def _require(cond: bool, path: str, message: str) -> None:
-    if not cond:
-        raise ConfigError(f"{path}: {message}")
+_SOURCE_KEYS = {"name", "kind", "shared_secret", "mappings", "enabled"}
+_MAPPING_KEYS = {"name", "preset", "options", "trigger", "action", "fields", "enabled"}
 
 
 def sources_apply(*, app: App, value: Any, path: str) -> list[dict]:
@@ -42,8 +41,7 @@ def sources_apply(*, app: App, value: Any, path: str) -> list[dict]:
     for i, spec in enumerate(value):
         here = f"{path}[{i}]"
         _require(isinstance(spec, dict), here, "each source must be an object")
-        extra = set(spec) - {"name", "kind", "shared_secret", "mappings", "enabled"}
-        _require(not extra, here, f"unknown key(s) {', '.join(sorted(extra))}")
+        _check_keys(spec, _SOURCE_KEYS, "source", here)
         kind = spec.get("kind", Source.Kind.SEGMENT)
         kinds = Source.Kind.values
         _require(kind in kinds, f"{here}.kind", f"must be one of {', '.join(kinds)}")
@@ -106,8 +104,7 @@ def sources_apply(*, app: App, value: Any, path: str) -> list[dict]:
 
 def _apply_mapping(source: Source, spec: Any, path: str, *, position: int) -> dict:
     _require(isinstance(spec, dict), path, "each mapping must be an object")
-    extra = set(spec) - {"name", "preset", "options", "trigger", "action", "fields", "enabled"}
-    _require(not extra, path, f"unknown key(s) {', '.join(sorted(extra))}")
+    _check_keys(spec, _MAPPING_KEYS, "mapping", path)
     if "preset" in spec:
         options = spec.get("options") or {}
         _require(isinstance(options, dict), f"{path}.options", "must be an object")

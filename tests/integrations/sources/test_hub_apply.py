@@ -117,3 +117,26 @@ def test_a_mapping_kit_mapping_segment_refuses_is_refused_with_its_path(tmp_path
     with pytest.raises(CommandError, match=r"event_name.*one @-prefixed key"):
         apply(doc, tmp_path)
     assert not Source.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("sources", "error"),
+    [
+        ({"name": "Segment"}, r"\$\.apps\[0\]\.sources: must be a list of sources"),
+        (["Segment"], r"\$\.apps\[0\]\.sources\[0\]: each source must be an object"),
+        ([{"name": "Segment", "colour": "red"}], r"\$\.apps\[0\]\.sources\[0\]: unknown key\(s\) colour"),
+        ([{"name": " "}], r"\$\.apps\[0\]\.sources\[0\]\.name: a source name is required"),
+        ([{"name": "S", "mappings": {}}], r"\$\.apps\[0\]\.sources\[0\]\.mappings: must be a list"),
+        ([{"name": "S", "mappings": ["x"]}], r"sources\[0\]\.mappings\[0\]: each mapping must be an object"),
+        (
+            [{"name": "S", "mappings": [{"preset": "mantle_track", "when": 1, "also": 2}]}],
+            r"sources\[0\]\.mappings\[0\]: unknown key\(s\) also, when",
+        ),
+        ([{"name": "S", "enabled": "yes"}], r"sources\[0\]\.enabled: must be true or false"),
+    ],
+)
+def test_a_malformed_sources_section_is_refused_with_its_path(tmp_path, sources, error):
+    doc = {"workspace": "Acme", "apps": [{"name": "Upsell", "sources": sources}]}
+    with pytest.raises(CommandError, match=error):
+        apply(doc, tmp_path)
+    assert not Source.objects.exists()
