@@ -111,7 +111,7 @@ def _hub_error_text(exc: Exception) -> str:
 class UsageEventAction:
     kind = "usage_event"
     label = "Record usage event"
-    targets = (
+    targets: tuple[Target, ...] = (
         Target("event_name", "Event Name", required=True, help="e.g. $.event"),
         Target("customer_id", "Customer ID", required=True, help="platform id, domain, hub id or token"),
         Target("event_id", "Event ID", help="the dedupe key; default the messageId"),
@@ -186,7 +186,7 @@ _CUSTOMER_TEXT = ("platform", "platform_id", "myshopify_domain", "name", "email"
 class CustomerAction(_Independent):
     kind = "customer"
     label = "Upsert customer"
-    targets = (
+    targets: tuple[Target, ...] = (
         Target("platform_id", "Platform ID", help="e.g. $.groupId; or the myshopify domain"),
         Target("myshopify_domain", "myshopify domain"),
         Target("name", "Name"),
@@ -247,7 +247,7 @@ class CustomerAction(_Independent):
 class ContactAction(_Independent):
     kind = "contact"
     label = "Upsert contact"
-    targets = (
+    targets: tuple[Target, ...] = (
         Target("customer_id", "Customer ID", required=True, help="e.g. $.traits.company.id"),
         Target("email", "Email", required=True, help="e.g. $.traits.email"),
         Target("name", "Name"),

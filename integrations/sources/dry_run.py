@@ -18,7 +18,7 @@ from .models import Source
 from .services import MappingInvalid, mapping_validate
 
 
-def messages_check(*, source: Source, items: list[Any], format_kind: str) -> list[tuple[int, str, str]]:
+def messages_check(*, source: Source, items: list[object], format_kind: str) -> list[tuple[int, str, str]]:
     """A dry run of the source's current mappings over items, writing nothing: `(index, mapping
     name, error)` for each item a matching mapping could not store (its values, or the record its
     action would write, refused). An item its format refuses is `(index, "", error)`."""
@@ -27,7 +27,7 @@ def messages_check(*, source: Source, items: list[Any], format_kind: str) -> lis
     fmt = format_for(format_kind)
     now = timezone.now()
     stamp = now.isoformat().replace("+00:00", "Z")
-    problems = []
+    problems: list[tuple[int, str, str]] = []
     for index, item in enumerate(items):
         received = fmt.normalize(item, received_at=stamp)
         if received.error:
@@ -45,8 +45,15 @@ def messages_check(*, source: Source, items: list[Any], format_kind: str) -> lis
 
 
 def message_test(
-    *, source: Source, name: str, trigger: str, action: str, fields: Any, message: Any, store: bool = False
-) -> dict:
+    *,
+    source: Source,
+    name: str,
+    trigger: str,
+    action: str,
+    fields: object,
+    message: object,
+    store: bool = False,
+) -> dict[str, Any]:
     """Run one (possibly unsaved) mapping over a sample message: the record it makes or the errors.
 
     With `store`, the record is written for real through the same services as the worker.

@@ -35,6 +35,8 @@ from .dry_run import messages_check
 from .models import Source
 from .services import VendorReceipt, vendor_events_receive, vendor_events_refuse, vendor_source_get_or_create
 
+View = Callable[..., HttpResponse]
+
 
 class BadRequest(HubError):
     pass
@@ -80,10 +82,10 @@ def parse_json(raw: bytes) -> Any:
     return json_parse(raw, empty="The request body is empty; send JSON.", error=BadRequest)
 
 
-def errors_as_json(view):
+def errors_as_json(view: View) -> View:
     """Answer the hub's errors as `{"error": ...}` (and their other fields)."""
 
-    def wrapped(request, *args, **kwargs):
+    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         try:
             return view(request, *args, **kwargs)
         except HubError as exc:
@@ -111,10 +113,10 @@ class VendorError(HubError):
         return {"message": str(self)}
 
 
-def vendor_errors(view):
+def vendor_errors(view: View) -> View:
     """Answer errors in the vendors' shape: `{"message": ...}` (with `errors` per event)."""
 
-    def wrapped(request, *args, **kwargs):
+    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         try:
             return view(request, *args, **kwargs)
         except VendorError as exc:

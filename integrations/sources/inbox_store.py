@@ -231,7 +231,8 @@ class PostgresInboxStore:
             return []
         with raw_cursor() as cursor:
             cursor.execute(_PENDING_OF, [ids])
-            return cursor.fetchall()
+            pending: list[PendingRow] = cursor.fetchall()
+        return pending
 
     def messages_mark(self, marks: list[Mark], *, batch_ids: list[int], now: datetime) -> None:
         outcome, matched, _, error, _ = marks[0]

@@ -33,8 +33,8 @@ def sources_and_mappings(source_ids: set[int]) -> tuple[dict[int, Source], dict[
     their digests, and the ORM only for what changed since this process last loaded it."""
     state = store().source_states(source_ids)
     if state is None:
-        sources = {s.pk: s for s in Source.objects.select_related("app").filter(pk__in=source_ids)}
-        return sources, mappings_for_sources(source_ids)
+        every = {s.pk: s for s in Source.objects.select_related("app").filter(pk__in=source_ids)}
+        return every, mappings_for_sources(source_ids)
     # Built from local lookups, so another thread's changes to the caches meanwhile change nothing here.
     sources: dict[int, Source] = {}
     compiled: dict[int, list[CompiledMapping]] = {}

@@ -37,7 +37,7 @@ class Work:
     row_id: int
     source: Source
     message: Any
-    results: list[dict] = field(default_factory=list)
+    results: list[dict[str, Any]] = field(default_factory=list)
     matched: list[str] = field(default_factory=list)
 
 
@@ -112,7 +112,7 @@ def messages_process(
     return [(mark[-1], mark[0]) for mark in marks]
 
 
-def _outcome(results: list[dict]) -> tuple[str, str]:
+def _outcome(results: list[dict[str, Any]]) -> tuple[str, str]:
     if not results:
         return InboxMessage.Outcome.UNMATCHED, ""
     failed = [r for r in results if r["outcome"] == "failed"]
@@ -125,7 +125,7 @@ def _outcome(results: list[dict]) -> tuple[str, str]:
 
 def messages_run(work: list[Work], compiled: dict[int, list[CompiledMapping]], *, now: datetime) -> None:
     """Run mappings over each message and write what they make, grouped by app and action."""
-    queues: dict[tuple[str, int], list[tuple[Work, dict, Prepared]]] = defaultdict(list)
+    queues: dict[tuple[str, int], list[tuple[Work, dict[str, Any], Prepared]]] = defaultdict(list)
     apps: dict[int, App] = {}
     for w in work:
         seen: dict[str, set[str]] = defaultdict(set)  # each action's state for this message
@@ -153,10 +153,10 @@ def messages_run(work: list[Work], compiled: dict[int, list[CompiledMapping]], *
             if kind != action.kind:
                 continue
             written = action.execute(app=apps[app_id], items=[p for _, _, p in items])
-            for (_, result, _), w in zip(items, written, strict=True):
-                result["outcome"] = w.outcome
-                if w.error:
-                    result["error"] = w.error
+            for (_, result, _), one in zip(items, written, strict=True):
+                result["outcome"] = one.outcome
+                if one.error:
+                    result["error"] = one.error
 
 
 def inbox_stale_count(*, older_than: timedelta) -> int:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 import orjson
 from django.conf import settings
@@ -36,16 +35,16 @@ class Receipt:
     """What a request delivered: how many messages were kept, and each rejected one with why."""
 
     accepted: int = 0
-    rejected: list[dict] = field(default_factory=list)
+    rejected: list[dict[str, object]] = field(default_factory=list)
 
-    def body(self) -> dict:
-        body: dict[str, Any] = {"success": True, "accepted": self.accepted}
+    def body(self) -> dict[str, object]:
+        body: dict[str, object] = {"success": True, "accepted": self.accepted}
         if self.rejected:
             body["rejected"] = self.rejected
         return body
 
 
-def _stub(received: Received) -> dict:
+def _stub(received: Received) -> dict[str, object]:
     """What is kept of a rejected message: a few fields, without NUL (PostgreSQL's jsonb holds none)."""
     message = received.message
     if isinstance(message, dict):
@@ -53,7 +52,7 @@ def _stub(received: Received) -> dict:
     return {}
 
 
-def _without_nul(value: Any) -> Any:
+def _without_nul(value: object) -> object:
     if isinstance(value, str):
         return value.replace("\x00", "")
     if isinstance(value, dict):
@@ -66,9 +65,9 @@ def _without_nul(value: Any) -> Any:
 def inbox_receive(
     *,
     source: Source,
-    items: list[Any],
+    items: list[object],
     format_kind: str | None = None,
-    defaults: dict | None = None,
+    defaults: dict[str, object] | None = None,
 ) -> Receipt:
     """Validate each item in its format and commit all to the inbox (rejected ones with the reason).
 
@@ -83,7 +82,7 @@ def inbox_receive(
     return receipt
 
 
-def inbox_receive_inline(*, source: Source, items: list[Any], format_kind: str) -> list[str]:
+def inbox_receive_inline(*, source: Source, items: list[object], format_kind: str) -> list[str]:
     """Commit the items to the inbox and run the source's mappings over them in the same
     transaction, so what they make is stored before the caller answers; each message's outcome.
 
@@ -102,7 +101,7 @@ def inbox_receive_inline(*, source: Source, items: list[Any], format_kind: str) 
     return [outcomes.get(row_id, InboxMessage.Outcome.REJECTED) for row_id in ids]
 
 
-def inbox_refuse(*, source: Source, items: list[Any], format_kind: str, reason: str) -> None:
+def inbox_refuse(*, source: Source, items: list[object], format_kind: str, reason: str) -> None:
     """Record refused items as rejected with `reason` (a request refused as a whole), for the debugger;
     without items (a body unread, or not JSON), one row stands for the request."""
     _, rows, received_at = _receipt_rows(
@@ -116,9 +115,9 @@ def inbox_refuse(*, source: Source, items: list[Any], format_kind: str, reason: 
 def _receipt_rows(
     *,
     source: Source,
-    items: list[Any],
+    items: list[object],
     format_kind: str | None,
-    defaults: dict | None = None,
+    defaults: dict[str, object] | None = None,
     refused: str = "",
 ) -> tuple[Receipt, list[InboxRow], datetime]:
     max_bytes = settings.HUB_SOURCE_MESSAGE_MAX_BYTES
@@ -127,6 +126,8 @@ def _receipt_rows(
     fmt = format_for(format_kind) if format_kind else None
     receipt = Receipt()
     rows = []
+    status: str
+    outcome: str
     for index, item in enumerate(items):
         received = (fmt or format_detect(item)).normalize(item, received_at=stamp, defaults=defaults)
         payload = b"{}"

@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
-from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -39,8 +38,8 @@ class MappingInvalid(HubError):
         self.pointer = pointer
         super().__init__(message)
 
-    def body(self) -> dict:
-        body = {"error": str(self), "field": self.field}
+    def body(self) -> dict[str, object]:
+        body: dict[str, object] = {"error": str(self), "field": self.field}
         if self.position is not None:
             body["position"] = self.position
         return body
@@ -151,7 +150,7 @@ class VendorReceipt:
     not_stored: int = 0  # no mapping matched, or one failed: the debugger says why
 
 
-def vendor_events_receive(*, app: App, kind: str, items: list[Any]) -> VendorReceipt:
+def vendor_events_receive(*, app: App, kind: str, items: list[object]) -> VendorReceipt:
     """Keep validated Metronome or Kable events in the app's source's inbox and run its mappings
     on them before returning (the endpoints answer after the events are stored)."""
     source = vendor_source_get_or_create(app=app, kind=kind)
@@ -168,7 +167,7 @@ def vendor_events_receive(*, app: App, kind: str, items: list[Any]) -> VendorRec
     return receipt
 
 
-def vendor_events_refuse(*, app: App, kind: str, items: list[Any], reason: str) -> None:
+def vendor_events_refuse(*, app: App, kind: str, items: list[object], reason: str) -> None:
     """Record the events of a refused Metronome or Kable request as rejected, with why."""
     source = vendor_source_get_or_create(app=app, kind=kind)
     inbox_refuse(source=source, items=items, format_kind=kind, reason=reason)
@@ -177,7 +176,7 @@ def vendor_events_refuse(*, app: App, kind: str, items: list[Any], reason: str) 
 # --- Mappings -----------------------------------------------------------------------------------
 
 
-def mapping_validate(*, name: str, trigger: str, action: str, fields: Any) -> CompiledMapping:
+def mapping_validate(*, name: str, trigger: str, action: str, fields: object) -> CompiledMapping:
     """Compile a mapping or raise MappingInvalid saying which part is wrong and where."""
     try:
         kind = action_for(action)
@@ -207,7 +206,7 @@ def mapping_save(
     name: str,
     trigger: str,
     action: str,
-    fields: Any,
+    fields: object,
     enabled: bool = True,
     mapping: Mapping | None = None,
     position: int | None = None,
@@ -237,7 +236,7 @@ def mapping_save(
     return mapping
 
 
-def mapping_from_preset(*, source: Source, key: str, name: str | None = None, **options: Any) -> Mapping:
+def mapping_from_preset(*, source: Source, key: str, name: str | None = None, **options: object) -> Mapping:
     """Add a mapping made from a preset (see presets.py)."""
     try:
         preset = preset_get(key, **options)
@@ -254,6 +253,7 @@ def mapping_from_preset(*, source: Source, key: str, name: str | None = None, **
 
 
 def mapping_delete(*, mapping: Mapping) -> None:
+    """Delete a mapping (its source's other mappings keep their order)."""
     mapping.delete()
 
 
