@@ -377,6 +377,10 @@ HUB_SOURCE_BATCH_MAX_MESSAGES = env.int("HUB_SOURCE_BATCH_MAX_MESSAGES", default
 # HUB_RATE_LIMIT: "<requests>/<seconds>s" or "off"; counted in the same Redis. Segment advises
 # clients to stay under 500 requests/s.
 HUB_SOURCE_RATE_LIMIT = env.str("HUB_SOURCE_RATE_LIMIT", default="30000/60s")
+# Seconds a process may reuse the source it found by a write key or webhook token (0: look it up on
+# every request). A credential rotated or a source disabled in another process is refused
+# everywhere within this time; in the process that changed it at once.
+HUB_SOURCE_CACHE_SECONDS = env.float("HUB_SOURCE_CACHE_SECONDS", default=2.0)
 # How often the scheduler looks for inbox messages left pending (a lost task): seconds.
 HUB_INBOX_SWEEP_SECONDS = env.float("HUB_INBOX_SWEEP_SECONDS", default=10.0)
 # A pending message older than this (seconds) is taken as forgotten: the sweep enqueues a drain.

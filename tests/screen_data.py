@@ -19,8 +19,9 @@ from hub.customers import customer_get, customer_identify
 from hub.models import App, Customer, Workspace
 from integrations import delivery
 from integrations.models import Integration
-from integrations.sources.inbox import inbox_process_pending, inbox_receive
 from integrations.sources.models import Source
+from integrations.sources.processing import inbox_process_pending
+from integrations.sources.receipt import inbox_receive
 from tests.factories import UserFactory
 
 PASSWORD = "correct-horse-battery"

@@ -526,7 +526,7 @@ def _inbound_requests(route: Route, a: Tenant, b: Tenant) -> list[tuple[dict, ob
 def test_inbound_endpoints_with_a_credentials_never_store_into_b(route, tenants):
     """A's write key, webhook token or API key, with bodies naming B's objects, store only into A's app,
     once the inbox is processed too."""
-    from integrations.sources.inbox import inbox_process_pending
+    from integrations.sources.processing import inbox_process_pending
     from integrations.sources.services import source_cache_clear
 
     a, b = tenants

@@ -7,6 +7,7 @@ prepared records of many messages through the hub's and events' own services.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -58,6 +59,18 @@ class Action(Protocol):
     def execute(self, *, app: App, items: list[Prepared]) -> list[Written]:
         """Write the prepared records (inside the caller's transaction), one result each."""
 
+    def in_message(self, prepared: Prepared, *, mapping_key: str, seen: set[str]) -> tuple[Prepared, dict]:
+        """The record as it is written when other mappings of this action matched the same message
+        (`seen` is this action's state for the message, which the hook updates), and what the
+        message's result shows of it."""
+
+
+class _Independent:
+    """An action whose records do not depend on the others made from the same message."""
+
+    def in_message(self, prepared: Prepared, *, mapping_key: str, seen: set[str]) -> tuple[Prepared, dict]:
+        return prepared, {}
+
 
 _REGISTRY: dict[str, Action] = {}
 
@@ -98,7 +111,7 @@ def _hub_error_text(exc: Exception) -> str:
 class UsageEventAction:
     kind = "usage_event"
     label = "Record usage event"
-    targets = (
+    targets: tuple[Target, ...] = (
         Target("event_name", "Event Name", required=True, help="e.g. $.event"),
         Target("customer_id", "Customer ID", required=True, help="platform id, domain, hub id or token"),
         Target("event_id", "Event ID", help="the dedupe key; default the messageId"),
@@ -134,6 +147,18 @@ class UsageEventAction:
         }
         return Prepared(record=record, data=event)
 
+    def in_message(self, prepared: Prepared, *, mapping_key: str, seen: set[str]) -> tuple[Prepared, dict]:
+        """Two usage-event mappings matching one message make two events: the later gets a suffix."""
+        event_id = prepared.record["event_id"]
+        if event_id in seen:
+            event_id = f"{event_id}:{mapping_key}"[:255]
+            prepared = Prepared(
+                record={**prepared.record, "event_id": event_id},
+                data=dataclasses.replace(prepared.data, event_id=event_id),
+            )
+        seen.add(event_id)
+        return prepared, {"event_id": event_id}
+
     def execute(self, *, app: App, items: list[Prepared]) -> list[Written]:
         events: list[EventInput] = [item.data for item in items]
         try:
@@ -158,10 +183,10 @@ class UsageEventAction:
 _CUSTOMER_TEXT = ("platform", "platform_id", "myshopify_domain", "name", "email", "platform_plan_name")
 
 
-class CustomerAction:
+class CustomerAction(_Independent):
     kind = "customer"
     label = "Upsert customer"
-    targets = (
+    targets: tuple[Target, ...] = (
         Target("platform_id", "Platform ID", help="e.g. $.groupId; or the myshopify domain"),
         Target("myshopify_domain", "myshopify domain"),
         Target("name", "Name"),
@@ -219,10 +244,10 @@ class CustomerAction:
         return out
 
 
-class ContactAction:
+class ContactAction(_Independent):
     kind = "contact"
     label = "Upsert contact"
-    targets = (
+    targets: tuple[Target, ...] = (
         Target("customer_id", "Customer ID", required=True, help="e.g. $.traits.company.id"),
         Target("email", "Email", required=True, help="e.g. $.traits.email"),
         Target("name", "Name"),

@@ -15,13 +15,11 @@ class SourcesConfig(AppConfig):
         from .config import sources_apply
 
         section_register(level="app", key="sources", apply=sources_apply)
-        connection_created.connect(_json_as_text, dispatch_uid="sources_json_as_text")
+        connection_created.connect(_connection_prepare, dispatch_uid="sources_json_as_text")
 
 
-def _json_as_text(sender, connection, **kwargs) -> None:
-    """Load `json` columns (the inbox's) as text, as Django has psycopg load `jsonb`: the JSON
-    field decodes the text itself, and the inbox workers decode it with orjson."""
-    if connection.vendor == "postgresql":
-        from psycopg.types.string import TextLoader
+def _connection_prepare(sender, connection, **kwargs) -> None:
+    """Each new connection set up for the inbox's columns by its store (`json` loaded as text)."""
+    from .inbox_store import store
 
-        connection.connection.adapters.register_loader("json", TextLoader)
+    store(connection).connection_prepare(connection)

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from hub.config_apply import ConfigError, declared_value
+# The document checks of `hub.config_apply` (a ConfigError naming the path), as on its own sections.
+from hub.config_apply import ConfigError, _check_keys, _require, declared_value
 from hub.errors import HubError
 from hub.models import App
 from integrations.vendors import vendor_source_kinds
@@ -28,13 +29,11 @@ from . import services
 from .models import Source
 from .presets import DEFAULT_PRESETS, preset_get
 
-
-def _require(cond: bool, path: str, message: str) -> None:
-    if not cond:
-        raise ConfigError(f"{path}: {message}")
+_SOURCE_KEYS = {"name", "kind", "shared_secret", "mappings", "enabled"}
+_MAPPING_KEYS = {"name", "preset", "options", "trigger", "action", "fields", "enabled"}
 
 
-def sources_apply(*, app: App, value: Any, path: str) -> list[dict]:
+def sources_apply(*, app: App, value: Any, path: str) -> list[dict[str, Any]]:
     """Apply the `sources` list of one app; return what exists (the write key only when created)."""
     _require(isinstance(value, list), path, "must be a list of sources")
     vendor_kinds = vendor_source_kinds()
@@ -42,8 +41,7 @@ def sources_apply(*, app: App, value: Any, path: str) -> list[dict]:
     for i, spec in enumerate(value):
         here = f"{path}[{i}]"
         _require(isinstance(spec, dict), here, "each source must be an object")
-        extra = set(spec) - {"name", "kind", "shared_secret", "mappings", "enabled"}
-        _require(not extra, here, f"unknown key(s) {', '.join(sorted(extra))}")
+        _check_keys(spec, _SOURCE_KEYS, "source", here)
         kind = spec.get("kind", Source.Kind.SEGMENT)
         kinds = Source.Kind.values
         _require(kind in kinds, f"{here}.kind", f"must be one of {', '.join(kinds)}")
@@ -62,25 +60,28 @@ def sources_apply(*, app: App, value: Any, path: str) -> list[dict]:
         )
         mappings = spec.get("mappings")
         _require(mappings is None or isinstance(mappings, list), f"{here}.mappings", "must be a list")
+        existing: Source | None
         if kind in vendor_kinds:
             created = not Source.objects.filter(app=app, kind=kind).exists()
-            source = services.vendor_source_get_or_create(app=app, kind=kind)
+            existing = services.vendor_source_get_or_create(app=app, kind=kind)
         else:
-            source = Source.objects.filter(app=app, name=name.strip(), kind=kind).first()
-            created = source is None
+            existing = Source.objects.filter(app=app, name=name.strip(), kind=kind).first()
+            created = existing is None
         try:
-            if kind in vendor_kinds:
-                if name is not None and name.strip() != source.name:
-                    services.source_update(source=source, name=name)
-            elif created:
+            if existing is None:
                 source = services.source_create(
                     app=app,
                     name=name,
                     shared_secret=secret or "",
                     presets=() if mappings is not None else DEFAULT_PRESETS,
                 )
-            elif "shared_secret" in spec and (secret or "") != source.shared_secret:
-                services.source_update(source=source, shared_secret=secret or "")
+            else:
+                source = existing
+                if kind in vendor_kinds:
+                    if name is not None and name.strip() != source.name:
+                        services.source_update(source=source, name=name)
+                elif "shared_secret" in spec and (secret or "") != source.shared_secret:
+                    services.source_update(source=source, shared_secret=secret or "")
             enabled = declared_value(spec, "enabled", obj=source, default=True, path=here)
             _require(isinstance(enabled, bool), f"{here}.enabled", "must be true or false")
             if enabled != source.enabled:
@@ -104,10 +105,9 @@ def sources_apply(*, app: App, value: Any, path: str) -> list[dict]:
     return out
 
 
-def _apply_mapping(source: Source, spec: Any, path: str, *, position: int) -> dict:
+def _apply_mapping(source: Source, spec: Any, path: str, *, position: int) -> dict[str, Any]:
     _require(isinstance(spec, dict), path, "each mapping must be an object")
-    extra = set(spec) - {"name", "preset", "options", "trigger", "action", "fields", "enabled"}
-    _require(not extra, path, f"unknown key(s) {', '.join(sorted(extra))}")
+    _check_keys(spec, _MAPPING_KEYS, "mapping", path)
     if "preset" in spec:
         options = spec.get("options") or {}
         _require(isinstance(options, dict), f"{path}.options", "must be an object")
@@ -115,7 +115,7 @@ def _apply_mapping(source: Source, spec: Any, path: str, *, position: int) -> di
             preset = preset_get(spec["preset"], **options)
         except (KeyError, TypeError):
             raise ConfigError(f"{path}.preset: unknown preset or options") from None
-        fields = {
+        fields: dict[str, Any] = {
             "name": preset.name,
             "trigger": preset.trigger,
             "action": preset.action,

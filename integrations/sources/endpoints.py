@@ -18,7 +18,6 @@ with bad ones spend no budget.
 from __future__ import annotations
 
 import re
-import zlib
 from collections.abc import Callable
 from typing import Any
 
@@ -29,11 +28,14 @@ from events.services import EventError, InvalidEvents
 from hub.errors import AuthenticationError, HubError, RateLimited
 from hub.models import ApiKey
 from hub.rate_limits import api_rate_limit_exceeded, source_rate_limit_exceeded
+from hub.request_body import body_read, json_parse, nul_refuse
 from hub.services import api_key_authenticate
 
-from .inbox import messages_check
+from .dry_run import messages_check
 from .models import Source
 from .services import VendorReceipt, vendor_events_receive, vendor_events_refuse, vendor_source_get_or_create
+
+View = Callable[..., HttpResponse]
 
 
 class BadRequest(HubError):
@@ -69,42 +71,21 @@ def api_key_rate_limit(api_key: ApiKey) -> None:
         raise RateLimited(over.retry_after)
 
 
-def raw_body(request: HttpRequest, *, max_bytes: int, too_large: type[HubError] = TooLarge) -> bytes:
-    """The body, gunzipped when `Content-Encoding: gzip`, refused past `max_bytes` either way."""
-    try:
-        length = int(request.META.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        length = 0
-    if length > max_bytes:
-        raise too_large(f"The request body is over {max_bytes} bytes.")
-    raw = request.read(max_bytes + 1)
-    if len(raw) > max_bytes:
-        raise too_large(f"The request body is over {max_bytes} bytes.")
-    if request.META.get("HTTP_CONTENT_ENCODING", "").strip().lower() == "gzip":
-        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        try:
-            raw = inflater.decompress(raw, max_bytes + 1)
-        except zlib.error:
-            raise BadRequest("The body is not valid gzip.") from None
-        if len(raw) > max_bytes or inflater.unconsumed_tail:
-            raise too_large(f"The uncompressed request body is over {max_bytes} bytes.")
-    return raw
+def raw_body(request: HttpRequest, *, max_bytes: int) -> bytes:
+    """The body, gunzipped when `Content-Encoding: gzip`, refused past `max_bytes` either way with
+    a 400 (Segment's answer to an oversized request)."""
+    return body_read(request, max_bytes=max_bytes, too_large=TooLarge, gunzip=True)
 
 
 def parse_json(raw: bytes) -> Any:
     """The JSON of a body, or BadRequest saying why not."""
-    if not raw.strip():
-        raise BadRequest("The request body is empty; send JSON.")
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise BadRequest(f"Invalid JSON: {exc}") from None
+    return json_parse(raw, empty="The request body is empty; send JSON.", error=BadRequest)
 
 
-def errors_as_json(view):
+def errors_as_json(view: View) -> View:
     """Answer the hub's errors as `{"error": ...}` (and their other fields)."""
 
-    def wrapped(request, *args, **kwargs):
+    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         try:
             return view(request, *args, **kwargs)
         except HubError as exc:
@@ -132,10 +113,10 @@ class VendorError(HubError):
         return {"message": str(self)}
 
 
-def vendor_errors(view):
+def vendor_errors(view: View) -> View:
     """Answer errors in the vendors' shape: `{"message": ...}` (with `errors` per event)."""
 
-    def wrapped(request, *args, **kwargs):
+    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         try:
             return view(request, *args, **kwargs)
         except VendorError as exc:
@@ -150,16 +131,15 @@ def vendor_errors(view):
 
 
 def _compat_body(request: HttpRequest) -> Any:
+    """The body (NUL refused, as on /v1/), its errors in the vendors' shape; 413 when too large."""
     try:
         raw = raw_body(request, max_bytes=_COMPAT_MAX_BYTES)
         body = parse_json(raw)
-    except BadRequest as exc:
-        raise VendorError(str(exc)) from None
+        nul_refuse(raw)
     except TooLarge as exc:
         raise VendorError(str(exc), 413) from None
-    if b"\\u0000" in raw:
-        # PostgreSQL stores no NUL character in text or jsonb: refuse it here, clearly (as /v1/ does).
-        raise VendorError("Strings may not contain the NUL character (\\u0000).")
+    except HubError as exc:
+        raise VendorError(str(exc)) from None
     return body
 
 

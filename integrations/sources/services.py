@@ -6,23 +6,23 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-import time
 from dataclasses import dataclass
-from typing import Any
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Max
 
 from hub.errors import AuthenticationError, Conflict, HubError
 from hub.models import App
 from hub.races import unique_race_safe
+from hub.ttl_cache import TTLCache
 from integrations.vendors import vendor_source
 
 from .actions import action_for
-from .inbox import inbox_receive_inline, inbox_refuse
 from .mapping_engine import CompiledMapping, MappingError, mapping_compile
 from .models import InboxMessage, Mapping, Source
 from .presets import DEFAULT_PRESETS, preset_get
+from .receipt import inbox_receive_inline, inbox_refuse
 from .triggers import TriggerError
 
 WRITE_KEY_PREFIX = "wk_"
@@ -38,8 +38,8 @@ class MappingInvalid(HubError):
         self.pointer = pointer
         super().__init__(message)
 
-    def body(self) -> dict:
-        body = {"error": str(self), "field": self.field}
+    def body(self) -> dict[str, object]:
+        body: dict[str, object] = {"error": str(self), "field": self.field}
         if self.position is not None:
             body["position"] = self.position
         return body
@@ -150,7 +150,7 @@ class VendorReceipt:
     not_stored: int = 0  # no mapping matched, or one failed: the debugger says why
 
 
-def vendor_events_receive(*, app: App, kind: str, items: list[Any]) -> VendorReceipt:
+def vendor_events_receive(*, app: App, kind: str, items: list[object]) -> VendorReceipt:
     """Keep validated Metronome or Kable events in the app's source's inbox and run its mappings
     on them before returning (the endpoints answer after the events are stored)."""
     source = vendor_source_get_or_create(app=app, kind=kind)
@@ -167,7 +167,7 @@ def vendor_events_receive(*, app: App, kind: str, items: list[Any]) -> VendorRec
     return receipt
 
 
-def vendor_events_refuse(*, app: App, kind: str, items: list[Any], reason: str) -> None:
+def vendor_events_refuse(*, app: App, kind: str, items: list[object], reason: str) -> None:
     """Record the events of a refused Metronome or Kable request as rejected, with why."""
     source = vendor_source_get_or_create(app=app, kind=kind)
     inbox_refuse(source=source, items=items, format_kind=kind, reason=reason)
@@ -176,7 +176,7 @@ def vendor_events_refuse(*, app: App, kind: str, items: list[Any], reason: str) 
 # --- Mappings -----------------------------------------------------------------------------------
 
 
-def mapping_validate(*, name: str, trigger: str, action: str, fields: Any) -> CompiledMapping:
+def mapping_validate(*, name: str, trigger: str, action: str, fields: object) -> CompiledMapping:
     """Compile a mapping or raise MappingInvalid saying which part is wrong and where."""
     try:
         kind = action_for(action)
@@ -206,7 +206,7 @@ def mapping_save(
     name: str,
     trigger: str,
     action: str,
-    fields: Any,
+    fields: object,
     enabled: bool = True,
     mapping: Mapping | None = None,
     position: int | None = None,
@@ -236,7 +236,7 @@ def mapping_save(
     return mapping
 
 
-def mapping_from_preset(*, source: Source, key: str, name: str | None = None, **options: Any) -> Mapping:
+def mapping_from_preset(*, source: Source, key: str, name: str | None = None, **options: object) -> Mapping:
     """Add a mapping made from a preset (see presets.py)."""
     try:
         preset = preset_get(key, **options)
@@ -253,6 +253,7 @@ def mapping_from_preset(*, source: Source, key: str, name: str | None = None, **
 
 
 def mapping_delete(*, mapping: Mapping) -> None:
+    """Delete a mapping (its source's other mappings keep their order)."""
     mapping.delete()
 
 
@@ -273,25 +274,22 @@ def mapping_move(*, mapping: Mapping, delta: int) -> None:
 
 # --- Credentials --------------------------------------------------------------------------------
 
-_source_cache: dict[str, tuple[float, Source]] = {}
-_CACHE_SECONDS = 2.0
+# The enabled sources found by a credential's hash, for HUB_SOURCE_CACHE_SECONDS.
+_source_cache: TTLCache[Source] = TTLCache(ttl=lambda: settings.HUB_SOURCE_CACHE_SECONDS, maxsize=10_000)
 
 
 def _source_by(column: str, value: str) -> Source:
     digest = credential_hash(value)
     key = f"{column}:{digest}"
-    now = time.monotonic()
     hit = _source_cache.get(key)
-    if hit and hit[0] > now:
-        return hit[1]
+    if hit is not None:
+        return hit
     source = Source.objects.select_related("app").filter(**{column: digest}).first()
     if source is None or not source.enabled:
         raise AuthenticationError(
             "Invalid write key." if column == "write_key_hash" else "Unknown webhook URL."
         )
-    if len(_source_cache) > 10_000:
-        _source_cache.clear()
-    _source_cache[key] = (now + _CACHE_SECONDS, source)
+    _source_cache.set(key, source)
     return source
 
 
@@ -308,4 +306,5 @@ def source_by_webhook_token(token: str) -> Source:
 
 
 def source_cache_clear() -> None:
+    """Forget this process's sources found by credential (tests; a change made here clears it too)."""
     _source_cache.clear()

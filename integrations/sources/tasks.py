@@ -8,12 +8,10 @@ from celery import shared_task
 from django.conf import settings
 from django.db import OperationalError
 
-from hub.task_coalescing import CoalescedTask
-
-from .inbox import inbox_process_pending, inbox_stale_count
+from .processing import inbox_process_pending, inbox_stale_count
+from .receipt import DRAIN_TASK
 
 _MAX_BATCHES = 40  # then hand over: another drain task is queued if work remains
-DRAIN_TASK = "sources.inbox_drain"
 
 
 @shared_task(
@@ -30,11 +28,6 @@ def inbox_drain() -> int:
             return total
     inbox_drain.delay()
     return total
-
-
-# Receipts ask for a drain after they commit: one task a process every few milliseconds, not one
-# per request (the sweep is the backstop for a process that dies before sending it).
-inbox_drain_soon = CoalescedTask(DRAIN_TASK)
 
 
 @shared_task(name="sources.inbox_sweep")

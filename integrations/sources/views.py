@@ -21,7 +21,7 @@ from integrations.vendors.segment import TYPES
 
 from . import selectors, services
 from .actions import action_for, actions_all
-from .inbox import message_test
+from .dry_run import message_test
 from .models import Mapping, Source
 from .presets import PRESETS
 from .triggers import TriggerError, trigger_parse

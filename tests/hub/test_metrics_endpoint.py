@@ -15,8 +15,9 @@ from hub.customers import customer_identify
 from hub.models import Activity
 from integrations import delivery
 from integrations.services import integration_save
-from integrations.sources.inbox import inbox_process_pending, inbox_receive
 from integrations.sources.models import InboxBatch
+from integrations.sources.processing import inbox_process_pending
+from integrations.sources.receipt import inbox_receive
 from integrations.sources.services import source_cache_clear, source_create
 from tests.segment_standin import SegmentStandIn
 

@@ -40,7 +40,7 @@ from integrations.sources.endpoints import (
     source_rate_limit,
 )
 from integrations.sources.formats import Received
-from integrations.sources.inbox import Receipt, inbox_receive
+from integrations.sources.receipt import Receipt, inbox_receive
 from integrations.sources.services import source_by_webhook_token, source_by_write_key
 
 from .. import OpenApiFragment, Vendor, vendor_register

@@ -6,8 +6,8 @@ import pytest
 
 from events.models import UsageEvent
 from hub.models import Contact, Customer
-from integrations.sources.inbox import inbox_process_pending
 from integrations.sources.models import InboxMessage
+from integrations.sources.processing import inbox_process_pending
 from integrations.sources.services import source_create
 from tests.factories import AppFactory, api_key_for
 from tests.node_runner import run_node_script

@@ -85,7 +85,8 @@ def test_a_mapping_kit_mapping_round_trips_and_runs(tmp_path):
     """A mapping written in Segment's mapping-kit is declared as is, read back unchanged, declared
     again idempotently, and runs on received messages."""
     from events.models import UsageEvent
-    from integrations.sources.inbox import inbox_process_pending, inbox_receive
+    from integrations.sources.processing import inbox_process_pending
+    from integrations.sources.receipt import inbox_receive
 
     doc = {"workspace": "Acme", "apps": [{"name": "Upsell", "sources": [{"name": "Segment", "mappings": [
         {"name": "From Segment", "trigger": 'type = "track"', "action": "usage_event", "fields": KIT_FIELDS}]}]}]}  # fmt: skip
@@ -114,5 +115,28 @@ def test_a_mapping_kit_mapping_segment_refuses_is_refused_with_its_path(tmp_path
         {"name": "Bad", "trigger": 'type = "track"', "action": "usage_event",
          "fields": {**KIT_FIELDS, "event_name": {"@path": "$.event", "@literal": "x"}}}]}]}]}  # fmt: skip
     with pytest.raises(CommandError, match=r"event_name.*one @-prefixed key"):
+        apply(doc, tmp_path)
+    assert not Source.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("sources", "error"),
+    [
+        ({"name": "Segment"}, r"\$\.apps\[0\]\.sources: must be a list of sources"),
+        (["Segment"], r"\$\.apps\[0\]\.sources\[0\]: each source must be an object"),
+        ([{"name": "Segment", "colour": "red"}], r"\$\.apps\[0\]\.sources\[0\]: unknown key\(s\) colour"),
+        ([{"name": " "}], r"\$\.apps\[0\]\.sources\[0\]\.name: a source name is required"),
+        ([{"name": "S", "mappings": {}}], r"\$\.apps\[0\]\.sources\[0\]\.mappings: must be a list"),
+        ([{"name": "S", "mappings": ["x"]}], r"sources\[0\]\.mappings\[0\]: each mapping must be an object"),
+        (
+            [{"name": "S", "mappings": [{"preset": "mantle_track", "when": 1, "also": 2}]}],
+            r"sources\[0\]\.mappings\[0\]: unknown key\(s\) also, when",
+        ),
+        ([{"name": "S", "enabled": "yes"}], r"sources\[0\]\.enabled: must be true or false"),
+    ],
+)
+def test_a_malformed_sources_section_is_refused_with_its_path(tmp_path, sources, error):
+    doc = {"workspace": "Acme", "apps": [{"name": "Upsell", "sources": sources}]}
+    with pytest.raises(CommandError, match=error):
         apply(doc, tmp_path)
     assert not Source.objects.exists()

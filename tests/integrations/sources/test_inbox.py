@@ -9,8 +9,9 @@ from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
 from events.models import UsageEvent
-from integrations.sources.inbox import inbox_process_pending, inbox_receive, inbox_stale_count
 from integrations.sources.models import InboxBatch, InboxMessage, Mapping
+from integrations.sources.processing import inbox_process_pending, inbox_stale_count
+from integrations.sources.receipt import inbox_receive
 
 pytestmark = pytest.mark.django_db
 
@@ -166,7 +167,8 @@ django.setup()
 from django.core.management import call_command
 call_command("migrate", verbosity=0)
 from hub.models import App, Workspace
-from integrations.sources.inbox import inbox_process_pending, inbox_receive
+from integrations.sources.processing import inbox_process_pending
+from integrations.sources.receipt import inbox_receive
 from integrations.sources.models import InboxBatch, InboxMessage
 from integrations.sources.services import source_create
 from events.models import UsageEvent

@@ -9,8 +9,9 @@ from django.db import connection
 from django.utils import timezone
 
 from events.models import UsageEvent
-from integrations.sources.inbox import inbox_process_pending, inbox_receive
 from integrations.sources.models import Mapping, Source
+from integrations.sources.processing import inbox_process_pending
+from integrations.sources.receipt import inbox_receive
 
 pytestmark = pytest.mark.django_db
 

@@ -9,8 +9,8 @@ from django.test import Client
 
 from events.models import UsageEvent
 from hub.models import Contact, Customer
-from integrations.sources.inbox import inbox_process_pending
 from integrations.sources.models import InboxMessage
+from integrations.sources.processing import inbox_process_pending
 from integrations.sources.services import source_create
 from tests.factories import AppFactory
 
@@ -148,3 +148,30 @@ def test_unmatched_messages_are_recorded_as_such_and_reprocessing_stores_once(so
     rows = list(InboxMessage.objects.order_by("id"))
     assert [r.outcome for r in rows] == ["unmatched", "stored", "duplicate"]
     assert UsageEvent.objects.count() == 1
+
+
+def test_two_usage_event_mappings_matching_one_message_make_two_events(source):
+    """The later mapping's event id gets `:<mapping id>`; the message's results show each id."""
+    from integrations.sources.services import mapping_save
+
+    second = mapping_save(
+        source=source,
+        name="Rows as usage",
+        trigger='type = "track"',
+        action="usage_event",
+        fields={"event_name": {"literal": "Rows"}, "customer_id": {"path": "$.properties.shop"}},
+    )
+    client = Client(headers=_auth(source))
+    response = client.post("/segment/v1/batch", {"batch": [_track(1)]}, content_type="application/json")
+    assert response.status_code == 200, response.content
+
+    assert inbox_process_pending() == 1
+
+    names = dict(UsageEvent.objects.filter(app=source.app).values_list("event_id", "event_name"))
+    assert names == {"msg-1": "Report Generated", f"msg-1:{second.pk}": "Rows"}
+    message = InboxMessage.objects.get(source=source)
+    assert message.outcome == "stored"
+    assert [r.get("event_id") for r in message.results if r["action"] == "usage_event"] == [
+        "msg-1",
+        f"msg-1:{second.pk}",
+    ]

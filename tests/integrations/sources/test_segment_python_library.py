@@ -5,8 +5,8 @@ from segment.analytics import Client
 
 from events.models import UsageEvent
 from hub.models import Contact, Customer
-from integrations.sources.inbox import inbox_process_pending
 from integrations.sources.models import InboxMessage
+from integrations.sources.processing import inbox_process_pending
 from integrations.sources.services import source_create
 from tests.factories import AppFactory
 

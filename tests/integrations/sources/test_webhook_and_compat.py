@@ -11,8 +11,8 @@ from django.test import Client
 
 from events.models import UsageEvent
 from hub.models import Contact, Customer
-from integrations.sources.inbox import inbox_process_pending
 from integrations.sources.models import InboxMessage
+from integrations.sources.processing import inbox_process_pending
 from integrations.sources.services import source_create, source_update
 from tests.factories import AppFactory, api_key_for
 

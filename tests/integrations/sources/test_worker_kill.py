@@ -6,8 +6,8 @@ import pytest
 
 from events.models import UsageEvent
 from hub.celery import app as celery_app
-from integrations.sources.inbox import inbox_receive
 from integrations.sources.models import InboxMessage
+from integrations.sources.receipt import inbox_receive
 from integrations.sources.services import source_create
 from integrations.sources.tasks import inbox_drain, inbox_sweep
 from tests.factories import AppFactory
