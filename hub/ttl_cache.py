@@ -18,8 +18,13 @@ import cachetools
 V = TypeVar("V")
 
 
+def _monotonic() -> float:
+    # `time.monotonic` looked up at each call, not bound once: the tests' clock fixture moves it.
+    return time.monotonic()
+
+
 class TTLCache(Generic[V]):
-    def __init__(self, *, ttl: float | Callable[[], float], maxsize: int = 10_000, timer=time.monotonic):
+    def __init__(self, *, ttl: float | Callable[[], float], maxsize: int = 10_000, timer=_monotonic):
         """`ttl` is seconds, or a callable read at each set (a setting that tests may override)."""
         self._ttl = ttl
         self._maxsize = maxsize

@@ -1,8 +1,12 @@
 import os
+import time
+from datetime import UTC, datetime
 
 import pytest
+import time_machine
 from django.test import Client
 
+from tests.clock import Clock
 from tests.factories import AppFactory, MembershipFactory, UserFactory, api_key_for
 
 
@@ -37,6 +41,59 @@ def api_client(app, api_key):
 def logged_in(client, user):
     client.force_login(user)
     return client
+
+
+@pytest.fixture
+def customer(app):
+    """A customer of `app` made by identify ("shop-1")."""
+    from hub.customers import customer_identify
+
+    return customer_identify(app=app, platform_id="shop-1", name="Shop One").customer
+
+
+@pytest.fixture
+def plans(app):
+    """(Basic, Pro) plans of `app`: 9.99 monthly and 29 annual."""
+    from hub import lifecycle
+
+    basic, _ = lifecycle.plan_upsert(app=app, name="Basic", amount="9.99")
+    pro, _ = lifecycle.plan_upsert(app=app, name="Pro", amount=29, interval="ANNUAL")
+    return basic, pro
+
+
+@pytest.fixture
+def source(app):
+    """A Segment source of `app` with the default presets (Mantle track, ChartMogul identify/group)."""
+    from integrations.sources.services import source_create
+
+    return source_create(app=app, name="Segment")
+
+
+@pytest.fixture
+def fresh_counters():
+    """The rate-limit counters in the test run's Redis, emptied first: counters of earlier tests (and
+    runs: ids restart with each test database) must not count. Yields the Redis client."""
+    import redis
+    from django.conf import settings
+
+    from hub import rate_limits
+
+    client = redis.Redis.from_url(settings.HUB_RATE_LIMIT_REDIS_URL)
+    for key in client.scan_iter(f"{rate_limits.KEY_PREFIX}*"):
+        client.delete(key)
+    yield client
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    """A `Clock` for tests that would otherwise sleep until a timeout or a window passes."""
+    real_monotonic, real_monotonic_ns = time.monotonic, time.monotonic_ns
+    with time_machine.travel(datetime.now(UTC), tick=True) as traveller:
+        moved = Clock(traveller)
+        monkeypatch.setattr(time, "monotonic", lambda: real_monotonic() + moved.offset)
+        monkeypatch.setattr(time, "monotonic_ns", lambda: real_monotonic_ns() + int(moved.offset * 1e9))
+        yield moved
+        monkeypatch.undo()
 
 
 @pytest.fixture(autouse=True)

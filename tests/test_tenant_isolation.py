@@ -31,6 +31,7 @@ from django.urls import URLPattern, URLResolver, get_resolver
 
 from hub import services
 from hub.models import ApiKey, App, Workspace
+from tests.factories import IntegrationFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -123,15 +124,9 @@ def _source_of(t: Tenant):
 
 def _integration_of(t: Tenant):
     """The tenant's Segment integration (integrations/), made on first use, pointing at a closed port."""
-    from integrations.models import Integration
-
-    integration, _ = Integration.objects.get_or_create(
-        workspace=t.workspace,
-        name=f"Segment {t.marker}",
-        defaults={"write_key": f"wk_{t.marker}", "region": "custom", "custom_host": "http://127.0.0.1:9"},
+    return t.workspace.integrations.filter(name=f"Segment {t.marker}").first() or IntegrationFactory(
+        workspace=t.workspace, name=f"Segment {t.marker}", write_key=f"wk_{t.marker}", apps=[t.app]
     )
-    integration.apps.add(t.app)
-    return integration
 
 
 def _destination_of(t: Tenant):

@@ -27,7 +27,14 @@ from hub.models import App, Contact, Customer, Installation, Subscription, Works
 from integrations.models import Integration
 from integrations.sources.models import Mapping, Source
 from integrations.sources.services import source_create
-from tests.factories import AppFactory, MembershipFactory, UserFactory, api_key_for
+from tests.factories import (
+    AppFactory,
+    CustomerFactory,
+    MembershipFactory,
+    MetricFactory,
+    UserFactory,
+    api_key_for,
+)
 from tests.processes import Gunicorn
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -107,8 +114,7 @@ def test_usage_metrics_renamed_to_one_name_at_once_keep_one(server, app_key):
     app, headers = app_key
     for n in range(ROUNDS):
         ids = [
-            str(Metric.objects.create(app=app, name=name, event_name="job", aggregation="count").public_id)
-            for name in (f"a{n}", f"b{n}")
+            str(MetricFactory(app=app, name=name, event_name="job").public_id) for name in (f"a{n}", f"b{n}")
         ]
         renamed = {"name": f"Same {n}", "eventName": "job"}
         results = race(server, [("PUT", f"/v1/usage_metrics/{i}", renamed, headers) for i in ids])
@@ -134,7 +140,7 @@ def test_installs_of_one_customer_at_once_make_one_installation(server, app_key)
     """The installation's one-to-one customer (unique)."""
     app, headers = app_key
     for n in range(ROUNDS):
-        customer = Customer.objects.create(app=app, platform_id=f"new-{n}", is_placeholder=True)
+        customer = CustomerFactory(app=app, platform_id=f"new-{n}", placeholder=True)
         body = {"customerId": f"new-{n}"}
         results = race(server, [("POST", "/v1/app_installations/install", body, headers)] * 2)
         assert_no_server_error(results, server)
@@ -270,7 +276,7 @@ def test_plan_limits_set_at_once_make_one(server, browser):
     app = AppFactory(workspace=workspace)
     plan, _ = plan_upsert(app=app, name="Pro", amount=10)
     for n in range(ROUNDS):
-        metric = Metric.objects.create(app=app, name=f"m{n}", event_name="job", aggregation="count")
+        metric = MetricFactory(app=app, name=f"m{n}", event_name="job")
         form = {f"limit_{plan.public_id}": "100", f"thresholds_{plan.public_id}": "80, 100"}
         _screen_race(server, f"/apps/{app.public_id}/metrics/{metric.public_id}/limits/", form, headers)
         assert PlanUsageLimit.objects.filter(plan=plan, metric=metric).count() == 1

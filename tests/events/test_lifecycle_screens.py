@@ -16,18 +16,6 @@ from tests.factories import AppFactory, MembershipFactory, UserFactory
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def plans(app):
-    basic, _ = lifecycle.plan_upsert(app=app, name="Basic", amount="9.99")
-    pro, _ = lifecycle.plan_upsert(app=app, name="Pro", amount=29, interval="ANNUAL")
-    return basic, pro
-
-
-@pytest.fixture
-def customer(app):
-    return customer_identify(app=app, platform_id="shop-1", name="Shop One").customer
-
-
 def detail_url(customer):
     return f"/apps/{customer.app.public_id}/customers/{customer.public_id}/"
 

@@ -17,8 +17,7 @@ from events.metrics.services import metric_create
 from events.models import Metric, PlanUsageLimit
 from events.services import usage_events_ingest
 from hub.customers import customer_get
-from hub.models import Plan
-from tests.factories import AppFactory, MembershipFactory, UserFactory
+from tests.factories import AppFactory, MembershipFactory, PlanFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -351,8 +350,8 @@ def test_a_grouped_metric_has_a_series_and_a_column_per_group(logged_in, app):
 
 
 def test_plan_limits_are_set_changed_and_removed(logged_in, app):
-    basic = Plan.objects.create(app=app, name="Basic", amount=10)
-    pro = Plan.objects.create(app=app, name="Pro", amount=50)
+    basic = PlanFactory(app=app, name="Basic", amount=10)
+    pro = PlanFactory(app=app, name="Pro", amount=50)
     metric = make_metric(app, name="Calls")
     html = logged_in.get(url(app, metric.public_id)).content.decode()
     assert f'name="thresholds_{basic.public_id}" value="80, 100"' in html  # the default thresholds
@@ -373,8 +372,8 @@ def test_plan_limits_are_set_changed_and_removed(logged_in, app):
 
 
 def test_an_invalid_plan_limit_saves_none_of_them(logged_in, app):
-    basic = Plan.objects.create(app=app, name="Basic", amount=10)
-    pro = Plan.objects.create(app=app, name="Pro", amount=50)
+    basic = PlanFactory(app=app, name="Basic", amount=10)
+    pro = PlanFactory(app=app, name="Pro", amount=50)
     metric = make_metric(app, name="Calls")
 
     response = logged_in.post(url(app, metric.public_id, "limits"), {
@@ -393,7 +392,7 @@ def test_an_invalid_plan_limit_saves_none_of_them(logged_in, app):
 
 def test_another_workspace_gets_404_and_changes_nothing(app):
     metric = make_metric(app, name="Calls")
-    plan = Plan.objects.create(app=app, name="Basic", amount=10)
+    plan = PlanFactory(app=app, name="Basic", amount=10)
     stranger_user = UserFactory()
     other_app = AppFactory(workspace=MembershipFactory(user=stranger_user).workspace)
     stranger = Client()

@@ -10,7 +10,7 @@ from hub import lifecycle
 from hub.customers import customer_identify
 from hub.errors import Conflict
 from hub.models import Plan
-from tests.factories import AppFactory, MembershipFactory, UserFactory
+from tests.factories import AppFactory, MembershipFactory, PlanUsageLimitFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -54,7 +54,7 @@ def test_a_wrong_limit_or_a_taken_name_saves_nothing_and_says_why(logged_in, app
 
 def test_edit_renames_reprices_and_removes_a_limit(logged_in, app, metric):
     plan = lifecycle.plan_save(app=app, name="Basic", amount=9, currency="USD", interval="EVERY_30_DAYS")
-    PlanUsageLimit.objects.create(plan=plan, metric=metric, limit=10, thresholds=[80, 100])
+    PlanUsageLimitFactory(plan=plan, metric=metric, limit=10, thresholds=[80, 100])
     url = reverse("plan_edit", args=[app.public_id, plan.public_id])
     assert 'value="10"' in logged_in.get(url).content.decode()
     response = _post(logged_in, url, name="Starter", amount="12.50", currency="EUR", interval="ANNUAL")

@@ -6,13 +6,8 @@ import json
 
 import psycopg
 import pytest
-import redis
-from django.conf import settings
 from django.db import IntegrityError
 from django.test import Client, override_settings
-
-from hub import rate_limits
-from integrations.sources.services import source_create
 
 pytestmark = pytest.mark.django_db
 
@@ -24,11 +19,6 @@ PREFIXES = {
     "metronome": ("message", "/metronome/v1/ingest", "/metronome/v1/nothing-here"),
     "kable": ("message", "/kable/api/v1/events/create", "/kable/api/v1/nothing-here"),
 }
-
-
-@pytest.fixture
-def source(app):
-    return source_create(app=app, name="Segment")
 
 
 @pytest.fixture
@@ -110,13 +100,6 @@ def test_a_body_over_the_limit_answers_413_in_the_dialect(client, endpoints, pre
 def test_a_body_not_json_answers_415_on_v1(client, endpoints):
     key, post, _, headers, _ = endpoints["v1"]
     assert_error(client.post(post, "platformId=shop", content_type="text/plain", headers=headers), 415, key)
-
-
-@pytest.fixture
-def fresh_counters():
-    counters = redis.Redis.from_url(settings.HUB_RATE_LIMIT_REDIS_URL)
-    for k in counters.scan_iter(f"{rate_limits.KEY_PREFIX}*"):
-        counters.delete(k)
 
 
 @pytest.mark.parametrize("prefix", PREFIXES)

@@ -21,18 +21,6 @@ def kinds(customer):
     )
 
 
-@pytest.fixture
-def plans(app):
-    basic, _ = lifecycle.plan_upsert(app=app, name="Basic", amount="9.99")
-    pro, _ = lifecycle.plan_upsert(app=app, name="Pro", amount=29, interval="ANNUAL")
-    return basic, pro
-
-
-@pytest.fixture
-def customer(app):
-    return customer_identify(app=app, platform_id="shop-1", name="Shop One").customer
-
-
 def call(client, method, path, body=None, **headers):
     return client.generic(
         method, path, json.dumps(body) if body is not None else "", content_type="application/json", **headers

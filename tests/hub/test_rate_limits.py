@@ -1,28 +1,18 @@
 """API rate limiting: a fixed window per API key, counted atomically in the test run's real Redis."""
 
 import logging
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-import redis
 from django.conf import settings
 from django.test import Client, override_settings
 
 from hub import rate_limits
 from hub.rate_limits import rate_parse, window_hit
+from tests.clock import rate_windows_end
 from tests.factories import AppFactory, api_key_for
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def fresh_counters():
-    """Counters of earlier tests (and runs: ids restart with each test database) must not count."""
-    client = redis.Redis.from_url(settings.HUB_RATE_LIMIT_REDIS_URL)
-    for key in client.scan_iter(f"{rate_limits.KEY_PREFIX}*"):
-        client.delete(key)
-    yield client
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_counters")]
 
 
 def bearer(secret):
@@ -55,10 +45,10 @@ def test_each_api_key_has_its_own_budget(app, api_key):
     assert first.get("/v1/app").status_code == 429
 
 
-@override_settings(HUB_RATE_LIMIT="2/1s")
-def test_the_budget_comes_back_when_the_window_ends(api_client):
+@override_settings(HUB_RATE_LIMIT="2/60s")
+def test_the_budget_comes_back_when_the_window_ends(api_client, fresh_counters):
     assert [api_client.get("/v1/app").status_code for _ in range(3)] == [200, 200, 429]
-    time.sleep(1.2)
+    rate_windows_end(fresh_counters)
     assert api_client.get("/v1/app").status_code == 200
 
 

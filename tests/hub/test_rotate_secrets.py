@@ -22,6 +22,7 @@ from integrations.sources.services import (
     source_cache_clear,
     source_create,
 )
+from tests.factories import CustomerFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -63,7 +64,7 @@ def test_rotation_moves_every_value_to_the_new_key_in_batches(app):
             r.customer.pk: r.api_token
             for r in (customer_identify(app=app, platform_id=f"shop-{i}") for i in range(5))
         }
-        placeholder = Customer.objects.create(app=app, platform_id="no-token-yet", is_placeholder=True)
+        placeholder = CustomerFactory(app=app, platform_id="no-token-yet", placeholder=True)
     before = stored_tokens()
 
     with override_settings(HUB_ENCRYPTION_KEYS=[NEW_KEY, OLD_KEY]):

@@ -45,3 +45,12 @@ def test_get_or_set_makes_once_and_pop_forgets():
     assert made == [1]
     cache.pop("k")
     assert cache.get("k") is None
+
+
+def test_the_default_timer_is_the_one_the_tests_clock_moves(clock):
+    cache = TTLCache(ttl=2)
+    cache.set("a", 1)
+    clock.advance(1.9)
+    assert cache.get("a") == 1
+    clock.advance(0.2)
+    assert cache.get("a") is None

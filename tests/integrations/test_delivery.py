@@ -126,19 +126,19 @@ def test_answers_are_classified(segment, app, standin, status, headers, outcome)
         )
 
 
-def test_timeouts_and_refused_connections_are_retried(segment, app, standin):
+def test_timeouts_and_refused_connections_are_retried(segment, app, standin, clock):
     make_customer(app, "s1")
     standin.hang_next(1, 2.0)  # past the 1 s timeout
     send_all(segment)
     row = Delivery.objects.get()
     assert row.status == "pending" and "timeout" in row.last_error
     standin.stop()
-    time.sleep(0.5)
+    clock.advance(0.5)
     delivery.deliveries_send(integration_id=segment.pk)
     row.refresh_from_db()
     assert row.status == "pending" and row.attempts == 2 and "connection error" in row.last_error
     standin.start()  # the same port again
-    time.sleep(1.1)
+    clock.advance(1.1)
     delivery.deliveries_send(integration_id=segment.pk)
     row.refresh_from_db()
     assert row.status == "delivered" and row.attempts == 3

@@ -13,6 +13,7 @@ from hub.models import Activity
 from integrations import delivery
 from integrations.models import Attempt, Delivery, Integration
 from integrations.services import delivery_retry, integration_save
+from tests.factories import AttemptFactory
 from tests.integrations.conftest import make_customer
 
 pytestmark = pytest.mark.django_db
@@ -148,9 +149,9 @@ def test_retention_prunes_old_finished_rows_and_leaves_pending_ones(segment, app
     for row, (status, created) in zip(rows, plan, strict=True):
         Delivery.objects.filter(pk=row.pk).update(status=status, created_at=created, attempts=1)
     Delivery.objects.filter(pk=rows[5].pk).update(next_attempt_at=now + timedelta(hours=1))
-    Attempt.objects.create(integration=segment, url="x", outcome="delivered", created_at=old)
-    Attempt.objects.create(integration=segment, url="x", outcome="retry", created_at=old)
-    Attempt.objects.create(integration=segment, url="x", outcome="failed", created_at=very_old)
+    AttemptFactory(integration=segment, outcome="delivered", created_at=old)
+    AttemptFactory(integration=segment, outcome="retry", created_at=old)
+    AttemptFactory(integration=segment, outcome="failed", created_at=very_old)
     counts = delivery.deliveries_prune(batch=1)
     assert counts == {"deliveries": 2, "attempts": 2}
     assert sorted(Delivery.objects.values_list("status", flat=True)) == [

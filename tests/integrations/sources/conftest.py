@@ -1,6 +1,6 @@
 import pytest
 
-from integrations.sources.services import source_cache_clear, source_create
+from integrations.sources.services import source_cache_clear
 
 
 @pytest.fixture(autouse=True)
@@ -8,9 +8,3 @@ def _fresh_source_cache():
     source_cache_clear()
     yield
     source_cache_clear()
-
-
-@pytest.fixture
-def source(app):
-    """A Segment source of `app` with the default presets (Mantle track, ChartMogul identify/group)."""
-    return source_create(app=app, name="Segment")

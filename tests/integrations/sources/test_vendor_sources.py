@@ -18,7 +18,7 @@ from integrations.sources.services import (
     source_rotate_credentials,
     vendor_source_get_or_create,
 )
-from tests.factories import api_key_for
+from tests.factories import SourceFactory, api_key_for
 
 pytestmark = pytest.mark.django_db
 
@@ -151,9 +151,9 @@ def test_one_source_per_app_and_kind_even_when_requests_race(app):
 
     assert vendor_source_get_or_create(app=app, kind="metronome") == first
     with pytest.raises(IntegrityError), transaction.atomic():
-        Source.objects.create(app=app, kind="metronome", name="Another")
+        SourceFactory(app=app, kind="metronome", name="Another")
     with pytest.raises(IntegrityError), transaction.atomic():
-        Source.objects.create(app=app, kind="segment", name="No credentials")
+        SourceFactory(app=app, kind="segment", name="No credentials")
 
 
 def test_hub_apply_declares_mappings_of_the_metronome_and_kable_sources(app, tmp_path):
