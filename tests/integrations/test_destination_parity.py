@@ -1,8 +1,9 @@
 """The same bytes as Segment: for each destination kind, Segment's own action code (npm
 @segment/action-destinations, run by @segment/actions-core's Destination in Node with its default
-subscription and mapping) and the hub forward the same usage event, each to a local capture
-server, and the requests are compared field for field. Where they differ by design (listed in
-docs/segment.md, "Destinations"), the difference is asserted."""
+subscription and mapping) and the hub forward the same usage event, customer or contact, each to
+a local capture server (Segment's own sendTrack / sendIdentify / sendGroup return their batch
+instead), and the requests are compared field for field. Where they differ by design (listed in
+docs/destinations.md, "The same bytes as Segment"), the difference is asserted."""
 
 import base64
 import hashlib
@@ -19,9 +20,10 @@ from events.services import usage_events_ingest
 from hub.customers import customer_identify
 from hub.models import Customer, CustomerForward
 from integrations.connectors import MessageRefused, connector_for
-from integrations.destinations import destination_save
+from integrations.destinations import destination_save, subscription_save
 from integrations.forwarding import contact_message, customer_message, event_message
 from integrations.sources.mapping_engine import mapping_compile, mapping_values
+from integrations.vendors.segment.connector import LIBRARY
 from tests.destination_standins import (
     ChartMogulStandIn,
     MantleStandIn,
@@ -40,6 +42,7 @@ SEND_EVENT = connector_for("metronome").actions["sendEvent"]
 SEND = connector_for("webhook").actions["send"]
 CHARTMOGUL = connector_for("chartmogul")
 SEND_CUSTOMER, SEND_CONTACT = CHARTMOGUL.actions["sendCustomer"], CHARTMOGUL.actions["sendContact"]
+SEGMENT = connector_for("segment")
 PUSH_EVENT, IDENTIFY = (
     connector_for("mantle").actions["pushEvent"],
     connector_for("mantle").actions["identify"],
@@ -419,3 +422,59 @@ def test_mantle_sends_what_segments_identify_and_push_event_send(app, workspace,
     # Segment's own default for customFields (`$.traits.custom_fields`) finds nothing in the
     # hub's group call: the last Segment request, with that default, has no customFields.
     assert "customFields" not in json.loads(segment_server.requests[-1][1])
+
+
+@pytest.mark.node
+def test_segment_sends_the_batch_segments_own_track_identify_and_group_return(app, segment, standin):
+    """Segment's sendTrack / sendIdentify / sendGroup make no request: they return `{batch: [call]}`
+    for Segment's platform to send. The hub sends the same calls to /v1/batch; compared byte for
+    byte, but for the `context.library` the hub adds as the sender."""
+    for s in segment.subscriptions.all():
+        subscription_save(integration=segment, subscription=s, name=s.name, action=s.action,
+                          trigger=s.trigger, fields=s.fields, enabled=True)  # fmt: skip
+    group, identify = changes_of(app, **SHOP)
+    ids = ingest_events(app, Customer.objects.get(app=app, platform_id="shop-1"))
+    forward_all()
+    tracks = stored_messages(app, ids)
+    settings = {"source_write_key": segment.write_key}
+    # Segment's actions default only message_id and consent; the rest, the hub's defaults.
+    mappings = {
+        "sendTrack": {"user_id": {"@path": "$.userId"}, "event_name": {"@path": "$.event"},
+                      "timestamp": {"@path": "$.timestamp"}, "group_id": {"@path": "$.context.groupId"},
+                      "properties": {"@path": "$.properties"}},
+        "sendIdentify": {"user_id": {"@path": "$.userId"}, "timestamp": {"@path": "$.timestamp"},
+                         "group_id": {"@path": "$.context.groupId"}, "traits": {"@path": "$.traits"}},
+        "sendGroup": {"user_id": {"@path": "$.userId"}, "group_id": {"@path": "$.groupId"},
+                      "timestamp": {"@path": "$.timestamp"}, "traits": {"@path": "$.traits"}},
+    }  # fmt: skip
+    cases = [("sendTrack", m["messageId"], m) for m in tracks]
+    cases += [("sendIdentify", identify["messageId"], identify), ("sendGroup", group["messageId"], group)]
+    out = segment_run(
+        standin.url,
+        [{"name": name, "destination": "segment", "action": action, "settings": settings,
+          "mapping": mappings[action], "events": [event]} for action, name, event in cases],
+    )  # fmt: skip
+
+    # The triggers are Segment's; the hub's paths are those a user fills in Segment's mapping.
+    for action, _, _ in cases:
+        defaults = out["defaults"][f"segment/{action}"]
+        assert SEGMENT.actions[action].trigger == defaults["subscribe"]
+        assert defaults["mapping"] == {"message_id": {"@path": "$.messageId"},
+                                       "consent": {"@path": "$.context.consent"}}  # fmt: skip
+
+    def segment_batch(name: str) -> list[dict]:
+        (executed,) = [r for r in out["results"][name]["results"] if r.get("output") == "Action Executed"]
+        return executed["data"]["batch"]
+
+    assert not standin.violations
+    library = b',"library":' + json.dumps(LIBRARY, separators=(",", ":")).encode()
+    sent = {json.loads(raw)["messageId"]: raw for raw in standin.raw_messages()}
+    assert sorted(sent) == sorted(name for _, name, _ in cases)
+    for _, name, _ in cases:
+        (call,) = segment_batch(name)
+        expected = json.dumps(call, separators=(",", ":"), ensure_ascii=False).encode()
+        assert library in sent[name]
+        assert sent[name].replace(library, b"") == expected, name
+    track = json.loads(sent[ids[0]])
+    assert track["context"] == {"traits": {}, "consent": {}, "groupId": track["userId"], "library": LIBRARY}
+    assert json.loads(sent[group["messageId"]])["traits"]["customFields"] == {"crm": "A-1", "seats": 3}
