@@ -11,6 +11,7 @@ from unittest.mock import ANY
 
 import pytest
 from django.core.management import call_command
+from django.urls import reverse
 from django.utils import timezone
 
 from events.services import usage_events_ingest
@@ -312,3 +313,40 @@ def test_a_customer_backfill_whose_worker_is_killed_resumes_and_sends_each_once(
     assert Delivery.objects.filter(integration=chartmogul).count() == expected
     sent = {i["message_id"] for i in chartmogul_server.items}
     assert len(sent) == expected and not chartmogul_server.violations
+
+
+def test_the_backfill_card_offers_what_the_destination_takes_and_starts_it(
+    workspace, app, user, logged_in, chartmogul_server, server, monkeypatch
+):
+    enqueued = []
+    monkeypatch.setattr(backfills, "_enqueue", enqueued.append)
+    _shops(app, ["shop-1", "shop-2"])
+    chartmogul = _chartmogul(workspace, app, chartmogul_server)
+    page = reverse("destination_edit", args=[workspace.slug, chartmogul.pk])
+    html = logged_in.get(page).content.decode()
+    assert '<option value="customers">Customers and contacts</option>' in html
+    assert 'value="usage_events"' not in html
+    backfill_url = reverse("destination_backfill", args=[workspace.slug, chartmogul.pk])
+    since = (timezone.now() - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M")
+    until = (timezone.now() + timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M")
+    response = logged_in.post(
+        backfill_url, {"items": "usage_events", "since": since, "until": until}, follow=True
+    )
+    assert not Backfill.objects.exists()  # not a choice ChartMogul has
+    response = logged_in.post(
+        backfill_url, {"items": "customers", "since": since, "until": until}, follow=True
+    )
+    assert "Backfill of 2 customers started." in response.content.decode()
+    (started,) = Backfill.objects.all()
+    assert (started.items, started.total, started.created_by) == ("customers", 2, user.get_username())
+    assert enqueued == [started.pk]
+    html = logged_in.get(page).content.decode()
+    assert "Customers and contacts" in html and "0 of 2 customers" in html
+
+    # A destination taking nothing of the kind offers no backfill of it; one taking nothing, none.
+    metronome = _connect(workspace, app, server)
+    html = logged_in.get(reverse("destination_edit", args=[workspace.slug, metronome.pk])).content.decode()
+    assert 'value="usage_events"' in html and 'value="customers"' not in html
+    chartmogul.subscriptions.update(enabled=False)
+    html = logged_in.get(page).content.decode()
+    assert 'id="backfill-nothing"' in html and "Start backfill" not in html
