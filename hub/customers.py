@@ -251,7 +251,8 @@ def contact_upsert(
     return contact
 
 
-def _customer_snapshot(customer: Customer) -> dict[str, Any]:
+def customer_snapshot(customer: Customer) -> dict[str, Any]:
+    """The customer as the destinations get it (a `CustomerForward`'s snapshot; a backfill's)."""
     return {
         "id": str(customer.public_id),
         "platform": customer.platform,
@@ -266,6 +267,14 @@ def _customer_snapshot(customer: Customer) -> dict[str, Any]:
     }
 
 
+def contact_snapshot(contact: Contact, customer: Customer) -> dict[str, Any]:
+    """A contact with its customer, as the destinations get it."""
+    return {
+        "email": contact.email, "name": contact.name, "phone": contact.phone, "label": contact.label,
+        "customer": customer_snapshot(customer),
+    }  # fmt: skip
+
+
 def _forwards_customers(app_id: int) -> bool:
     return App.objects.filter(pk=app_id, forward_customers=True).exists()
 
@@ -277,7 +286,7 @@ def customer_forward(*, customer: Customer) -> None:
         return
     CustomerForward.objects.create(
         app_id=customer.app_id, kind=CustomerForward.Kind.CUSTOMER, object_id=customer.pk,
-        snapshot=_customer_snapshot(customer),
+        snapshot=customer_snapshot(customer),
     )  # fmt: skip
     transaction.on_commit(customers_forward_soon)
 
@@ -288,10 +297,7 @@ def contact_forward(*, contact: Contact, customer: Customer) -> None:
         return
     CustomerForward.objects.create(
         app_id=customer.app_id, kind=CustomerForward.Kind.CONTACT, object_id=contact.pk,
-        snapshot={
-            "email": contact.email, "name": contact.name, "phone": contact.phone, "label": contact.label,
-            "customer": _customer_snapshot(customer),
-        },
+        snapshot=contact_snapshot(contact, customer),
     )  # fmt: skip
     transaction.on_commit(customers_forward_soon)
 

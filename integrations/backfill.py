@@ -1,6 +1,13 @@
-"""Backfills: a destination gets the stored usage events of a time range, as a background job
-with progress (`Backfill` rows), resumable after a worker is killed, never making a second delivery
-of an event (delivery ids come from the subscription and the event, as when forwarding)."""
+"""Backfills: a destination gets the stored usage events, or the customers and their contacts,
+of a time range, as a background job with progress (`Backfill` rows), resumable after a worker is
+killed, never making a second delivery of an item: delivery ids come from the subscription and the
+event, as when forwarding, or from the subscription and the customer's (contact's) version.
+
+A customer goes as it is now, as the group call forwarding makes of a change, its contacts as
+identify calls: `messageId` `customer-<row id>-<version>` (`contact-…`), the version being
+the time of its last change in microseconds. A resumed chunk, or a second backfill over the same
+customers, makes no second delivery; a customer changed since is sent once more, in its new version.
+"""
 
 from __future__ import annotations
 
@@ -14,31 +21,67 @@ from django.db.models import Q
 from django.utils import timezone
 
 from events.models import UsageEvent
+from hub.customers import contact_snapshot, customer_snapshot
 from hub.errors import HubError
+from hub.models import Contact, Customer, CustomerForward
 
 from .delivery import FanoutResult, deliveries_create
 from .delivery_store import NewDelivery
-from .forwarding import EVENT_FIELDS, event_delivery, subscriptions_of_apps
-from .models import Backfill, Integration
+from .forwarding import (
+    EVENT_FIELDS,
+    contact_message,
+    customer_message,
+    event_delivery,
+    item_delivery,
+    subscriptions_of_apps,
+)
+from .models import Backfill, Integration, Subscription
+
+CUSTOMER_KINDS = (Subscription.ItemKind.CUSTOMER, Subscription.ItemKind.CONTACT)
+
+
+def _customers(app_ids, since: datetime, until: datetime):
+    """The identified customers the hub got in [since, until) (placeholders, made by a usage event
+    for a customer never identified, carry nothing to send)."""
+    return Customer.objects.filter(
+        app_id__in=app_ids, is_placeholder=False, created_at__gte=since, created_at__lt=until
+    )
 
 
 def backfill_start(
-    *, integration: Integration, since: datetime, until: datetime, by: str = "", enqueue: bool = True
+    *,
+    integration: Integration,
+    since: datetime,
+    until: datetime,
+    by: str = "",
+    enqueue: bool = True,
+    items: str = Backfill.Items.USAGE_EVENTS,
 ) -> Backfill:
-    """Start sending the usage events of [since, until) of the destination's apps to it (by a
+    """Start sending the usage events of [since, until) of the destination's apps to it, or
+    (`items="customers"`) the customers the hub got in that range with their contacts (by a
     worker; with `enqueue=False` the caller runs it with `backfill_run`)."""
+    if items not in Backfill.Items.values:
+        raise HubError(f"A backfill sends usage events or customers, not {items!r}.")
     if since >= until:
         raise HubError("The range must end after it starts.")
     if until > timezone.now() + timedelta(days=1):
         raise HubError("The range cannot end in the future.")
-    if not integration.subscriptions.filter(enabled=True, item_kind="usage_event").exists():
-        raise HubError(f"{integration.name} takes no usage events: turn a subscription on first.")
-    if integration.backfills.filter(status=Backfill.Status.RUNNING).exists():
-        raise HubError("A backfill of this destination is running already.")
+    customers = items == Backfill.Items.CUSTOMERS
+    kinds = CUSTOMER_KINDS if customers else (Subscription.ItemKind.USAGE_EVENT,)
+    if not integration.subscriptions.filter(enabled=True, item_kind__in=kinds).exists():
+        what = "customers or contacts" if customers else "usage events"
+        raise HubError(f"{integration.name} takes no {what}: turn a subscription on first.")
+    if integration.backfills.filter(status=Backfill.Status.RUNNING, items=items).exists():
+        raise HubError(
+            f"A backfill of this destination's {Backfill.Items(items).label.lower()} is running already."
+        )
     apps = list(integration.apps.values_list("pk", flat=True))
-    total = UsageEvent.objects.filter(app_id__in=apps, timestamp__gte=since, timestamp__lt=until).count()
+    if customers:
+        total = _customers(apps, since, until).count()
+    else:
+        total = UsageEvent.objects.filter(app_id__in=apps, timestamp__gte=since, timestamp__lt=until).count()
     backfill = Backfill.objects.create(
-        integration=integration, since=since, until=until, total=total, created_by=by
+        integration=integration, items=items, since=since, until=until, total=total, created_by=by
     )
     if enqueue:
         transaction.on_commit(lambda: _enqueue(backfill.pk))
@@ -88,23 +131,20 @@ def backfill_step(*, backfill_id: int) -> tuple[bool, FanoutResult]:
         )
         if backfill is None:
             return False, FanoutResult()
-        rows = _chunk(backfill)
+        customers = backfill.items == Backfill.Items.CUSTOMERS
+        rows = _customer_chunk(backfill) if customers else _chunk(backfill)
         now = timezone.now()
         if not rows:
             Backfill.objects.filter(pk=backfill.pk).update(status=Backfill.Status.DONE, updated_at=now)
             return False, FanoutResult()
-        subscriptions = subscriptions_of_apps({r["app_id"] for r in rows})
-        items: list[NewDelivery] = []
-        for event in rows:
-            for subscription, compiled in subscriptions.get(event["app_id"], ()):
-                if subscription.integration_id != backfill.integration_id:
-                    continue
-                new = event_delivery(subscription, compiled, event)
-                if new is not None:
-                    items.append(new)
+        if customers:
+            items = _customer_deliveries(backfill, rows)
+            last = {"app_id": rows[-1].app_id, "timestamp": None, "id": rows[-1].pk}
+        else:
+            items = _event_deliveries(backfill, rows)
+            last = rows[-1]
         groups = {backfill.integration_id: (backfill.integration, items)} if items else {}
         result = deliveries_create(groups, now=now, send=False) if groups else FanoutResult()
-        last = rows[-1]
         Backfill.objects.filter(pk=backfill.pk).update(
             done=backfill.done + len(rows),
             queued=backfill.queued + sum(result.values()),
@@ -114,6 +154,77 @@ def backfill_step(*, backfill_id: int) -> tuple[bool, FanoutResult]:
             updated_at=now,
         )
     return True, result
+
+
+def _event_deliveries(backfill: Backfill, rows: list[dict]) -> list[NewDelivery]:
+    subscriptions = subscriptions_of_apps({r["app_id"] for r in rows})
+    items: list[NewDelivery] = []
+    for event in rows:
+        for subscription, compiled in subscriptions.get(event["app_id"], ()):
+            if subscription.integration_id != backfill.integration_id:
+                continue
+            new = event_delivery(subscription, compiled, event)
+            if new is not None:
+                items.append(new)
+    return items
+
+
+def _customer_chunk(backfill: Backfill) -> list[Customer]:
+    apps = sorted(backfill.integration.apps.values_list("pk", flat=True))
+    for app_id in apps:
+        if app_id < backfill.cursor_app_id:
+            continue
+        customers = _customers([app_id], backfill.since, backfill.until)
+        if app_id == backfill.cursor_app_id:
+            customers = customers.filter(pk__gt=backfill.cursor_event_pk)
+        rows = list(customers.order_by("pk")[: settings.HUB_BACKFILL_CHUNK])
+        if rows:
+            return rows
+    return []
+
+
+def _version(*changed: datetime) -> int:
+    """A customer's (contact's) version: its last change, in microseconds since the epoch."""
+    latest = max(changed)
+    return int(latest.timestamp()) * 1_000_000 + latest.microsecond
+
+
+def _customer_deliveries(backfill: Backfill, customers: list[Customer]) -> list[NewDelivery]:
+    """Each customer as the group call forwarding makes of a change, and each of its contacts as
+    an identify call, for the destination's customer and contact subscriptions; each delivery's
+    id from the subscription and the item's version, so it is made once per version."""
+    app_id = customers[0].app_id  # a chunk is of one app
+    subscriptions = [
+        (s, compiled)
+        for s, compiled in subscriptions_of_apps({app_id}, CUSTOMER_KINDS).get(app_id, ())
+        if s.integration_id == backfill.integration_id
+    ]
+    takes = {s.item_kind for s, _ in subscriptions}
+    contacts: dict[int, list[Contact]] = {}
+    if Subscription.ItemKind.CONTACT in takes:
+        for contact in Contact.objects.filter(customer__in=customers).order_by("pk"):
+            contacts.setdefault(contact.customer_id, []).append(contact)
+    items: list[NewDelivery] = []
+
+    def offer(kind: str, key: str, snapshot: dict, at: datetime) -> None:
+        # The view forwarding makes of a change (`CustomerForward`, not saved), under this version's id.
+        message_of = customer_message if kind == Subscription.ItemKind.CUSTOMER else contact_message
+        message = message_of(CustomerForward(kind=kind, snapshot=snapshot, created_at=at))
+        message["messageId"] = f"{kind}-{key}"
+        for subscription, compiled in subscriptions:
+            if subscription.item_kind == kind:
+                new = item_delivery(subscription, compiled, message, item_kind=kind, item_id=f"b{key}")
+                if new is not None:
+                    items.append(new)
+
+    for customer in customers:
+        if Subscription.ItemKind.CUSTOMER in takes:
+            offer("customer", f"{customer.pk}-{_version(customer.updated_at)}", customer_snapshot(customer),
+                  customer.updated_at)  # fmt: skip
+        for contact in contacts.get(customer.pk, ()):
+            at = max(contact.updated_at, customer.updated_at)
+            offer("contact", f"{contact.pk}-{_version(at)}", contact_snapshot(contact, customer), at)
+    return items
 
 
 def backfill_run(

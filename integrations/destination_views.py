@@ -21,7 +21,7 @@ from .connectors import MessageRefused, connector_for
 from .destinations import DESTINATION_KINDS, destination_save, subscription_save, webhook_rotation_end
 from .forms import BackfillForm, DestinationForm, SubscriptionForm
 from .forwarding import EVENT_FIELDS, event_message, subscription_compile
-from .models import Integration, Subscription
+from .models import Backfill, Integration, Subscription
 from .sources.mapping_engine import MappingError, mapping_values
 from .sources.triggers import TriggerError
 
@@ -94,7 +94,7 @@ def _page(request, integration, form, *, kind, status=200):
             else None,
             subscriptions=integration.subscriptions.all(),
             backfills=integration.backfills.all()[:5],
-            backfill_form=BackfillForm(),
+            backfill_form=BackfillForm(items=_backfill_items(integration)),
             new_secret=request.session.pop(f"integrations:new_secret:{integration.pk}", ""),
         )
     return render(request, "integrations/destination_form.html", context, status=status)
@@ -248,6 +248,15 @@ def subscription_preview(
     return JsonResponse(result, json_dumps_params={"default": str})
 
 
+def _backfill_items(integration: Integration) -> list[str]:
+    """What a backfill of the destination can send: what its enabled subscriptions take."""
+    kinds = set(integration.subscriptions.filter(enabled=True).values_list("item_kind", flat=True))
+    items = [Backfill.Items.USAGE_EVENTS] if Subscription.ItemKind.USAGE_EVENT in kinds else []
+    if kinds & {Subscription.ItemKind.CUSTOMER, Subscription.ItemKind.CONTACT}:
+        items.append(Backfill.Items.CUSTOMERS)
+    return items
+
+
 @login_required
 @require_POST
 def destination_backfill(request: HttpRequest, slug: str, destination_id: int) -> HttpResponse:
@@ -258,18 +267,18 @@ def destination_backfill(request: HttpRequest, slug: str, destination_id: int) -
             backfill_cancel(backfill=backfill)
             messages.success(request, "Backfill cancelled.")
     else:
-        form = BackfillForm(request.POST)
+        form = BackfillForm(request.POST, items=_backfill_items(integration))
         if not form.is_valid():
-            messages.error(request, "Choose the range's start and end.")
+            messages.error(request, "Choose what to send and the range's start and end.")
         else:
             try:
                 data = form.cleaned_data
                 backfill = backfill_start(
                     integration=integration, since=data["since"], until=data["until"],
-                    by=request.user.get_username(),
+                    by=request.user.get_username(), items=data["items"],
                 )  # fmt: skip
             except HubError as exc:
                 messages.error(request, str(exc))
             else:
-                messages.success(request, f"Backfill of {backfill.total} events started.")
+                messages.success(request, f"Backfill of {backfill.total} {backfill.noun} started.")
     return redirect("destination_edit", slug=integration.workspace.slug, destination_id=integration.pk)

@@ -8,7 +8,7 @@ from django import forms
 
 from hub.models import Activity, App
 
-from .models import Integration
+from .models import Backfill, Integration
 
 _KIND_LABELS = dict(Activity.Kind.choices)
 
@@ -227,5 +227,12 @@ class SubscriptionForm(forms.Form):
 
 
 class BackfillForm(forms.Form):
+    items = forms.ChoiceField(label="Send", choices=Backfill.Items.choices)
     since = forms.DateTimeField(widget=forms.DateTimeInput(attrs={"type": "datetime-local"}), label="From")
     until = forms.DateTimeField(widget=forms.DateTimeInput(attrs={"type": "datetime-local"}), label="To")
+
+    def __init__(self, *args, items: list[str] | None = None, **kwargs):
+        """`items`: what the destination takes (`Backfill.Items` values), the choices offered."""
+        super().__init__(*args, **kwargs)
+        if items is not None:
+            self.fields["items"].choices = [c for c in Backfill.Items.choices if c[0] in items]

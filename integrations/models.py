@@ -259,12 +259,14 @@ class Subscription(models.Model):
 
 
 class Backfill(models.Model):
-    """Stored usage events of a time range sent to a destination after the fact (a background job).
+    """Stored usage events, or customers (and their contacts), of a time range sent to a
+    destination after the fact (a background job).
 
-    The job walks the destination's apps' events in (app, timestamp, id) order; each chunk's
-    deliveries and the cursor past it commit together, so a killed worker's chunk is simply done
-    again, and a delivery's id (from the subscription and the event) keeps an event that was
-    forwarded already, or twice by a resumed chunk, from becoming a second delivery.
+    The job walks the destination's apps' events in (app, timestamp, id) order, or their customers
+    in (app, id) order; each chunk's deliveries and the cursor past it commit together, so a killed
+    worker's chunk is simply done again, and a delivery's id (from the subscription and the event,
+    or the customer's version) keeps an item that was sent already, or twice by a resumed chunk,
+    from becoming a second delivery.
     """
 
     class Status(models.TextChoices):
@@ -272,16 +274,21 @@ class Backfill(models.Model):
         DONE = "done", "Done"
         CANCELLED = "cancelled", "Cancelled"
 
+    class Items(models.TextChoices):
+        USAGE_EVENTS = "usage_events", "Usage events"
+        CUSTOMERS = "customers", "Customers and contacts"
+
     integration = models.ForeignKey(Integration, on_delete=models.CASCADE, related_name="backfills")
+    items = models.CharField(max_length=20, choices=Items.choices, default=Items.USAGE_EVENTS)
     since = models.DateTimeField()
     until = models.DateTimeField()
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.RUNNING)
-    total = models.PositiveIntegerField(default=0)  # events in the range when it started
-    done = models.PositiveIntegerField(default=0)  # events walked so far
+    total = models.PositiveIntegerField(default=0)  # events (customers) in the range when it started
+    done = models.PositiveIntegerField(default=0)  # events (customers) walked so far
     queued = models.PositiveIntegerField(default=0)  # deliveries it created
     cursor_app_id = models.BigIntegerField(default=0)
     cursor_timestamp = models.DateTimeField(null=True, blank=True)
-    cursor_event_pk = models.BigIntegerField(default=0)
+    cursor_event_pk = models.BigIntegerField(default=0)  # the last event's (customer's) id
     created_by = models.CharField(max_length=255, blank=True, default="")
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(default=timezone.now)
@@ -292,10 +299,18 @@ class Backfill(models.Model):
             models.CheckConstraint(
                 condition=models.Q(status__in=["running", "done", "cancelled"]), name="backfill_status_valid"
             ),
+            models.CheckConstraint(
+                condition=models.Q(items__in=["usage_events", "customers"]), name="backfill_items_valid"
+            ),
         ]
 
     def __str__(self) -> str:
         return f"Backfill of {self.integration} {self.since:%Y-%m-%d}–{self.until:%Y-%m-%d}"
+
+    @property
+    def noun(self) -> str:
+        """What `total` and `done` count."""
+        return "customers" if self.items == self.Items.CUSTOMERS else "events"
 
     @property
     def percent(self) -> int:

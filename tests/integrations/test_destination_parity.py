@@ -1,26 +1,38 @@
 """The same bytes as Segment: for each destination kind, Segment's own action code (npm
 @segment/action-destinations, run by @segment/actions-core's Destination in Node with its default
-subscription and mapping) and the hub forward the same usage event, each to a local capture
-server, and the requests are compared field for field. Where they differ by design (listed in
-docs/segment.md, "Destinations"), the difference is asserted."""
+subscription and mapping) and the hub forward the same usage event, customer or contact, each to
+a local capture server (Segment's own sendTrack / sendIdentify / sendGroup return their batch
+instead), and the requests are compared field for field. Where they differ by design (listed in
+docs/destinations.md, "The same bytes as Segment"), the difference is asserted."""
 
 import base64
 import hashlib
 import hmac
 import json
 import os
+from datetime import UTC, datetime
 
 import pytest
 from standardwebhooks.webhooks import Webhook
 
 from events.models import UsageEvent
 from events.services import usage_events_ingest
-from integrations.connectors import connector_for
-from integrations.destinations import destination_save
-from integrations.forwarding import event_message
-from tests.destination_standins import MetronomeStandIn, StandIn, WebhookReceiver
+from hub.customers import customer_identify
+from hub.models import Customer, CustomerForward
+from integrations.connectors import MessageRefused, connector_for
+from integrations.destinations import destination_save, subscription_save
+from integrations.forwarding import contact_message, customer_message, event_message
+from integrations.sources.mapping_engine import mapping_compile, mapping_values
+from integrations.vendors.segment.connector import LIBRARY
+from tests.destination_standins import (
+    ChartMogulStandIn,
+    MantleStandIn,
+    MetronomeStandIn,
+    StandIn,
+    WebhookReceiver,
+)
 from tests.integrations.conftest import make_customer
-from tests.integrations.test_destinations import forward_all
+from tests.integrations.test_destinations_customers import forward_all
 from tests.node_runner import run_node_script
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -28,6 +40,13 @@ pytestmark = pytest.mark.django_db(transaction=True)
 TRACK = 'type = "track"'
 SEND_EVENT = connector_for("metronome").actions["sendEvent"]
 SEND = connector_for("webhook").actions["send"]
+CHARTMOGUL = connector_for("chartmogul")
+SEND_CUSTOMER, SEND_CONTACT = CHARTMOGUL.actions["sendCustomer"], CHARTMOGUL.actions["sendContact"]
+SEGMENT = connector_for("segment")
+PUSH_EVENT, IDENTIFY = (
+    connector_for("mantle").actions["pushEvent"],
+    connector_for("mantle").actions["identify"],
+)
 # What `event_message` reads of a stored event.
 EVENT_FIELDS = (
     "event_id", "event_name", "timestamp", "properties", "customer__public_id", "customer__platform_id",
@@ -251,3 +270,211 @@ def test_a_webhook_sends_what_segments_webhook_send_sends(app, workspace, server
     assert segment_headers["x-signature"] == hmac.new(shared.encode(), first, hashlib.sha1).hexdigest()
     Webhook(secret).verify(hub_body, hub_headers)
     assert not receiver.violations
+
+
+# --- Customers and contacts: ChartMogul, Mantle, and Segment's own actions ----------------------
+
+
+def changes_of(app, **identify) -> tuple[dict, dict]:
+    """A customer change (with one contact) as the group call and the identify call the hub's
+    subscriptions read (`customer_message`, `contact_message` of the CustomerForward rows)."""
+    customer_identify(app=app, **identify)
+    rows = {row.kind: row for row in CustomerForward.objects.filter(app=app).order_by("id")}
+    return customer_message(rows["customer"]), contact_message(rows["contact"])
+
+
+SHOP = {
+    "platform_id": "shop-1", "myshopify_domain": "shop-1.myshopify.com", "name": "Acme Ø",
+    "email": "billing@acme.test", "platform_plan_name": "Pro", "custom_fields": {"crm": "A-1", "seats": 3},
+    "created_at": datetime(2024, 2, 1, 9, 30, tzinfo=UTC),
+    "contacts": [{"email": "ann@acme.test", "name": "Ann Lee", "label": "owner", "phone": "+1 555"}],
+}  # fmt: skip
+
+
+@pytest.mark.node
+def test_chartmogul_sends_what_segments_send_customer_and_send_contact_send(
+    app, workspace, servers, fast_retries
+):
+    hub_server = servers(ChartMogulStandIn())
+    segment_server = servers(ChartMogulStandIn())
+    destination_save(workspace=workspace, kind="chartmogul", name="ChartMogul",
+                     secret=hub_server.url + ChartMogulStandIn.path, apps=[app])  # fmt: skip
+    group, identify = changes_of(app, **SHOP)
+    forward_all()
+    settings = {"chartmogul_webhook_url": segment_server.url + ChartMogulStandIn.path}
+    out = segment_run(
+        segment_server.url,
+        [
+            {"name": "customer", "destination": "chartmogul", "action": "sendCustomer",
+             "settings": settings, "events": [group]},
+            {"name": "contact", "destination": "chartmogul", "action": "sendContact",
+             "settings": settings, "events": [identify]},
+        ],
+    )  # fmt: skip
+
+    # The defaults are Segment's: the same triggers, the same paths, the same literal types.
+    for action in (SEND_CUSTOMER, SEND_CONTACT):
+        defaults = out["defaults"][f"chartmogul/{action.name}"]
+        assert action.trigger == defaults["subscribe"]
+        assert {k: v for k, v in action.fields.items() if "object" not in v} == {
+            **hub_fields(defaults["mapping"]),
+            "type": {"literal": defaults["mapping"]["type"]},
+        }
+        objects = {k: v for k, v in defaults["mapping"].items() if k not in hub_fields(defaults["mapping"])}
+        objects.pop("type")
+        assert {k: v["object"] for k, v in action.fields.items() if "object" in v} == {
+            name: hub_fields(spec) for name, spec in objects.items()
+        }
+
+    # Both pass the strict stand-in with the same two requests, byte for byte.
+    assert not hub_server.violations and not segment_server.violations
+    assert len(hub_server.requests) == len(segment_server.requests) == 2
+    by_type = {json.loads(body)["type"]: (headers, body) for headers, body in segment_server.requests}
+    for hub_headers, hub_body in hub_server.requests:
+        segment_headers, segment_body = by_type[json.loads(hub_body)["type"]]
+        assert hub_body == segment_body
+        assert hub_headers["content-type"] == segment_headers["content-type"] == "application/json"
+    customer = next(json.loads(b) for _, b in hub_server.requests if b"Send Customer" in b)
+    assert customer["created_at"] == "2024-02-01T09:30:00+00:00" and customer["name"] == "Acme Ø"
+    contact = next(json.loads(b) for _, b in hub_server.requests if b"Send Contact" in b)
+    assert contact["company"] == {"id": group["groupId"], "name": "Acme Ø"}
+
+    # Segment's quirks, kept: a contact without a user id, and one with nothing of interest (five
+    # fields or fewer, the company dropped when it has no id), are refused by both.
+    bare = {**identify, "traits": {"company": {"name": "No id"}}}
+    for case in ({**identify, "userId": None}, bare):
+        run = run_node_script("destination_parity.mjs", {"CAPTURE_URL": segment_server.url, "CASES": json.dumps(
+            [{"name": "refused", "destination": "chartmogul", "action": "sendContact", "settings": settings,
+              "events": [case]}])})  # fmt: skip
+        assert not run["results"]["refused"]["ok"]
+        compiled = mapping_compile(name="x", trigger=SEND_CONTACT.trigger, action=SEND_CONTACT.name,
+                                   fields=SEND_CONTACT.fields, targets=SEND_CONTACT.targets)  # fmt: skip
+        with pytest.raises(MessageRefused):
+            CHARTMOGUL.action_message(integration=None, action=SEND_CONTACT,
+                                      values=mapping_values(compiled, case))  # fmt: skip
+
+
+@pytest.mark.node
+def test_mantle_sends_what_segments_identify_and_push_event_send(app, workspace, servers, fast_retries):
+    hub_server = servers(MantleStandIn(app_id="app_9", key="key_9"))
+    segment_server = servers(MantleStandIn(app_id="app_9", key="key_9"))
+    destination_save(workspace=workspace, kind="mantle", name="Mantle", secret="key_9",
+                     url=hub_server.url + "/v1", apps=[app], config={"app_id": "app_9"})  # fmt: skip
+    group, _ = changes_of(app, **SHOP)
+    ids = ingest_events(app, Customer.objects.get(app=app, platform_id="shop-1"))
+    forward_all()
+    messages = stored_messages(app, ids)
+    settings = {"appId": "app_9", "apiKey": "key_9"}
+    # What Segment's actions leave to the user (no default), filled in with the hub's defaults.
+    identify_mapping = {"platformId": {"@path": "$.traits.platformId"},
+                        "myshopifyDomain": {"@path": "$.traits.myshopifyDomain"}}  # fmt: skip
+    out = segment_run(
+        segment_server.url,
+        [
+            {"name": "identify", "destination": "mantle", "action": "identify", "settings": settings,
+             "subscribe": IDENTIFY.trigger, "events": [group],
+             "mapping": {**identify_mapping, "customFields": {"@path": "$.traits.customFields"}}},
+            {"name": "pushEvent", "destination": "mantle", "action": "pushEvent", "settings": settings,
+             "batch": True, "events": messages, "mapping": {"customerId": {"@path": "$.customer.platformId"}}},
+            {"name": "identify-defaults", "destination": "mantle", "action": "identify", "settings": settings,
+             "subscribe": IDENTIFY.trigger, "events": [group], "mapping": identify_mapping},
+        ],
+    )  # fmt: skip
+
+    # pushEvent: Segment's trigger and paths (its eventName / eventId are the wire's event_name /
+    # event_id); the customer id, which Segment leaves to the user, is the shop's platform id.
+    defaults = out["defaults"]["mantle/pushEvent"]
+    assert PUSH_EVENT.trigger == defaults["subscribe"] == TRACK
+    wire_names = {"eventName": "event_name", "eventId": "event_id"}
+    segment_paths = {wire_names.get(k, k): v for k, v in hub_fields(defaults["mapping"]).items()}
+    assert PUSH_EVENT.fields == {**segment_paths, "customerId": {"path": "$.customer.platformId"}}
+    assert "customerId" not in defaults["mapping"]
+
+    # identify: Segment's paths but for three the hub's group call names differently or Segment
+    # leaves to the user; by design, the hub's customers are group calls (its identify calls are
+    # contacts), so the trigger is `type = "group"` where Segment's is `type = "identify"`.
+    defaults = out["defaults"]["mantle/identify"]
+    assert defaults["subscribe"] == 'type = "identify"' and IDENTIFY.trigger == 'type = "group"'
+    assert defaults["mapping"]["customFields"] == {"@path": "$.traits.custom_fields"}
+    assert IDENTIFY.fields == {
+        **hub_fields(defaults["mapping"]), "platform": {"path": "$.traits.platform"},
+        "platformId": {"path": "$.traits.platformId"}, "myshopifyDomain": {"path": "$.traits.myshopifyDomain"},
+        "customFields": {"path": "$.traits.customFields"},
+    }  # fmt: skip
+
+    # The same requests, byte for byte: one identify, and the events in one `{"events": [...]}`
+    # (Segment's batch; Segment's single event would be a bare object, which the hub never sends).
+    assert not hub_server.violations and not segment_server.violations
+    hub_requests = {json.loads(b).get("platformId", "events"): (h, b) for h, b in hub_server.requests}
+    segment_requests = {
+        json.loads(b).get("platformId", "events"): (h, b) for h, b in segment_server.requests[:2]
+    }
+    assert len(hub_server.requests) == 2 and len(segment_server.requests) == 3
+    for key in ("shop-1", "events"):
+        (hub_headers, hub_body), (segment_headers, segment_body) = hub_requests[key], segment_requests[key]
+        assert hub_body == segment_body, key
+        for name in ("x-mantle-app-id", "x-mantle-app-api-key", "content-type"):
+            assert hub_headers[name] == segment_headers[name], name
+    identify = json.loads(hub_requests["shop-1"][1])
+    assert identify["platform"] == "shopify" and identify["customFields"] == {"crm": "A-1", "seats": 3}
+    assert [e["event_id"] for e in json.loads(hub_requests["events"][1])["events"]] == ids
+
+    # Segment's own default for customFields (`$.traits.custom_fields`) finds nothing in the
+    # hub's group call: the last Segment request, with that default, has no customFields.
+    assert "customFields" not in json.loads(segment_server.requests[-1][1])
+
+
+@pytest.mark.node
+def test_segment_sends_the_batch_segments_own_track_identify_and_group_return(app, segment, standin):
+    """Segment's sendTrack / sendIdentify / sendGroup make no request: they return `{batch: [call]}`
+    for Segment's platform to send. The hub sends the same calls to /v1/batch; compared byte for
+    byte, but for the `context.library` the hub adds as the sender."""
+    for s in segment.subscriptions.all():
+        subscription_save(integration=segment, subscription=s, name=s.name, action=s.action,
+                          trigger=s.trigger, fields=s.fields, enabled=True)  # fmt: skip
+    group, identify = changes_of(app, **SHOP)
+    ids = ingest_events(app, Customer.objects.get(app=app, platform_id="shop-1"))
+    forward_all()
+    tracks = stored_messages(app, ids)
+    settings = {"source_write_key": segment.write_key}
+    # Segment's actions default only message_id and consent; the rest, the hub's defaults.
+    mappings = {
+        "sendTrack": {"user_id": {"@path": "$.userId"}, "event_name": {"@path": "$.event"},
+                      "timestamp": {"@path": "$.timestamp"}, "group_id": {"@path": "$.context.groupId"},
+                      "properties": {"@path": "$.properties"}},
+        "sendIdentify": {"user_id": {"@path": "$.userId"}, "timestamp": {"@path": "$.timestamp"},
+                         "group_id": {"@path": "$.context.groupId"}, "traits": {"@path": "$.traits"}},
+        "sendGroup": {"user_id": {"@path": "$.userId"}, "group_id": {"@path": "$.groupId"},
+                      "timestamp": {"@path": "$.timestamp"}, "traits": {"@path": "$.traits"}},
+    }  # fmt: skip
+    cases = [("sendTrack", m["messageId"], m) for m in tracks]
+    cases += [("sendIdentify", identify["messageId"], identify), ("sendGroup", group["messageId"], group)]
+    out = segment_run(
+        standin.url,
+        [{"name": name, "destination": "segment", "action": action, "settings": settings,
+          "mapping": mappings[action], "events": [event]} for action, name, event in cases],
+    )  # fmt: skip
+
+    # The triggers are Segment's; the hub's paths are those a user fills in Segment's mapping.
+    for action, _, _ in cases:
+        defaults = out["defaults"][f"segment/{action}"]
+        assert SEGMENT.actions[action].trigger == defaults["subscribe"]
+        assert defaults["mapping"] == {"message_id": {"@path": "$.messageId"},
+                                       "consent": {"@path": "$.context.consent"}}  # fmt: skip
+
+    def segment_batch(name: str) -> list[dict]:
+        (executed,) = [r for r in out["results"][name]["results"] if r.get("output") == "Action Executed"]
+        return executed["data"]["batch"]
+
+    assert not standin.violations
+    library = b',"library":' + json.dumps(LIBRARY, separators=(",", ":")).encode()
+    sent = {json.loads(raw)["messageId"]: raw for raw in standin.raw_messages()}
+    assert sorted(sent) == sorted(name for _, name, _ in cases)
+    for _, name, _ in cases:
+        (call,) = segment_batch(name)
+        expected = json.dumps(call, separators=(",", ":"), ensure_ascii=False).encode()
+        assert library in sent[name]
+        assert sent[name].replace(library, b"") == expected, name
+    track = json.loads(sent[ids[0]])
+    assert track["context"] == {"traits": {}, "consent": {}, "groupId": track["userId"], "library": LIBRARY}
+    assert json.loads(sent[group["messageId"]])["traits"]["customFields"] == {"crm": "A-1", "seats": 3}

@@ -109,3 +109,66 @@ def test_metronome_destination_screens_in_a_browser(live_server, settings):
         assert not errors, errors
     finally:
         server.stop()
+
+
+def test_a_customer_backfill_in_a_browser(live_server, settings, monkeypatch):
+    """Connect ChartMogul after the fact and backfill its customers and contacts from its page:
+    choose what to send, the range, start it, and watch its progress."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from hub.customers import customer_identify
+    from integrations import backfill as backfills
+    from integrations.destinations import destination_save
+    from tests.destination_standins import ChartMogulStandIn
+
+    settings.HUB_OUTBOUND_ALLOW_NETWORKS = ["127.0.0.0/8"]
+    enqueued: list[int] = []
+    monkeypatch.setattr(backfills, "_enqueue", enqueued.append)  # the test runs it, as a worker would
+    server = ChartMogulStandIn().start()
+    user = UserFactory(username="owner@example.com")
+    workspace = MembershipFactory(user=user).workspace
+    app = AppFactory(workspace=workspace, name="Upsell")
+    for i in range(3):
+        customer_identify(app=app, platform_id=f"shop-{i}", name=f"Shop {i}",
+                          contacts=[{"email": f"owner@shop-{i}.test", "name": "Ann Lee", "label": "owner"}])  # fmt: skip
+    chartmogul = destination_save(workspace=workspace, kind="chartmogul", name="ChartMogul",
+                                  secret=server.url + ChartMogulStandIn.path, apps=[app])  # fmt: skip
+    errors: list[str] = []
+    try:
+        with chromium_page(live_server.url) as page:
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.goto("/login/")
+            page.get_by_label("Username or email").fill("owner@example.com")
+            page.get_by_label("Password").fill("correct-horse-battery")
+            page.get_by_role("button", name="Log in").click()
+            page.wait_for_url(re.compile(rf"/w/{workspace.slug}/$"))
+
+            page.goto(f"/w/{workspace.slug}/destinations/{chartmogul.pk}/")
+            card = page.locator("#backfill")
+            assert card.get_by_label("Send").input_value() == "customers"
+            since = timezone.localtime(timezone.now() - timedelta(days=1))
+            card.get_by_label("From").fill(since.strftime("%Y-%m-%dT%H:%M"))
+            card.get_by_label("To").fill(
+                timezone.localtime(timezone.now() + timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M")
+            )
+            card.get_by_role("button", name="Start backfill").click()
+            page.get_by_text("Backfill of 3 customers started.").wait_for()
+            assert "0 of 3 customers" in page.locator("#backfills").inner_text()
+            _shot(page, "destination-backfill-running")
+
+            while backfills.backfill_run(backfill_id=enqueued[0]):
+                pass
+            from integrations import delivery
+
+            delivery.deliveries_send(integration_id=chartmogul.pk, budget_seconds=10)
+            page.reload()
+            row = page.locator("#backfills tbody tr").first
+            assert "Customers and contacts" in row.inner_text() and "Done" in row.inner_text()
+            assert "3 of 3 customers, 6 sent or queued" in row.inner_text()
+            _shot(page, "destination-backfill-done")
+        assert sorted(i["type"] for i in server.items) == ["Send Contact"] * 3 + ["Send Customer"] * 3
+        assert not errors, errors
+    finally:
+        server.stop()

@@ -6,12 +6,15 @@ set -euo pipefail
 cd "$(dirname "$0")"
 VERSION=3.497.0
 DEST=vendor/action-destinations
-if [ -f "$DEST/VERSION" ] && [ "$(cat "$DEST/VERSION")" = "$VERSION" ]; then exit 0; fi
+DESTINATIONS="mantle metronome chartmogul webhook segment"
+complete=1
+for d in $DESTINATIONS; do [ -d "$DEST/dist/destinations/$d" ] || complete=0; done
+if [ "$complete" = 1 ] && [ -f "$DEST/VERSION" ] && [ "$(cat "$DEST/VERSION")" = "$VERSION" ]; then exit 0; fi
 rm -rf "$DEST" vendor/tmp
 mkdir -p vendor/tmp "$DEST/dist/destinations" "$DEST/dist/lib"
 npm pack "@segment/action-destinations@$VERSION" --pack-destination vendor/tmp --loglevel=error >/dev/null
 tar xzf "vendor/tmp/segment-action-destinations-$VERSION.tgz" -C vendor/tmp
-for d in mantle metronome chartmogul webhook; do
+for d in $DESTINATIONS; do
   cp -r "vendor/tmp/package/dist/destinations/$d" "$DEST/dist/destinations/$d"
 done
 cp vendor/tmp/package/dist/lib/dayjs.js "$DEST/dist/lib/"

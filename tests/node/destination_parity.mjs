@@ -6,14 +6,20 @@
 // of createTestEvent's made-up context is added. Requests go to a local capture server: the
 // vendor's hard-coded host is rewritten to CAPTURE_URL; a webhook's url is the capture server's.
 //
-// Input: CASES, a JSON list of {name, destination, action, settings, mapping, events, batch}.
-// Prints one JSON object: {defaults: {destination: {subscribe, mapping}}, results: {name: ...}}.
+// A case's `subscribe` and `mapping` (merged over the defaults) stand for what a user would fill in
+// where the action has no default (Mantle's customerId, Segment's own actions' ids and traits).
+// Segment's own sendTrack / sendIdentify / sendGroup make no request: their results carry the
+// `{batch: [...]}` each returns for Segment's platform to send.
+//
+// Input: CASES, a JSON list of {name, destination, action, settings, subscribe, mapping, events, batch}.
+// Prints one JSON object: {defaults: {destination and destination/action: {subscribe, mapping}},
+// results: {name: ...}}.
 import { createRequire } from "node:module";
 
 const require = createRequire(import.meta.url);
 const { CASES, CAPTURE_URL } = process.env;
 
-const VENDOR_HOSTS = new Set(["api.metronome.com"]);
+const VENDOR_HOSTS = new Set(["api.metronome.com", "appapi.heymantle.com"]);
 const crossFetchPath = require.resolve("cross-fetch");
 const crossFetch = require("cross-fetch");
 const realFetch = crossFetch.default || crossFetch;
@@ -52,8 +58,9 @@ for (const c of JSON.parse(CASES)) {
   const definition = load(c.destination);
   const d = defaults(definition, c.action);
   out.defaults[c.destination] = d;
+  out.defaults[`${c.destination}/${c.action}`] = d;
   const subscription = {
-    subscribe: d.subscribe ?? c.subscribe,
+    subscribe: c.subscribe ?? d.subscribe,
     partnerAction: c.action,
     mapping: { ...d.mapping, ...(c.mapping || {}) },
   };

@@ -20,7 +20,8 @@ def _when(text: str) -> datetime:
 
 class Command(BaseCommand):
     help = (
-        "Send a destination the stored usage events of a time range (a backfill), printing progress. "
+        "Send a destination the stored usage events of a time range, or (--items customers) the customers "
+        "the hub got in it with their contacts (a backfill), printing progress. "
         "By default a worker runs it; --inline runs and sends it in this process."
     )
 
@@ -30,8 +31,12 @@ class Command(BaseCommand):
         parser.add_argument("--since", required=True, help="start (ISO-8601, UTC unless an offset is given)")
         parser.add_argument("--until", default="", help="end, exclusive (default: now)")
         parser.add_argument("--inline", action="store_true", help="run it here instead of in a worker")
+        parser.add_argument(
+            "--items", choices=Backfill.Items.values, default=Backfill.Items.USAGE_EVENTS,
+            help="what to send: usage events (default) or customers and their contacts",
+        )  # fmt: skip
 
-    def handle(self, *args, workspace, destination, since, until, inline, **options):
+    def handle(self, *args, workspace, destination, since, until, inline, items, **options):
         integration = Integration.objects.filter(workspace__slug=workspace, name__iexact=destination).first()
         if integration is None:
             raise CommandError(f"no destination {destination!r} in workspace {workspace!r}")
@@ -42,10 +47,11 @@ class Command(BaseCommand):
                 until=_when(until) if until else timezone.now(),
                 by="manage.py hub_backfill",
                 enqueue=not inline,
+                items=items,
             )
         except HubError as exc:
             raise CommandError(str(exc)) from None
-        self.stdout.write(f"backfill {backfill.pk}: {backfill.total} events of {integration.name}")
+        self.stdout.write(f"backfill {backfill.pk}: {backfill.total} {backfill.noun} of {integration.name}")
         if inline:
 
             def send(created):
@@ -63,4 +69,4 @@ class Command(BaseCommand):
 
     def _progress(self, pk: int) -> None:
         b = Backfill.objects.get(pk=pk)
-        self.stdout.write(f"{b.status}: {b.done} of {b.total} events walked, {b.queued} deliveries queued")
+        self.stdout.write(f"{b.status}: {b.done} of {b.total} {b.noun} walked, {b.queued} deliveries queued")

@@ -122,10 +122,8 @@ class ChartMogulConnector(BaseConnector):
         self, *, integration: Integration, action: Action, values: dict[str, Any]
     ) -> dict[str, Any]:
         values = super().action_message(integration=integration, action=action, values=values)
+        # An address none of whose parts is there stays `{}`, as Segment's action posts it.
         message = {t: values[t] for t in action.targets if t in values and values[t] is not None}
-        for name in ("address", "company"):
-            if isinstance(message.get(name), dict) and not message[name]:
-                del message[name]
         if action is SEND_CONTACT:
             if not message.get("user_id") and not message.get("anonymous_id"):
                 raise MessageRefused("the user_id and/or anonymous_id must be present")

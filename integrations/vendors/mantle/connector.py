@@ -45,6 +45,7 @@ IDENTIFY = Action(
     item_kind="customer",
     trigger='type = "group"',
     fields={
+        "platform": {"path": "$.traits.platform"},
         "platformId": {"path": "$.traits.platformId"},
         "myshopifyDomain": {"path": "$.traits.myshopifyDomain"},
         "name": {"path": "$.traits.name"},
@@ -57,6 +58,7 @@ IDENTIFY = Action(
         "contactRole": {"path": "$.traits.contact_role"},
     },
     targets=(
+        "platform",
         "platformId",
         "myshopifyDomain",
         "name",
@@ -85,13 +87,22 @@ class MantleConnector(BaseConnector):
     ) -> dict[str, Any]:
         values = super().action_message(integration=integration, action=action, values=values)
         if action is PUSH_EVENT:
-            message = {t: values[t] for t in action.targets if values.get(t) is not None}
-            message["customerId"] = str(message["customerId"])
-            if "properties" in message and not isinstance(message["properties"], dict):
+            # Segment's pushEvent's keys, in its order; properties `{}` when there are none.
+            properties = values.get("properties")
+            if properties is not None and not isinstance(properties, dict):
                 raise MessageRefused("properties must be an object")
+            message = {"event_name": values["event_name"]}
+            if values.get("event_id"):
+                message["event_id"] = values["event_id"]
+            message["customerId"] = str(values["customerId"])
+            message["properties"] = properties or {}
+            if values.get("timestamp"):
+                message["timestamp"] = values["timestamp"]
             return message
+        # Segment's identify posts `platform: "shopify"` always; the hub the customer's platform.
+        message = {"platform": values.get("platform") or "shopify"}
         fields = ("platformId", "myshopifyDomain", "name", "email", "platformPlanName", "customFields")
-        message = {t: values[t] for t in fields if values.get(t) is not None}
+        message.update({t: values[t] for t in fields if values.get(t) is not None})
         if values.get("contactEmail") and values.get("contactRole"):
             contact = {"email": values["contactEmail"], "label": values["contactRole"]}
             for key, target in (("name", "contactName"), ("phone", "contactPhone")):

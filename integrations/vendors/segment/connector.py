@@ -105,6 +105,35 @@ SEND_IDENTIFY = Action(
     required=("messageId",),
 )
 _CALL_TYPES = {SEND_TRACK.name: "track", SEND_GROUP.name: "group", SEND_IDENTIFY.name: "identify"}
+# The keys of a call, and of its context, in the order Segment's own actions write them.
+_CALL_KEYS = {
+    "track": ("userId", "anonymousId", "timestamp", "event", "messageId"),
+    "identify": ("userId", "anonymousId", "timestamp", "messageId"),
+    "group": ("userId", "anonymousId", "groupId", "timestamp", "messageId"),
+}
+_CONTEXT_KEYS = ("traits", "app", "campaign", "consent", "device", "ip", "locale", "location", "network",
+                 "os", "page", "screen", "userAgent", "timezone", "groupId")  # fmt: skip
+
+
+def _segment_call(call: str, values: dict[str, Any]) -> dict[str, Any]:
+    """The call as Segment's sendTrack / sendIdentify / sendGroup return it in their batch (keys in
+    their order, `context.consent` and a track's `context.traits` `{}` when not mapped, properties
+    or traits `{}` when there are none), plus the hub's `context.library`."""
+    message = {k: values[k] for k in _CALL_KEYS[call] if values.get(k) is not None}
+    mapped = values.get("context") if isinstance(values.get("context"), dict) else {}
+    context: dict[str, Any] = {}
+    for key in _CONTEXT_KEYS:
+        if key == "consent" or (key == "traits" and call == "track"):
+            context[key] = mapped[key] if isinstance(mapped.get(key), dict) else {}
+        elif mapped.get(key) is not None:
+            context[key] = mapped[key]
+    context.update({k: v for k, v in mapped.items() if k not in context and v is not None})
+    context["library"] = LIBRARY
+    message["context"] = context
+    body = "properties" if call == "track" else "traits"
+    message[body] = values.get(body) if isinstance(values.get(body), dict) else {}
+    message["type"] = call
+    return message
 
 
 class SegmentConnector(BaseConnector):
@@ -123,10 +152,7 @@ class SegmentConnector(BaseConnector):
         values = super().action_message(integration=integration, action=action, values=values)
         if not values.get("userId") and not values.get("anonymousId"):
             raise MessageRefused("userId or anonymousId is required by Segment")
-        message: dict[str, Any] = {"type": _CALL_TYPES[action.name]}
-        message.update({t: values[t] for t in action.targets if values.get(t) not in (None, {})})
-        message["context"] = {**(message.get("context") or {}), "library": LIBRARY}
-        return message
+        return _segment_call(_CALL_TYPES[action.name], values)
 
     def message_id(self, message: dict[str, Any]) -> str:
         return str(message.get("messageId", ""))
