@@ -120,7 +120,8 @@ def _segment_call(call: str, values: dict[str, Any]) -> dict[str, Any]:
     their order, `context.consent` and a track's `context.traits` `{}` when not mapped, properties
     or traits `{}` when there are none), plus the hub's `context.library`."""
     message = {k: values[k] for k in _CALL_KEYS[call] if values.get(k) is not None}
-    mapped = values.get("context") if isinstance(values.get("context"), dict) else {}
+    raw = values.get("context")
+    mapped: dict[str, Any] = raw if isinstance(raw, dict) else {}
     context: dict[str, Any] = {}
     for key in _CONTEXT_KEYS:
         if key == "consent" or (key == "traits" and call == "track"):
