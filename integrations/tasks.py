@@ -98,7 +98,7 @@ def _customers_forward() -> int:
     return sum(created.values())
 
 
-@shared_task(name="integrations.backfill_run")
+@shared_task(name=backfill.RUN_TASK)
 def backfill_run(backfill_id: int) -> bool | None:
     """Run a backfill for a time budget, start senders for what it queued, and go on in a new
     task while it has more (the sweep restarts one whose task was lost)."""
