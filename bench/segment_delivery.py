@@ -273,8 +273,8 @@ def _producer(env: dict, customer_ids: list[int], rate: float, seconds: float, s
     _setup_django(env)
     from django.db import transaction
 
-    from hub import lifecycle
     from hub.models import Customer
+    from hub.services import lifecycle
 
     customers = list(Customer.objects.filter(pk__in=customer_ids).select_related("app"))
     commits: dict[str, float] = {}
@@ -363,14 +363,14 @@ def main(argv: list[str] | None = None) -> int:
     from django.db import transaction
     from django.utils import timezone
 
-    from hub import services
     from hub.models import Activity, Customer
+    from hub.services import accounts
     from integrations.models import Attempt, Delivery, Integration
     from integrations.services import integration_save
 
     redis.Redis.from_url(broker).flushdb()
-    workspace = services.workspace_create(name="Bench")
-    app = services.app_create(workspace=workspace, name="Bench app")
+    workspace = accounts.workspace_create(name="Bench")
+    app = accounts.app_create(workspace=workspace, name="Bench app")
     integration = integration_save(
         workspace=workspace, name="Bench", write_key=WRITE_KEY, region="custom", custom_host=standin.url,
         apps=[app], activities=list(Activity.Kind.values),
@@ -504,8 +504,8 @@ def main(argv: list[str] | None = None) -> int:
         if "isolation" in phases:
             # 4. Isolation: a hanging destination beside a healthy one of another workspace.
             healthy_standin = StandIn(f"/tmp/{DB}-healthy.json")
-            other = services.workspace_create(name="Bench other")
-            other_app = services.app_create(workspace=other, name="Other app")
+            other = accounts.workspace_create(name="Bench other")
+            other_app = accounts.app_create(workspace=other, name="Other app")
             integration_save(
                 workspace=other, name="Healthy", write_key=WRITE_KEY, region="custom",
                 custom_host=healthy_standin.url, apps=[other_app], activities=list(Activity.Kind.values),

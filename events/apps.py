@@ -7,7 +7,7 @@ class EventsConfig(AppConfig):
 
     def ready(self) -> None:
         from hub.config_apply import section_register
-        from hub.customer_merge import customer_merge_register
+        from hub.services.customer_merge import customer_merge_register
 
         from .metrics.limits import usage_signals_customer_merge
         from .metrics.rollups import rollups_customer_merge

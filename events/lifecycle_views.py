@@ -1,4 +1,4 @@
-"""The Customer view's lifecycle actions: each form posts here, one service of hub.lifecycle runs,
+"""The Customer view's lifecycle actions: each form posts here, one service of hub.services.lifecycle runs,
 and the answer (done, or the Conflict/HubError) comes back as a message on the Customer view.
 
 Scoped like the view itself: the app must be in one of the user's workspaces and the customer
@@ -18,11 +18,11 @@ from django.shortcuts import redirect
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from hub import lifecycle
 from hub.errors import HubError
 from hub.forms import CancelForm, PlanChoiceForm, ReviewForm
 from hub.models import Activity, Customer
 from hub.selectors import app_get_for_user
+from hub.services import lifecycle
 
 from . import selectors
 
@@ -67,7 +67,8 @@ def _invalid(request: HttpRequest, customer: Customer, form: Form) -> HttpRespon
 
 
 def _transition(service: str, done: str):
-    """A view that runs `hub.lifecycle.<service>(customer=...)`, which takes nothing from the form."""
+    """A view that runs `hub.services.lifecycle.<service>(customer=...)`; it takes nothing from the
+    form."""
 
     @login_required
     @require_POST

@@ -17,9 +17,9 @@ from rest_framework.views import APIView
 
 from hub.api import CustomerView, ErrorSerializer, customer_json
 from hub.authentication import HasApiKey
-from hub.customers import customer_get
 from hub.errors import HubError, NotFound
 from hub.request_body import json_body
+from hub.services.customers import customer_get
 
 from .metrics.definitions import AGGREGATIONS, FILTER_OPS, definition_validate
 from .metrics.periods import PERIODS

@@ -14,11 +14,11 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from hub import lifecycle
 from hub.errors import HubError
 from hub.forms import PlanForm
 from hub.models import App, Plan
 from hub.selectors import app_get_for_user, plan_get_for_app, plans_for_app
+from hub.services import lifecycle
 
 from .metric_views import number_display, thresholds_parse
 from .metrics.limits import DEFAULT_THRESHOLDS, plan_usage_limit_remove, plan_usage_limit_set

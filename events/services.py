@@ -15,9 +15,9 @@ from django.conf import settings
 from django.db import IntegrityError, OperationalError, transaction
 from django.utils import timezone
 
-from hub.customers import customer_ids_resolve, reference_cache_clear
 from hub.errors import HubError, PayloadTooLarge
 from hub.models import App, Customer
+from hub.services.customers import customer_ids_resolve, reference_cache_clear
 from hub.task_coalescing import CoalescedTask
 from hub.timestamps import parse_timestamp
 

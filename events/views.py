@@ -12,8 +12,8 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
 
-from hub.customers import customer_get
 from hub.selectors import app_get_for_user, customer_lifecycle_get
+from hub.services.customers import customer_get
 from hub.timestamps import parse_datetime_local
 
 from . import selectors

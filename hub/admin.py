@@ -4,8 +4,8 @@ from django import forms
 from django.contrib import admin, messages
 from django.template.response import TemplateResponse
 
-from . import services
 from .models import ApiKey, App, Contact, Customer, Invitation, Membership, Workspace
+from .services import accounts
 
 
 class IdentifiedFilter(admin.SimpleListFilter):
@@ -116,7 +116,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
     @admin.action(description="Revoke selected API keys")
     def revoke(self, request, queryset):
         for api_key in queryset:
-            services.api_key_revoke(api_key=api_key)
+            accounts.api_key_revoke(api_key=api_key)
         self.message_user(request, f"Revoked {queryset.count()} key(s).", messages.SUCCESS)
 
 
@@ -197,12 +197,12 @@ class ContactAdmin(admin.ModelAdmin):
     autocomplete_fields = ["customer"]
 
 
-# --- Lifecycle (hub/lifecycle.py): actions call the same services as the API ---------------------
+# --- Lifecycle (hub/services/lifecycle.py): actions call the same services as the API ---------------------
 
-from . import lifecycle  # noqa: E402
 from .errors import HubError  # noqa: E402
 from .forms import PlanChoiceForm, ReviewForm  # noqa: E402
 from .models import Activity, CustomerForward, Installation, Plan, Review, Subscription  # noqa: E402
+from .services import lifecycle  # noqa: E402
 
 
 def _run_transition(modeladmin, request, queryset, service, label: str) -> None:

@@ -14,11 +14,11 @@ from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from .authentication import HasApiKey
-from .customers import customer_get, customer_identify
 from .errors import HubError, NotFound
 from .models import Customer
 from .races import CONFLICT_MESSAGE, is_unique_violation
 from .request_body import json_body
+from .services.customers import customer_get, customer_identify
 from .timestamps import parse_timestamp
 
 if TYPE_CHECKING:

@@ -8,7 +8,7 @@ class HubConfig(AppConfig):
     def ready(self) -> None:
         from . import checks  # noqa: F401  (registers the hardening checks)
         from .config_apply import section_register
-        from .lifecycle import plans_apply
         from .observability import checks as _metrics_checks  # noqa: F401  (and the /metrics ones)
+        from .services.lifecycle import plans_apply
 
         section_register(level="app", key="plans", apply=plans_apply)

@@ -9,10 +9,10 @@ from dataclasses import dataclass
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions, permissions
 
-from .customers import customer_by_token
 from .errors import AuthenticationError
 from .models import ApiKey, App, Customer
-from .services import api_key_authenticate
+from .services.accounts import api_key_authenticate
+from .services.customers import customer_by_token
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from django.db import transaction
 
 from .config_apply import config_apply
 from .models import ApiKey, App
-from .services import api_key_create
+from .services.accounts import api_key_create
 
 DEMO_KEY_NAME = "make run demo"
 

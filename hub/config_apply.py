@@ -18,9 +18,9 @@ from typing import Any, Final, TypeVar
 from django.db import transaction
 from django.db.models import Model
 
-from . import services
 from .errors import HubError
 from .models import ApiKey, App, Membership, Workspace
+from .services import accounts
 
 
 class ConfigError(HubError):
@@ -138,14 +138,14 @@ def config_apply(*, document: object) -> dict[str, Any]:
     name = required_text(document, "workspace", path="$", message="a workspace name is required")
     found = Workspace.objects.filter(name=name.strip()).first()
     created = found is None
-    workspace = found or services.workspace_create(name=name)
+    workspace = found or accounts.workspace_create(name=name)
     out: dict[str, Any] = {"workspace": {"name": workspace.name, "slug": workspace.slug, "created": created}}
 
     if "owner_email" in document:
         email = document["owner_email"]
         _require(isinstance(email, str) and "@" in email, "$.owner_email", "must be an email")
-        user, _ = services.user_get_or_create_by_email(email=email)
-        services.membership_set(workspace=workspace, user=user, role=Membership.Role.OWNER)
+        user, _ = accounts.user_get_or_create_by_email(email=email)
+        accounts.membership_set(workspace=workspace, user=user, role=Membership.Role.OWNER)
         out["owner"] = {"email": user.email}
 
     members = document.get("members", [])
@@ -155,11 +155,11 @@ def config_apply(*, document: object) -> dict[str, Any]:
         path = f"$.members[{i}]"
         _require(isinstance(member, dict) and isinstance(member.get("email"), str), path, "needs an email")
         _check_keys(member, {"email", "role"}, "member", path)
-        user, _ = services.user_get_or_create_by_email(email=member["email"])
+        user, _ = accounts.user_get_or_create_by_email(email=member["email"])
         membership = Membership.objects.filter(workspace=workspace, user=user).first()
         role = declared_value(member, "role", obj=membership, default=Membership.Role.MEMBER, path=path)
         _require(role in Membership.Role.values, f"{path}.role", "must be owner or member")
-        services.membership_set(workspace=workspace, user=user, role=role)
+        accounts.membership_set(workspace=workspace, user=user, role=role)
         out_members.append({"email": user.email, "role": role})
     if out_members:
         out["members"] = out_members
@@ -180,7 +180,7 @@ def _apply_app(workspace: Workspace, spec: Any, path: str) -> dict[str, Any]:
     name = required_text(spec, "name", path=path, message="an app name is required")
     found = App.objects.filter(workspace=workspace, name=name.strip()).first()
     created = found is None
-    app = found or services.app_create(workspace=workspace, name=name)
+    app = found or accounts.app_create(workspace=workspace, name=name)
     out: dict[str, Any] = {"name": app.name, "id": str(app.public_id), "created": created}
 
     keys = spec.get("api_keys", [])
@@ -196,7 +196,7 @@ def _apply_app(workspace: Workspace, spec: Any, path: str) -> dict[str, Any]:
         if existing is not None:
             out_keys.append({"name": existing.name, "prefix": existing.prefix, "created": False})
             continue
-        api_key, secret = services.api_key_create(app=app, name=key_name)
+        api_key, secret = accounts.api_key_create(app=app, name=key_name)
         out_keys.append({"name": api_key.name, "prefix": api_key.prefix, "created": True, "secret": secret})
     out["api_keys"] = out_keys
 

@@ -16,12 +16,12 @@ from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from . import lifecycle
 from .api import ErrorSerializer
-from .customers import customer_get
 from .errors import HubError, NotFound
 from .models import Customer, Installation, Plan, Subscription
 from .request_body import json_body
+from .services import lifecycle
+from .services.customers import customer_get
 
 _MAX_BODY = 64 * 1024
 

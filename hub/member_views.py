@@ -13,10 +13,11 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from . import members, selectors
+from . import selectors
 from .errors import HubError
 from .forms import InviteForm, NewPasswordForm
 from .models import Invitation, Membership
+from .services import members
 
 _NEW_LINK_SESSION = "hub:new_invitation_link"
 

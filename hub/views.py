@@ -9,9 +9,10 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.templatetags.static import static
 from django.views.decorators.http import require_POST
 
-from . import selectors, services
+from . import selectors
 from .errors import HubError
 from .forms import ApiKeyForm, AppForm, WorkspaceForm
+from .services import accounts
 
 _NEW_KEY_SESSION = "hub:new_api_key"
 
@@ -34,7 +35,7 @@ def workspace_create(request: HttpRequest) -> HttpResponse:
     form = WorkspaceForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
-            workspace = services.workspace_create(name=form.cleaned_data["name"], owner=request.user)
+            workspace = accounts.workspace_create(name=form.cleaned_data["name"], owner=request.user)
         except HubError as exc:
             form.add_error("name", str(exc))
         else:
@@ -62,7 +63,7 @@ def app_create(request: HttpRequest, slug: str) -> HttpResponse:
     form = AppForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
-            app = services.app_create(workspace=workspace, name=form.cleaned_data["name"])
+            app = accounts.app_create(workspace=workspace, name=form.cleaned_data["name"])
         except HubError as exc:
             form.add_error("name", str(exc))
         else:
@@ -100,7 +101,7 @@ def api_key_create(request: HttpRequest, app_id: str) -> HttpResponse:
         messages.error(request, "Give the key a name of at most 100 characters.")
         return redirect("app_settings", app_id=app.public_id)
     try:
-        api_key, secret = services.api_key_create(
+        api_key, secret = accounts.api_key_create(
             app=app, name=form.cleaned_data["name"], created_by=request.user
         )
     except HubError as exc:
@@ -121,6 +122,6 @@ def api_key_create(request: HttpRequest, app_id: str) -> HttpResponse:
 def api_key_revoke(request: HttpRequest, app_id: str, key_id: int) -> HttpResponse:
     app = selectors.app_get_for_user(user=request.user, public_id=app_id)
     api_key = get_object_or_404(selectors.api_keys_for_app(app=app), pk=key_id)
-    services.api_key_revoke(api_key=api_key)
+    accounts.api_key_revoke(api_key=api_key)
     messages.success(request, f"API key “{api_key.name}” revoked.")
     return redirect("app_settings", app_id=app.public_id)

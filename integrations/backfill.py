@@ -21,9 +21,9 @@ from django.db.models import Q
 from django.utils import timezone
 
 from events.models import UsageEvent
-from hub.customers import contact_snapshot, customer_snapshot
 from hub.errors import HubError
 from hub.models import Contact, Customer, CustomerForward
+from hub.services.customers import contact_snapshot, customer_snapshot
 
 from .delivery import FanoutResult, deliveries_create
 from .delivery_store import NewDelivery

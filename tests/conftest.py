@@ -46,7 +46,7 @@ def logged_in(client, user):
 @pytest.fixture
 def customer(app):
     """A customer of `app` made by identify ("shop-1")."""
-    from hub.customers import customer_identify
+    from hub.services.customers import customer_identify
 
     return customer_identify(app=app, platform_id="shop-1", name="Shop One").customer
 
@@ -54,7 +54,7 @@ def customer(app):
 @pytest.fixture
 def plans(app):
     """(Basic, Pro) plans of `app`: 9.99 monthly and 29 annual."""
-    from hub import lifecycle
+    from hub.services import lifecycle
 
     basic, _ = lifecycle.plan_upsert(app=app, name="Basic", amount="9.99")
     pro, _ = lifecycle.plan_upsert(app=app, name="Pro", amount=29, interval="ANNUAL")
@@ -108,8 +108,8 @@ def _every_hour_row_kept(settings):
 @pytest.fixture(autouse=True)
 def _fresh_reference_cache():
     """Customer-reference caching is per process; tests must not see each other's ids."""
-    from hub.customers import reference_cache_clear
-    from hub.services import api_key_cache_clear
+    from hub.services.accounts import api_key_cache_clear
+    from hub.services.customers import reference_cache_clear
 
     reference_cache_clear()
     api_key_cache_clear()

@@ -13,8 +13,8 @@ import factory
 from django.contrib.auth import get_user_model
 
 from events.models import Metric, PlanUsageLimit, UsageEvent
-from hub import services
 from hub.models import App, Contact, Customer, Membership, Plan, Workspace
+from hub.services import accounts
 from integrations.models import Attempt, Integration
 from integrations.sources.models import Source
 
@@ -59,7 +59,7 @@ class AppFactory(factory.django.DjangoModelFactory):
 
 def api_key_for(app, name="test key"):
     """Create a key through the service (it hashes the secret); return (ApiKey, secret)."""
-    return services.api_key_create(app=app, name=name)
+    return accounts.api_key_create(app=app, name=name)
 
 
 class CustomerFactory(factory.django.DjangoModelFactory):

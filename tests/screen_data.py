@@ -13,10 +13,10 @@ from django.utils import timezone
 
 from events.metrics.rollups import metrics_rebuild, rollups_drain
 from events.services import usage_events_ingest
-from hub import lifecycle
 from hub.config_apply import config_apply
-from hub.customers import customer_get, customer_identify
 from hub.models import App, Customer, Workspace
+from hub.services import lifecycle
+from hub.services.customers import customer_get, customer_identify
 from integrations import delivery
 from integrations.models import Integration
 from integrations.sources.models import Source

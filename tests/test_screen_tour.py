@@ -185,7 +185,7 @@ def test_every_screen_looks_right_at_desktop_and_phone_width(live_server):
         # The page of an invitation link (not in the navigation: it comes by email or chat).
         from django.contrib.auth import get_user_model
 
-        from hub.members import invitation_create
+        from hub.services.members import invitation_create
 
         owner = get_user_model().objects.get(email=data.email)
         _, token = invitation_create(

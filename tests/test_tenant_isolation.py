@@ -29,8 +29,8 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 
-from hub import services
 from hub.models import ApiKey, App, Workspace
+from hub.services import accounts
 from tests.factories import IntegrationFactory
 
 pytestmark = pytest.mark.django_db
@@ -96,15 +96,15 @@ def _metric_of(t: Tenant):
 
 def _plan_of(t: Tenant):
     """The tenant's plan, made on first use."""
-    from hub.lifecycle import plan_upsert
+    from hub.services.lifecycle import plan_upsert
 
     return plan_upsert(app=t.app, name=f"Plan {t.marker}", amount=9)[0]
 
 
 def _invitation_of(t: Tenant):
     """An open invitation to the tenant's workspace, made on first use by its owner."""
-    from hub.members import invitation_create
     from hub.models import Invitation
+    from hub.services.members import invitation_create
 
     open_one = Invitation.objects.filter(workspace=t.workspace, revoked_at__isnull=True).first()
     return (
@@ -246,10 +246,10 @@ def _owner_combinations(route: Route) -> list[dict[str, str]]:
 
 def _tenant(label: str) -> Tenant:
     marker = f"tenant{label}{secrets.token_hex(4)}"
-    user, _ = services.user_get_or_create_by_email(email=f"{marker}@example.com")  # no password hashing
-    workspace = services.workspace_create(name=f"Workspace {marker}", owner=user)
-    app = services.app_create(workspace=workspace, name=f"App {marker}")
-    api_key, secret = services.api_key_create(app=app, name=f"Key {marker}")
+    user, _ = accounts.user_get_or_create_by_email(email=f"{marker}@example.com")  # no password hashing
+    workspace = accounts.workspace_create(name=f"Workspace {marker}", owner=user)
+    app = accounts.app_create(workspace=workspace, name=f"App {marker}")
+    api_key, secret = accounts.api_key_create(app=app, name=f"Key {marker}")
     # The rest through the public API, as a client would make it.
     client = Client(headers={"Authorization": f"Bearer {secret}"})
     identified = client.post(

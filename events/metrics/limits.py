@@ -18,8 +18,8 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from hub.errors import HubError, NotFound
-from hub.lifecycle import activity_record
 from hub.models import Activity, Customer, Plan, Subscription
+from hub.services.lifecycle import activity_record
 
 from ..models import Metric, PlanUsageLimit, UsageSignal
 from .periods import billing_period

@@ -15,9 +15,9 @@ from typing import Any, Protocol
 from django.db import transaction
 
 from events.services import EventError, EventInput, InvalidEvents, usage_event_validate, usage_events_store
-from hub.customers import contact_upsert, customer_identify, customers_resolve
 from hub.errors import HubError
 from hub.models import App
+from hub.services.customers import contact_upsert, customer_identify, customers_resolve
 from hub.timestamps import parse_timestamp
 
 

@@ -29,7 +29,7 @@ from hub.errors import AuthenticationError, HubError, RateLimited
 from hub.models import ApiKey
 from hub.rate_limits import api_rate_limit_exceeded, source_rate_limit_exceeded
 from hub.request_body import body_read, json_parse, nul_refuse
-from hub.services import api_key_authenticate
+from hub.services.accounts import api_key_authenticate
 
 from .dry_run import messages_check
 from .models import Source

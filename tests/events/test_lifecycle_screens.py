@@ -8,9 +8,9 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils.html import escape
 
-from hub import lifecycle
-from hub.customers import customer_identify
 from hub.models import Activity, Installation, Review, Subscription
+from hub.services import lifecycle
+from hub.services.customers import customer_identify
 from tests.factories import AppFactory, MembershipFactory, UserFactory
 
 pytestmark = pytest.mark.django_db

@@ -11,7 +11,7 @@ from events.metrics.selectors import customer_usage, metric_report, metric_value
 from events.metrics.services import metric_create, metric_update
 from events.models import Metric, MetricRollup, RollupBatch
 from events.services import usage_events_ingest
-from hub.customers import customer_identify
+from hub.services.customers import customer_identify
 
 pytestmark = pytest.mark.django_db
 

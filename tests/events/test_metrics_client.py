@@ -9,7 +9,7 @@ from events.metrics.definitions import definition_validate
 from events.metrics.rollups import metrics_rebuild, rollups_drain
 from events.metrics.services import metric_create
 from events.services import usage_events_ingest
-from hub.customers import customer_identify
+from hub.services.customers import customer_identify
 from tests.factories import AppFactory, api_key_for
 from tests.node_runner import run_node_script
 

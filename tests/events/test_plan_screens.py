@@ -6,10 +6,10 @@ from django.urls import reverse
 from events.metrics.definitions import definition_validate
 from events.metrics.services import metric_create
 from events.models import PlanUsageLimit
-from hub import lifecycle
-from hub.customers import customer_identify
 from hub.errors import Conflict
 from hub.models import Plan
+from hub.services import lifecycle
+from hub.services.customers import customer_identify
 from tests.factories import AppFactory, MembershipFactory, PlanUsageLimitFactory, UserFactory
 
 pytestmark = pytest.mark.django_db

@@ -23,8 +23,8 @@ from events.metrics.selectors import customer_usage, metric_report
 from events.metrics.services import metric_create
 from events.models import Metric, MetricRollup, MetricUniqueValue
 from events.services import usage_events_ingest
-from hub.customers import customer_identify
 from hub.models import Customer
+from hub.services.customers import customer_identify
 from tests.factories import AppFactory
 
 pytestmark = pytest.mark.django_db

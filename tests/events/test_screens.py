@@ -9,7 +9,7 @@ from django.test.utils import CaptureQueriesContext
 
 from events.models import UsageEvent
 from events.services import usage_events_ingest
-from hub.customers import contact_upsert, customer_identify
+from hub.services.customers import contact_upsert, customer_identify
 from tests.factories import AppFactory, MembershipFactory, UserFactory
 
 pytestmark = pytest.mark.django_db

@@ -9,8 +9,8 @@ import pytest
 from django.test import Client, override_settings
 
 from events.models import UsageEvent
-from hub.customers import customer_identify
 from hub.models import Customer
+from hub.services.customers import customer_identify
 from tests.factories import AppFactory, api_key_for
 
 pytestmark = pytest.mark.django_db

@@ -14,9 +14,9 @@ from events.metrics.rollups import metrics_rebuild, rollups_drain
 from events.metrics.services import metric_create
 from events.models import RollupBatch, UsageSignal
 from events.services import usage_events_ingest
-from hub.customers import customer_identify
-from hub.lifecycle import plan_upsert, subscription_subscribe
 from hub.models import Activity, Customer
+from hub.services.customers import customer_identify
+from hub.services.lifecycle import plan_upsert, subscription_subscribe
 from tests.factories import AppFactory, api_key_for
 from tests.processes import CeleryWorker
 

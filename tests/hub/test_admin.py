@@ -7,7 +7,7 @@ from django.apps import apps
 from django.contrib import admin
 from django.test import Client
 
-from hub.customers import customer_identify
+from hub.services.customers import customer_identify
 from tests.factories import AppFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -52,7 +52,7 @@ def test_admin_revoke_action_uses_the_service(app, api_key):
     assert api_key[0].revoked_at is not None
 
 
-# --- Lifecycle actions on customers: install, subscribe / change plan, review (hub.lifecycle) --------
+# --- Lifecycle actions on customers: install, subscribe / change plan, review (hub.services.lifecycle) --------
 
 
 @pytest.fixture
@@ -79,7 +79,7 @@ def _messages(response):
 
 
 def test_admin_install_action_reinstalls_and_reports_conflicts(staff_client, app):
-    from hub import lifecycle
+    from hub.services import lifecycle
 
     gone = customer_identify(app=app, platform_id="gone").customer
     lifecycle.installation_uninstall(customer=gone)
@@ -94,7 +94,7 @@ def test_admin_install_action_reinstalls_and_reports_conflicts(staff_client, app
 
 
 def test_admin_subscribe_action_asks_for_a_plan_of_the_app_then_subscribes(staff_client, app):
-    from hub import lifecycle
+    from hub.services import lifecycle
 
     basic, _ = lifecycle.plan_upsert(app=app, name="Basic", amount=5)
     pro, _ = lifecycle.plan_upsert(app=app, name="Pro", amount=50)

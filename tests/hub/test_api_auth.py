@@ -3,7 +3,7 @@
 import pytest
 from django.test import Client
 
-from hub import services
+from hub.services import accounts
 from tests.factories import AppFactory
 
 pytestmark = pytest.mark.django_db
@@ -62,8 +62,8 @@ def _bad_cases(app, secret, other_app, revoked_secret):
 
 def test_bad_credentials_are_401_with_json_error(app, api_key):
     other_app = AppFactory()
-    revoked, revoked_secret = services.api_key_create(app=app, name="old")
-    services.api_key_revoke(api_key=revoked)
+    revoked, revoked_secret = accounts.api_key_create(app=app, name="old")
+    accounts.api_key_revoke(api_key=revoked)
     for label, headers in _bad_cases(app, api_key[1], other_app, revoked_secret).items():
         response = Client(headers=headers).get("/v1/app")
         assert response.status_code == 401, label
@@ -73,7 +73,7 @@ def test_bad_credentials_are_401_with_json_error(app, api_key):
 
 def test_each_app_sees_only_itself(app, api_key):
     other_app = AppFactory()
-    _, other_secret = services.api_key_create(app=other_app, name="k")
+    _, other_secret = accounts.api_key_create(app=other_app, name="k")
     mine = Client(headers={"Authorization": f"Bearer {api_key[1]}"}).get("/v1/app").json()
     theirs = Client(headers={"Authorization": f"Bearer {other_secret}"}).get("/v1/app").json()
     assert mine["id"] == str(app.public_id)

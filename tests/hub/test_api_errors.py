@@ -162,7 +162,7 @@ def test_screens_keep_html_errors(client, logged_in):
 def test_a_unique_violation_no_service_expected_on_a_screen_answers_an_html_409(
     logged_in, workspace, monkeypatch
 ):
-    monkeypatch.setattr("hub.services.app_create", _unique_violation)
+    monkeypatch.setattr("hub.services.accounts.app_create", _unique_violation)
     logged_in.raise_request_exception = False
     response = logged_in.post(f"/w/{workspace.slug}/apps/new/", {"name": "Shop"})
     assert response.status_code == 409

@@ -4,7 +4,7 @@ import pytest
 
 from hub.bootstrap import demo_curl, hub_bootstrap
 from hub.models import ApiKey
-from hub.services import api_key_authenticate, api_key_revoke
+from hub.services.accounts import api_key_authenticate, api_key_revoke
 
 pytestmark = pytest.mark.django_db
 

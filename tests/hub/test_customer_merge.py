@@ -4,9 +4,9 @@ import pytest
 
 from events.models import UsageEvent
 from events.services import usage_events_ingest
-from hub.customers import customer_identify, customer_ids_resolve
 from hub.errors import Conflict
 from hub.models import Customer
+from hub.services.customers import customer_identify, customer_ids_resolve
 
 pytestmark = pytest.mark.django_db
 

@@ -6,9 +6,9 @@ from django.db import connection
 from events.models import MetricRollup, MetricUniqueValue, UsageEvent, UsageSignal
 from events.services import usage_events_ingest
 from hub import customer_merge
-from hub.customer_merge import customer_merge_register
-from hub.customers import customer_identify
 from hub.models import Customer
+from hub.services.customer_merge import customer_merge_register
+from hub.services.customers import customer_identify
 
 pytestmark = pytest.mark.django_db
 

@@ -1,9 +1,9 @@
-"""Customer references resolved through the per-process reference cache (hub.customers)."""
+"""Customer references resolved through the per-process reference cache (hub.services.customers)."""
 
 import pytest
 
-from hub.customers import customer_identify, customer_ids_resolve
 from hub.errors import HubError
+from hub.services.customers import customer_identify, customer_ids_resolve
 
 pytestmark = pytest.mark.django_db
 

@@ -5,8 +5,8 @@ import json
 import pytest
 from django.test import Client
 
-from hub.customers import customer_identify
 from hub.models import Customer
+from hub.services.customers import customer_identify
 
 pytestmark = pytest.mark.django_db
 

@@ -6,11 +6,11 @@ import pytest
 from django.contrib.admin.sites import site
 from django.test import Client
 
-from hub import lifecycle
 from hub.config_apply import config_apply
-from hub.customers import customer_identify
 from hub.errors import Conflict
 from hub.models import Activity, Installation, Plan, Subscription
+from hub.services import lifecycle
+from hub.services.customers import customer_identify
 
 pytestmark = pytest.mark.django_db
 

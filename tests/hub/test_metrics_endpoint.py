@@ -11,8 +11,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from events.models import RollupBatch
 from hub.celery import app as celery_app
-from hub.customers import customer_identify
 from hub.models import Activity
+from hub.services.customers import customer_identify
 from integrations import delivery
 from integrations.services import integration_save
 from integrations.sources.models import InboxBatch

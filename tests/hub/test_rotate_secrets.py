@@ -10,9 +10,9 @@ from django.db.models.functions import Cast
 from django.test import override_settings
 
 from hub.crypto import EncryptedTextField, SecretDecryptionError
-from hub.customers import customer_identify
 from hub.models import Customer
 from hub.secret_rotation import encrypted_fields
+from hub.services.customers import customer_identify
 from integrations.models import Integration
 from integrations.services import integration_save
 from integrations.sources.models import Source

@@ -81,9 +81,9 @@ def test_user_of_another_workspace_gets_404(app, api_key):
 
 def test_key_of_another_app_cannot_be_revoked_through_my_app(logged_in, app):
     foreign = AppFactory()
-    from hub import services
+    from hub.services import accounts
 
-    foreign_key, _ = services.api_key_create(app=foreign, name="theirs")
+    foreign_key, _ = accounts.api_key_create(app=foreign, name="theirs")
     response = logged_in.post(f"/apps/{app.public_id}/api-keys/{foreign_key.pk}/revoke/")
     assert response.status_code == 404
     foreign_key.refresh_from_db()

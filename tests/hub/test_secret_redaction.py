@@ -11,8 +11,8 @@ from django.test import Client
 from django.urls import path
 
 from hub import urls as hub_urls
-from hub.customers import customer_identify
 from hub.log_redaction import REDACTED, redact
+from hub.services.customers import customer_identify
 from integrations.sources.services import source_cache_clear, source_create
 
 pytestmark = [pytest.mark.django_db, pytest.mark.urls(__name__)]

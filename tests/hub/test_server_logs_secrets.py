@@ -16,8 +16,8 @@ import urllib.request
 
 import pytest
 
-from hub.customers import customer_identify
 from hub.models import Activity
+from hub.services.customers import customer_identify
 from integrations.models import Attempt, Delivery
 from integrations.services import integration_save
 from integrations.sources.models import InboxMessage

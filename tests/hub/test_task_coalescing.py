@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from hub import lifecycle
 from hub.celery import app as celery_app
+from hub.services import lifecycle
 from hub.task_coalescing import CoalescedTask
 
 

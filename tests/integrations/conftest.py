@@ -1,7 +1,7 @@
 import pytest
 
-from hub import lifecycle
-from hub.customers import customer_identify
+from hub.services import lifecycle
+from hub.services.customers import customer_identify
 from integrations.services import integration_save
 from tests.segment_standin import SegmentStandIn
 

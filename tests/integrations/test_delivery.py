@@ -7,8 +7,8 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from hub import lifecycle
 from hub.models import Activity
+from hub.services import lifecycle
 from integrations import delivery
 from integrations.models import Attempt, Delivery
 from integrations.services import integration_save

@@ -7,9 +7,9 @@ import orjson
 import pytest
 from django.utils import timezone
 
-from hub import lifecycle
-from hub.customers import customer_identify
 from hub.models import Activity
+from hub.services import lifecycle
+from hub.services.customers import customer_identify
 from integrations import delivery
 from integrations.models import Attempt, Delivery, Integration
 from integrations.services import delivery_retry, integration_save

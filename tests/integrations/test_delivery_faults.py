@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from hub import lifecycle
 from hub.models import Activity
+from hub.services import lifecycle
 from integrations.models import Delivery
 from tests.integrations.conftest import all_eleven, make_customer
 from tests.private_services import PrivateRedis

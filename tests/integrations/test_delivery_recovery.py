@@ -9,8 +9,8 @@ import pytest
 from django.db import transaction
 from django.utils import timezone
 
-from hub import lifecycle, services
 from hub.models import Activity
+from hub.services import accounts, lifecycle
 from integrations.models import Attempt, Delivery, Integration
 from integrations.services import integration_save
 from tests.integrations.conftest import make_customer
@@ -104,8 +104,8 @@ HANG_TIMEOUT = 3.0
 def test_a_hanging_destination_does_not_hold_up_a_healthy_one(segment, app, standin, tmp_path):
     healthy_server = SegmentStandIn(write_key="wk_2").start()
     try:
-        other = services.workspace_create(name="Other")
-        other_app = services.app_create(workspace=other, name="Other app")
+        other = accounts.workspace_create(name="Other")
+        other_app = accounts.app_create(workspace=other, name="Other app")
         healthy = integration_save(
             workspace=other, name="Healthy", write_key="wk_2", region="custom", custom_host=healthy_server.url,
             apps=[other_app], activities=["reviewed"],

@@ -17,8 +17,8 @@ from standardwebhooks.webhooks import Webhook
 
 from events.models import UsageEvent
 from events.services import usage_events_ingest
-from hub.customers import customer_identify
 from hub.models import Customer, CustomerForward
+from hub.services.customers import customer_identify
 from integrations.connectors import MessageRefused, connector_for
 from integrations.destinations import destination_save, subscription_save
 from integrations.forwarding import contact_message, customer_message, event_message

@@ -9,9 +9,9 @@ from standardwebhooks.webhooks import Webhook
 
 from events.models import ForwardBatch
 from events.services import usage_events_ingest
-from hub import services
 from hub.errors import HubError
 from hub.models import App, Customer
+from hub.services import accounts
 from integrations import delivery, forwarding
 from integrations.destinations import destination_save, subscription_save
 from integrations.models import Delivery, Integration
@@ -76,7 +76,7 @@ def test_an_app_without_subscribed_destinations_leaves_no_forward_batch(app, wor
     customer = make_customer(app, "shop-1")
     ingest(app, customer, ("api_call", "ev-1", {}))
     assert not ForwardBatch.objects.exists()
-    other = services.app_create(workspace=workspace, name="Other")
+    other = accounts.app_create(workspace=workspace, name="Other")
     assert not App.objects.get(pk=other.pk).forward_usage_events
 
 

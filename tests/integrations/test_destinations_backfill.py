@@ -15,9 +15,9 @@ from django.urls import reverse
 from django.utils import timezone
 
 from events.services import usage_events_ingest
-from hub.customers import customer_identify
 from hub.errors import HubError
 from hub.models import Customer, CustomerForward
+from hub.services.customers import customer_identify
 from integrations import backfill as backfills
 from integrations import delivery
 from integrations.destinations import destination_save

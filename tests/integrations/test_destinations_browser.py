@@ -118,7 +118,7 @@ def test_a_customer_backfill_in_a_browser(live_server, settings, monkeypatch):
 
     from django.utils import timezone
 
-    from hub.customers import customer_identify
+    from hub.services.customers import customer_identify
     from integrations import backfill as backfills
     from integrations.destinations import destination_save
     from tests.destination_standins import ChartMogulStandIn

@@ -5,8 +5,8 @@ Send Customer / Send Contact, Mantle identify (and usage events as pushEvent, on
 import pytest
 
 from events.services import usage_events_ingest
-from hub.customers import customer_identify
 from hub.models import App, CustomerForward
+from hub.services.customers import customer_identify
 from integrations import delivery, forwarding
 from integrations.destinations import destination_save
 from integrations.models import Attempt, Delivery, Integration

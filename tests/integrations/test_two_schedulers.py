@@ -14,8 +14,8 @@ from events.metrics.definitions import definition_validate
 from events.metrics.rollups import metrics_rebuild
 from events.metrics.services import metric_create
 from events.models import ForwardBatch, Granularity, MetricRollup, RollupBatch, UsageEvent
-from hub import lifecycle
 from hub.models import Activity
+from hub.services import lifecycle
 from integrations.destinations import destination_save
 from integrations.models import Delivery
 from tests.destination_standins import MetronomeStandIn

@@ -18,10 +18,10 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from .errors import Conflict, HubError, NotFound
-from .models import Activity, App, Customer, Installation, Plan, Review, Subscription
-from .races import unique_race_safe
-from .task_coalescing import CoalescedTask
+from ..errors import Conflict, HubError, NotFound
+from ..models import Activity, App, Customer, Installation, Plan, Review, Subscription
+from ..races import unique_race_safe
+from ..task_coalescing import CoalescedTask
 
 FANOUT_TASK = "integrations.activities_fanout"
 
@@ -426,7 +426,7 @@ def subscription_update(*, customer: Customer, capped_amount: object) -> Subscri
 def plans_apply(*, app: App, value: object, path: str) -> list[dict[str, Any]]:
     """hub_apply's `plans` section of an app: `[{"name", "price", "currency", "interval"}]`, matched
     by name; what a plan's entry omits keeps its value (a new plan: price 0, USD, every 30 days)."""
-    from .config_apply import ConfigError, declared_value, section_entries
+    from ..config_apply import ConfigError, declared_value, section_entries
 
     out = []
     keys = ("name", "price", "currency", "interval")

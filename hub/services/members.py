@@ -20,8 +20,8 @@ from django.core.mail import send_mail
 from django.db import transaction
 from django.utils import timezone
 
-from .errors import Conflict, HubError
-from .models import Invitation, Membership, Workspace
+from ..errors import Conflict, HubError
+from ..models import Invitation, Membership, Workspace
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User

@@ -20,12 +20,12 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from ..errors import AuthenticationError, Conflict, HubError
+from ..locks import app_usage_lock
+from ..models import App, Contact, Customer, CustomerForward
+from ..task_coalescing import CoalescedTask
+from ..ttl_cache import TTLCache
 from .customer_merge import customer_merge_run
-from .errors import AuthenticationError, Conflict, HubError
-from .locks import app_usage_lock
-from .models import App, Contact, Customer, CustomerForward
-from .task_coalescing import CoalescedTask
-from .ttl_cache import TTLCache
 
 TOKEN_PREFIX = "hub_ct_"
 _SHOPIFY_SUFFIX = ".myshopify.com"
@@ -97,7 +97,7 @@ def _find_customer(app: App, platform: str, platform_id: str | None, domain: str
 def _customer_merge(*, keep: Customer, remove: Customer) -> Customer:
     """Move everything of placeholder `remove` to `keep` and delete it (generic over relations).
 
-    The models of a registered handler (`hub.customer_merge`) are moved by that handler (the
+    The models of a registered handler (`hub.services.customer_merge`) are moved by that handler (the
     metrics' rollups add up buckets both customers have). The app's usage lock keeps rollup
     workers from counting the moved events under the old customer meanwhile.
     """
@@ -213,7 +213,7 @@ def _identify_once(
     for contact in contacts or []:
         contact_upsert(customer=customer, **_contact_fields(contact))
     customer_forward(customer=customer)
-    # Lifecycle (issue 5, hub/lifecycle.py): a first identify installs, one after an uninstall reinstalls.
+    # Lifecycle (issue 5, hub/services/lifecycle.py): a first identify installs, one after an uninstall reinstalls.
     from .lifecycle import installation_on_identify
 
     installation_on_identify(customer=customer)

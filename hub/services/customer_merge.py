@@ -1,6 +1,6 @@
 """Customer merges: where other packages move their own rows when a placeholder is merged away.
 
-The core merges a placeholder customer into the identified one (`hub.customers`) by moving every
+The core merges a placeholder customer into the identified one (`hub.services.customers`) by moving every
 row that references it. A package whose rows do not simply move (the metrics' rollups add up the
 buckets both customers have) registers a handler for its models with `customer_merge_register`
 from its AppConfig.ready(), as `config_apply.section_register` does for configuration sections.
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from django.db import models
 
-from .models import Customer
+from ..models import Customer
 
 
 @dataclass(frozen=True)

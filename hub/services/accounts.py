@@ -18,11 +18,11 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.text import slugify
 
-from .errors import AuthenticationError, HubError
-from .models import ApiKey, App, Membership, Workspace
-from .races import unique_race_safe
-from .raw_cursor import JoinedRows, raw_cursor
-from .ttl_cache import TTLCache
+from ..errors import AuthenticationError, HubError
+from ..models import ApiKey, App, Membership, Workspace
+from ..races import unique_race_safe
+from ..raw_cursor import JoinedRows, raw_cursor
+from ..ttl_cache import TTLCache
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User

@@ -1,0 +1,7 @@
+"""The core's services: the functions that change state (reads are in `hub.selectors`).
+
+One module per topic: `accounts` (workspaces, apps, API keys), `members` (invitations and roles),
+`customers` (identify, contacts, references), `customer_merge` (the registration point other
+packages use to move their rows when a placeholder customer is merged), `lifecycle` (installs,
+plans, subscriptions and their activities). README's "What is where" states the naming scheme.
+"""
