@@ -164,6 +164,7 @@ def test_the_log_shows_the_stored_message_backlog_and_outage(
     logged_in, workspace, segment, app, standin, settings
 ):
     settings.HUB_DELIVERY_BACKOFF_BASE = 600
+    settings.HUB_DELIVERY_BACKOFF_MAX = 3600  # fast_retries caps it at 1 s: the page could see it due
     settings.HUB_DELIVERY_PROBE_SECONDS = 30
     customer = make_customer(app, "shop-1", custom_fields={"crm_id": "OLD"})
     Integration.objects.filter(pk=segment.pk).update(user_id_field="crm_id")
