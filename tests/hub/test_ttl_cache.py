@@ -27,14 +27,23 @@ def test_a_ttl_of_zero_or_less_caches_nothing():
     assert cache.get("a") is None
 
 
-def test_the_least_recently_used_go_when_full():
+def test_the_oldest_set_goes_when_full():
     cache = TTLCache(ttl=60, maxsize=2)
     cache.set(1, "one")
     cache.set(2, "two")
-    cache.get(1)
+    cache.set(1, "one again")  # set again: the newest now
     cache.set(3, "three")
     assert len(cache) == 2
-    assert cache.get(2) is None and cache.get(1) == "one"
+    assert cache.get(2) is None and cache.get(1) == "one again" and cache.get(3) == "three"
+
+
+def test_an_expired_entry_is_dropped_when_read():
+    clock = Clock()
+    cache = TTLCache(ttl=1, timer=clock)
+    cache.set("a", 1)
+    clock.now = 5
+    assert cache.get("a") is None
+    assert len(cache) == 0
 
 
 def test_get_or_set_makes_once_and_pop_forgets():
