@@ -13,6 +13,7 @@ threads need no lock; a race between two sets only decides which of two fresh va
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
@@ -57,10 +58,9 @@ class TTLCache(Generic[V]):
             return
         data = self._data
         if key not in data and len(data) >= self._maxsize:
-            try:
-                del data[next(iter(data))]  # the oldest set
-            except (StopIteration, KeyError, RuntimeError):
-                pass  # another thread emptied or changed it meanwhile
+            # The oldest set; another thread may have emptied or changed the dict meanwhile.
+            with contextlib.suppress(StopIteration, KeyError, RuntimeError):
+                del data[next(iter(data))]
         data.pop(key, None)  # a set moves the key to the end: it is the newest again
         data[key] = (self._timer() + seconds, value)
 
