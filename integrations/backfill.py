@@ -25,7 +25,7 @@ from hub.errors import HubError
 from hub.models import Contact, Customer, CustomerForward
 from hub.services.customers import contact_snapshot, customer_snapshot
 
-from .delivery import FanoutResult, deliveries_create
+from .delivery_fanout import FanoutResult, deliveries_create
 from .delivery_store import NewDelivery
 from .forwarding import (
     EVENT_FIELDS,

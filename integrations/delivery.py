@@ -18,7 +18,6 @@ waiting out each delivery's backoff.
 
 from __future__ import annotations
 
-import email.utils
 import logging
 import random
 import time
@@ -27,132 +26,19 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-import orjson
-import requests
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
-from . import outbound
 from .connectors import connector_for
-from .delivery_store import Claimed, NewDelivery, RetryMark, retry_states, store
+from .delivery_http import REQUEST_EXCERPT_BYTES, Outcome, error_text, excerpt, request_post
+from .delivery_store import Claimed, RetryMark, retry_states, store
 from .models import Attempt, Delivery, Integration
 
 logger = logging.getLogger(__name__)
 
-REQUEST_EXCERPT_BYTES = 4096
-RESPONSE_EXCERPT_BYTES = 2048
 _avg_message_bytes: dict[str, float] = defaultdict(lambda: 600.0)
-
-
-# --- Fan-out ------------------------------------------------------------------------------------
-
-
-def _activity_links(app_ids: set[int]) -> dict[int, list[tuple[Integration, set[str]]]]:
-    by_app: dict[int, list[tuple[Integration, set[str]]]] = defaultdict(list)
-    through = Integration.apps.through
-    links = through.objects.filter(app_id__in=app_ids, integration__enabled=True).select_related(
-        "integration"
-    )
-    for link in links:
-        integration = link.integration
-        by_app[link.app_id].append((integration, set(integration.activities or ())))
-    return by_app
-
-
-class FanoutResult(dict):
-    """{integration id: new deliveries}, and `waiting`: the integrations left with pending ones."""
-
-    def __init__(self, created: dict[int, int] | None = None, waiting: set[int] | None = None):
-        super().__init__(created or {})
-        self.waiting = waiting or set()
-        self.batches = 0  # the forward batches (or customer changes) taken
-        self.more = False  # the chunk was full: more may be waiting
-        self.send_now: dict[int, list] = {}  # pending deliveries to send after the commit
-
-
-def activities_fanout(
-    *, activity_ids: list[str] | None = None, limit: int = 5000, send: bool = True
-) -> FanoutResult:
-    """Create the deliveries of undispatched activities (these ids, or the oldest `limit`).
-
-    Each activity gets one delivery per enabled integration that has its app and its kind, its
-    message rendered now from the activity's own snapshot; activities are marked dispatched in
-    the same transaction (see `deliveries_create` for `send`). Returns {integration id: new rows}.
-    """
-    db = store()
-    with transaction.atomic():
-        now = timezone.now()
-        rows = db.activities_claim(ids=activity_ids, limit=limit, now=now)
-        if not rows:
-            return FanoutResult()
-        by_app = _activity_links({r.app_id for r in rows})
-        groups: dict[int, tuple[Integration, list[NewDelivery]]] = {}
-        for row in rows:
-            for integration, kinds in by_app.get(row.app_id, ()):
-                if row.kind not in kinds:
-                    continue
-                connector = connector_for(integration.kind)
-                message = connector.activity_message(integration=integration, activity=row)
-                group = groups.setdefault(integration.pk, (integration, []))[1]
-                group.append(
-                    NewDelivery(
-                        integration_id=integration.pk,
-                        item_kind=Delivery.ItemKind.ACTIVITY,
-                        item_id=row.id,
-                        action="",
-                        message_id=row.id,
-                        message=orjson.dumps(message).decode(),
-                        activity_id=row.id,
-                    )
-                )
-        return deliveries_create(groups, now=now, send=send)
-
-
-def deliveries_create(
-    groups: dict[int, tuple[Integration, list[NewDelivery]]], *, now: datetime, send: bool
-) -> FanoutResult:
-    """Insert new deliveries, grouped by integration, in the caller's transaction (a fan-out's).
-
-    With `send` and one integration whose circuit is closed, they go out at once, before the rows
-    are written, so a delivery usually takes one insert in its final state (`fanout_send`), when
-    one of its HUB_DELIVERY_MAX_IN_FLIGHT request slots is free. Deliveries of several
-    integrations are written pending and listed in the result's `send_now`: the caller sends
-    them after the commit, each integration in a thread and a transaction of its own
-    (`deliveries_send_new`), so a destination that hangs holds up neither the others' sends
-    nor their request slots.
-    """
-    db = store()
-    result_send_now: dict[int, list] = {}
-    sendable = [
-        (integration, [i for i in items if i.status == Delivery.Status.PENDING])
-        for integration, items in (groups.values() if send else ())
-        if integration.outage_since is None
-    ]
-    sendable = [(integration, pending) for integration, pending in sendable if pending]
-    if len(sendable) == 1:
-        integration, pending = sendable[0]
-        slot = db.send_slot(integration_id=integration.pk, slots=settings.HUB_DELIVERY_MAX_IN_FLIGHT)
-        with slot as ok:
-            if ok:
-                fanout_send(integration, pending, now=now)
-    else:
-        result_send_now = {integration.pk: [i.id for i in pending] for integration, pending in sendable}
-    new = [item for _, items in groups.values() for item in items]
-    created = db.deliveries_insert(rows=new, now=now)
-    # An integration whose circuit is open needs no sender for its new rows: its probe is
-    # scheduled already (and the sweep enqueues every due probe). Senders enqueued for each chunk
-    # would only flood the queue while it is down, ahead of the other destinations' tasks.
-    open_circuits = {pk for pk, (integration, _) in groups.items() if integration.outage_since is not None}
-    waiting = {
-        n.integration_id
-        for n in new
-        if n.status == Delivery.Status.PENDING and n.integration_id not in open_circuits
-    }
-    result = FanoutResult(created, waiting)
-    result.send_now = result_send_now
-    return result
 
 
 def deliveries_send_new(*, integration_id: int, ids: list) -> bool:
@@ -204,97 +90,6 @@ def backoff_delay(attempts: int) -> float:
     return delay / 2 + random.uniform(0, delay / 2)
 
 
-def _retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, (when - timezone.now()).total_seconds())
-
-
-def _excerpt(raw: bytes, limit: int) -> str:
-    text = raw[:limit].decode("utf-8", errors="replace")
-    return text + ("…" if len(raw) > limit else "")
-
-
-_SECRET_HEADERS = {"authorization", "x-mantle-app-api-key", "kable-client-secret", "x-api-key"}
-
-
-def _shown_headers(request) -> dict[str, str]:
-    """The request's headers as the log shows them: credentials masked."""
-    shown = {k: ("••••" if k.lower() in _SECRET_HEADERS else v) for k, v in request.headers.items()}
-    if request.auth is not None:
-        shown["Authorization"] = "Basic •••• (the write key)"
-    return shown
-
-
-@dataclass
-class _Outcome:
-    attempt: Attempt
-    retry_after: float | None = None
-    attention: str = ""
-
-
-def _post(integration: Integration, request) -> _Outcome:
-    connector = connector_for(integration.kind)
-    attempt = Attempt(
-        integration_id=integration.pk,
-        created_at=timezone.now(),
-        url=connector.redact(integration, request.url)[:300],
-        request_bytes=len(request.body),
-        request_headers=_shown_headers(request),
-        request_excerpt=_excerpt(request.body, REQUEST_EXCERPT_BYTES),
-    )
-    out = _Outcome(attempt)
-    try:
-        response = outbound.post(
-            request.url,
-            data=request.body,
-            headers=request.headers,
-            auth=request.auth,
-            timeout=settings.HUB_DELIVERY_TIMEOUT,
-        )
-    except outbound.OutboundRefused as exc:
-        attempt.outcome, attempt.error = (
-            Attempt.Outcome.FAILED,
-            connector.redact(integration, f"refused: {exc}"),
-        )
-        out.attention = connector.redact(integration, f"The destination was refused: {exc}")
-        return out
-    except requests.Timeout as exc:
-        attempt.outcome, attempt.error = (
-            Attempt.Outcome.RETRY,
-            connector.redact(integration, f"timeout: {exc}"),
-        )
-        return out
-    except requests.RequestException as exc:
-        attempt.outcome, attempt.error = (
-            Attempt.Outcome.RETRY,
-            connector.redact(integration, f"connection error: {exc}"),
-        )
-        return out
-    attempt.status_code = response.status_code
-    attempt.latency_ms = response.latency_ms
-    attempt.response_excerpt = _excerpt(response.body, RESPONSE_EXCERPT_BYTES)
-    attempt.outcome = connector.classify(response.status_code, response.body)
-    if 300 <= response.status_code < 400:
-        attempt.error = f"redirect to {response.headers.get('Location', '?')} not followed"
-    elif response.status_code == 429:
-        out.retry_after = _retry_after(response.headers.get("Retry-After"))
-    if connector.needs_attention(response.status_code):
-        out.attention = f"The destination answered {response.status_code}: check the credentials."
-    return out
-
-
-def _error_text(attempt: Attempt) -> str:
-    return attempt.error or f"HTTP {attempt.status_code}: {attempt.response_excerpt[:200]}"
-
-
 def _retry_marks(
     rows: list[Claimed], error: str, retry_after: float | None, now: datetime
 ) -> list[RetryMark]:
@@ -318,7 +113,7 @@ def _retry_marks(
     return marks
 
 
-def _record(integration: Integration, out: _Outcome, rows: list[Claimed], report: SendReport) -> None:
+def _record(integration: Integration, out: Outcome, rows: list[Claimed], report: SendReport) -> None:
     db = store()
     attempt = out.attempt
     attempt.delivery_ids = [str(r.id) for r in rows]
@@ -335,12 +130,12 @@ def _record(integration: Integration, out: _Outcome, rows: list[Claimed], report
             ids=ids,
             attempt_id=attempt_id,
             status_code=attempt.status_code,
-            error=_error_text(attempt),
+            error=error_text(attempt),
             now=now,
         )
         report.failed += len(rows)
     else:
-        marks = _retry_marks(rows, _error_text(attempt), out.retry_after, now)
+        marks = _retry_marks(rows, error_text(attempt), out.retry_after, now)
         db.mark_retry(marks=marks, attempt_id=attempt_id, status_code=attempt.status_code, now=now)
         for m in marks:
             if m.status == Delivery.Status.PENDING:
@@ -349,10 +144,10 @@ def _record(integration: Integration, out: _Outcome, rows: list[Claimed], report
                 report.dead += 1
             else:
                 report.failed += 1
-    _attention(integration, out)
+    attention_note(integration, out)
 
 
-def _batches(connector, integration: Integration, items: list, raw) -> tuple[list[list], list]:
+def batches_split(connector, integration: Integration, items: list, raw) -> tuple[list[list], list]:
     """Split items into requests within the connector's limits, one action's items per request
     (an action may have a request of its own); return (batches, oversize items)."""
     by_action: dict[str, list] = {}
@@ -390,11 +185,11 @@ def _batches_of_one_action(connector, integration: Integration, items: list, raw
     return batches, oversize
 
 
-def _oversize_error(length: int, limit: int) -> str:
+def oversize_error(length: int, limit: int) -> str:
     return f"message is {length} bytes, over the {limit}-byte limit per message: not sent"
 
 
-def _attention(integration: Integration, out: _Outcome) -> None:
+def attention_note(integration: Integration, out: Outcome) -> None:
     changes: dict = {}
     if out.attention:
         changes = {"needs_attention": True, "attention_reason": out.attention[:300]}
@@ -409,92 +204,20 @@ def _attention(integration: Integration, out: _Outcome) -> None:
         Integration.objects.filter(pk=integration.pk).update(**changes)
 
 
-@dataclass
-class _Posted:
-    """What the network part of an inline send did: the requests' outcomes, batch by batch."""
-
-    batches: list[list[NewDelivery]]
-    oversize: list[NewDelivery]
-    outs: list[_Outcome]
-
-
-def _fanout_post(integration: Integration, items: list[NewDelivery]) -> _Posted:
-    """Send new deliveries' requests (no database work: it may run in a thread of its own); stop
-    at the first retryable failure (the rest stay pending)."""
-    connector = connector_for(integration.kind)
-    batches, oversize = _batches(connector, integration, items, lambda i: i.raw)
-    outs: list[_Outcome] = []
-    for batch in batches:
-        request = connector.batch_request(
-            integration=integration, messages=[i.raw for i in batch], action=batch[0].action
-        )
-        out = _post(integration, request)
-        outs.append(out)
-        if out.attempt.outcome == Attempt.Outcome.RETRY:
-            break
-    return _Posted(batches, oversize, outs)
-
-
-def _fanout_record(integration: Integration, posted: _Posted, *, now: datetime) -> None:
-    """Record an inline send: an attempt per request, each delivery's state from its answer (they
-    are inserted afterwards, in the fan-out's transaction: a crash before its commit sends them
-    again, under the same message ids). A retryable failure opens the circuit."""
-    db = store()
-    connector = connector_for(integration.kind)
-    for item in posted.oversize:
-        attempt = Attempt(
-            integration_id=integration.pk,
-            created_at=timezone.now(),
-            url="",
-            request_bytes=len(item.raw),
-            request_excerpt=_excerpt(item.raw, REQUEST_EXCERPT_BYTES),
-            error=_oversize_error(len(item.raw), connector.max_message_bytes),
-            outcome=Attempt.Outcome.FAILED,
-            delivery_ids=[str(item.id)],
-            message_count=1,
-        )
-        item.status, item.attempts, item.last_error = Delivery.Status.FAILED, 1, attempt.error
-        item.last_attempt_id = db.attempt_insert(attempt=attempt)
-    for batch, out in zip(posted.batches, posted.outs, strict=False):
-        out.attempt.delivery_ids = [str(i.id) for i in batch]
-        out.attempt.message_count = len(batch)
-        attempt_id = db.attempt_insert(attempt=out.attempt)
-        outcome = out.attempt.outcome
-        error = "" if outcome == Attempt.Outcome.DELIVERED else _error_text(out.attempt)
-        for item in batch:
-            item.attempts, item.last_attempt_id = 1, attempt_id
-            item.last_status_code, item.last_error = out.attempt.status_code, error
-            if outcome == Attempt.Outcome.DELIVERED:
-                item.status, item.delivered_at = Delivery.Status.DELIVERED, now
-            elif outcome == Attempt.Outcome.FAILED:
-                item.status = Delivery.Status.FAILED
-            else:
-                delay = out.retry_after if out.retry_after is not None else backoff_delay(1)
-                item.next_attempt_at = now + timedelta(seconds=delay)
-        _attention(integration, out)
-        if outcome == Attempt.Outcome.RETRY:
-            _circuit_open(integration, out, timezone.now())
-
-
-def fanout_send(integration: Integration, items: list[NewDelivery], *, now: datetime) -> None:
-    """Send new deliveries at once, then record the requests (see `_fanout_record`)."""
-    _fanout_record(integration, _fanout_post(integration, items), now=now)
-
-
 def _fail_oversize(integration: Integration, row: Claimed, limit: int, report: SendReport) -> None:
     attempt = Attempt(
         integration_id=integration.pk,
         created_at=timezone.now(),
         url="",
         request_bytes=len(row.message),
-        request_excerpt=_excerpt(row.message, REQUEST_EXCERPT_BYTES),
-        error=_oversize_error(len(row.message), limit),
+        request_excerpt=excerpt(row.message, REQUEST_EXCERPT_BYTES),
+        error=oversize_error(len(row.message), limit),
         outcome=Attempt.Outcome.FAILED,
     )
-    _record(integration, _Outcome(attempt), [row], report)
+    _record(integration, Outcome(attempt), [row], report)
 
 
-def _circuit_open(integration: Integration, out: _Outcome, now: datetime) -> datetime:
+def circuit_open(integration: Integration, out: Outcome, now: datetime) -> datetime:
     """Open (or keep open) the integration's circuit after a retryable failure; return the next probe."""
     wait = settings.HUB_DELIVERY_PROBE_SECONDS
     if out.retry_after is not None:
@@ -502,7 +225,7 @@ def _circuit_open(integration: Integration, out: _Outcome, now: datetime) -> dat
     probe_at = now + timedelta(seconds=wait)
     Integration.objects.filter(pk=integration.pk).update(
         outage_since=integration.outage_since or now,
-        outage_error=_error_text(out.attempt)[:300],
+        outage_error=error_text(out.attempt)[:300],
         probe_at=probe_at,
     )
     if integration.outage_since is not None:
@@ -513,7 +236,7 @@ def _circuit_open(integration: Integration, out: _Outcome, now: datetime) -> dat
         ).update(
             status=Delivery.Status.DEAD,
             next_attempt_at=None,
-            last_error=f"retry window over during an outage, gave up: {_error_text(out.attempt)}"[:2000],
+            last_error=f"retry window over during an outage, gave up: {error_text(out.attempt)}"[:2000],
             updated_at=now,
         )
     return probe_at
@@ -564,7 +287,7 @@ def _send_batch(
             rows = db.claim(integration_id=integration_id, limit=limit, due_by=now, only=only)
             if not rows:
                 return False
-        batches, oversize = _batches(connector, integration, rows, lambda r: r.message)
+        batches, oversize = batches_split(connector, integration, rows, lambda r: r.message)
         for row in oversize:
             _fail_oversize(integration, row, connector.max_message_bytes, report)
         if not batches:
@@ -573,14 +296,14 @@ def _send_batch(
             request = connector.batch_request(
                 integration=integration, messages=[r.message for r in batch], action=batch[0].action
             )
-            out = _post(integration, request)
+            out = request_post(integration, request)
             out.attempt.probe = probing
             _record(integration, out, batch, report)
             report.requests += 1
             if out.attempt.outcome == Attempt.Outcome.RETRY:
                 # The rest of the claim stays as it was (released with this transaction).
                 if only is None or need_slot:
-                    report.probe_at = _circuit_open(integration, out, timezone.now())
+                    report.probe_at = circuit_open(integration, out, timezone.now())
                 return False
         if probing:
             # Any answer that is not retryable means the destination is reachable again.
@@ -613,50 +336,3 @@ def delivery_send_now(*, delivery: Delivery) -> Attempt | None:
     if not report.attempt_ids:
         return None
     return Attempt.objects.filter(pk=report.attempt_ids[-1]).first()
-
-
-# --- Retention -----------------------------------------------------------------------------------
-
-
-def deliveries_prune(*, now: datetime | None = None, batch: int = 1000, budget_seconds: float = 20.0) -> dict:
-    """Delete delivered deliveries older than HUB_DELIVERY_KEEP_DELIVERED_DAYS and failed or dead
-    ones older than HUB_DELIVERY_KEEP_FAILED_DAYS, with their attempts, in small batches (each its
-    own short transaction, oldest first per integration): pending rows are never touched."""
-    now = now or timezone.now()
-    delivered_cutoff = now - timedelta(days=settings.HUB_DELIVERY_KEEP_DELIVERED_DAYS)
-    failed_cutoff = now - timedelta(days=settings.HUB_DELIVERY_KEEP_FAILED_DAYS)
-    deadline = time.monotonic() + budget_seconds
-    counts = {"deliveries": 0, "attempts": 0}
-    for integration_id in Integration.objects.values_list("pk", flat=True):
-        for statuses, cutoff in (
-            ([Delivery.Status.DELIVERED], delivered_cutoff),
-            ([Delivery.Status.FAILED, Delivery.Status.DEAD], failed_cutoff),
-        ):
-            while time.monotonic() < deadline:
-                ids = list(
-                    Delivery.objects.filter(
-                        integration_id=integration_id, status__in=statuses, created_at__lt=cutoff
-                    )
-                    .order_by("created_at")
-                    .values_list("pk", flat=True)[:batch]
-                )
-                if not ids:
-                    break
-                counts["deliveries"] += Delivery.objects.filter(pk__in=ids, status__in=statuses).delete()[0]
-        # An attempt goes with the longest-kept of what it could have carried.
-        for outcome_filter, cutoff in (
-            ({"outcome": Attempt.Outcome.DELIVERED}, delivered_cutoff),
-            ({}, failed_cutoff),
-        ):
-            while time.monotonic() < deadline:
-                ids = list(
-                    Attempt.objects.filter(
-                        integration_id=integration_id, created_at__lt=cutoff, **outcome_filter
-                    )
-                    .order_by("created_at")
-                    .values_list("pk", flat=True)[:batch]
-                )
-                if not ids:
-                    break
-                counts["attempts"] += Attempt.objects.filter(pk__in=ids).delete()[0]
-    return counts

@@ -33,7 +33,7 @@ from events.models import ForwardBatch, UsageEvent
 from hub.models import App, CustomerForward
 
 from .connectors import MessageRefused, connector_for
-from .delivery import FanoutResult, deliveries_create
+from .delivery_fanout import FanoutResult, deliveries_create
 from .delivery_store import NewDelivery, delivery_id_for, iso_ms
 from .models import Delivery, Integration, Subscription
 from .sources.mapping_engine import (

@@ -8,7 +8,7 @@ from celery import shared_task
 from django.conf import settings
 from django.utils import timezone
 
-from . import backfill, delivery, forwarding, send_threads
+from . import backfill, delivery, delivery_fanout, delivery_retention, forwarding, send_threads
 
 FANOUT_CHUNK = 2500
 
@@ -58,7 +58,7 @@ def activities_fanout(activity_ids: list[str] | None = None) -> int | None:
 
 
 def _activities_fanout(activity_ids: list[str] | None) -> int:
-    created = delivery.activities_fanout(activity_ids=activity_ids, limit=FANOUT_CHUNK)
+    created = delivery_fanout.activities_fanout(activity_ids=activity_ids, limit=FANOUT_CHUNK)
     _after_fanout(created)
     if activity_ids is None and sum(created.values()) and _chunk_was_full(created):
         activities_fanout.delay()
@@ -151,7 +151,7 @@ def deliveries_sweep() -> dict | None:
 
 
 def _deliveries_sweep() -> dict:
-    created = delivery.activities_fanout(limit=FANOUT_CHUNK)
+    created = delivery_fanout.activities_fanout(limit=FANOUT_CHUNK)
     dispatched = sum(created.values())
     _after_fanout(created)
     if created and _chunk_was_full(created):
@@ -178,4 +178,4 @@ def _deliveries_sweep() -> dict:
 @shared_task(name="integrations.deliveries_prune")
 def deliveries_prune() -> dict:
     """Periodic: delete deliveries and attempts past their retention (small batches)."""
-    return delivery.deliveries_prune()
+    return delivery_retention.deliveries_prune()

@@ -18,7 +18,7 @@ from hub.selectors import workspace_get_for_user
 from hub.timestamps import parse_datetime_local
 
 from . import selectors, services
-from .delivery import REQUEST_EXCERPT_BYTES
+from .delivery_http import REQUEST_EXCERPT_BYTES
 from .destinations import DESTINATION_KINDS
 from .forms import SegmentIntegrationForm
 from .models import Delivery, Integration

@@ -17,7 +17,7 @@ from hub.config_apply import config_apply
 from hub.models import App, Customer, Workspace
 from hub.services import lifecycle
 from hub.services.customers import customer_get, customer_identify
-from integrations import delivery
+from integrations import delivery_fanout
 from integrations.models import Integration
 from integrations.sources.models import Source
 from integrations.sources.processing import inbox_process_pending
@@ -136,7 +136,7 @@ def screen_data_create(*, email: str = "owner@example.com") -> ScreenData:
         ],
     )
     inbox_process_pending()
-    delivery.activities_fanout()
+    delivery_fanout.activities_fanout()
     return ScreenData(
         workspace=workspace,
         app=app,

@@ -13,7 +13,7 @@ from events.models import RollupBatch
 from hub.celery import app as celery_app
 from hub.models import Activity
 from hub.services.customers import customer_identify
-from integrations import delivery
+from integrations import delivery, delivery_fanout
 from integrations.services import integration_save
 from integrations.sources.models import InboxBatch
 from integrations.sources.processing import inbox_process_pending
@@ -177,7 +177,7 @@ def test_delivery_backlog_lag_attempts_and_given_up_per_integration(scraper, app
     labels = {"integration": str(integration.pk), "kind": "segment"}
     for ref in ("shop-1", "shop-2", "shop-3"):
         customer_identify(app=app, platform_id=ref)  # each records an "installed" activity
-    delivery.activities_fanout(send=False)
+    delivery_fanout.activities_fanout(send=False)
     from integrations.models import Delivery
 
     Delivery.objects.filter(integration=integration).update(created_at=timezone.now() - timedelta(seconds=30))
@@ -204,7 +204,7 @@ def test_a_destination_that_fails_retryably_shows_retrying_and_the_outage(scrape
     integration, standin = segment
     labels = {"integration": str(integration.pk), "kind": "segment"}
     customer_identify(app=app, platform_id="shop-1")
-    delivery.activities_fanout(send=False)
+    delivery_fanout.activities_fanout(send=False)
     standin.fail_next(1, 503)
     delivery.deliveries_send(integration_id=integration.pk)
 

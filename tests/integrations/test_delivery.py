@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from hub.models import Activity
 from hub.services import lifecycle
-from integrations import delivery
+from integrations import delivery, delivery_fanout
 from integrations.models import Attempt, Delivery
 from integrations.services import integration_save
 from integrations.vendors.segment.connector import EVENT_NAMES
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.django_db
 
 
 def send_all(integration):
-    delivery.activities_fanout(send=False)
+    delivery_fanout.activities_fanout(send=False)
     return delivery.deliveries_send(integration_id=integration.pk)
 
 
@@ -155,7 +155,7 @@ def test_backoff_grows_exponentially_with_jitter_up_to_the_cap(settings):
 def test_after_the_retry_window_a_delivery_is_dead(segment, app, standin, settings):
     settings.HUB_DELIVERY_RETRY_WINDOW = 60
     make_customer(app, "s1")
-    delivery.activities_fanout(send=False)
+    delivery_fanout.activities_fanout(send=False)
     Delivery.objects.update(retry_window_start=timezone.now() - timedelta(seconds=60))
     standin.fail_next(1, 500)
     delivery.deliveries_send(integration_id=segment.pk)
@@ -174,7 +174,7 @@ def test_one_failing_integration_does_not_hold_up_another(segment, workspace, ap
         )  # fmt: skip
         standin.hang_next(100, 2.0)
         make_customer(app, "s1")
-        delivery.activities_fanout(send=False)
+        delivery_fanout.activities_fanout(send=False)
         started = time.monotonic()
         delivery.deliveries_send(integration_id=segment.pk)  # times out once, then stops
         assert time.monotonic() - started < 2

@@ -10,7 +10,7 @@ from django.utils import timezone
 from hub.models import Activity
 from hub.services import lifecycle
 from hub.services.customers import customer_identify
-from integrations import delivery
+from integrations import delivery, delivery_fanout, delivery_retention
 from integrations.models import Attempt, Delivery, Integration
 from integrations.services import delivery_retry, integration_save
 from tests.factories import AttemptFactory
@@ -30,7 +30,7 @@ def test_a_resend_is_byte_identical_after_the_customer_and_the_settings_changed(
     )  # fmt: skip
     standin.fail_next(1, 500)
     customer = make_customer(app, "shop-1", custom_fields={"crm_id": "CRM-1"})
-    delivery.activities_fanout()  # sent at once: answered 500
+    delivery_fanout.activities_fanout()  # sent at once: answered 500
     row = Delivery.objects.get(integration=integration)
     assert row.status == "pending" and row.attempts == 1
     stored = row.message.encode()
@@ -61,14 +61,14 @@ def test_an_activity_keeps_the_custom_fields_of_its_moment(workspace, app, stand
     customer = make_customer(app, "shop-1", custom_fields={"crm_id": "before"})
     lifecycle.review_create(customer=customer, rating=5, text="")
     customer_identify(app=app, platform_id="shop-1", custom_fields={"crm_id": "after"})
-    delivery.activities_fanout()  # the fan-out runs after the change
+    delivery_fanout.activities_fanout()  # the fan-out runs after the change
     assert [m["userId"] for m in standin.messages] == ["before"]
     assert Delivery.objects.get(integration=integration).status == "delivered"
 
 
 def test_one_attempt_row_per_request_knows_its_deliveries(segment, app, standin):
     customers = [make_customer(app, f"s-{i}") for i in range(30)]
-    created = delivery.activities_fanout()
+    created = delivery_fanout.activities_fanout()
     assert created == {segment.pk: len(customers)}
     attempt = Attempt.objects.get(integration=segment)
     ids = set(Delivery.objects.filter(integration=segment).values_list("pk", flat=True))
@@ -81,9 +81,9 @@ def test_one_attempt_row_per_request_knows_its_deliveries(segment, app, standin)
 def test_a_fan_out_that_runs_twice_makes_no_second_delivery(segment, app, standin):
     make_customer(app, "s-1")
     activity = Activity.objects.get()
-    delivery.activities_fanout(send=False)
+    delivery_fanout.activities_fanout(send=False)
     Activity.objects.filter(pk=activity.pk).update(dispatched_at=None)  # as if the mark were lost
-    delivery.activities_fanout(send=False)
+    delivery_fanout.activities_fanout(send=False)
     assert Delivery.objects.filter(integration=segment).count() == 1
 
 
@@ -96,7 +96,7 @@ def test_the_circuit_probes_one_delivery_at_a_time_then_sends_the_backlog_at_onc
     standin.stop()
     for i in range(20):
         make_customer(app, f"s-{i}")
-    delivery.activities_fanout()
+    delivery_fanout.activities_fanout()
     segment.refresh_from_db()
     assert segment.outage_since is not None and segment.probe_at > timezone.now()
     # Not yet time for a probe: nothing is sent.
@@ -121,7 +121,7 @@ def test_a_long_outage_ends_deliveries_past_the_retry_window(segment, app, stand
     standin.stop()
     make_customer(app, "s-1")
     make_customer(app, "s-2")
-    delivery.activities_fanout()
+    delivery_fanout.activities_fanout()
     Delivery.objects.update(retry_window_start=timezone.now() - timedelta(hours=2))
     Integration.objects.filter(pk=segment.pk).update(probe_at=timezone.now())
     delivery.deliveries_send(integration_id=segment.pk)
@@ -134,7 +134,7 @@ def test_retention_prunes_old_finished_rows_and_leaves_pending_ones(segment, app
     settings.HUB_DELIVERY_KEEP_FAILED_DAYS = 90
     for i in range(6):
         make_customer(app, f"s-{i}")
-    delivery.activities_fanout(send=False)
+    delivery_fanout.activities_fanout(send=False)
     rows = list(Delivery.objects.order_by("message_id"))
     now = timezone.now()
     old, very_old = now - timedelta(days=40), now - timedelta(days=100)
@@ -152,7 +152,7 @@ def test_retention_prunes_old_finished_rows_and_leaves_pending_ones(segment, app
     AttemptFactory(integration=segment, outcome="delivered", created_at=old)
     AttemptFactory(integration=segment, outcome="retry", created_at=old)
     AttemptFactory(integration=segment, outcome="failed", created_at=very_old)
-    counts = delivery.deliveries_prune(batch=1)
+    counts = delivery_retention.deliveries_prune(batch=1)
     assert counts == {"deliveries": 2, "attempts": 2}
     assert sorted(Delivery.objects.values_list("status", flat=True)) == [
         "delivered", "failed", "pending", "pending",
@@ -169,7 +169,7 @@ def test_the_log_shows_the_stored_message_backlog_and_outage(
     customer = make_customer(app, "shop-1", custom_fields={"crm_id": "OLD"})
     Integration.objects.filter(pk=segment.pk).update(user_id_field="crm_id")
     standin.stop()
-    delivery.activities_fanout()
+    delivery_fanout.activities_fanout()
     delivery.deliveries_send(integration_id=segment.pk)  # a no-op unless the fan-out left it due
     row = Delivery.objects.get(integration=segment)
     assert row.attempts == 1

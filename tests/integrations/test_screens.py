@@ -7,7 +7,7 @@ import pytest
 from django.utils import timezone
 
 from hub.models import Activity
-from integrations import delivery
+from integrations import delivery, delivery_fanout
 from integrations.models import Delivery, Integration, Replay
 from integrations.services import integration_save
 from tests.integrations.conftest import make_customer
@@ -96,7 +96,7 @@ def test_delivery_log_counts_filters_retry_and_replay(logged_in, workspace, app,
     for i in range(3):
         make_customer(app, f"s{i}")
     standin.fail_next(1, 400)
-    delivery.activities_fanout()
+    delivery_fanout.activities_fanout()
     delivery.deliveries_send(integration_id=segment.pk)
     assert Delivery.objects.filter(status="failed").count() == 3
     url = f"/w/{workspace.slug}/integrations/{segment.pk}/deliveries/"

@@ -1,0 +1,199 @@
+"""The delivery engine's fan-out: items → Delivery rows with their message rendered once and
+stored, in the caller's transaction; with one integration in a chunk, sent at once before the rows
+are written (one insert in their final state), with several, left for senders right after the
+commit (see `deliveries_create`). Sending and recording later tries is `integrations.delivery`."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import orjson
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from .connectors import connector_for
+from .delivery import attention_note, backoff_delay, batches_split, circuit_open, oversize_error
+from .delivery_http import REQUEST_EXCERPT_BYTES, Outcome, error_text, excerpt, request_post
+from .delivery_store import NewDelivery, store
+from .models import Attempt, Delivery, Integration
+
+
+def _activity_links(app_ids: set[int]) -> dict[int, list[tuple[Integration, set[str]]]]:
+    by_app: dict[int, list[tuple[Integration, set[str]]]] = defaultdict(list)
+    through = Integration.apps.through
+    links = through.objects.filter(app_id__in=app_ids, integration__enabled=True).select_related(
+        "integration"
+    )
+    for link in links:
+        integration = link.integration
+        by_app[link.app_id].append((integration, set(integration.activities or ())))
+    return by_app
+
+
+class FanoutResult(dict):
+    """{integration id: new deliveries}, and `waiting`: the integrations left with pending ones."""
+
+    def __init__(self, created: dict[int, int] | None = None, waiting: set[int] | None = None):
+        super().__init__(created or {})
+        self.waiting = waiting or set()
+        self.batches = 0  # the forward batches (or customer changes) taken
+        self.more = False  # the chunk was full: more may be waiting
+        self.send_now: dict[int, list] = {}  # pending deliveries to send after the commit
+
+
+def activities_fanout(
+    *, activity_ids: list[str] | None = None, limit: int = 5000, send: bool = True
+) -> FanoutResult:
+    """Create the deliveries of undispatched activities (these ids, or the oldest `limit`).
+
+    Each activity gets one delivery per enabled integration that has its app and its kind, its
+    message rendered now from the activity's own snapshot; activities are marked dispatched in
+    the same transaction (see `deliveries_create` for `send`). Returns {integration id: new rows}.
+    """
+    db = store()
+    with transaction.atomic():
+        now = timezone.now()
+        rows = db.activities_claim(ids=activity_ids, limit=limit, now=now)
+        if not rows:
+            return FanoutResult()
+        by_app = _activity_links({r.app_id for r in rows})
+        groups: dict[int, tuple[Integration, list[NewDelivery]]] = {}
+        for row in rows:
+            for integration, kinds in by_app.get(row.app_id, ()):
+                if row.kind not in kinds:
+                    continue
+                connector = connector_for(integration.kind)
+                message = connector.activity_message(integration=integration, activity=row)
+                group = groups.setdefault(integration.pk, (integration, []))[1]
+                group.append(
+                    NewDelivery(
+                        integration_id=integration.pk,
+                        item_kind=Delivery.ItemKind.ACTIVITY,
+                        item_id=row.id,
+                        action="",
+                        message_id=row.id,
+                        message=orjson.dumps(message).decode(),
+                        activity_id=row.id,
+                    )
+                )
+        return deliveries_create(groups, now=now, send=send)
+
+
+def deliveries_create(
+    groups: dict[int, tuple[Integration, list[NewDelivery]]], *, now: datetime, send: bool
+) -> FanoutResult:
+    """Insert new deliveries, grouped by integration, in the caller's transaction (a fan-out's).
+
+    With `send` and one integration whose circuit is closed, they go out at once, before the rows
+    are written, so a delivery usually takes one insert in its final state (`fanout_send`), when
+    one of its HUB_DELIVERY_MAX_IN_FLIGHT request slots is free. Deliveries of several
+    integrations are written pending and listed in the result's `send_now`: the caller sends
+    them after the commit, each integration in a thread and a transaction of its own
+    (`deliveries_send_new`), so a destination that hangs holds up neither the others' sends
+    nor their request slots.
+    """
+    db = store()
+    result_send_now: dict[int, list] = {}
+    sendable = [
+        (integration, [i for i in items if i.status == Delivery.Status.PENDING])
+        for integration, items in (groups.values() if send else ())
+        if integration.outage_since is None
+    ]
+    sendable = [(integration, pending) for integration, pending in sendable if pending]
+    if len(sendable) == 1:
+        integration, pending = sendable[0]
+        slot = db.send_slot(integration_id=integration.pk, slots=settings.HUB_DELIVERY_MAX_IN_FLIGHT)
+        with slot as ok:
+            if ok:
+                fanout_send(integration, pending, now=now)
+    else:
+        result_send_now = {integration.pk: [i.id for i in pending] for integration, pending in sendable}
+    new = [item for _, items in groups.values() for item in items]
+    created = db.deliveries_insert(rows=new, now=now)
+    # An integration whose circuit is open needs no sender for its new rows: its probe is
+    # scheduled already (and the sweep enqueues every due probe). Senders enqueued for each chunk
+    # would only flood the queue while it is down, ahead of the other destinations' tasks.
+    open_circuits = {pk for pk, (integration, _) in groups.items() if integration.outage_since is not None}
+    waiting = {
+        n.integration_id
+        for n in new
+        if n.status == Delivery.Status.PENDING and n.integration_id not in open_circuits
+    }
+    result = FanoutResult(created, waiting)
+    result.send_now = result_send_now
+    return result
+
+
+@dataclass
+class _Posted:
+    """What the network part of an inline send did: the requests' outcomes, batch by batch."""
+
+    batches: list[list[NewDelivery]]
+    oversize: list[NewDelivery]
+    outs: list[Outcome]
+
+
+def _fanout_post(integration: Integration, items: list[NewDelivery]) -> _Posted:
+    """Send new deliveries' requests (no database work: it may run in a thread of its own); stop
+    at the first retryable failure (the rest stay pending)."""
+    connector = connector_for(integration.kind)
+    batches, oversize = batches_split(connector, integration, items, lambda i: i.raw)
+    outs: list[Outcome] = []
+    for batch in batches:
+        request = connector.batch_request(
+            integration=integration, messages=[i.raw for i in batch], action=batch[0].action
+        )
+        out = request_post(integration, request)
+        outs.append(out)
+        if out.attempt.outcome == Attempt.Outcome.RETRY:
+            break
+    return _Posted(batches, oversize, outs)
+
+
+def _fanout_record(integration: Integration, posted: _Posted, *, now: datetime) -> None:
+    """Record an inline send: an attempt per request, each delivery's state from its answer (they
+    are inserted afterwards, in the fan-out's transaction: a crash before its commit sends them
+    again, under the same message ids). A retryable failure opens the circuit."""
+    db = store()
+    connector = connector_for(integration.kind)
+    for item in posted.oversize:
+        attempt = Attempt(
+            integration_id=integration.pk,
+            created_at=timezone.now(),
+            url="",
+            request_bytes=len(item.raw),
+            request_excerpt=excerpt(item.raw, REQUEST_EXCERPT_BYTES),
+            error=oversize_error(len(item.raw), connector.max_message_bytes),
+            outcome=Attempt.Outcome.FAILED,
+            delivery_ids=[str(item.id)],
+            message_count=1,
+        )
+        item.status, item.attempts, item.last_error = Delivery.Status.FAILED, 1, attempt.error
+        item.last_attempt_id = db.attempt_insert(attempt=attempt)
+    for batch, out in zip(posted.batches, posted.outs, strict=False):
+        out.attempt.delivery_ids = [str(i.id) for i in batch]
+        out.attempt.message_count = len(batch)
+        attempt_id = db.attempt_insert(attempt=out.attempt)
+        outcome = out.attempt.outcome
+        error = "" if outcome == Attempt.Outcome.DELIVERED else error_text(out.attempt)
+        for item in batch:
+            item.attempts, item.last_attempt_id = 1, attempt_id
+            item.last_status_code, item.last_error = out.attempt.status_code, error
+            if outcome == Attempt.Outcome.DELIVERED:
+                item.status, item.delivered_at = Delivery.Status.DELIVERED, now
+            elif outcome == Attempt.Outcome.FAILED:
+                item.status = Delivery.Status.FAILED
+            else:
+                delay = out.retry_after if out.retry_after is not None else backoff_delay(1)
+                item.next_attempt_at = now + timedelta(seconds=delay)
+        attention_note(integration, out)
+        if outcome == Attempt.Outcome.RETRY:
+            circuit_open(integration, out, timezone.now())
+
+
+def fanout_send(integration: Integration, items: list[NewDelivery], *, now: datetime) -> None:
+    """Send new deliveries at once, then record the requests (see `_fanout_record`)."""
+    _fanout_record(integration, _fanout_post(integration, items), now=now)
