@@ -25,14 +25,20 @@ def _monotonic() -> float:
 
 class TTLCache(Generic[V]):
     def __init__(
-        self, *, ttl: float | Callable[[], float], maxsize: int = 10_000, timer: Callable[[], float] = _monotonic
+        self,
+        *,
+        ttl: float | Callable[[], float],
+        maxsize: int = 10_000,
+        timer: Callable[[], float] = _monotonic,
     ) -> None:
         """`ttl` is seconds, or a callable read at each set (a setting that tests may override)."""
         self._ttl = ttl
         self._maxsize = maxsize
         self._timer = timer
         self._lock = threading.Lock()
-        self._data: cachetools.TLRUCache[Hashable, V] = cachetools.TLRUCache(maxsize=maxsize, ttu=self._ttu, timer=timer)
+        self._data: cachetools.TLRUCache[Hashable, V] = cachetools.TLRUCache(
+            maxsize=maxsize, ttu=self._ttu, timer=timer
+        )
 
     def _seconds(self) -> float:
         return float(self._ttl() if callable(self._ttl) else self._ttl)

@@ -216,7 +216,8 @@ def _identify_once(
     for contact in contacts or []:
         contact_upsert(customer=customer, **_contact_fields(contact))
     customer_forward(customer=customer)
-    # Lifecycle (issue 5, hub/services/lifecycle.py): a first identify installs, one after an uninstall reinstalls.
+    # Lifecycle (issue 5, hub/services/lifecycle.py): a first identify installs, one after an
+    # uninstall reinstalls.
     from .lifecycle import installation_on_identify
 
     installation_on_identify(customer=customer)
