@@ -5,8 +5,8 @@ from django.db import connection
 
 from events.models import MetricRollup, MetricUniqueValue, UsageEvent, UsageSignal
 from events.services import usage_events_ingest
-from hub import customer_merge
 from hub.models import Customer
+from hub.services import customer_merge
 from hub.services.customer_merge import customer_merge_register
 from hub.services.customers import customer_identify
 
