@@ -232,7 +232,7 @@ def _store_once(
         rows = [
             (
                 app.pk,
-                resolved[e.customer_ref] if e.customer_ref else customer.pk,
+                resolved[e.customer_ref] if e.customer_ref else _token_customer_pk(customer),
                 e.event_id,
                 e.event_name,
                 e.timestamp,
@@ -242,6 +242,14 @@ def _store_once(
             for e in unique
         ]
         return _insert_rows(rows)
+
+
+def _token_customer_pk(customer: Customer | None) -> int:
+    """The customer of an event without customerId: the customer token's (validation refuses such
+    an event when an API key was used, so there is one)."""
+    if customer is None:
+        raise HubError("customerId is required with an API key.")
+    return customer.pk
 
 
 def _insert_rows(rows: list[EventRow]) -> list[str]:

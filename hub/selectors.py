@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from django.contrib.auth.base_user import AbstractBaseUser
 from django.db.models import Count, F, Q, QuerySet
 from django.http import Http404
 
@@ -22,13 +22,16 @@ from .models import (
     Workspace,
 )
 
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
 
-def workspaces_for_user(*, user: AbstractBaseUser) -> QuerySet[Workspace]:
+
+def workspaces_for_user(*, user: User) -> QuerySet[Workspace]:
     """Workspaces the user is a member of."""
     return Workspace.objects.filter(memberships__user=user).order_by("name")
 
 
-def workspace_get_for_user(*, user: AbstractBaseUser, slug: str) -> Workspace:
+def workspace_get_for_user(*, user: User, slug: str) -> Workspace:
     """The workspace with `slug` if the user is a member, else Http404."""
     workspace = workspaces_for_user(user=user).filter(slug=slug).first()
     if workspace is None:
@@ -36,7 +39,7 @@ def workspace_get_for_user(*, user: AbstractBaseUser, slug: str) -> Workspace:
     return workspace
 
 
-def membership_role(*, user: AbstractBaseUser, workspace: Workspace) -> str | None:
+def membership_role(*, user: User, workspace: Workspace) -> str | None:
     return Membership.objects.filter(user=user, workspace=workspace).values_list("role", flat=True).first()
 
 
@@ -44,7 +47,7 @@ def apps_for_workspace(*, workspace: Workspace) -> QuerySet[App]:
     return workspace.apps.order_by("name")
 
 
-def app_get_for_user(*, user: AbstractBaseUser, public_id: str | uuid.UUID) -> App:
+def app_get_for_user(*, user: User, public_id: str | uuid.UUID) -> App:
     """The app with this public id if the user belongs to its workspace, else Http404."""
     try:
         public_id = uuid.UUID(str(public_id))

@@ -13,16 +13,19 @@ import contextvars
 import logging
 import os
 import threading
-from collections.abc import Hashable
+from typing import Generic, TypeVar
 
 logger = logging.getLogger(__name__)
 
+# What a task is asked for: ids or keys, sent sorted, so of one comparable kind per task.
+Item = TypeVar("Item", int, str)
 
-class CoalescedTask:
+
+class CoalescedTask(Generic[Item]):
     """Call it (after commit) to have `task_name` sent within `seconds`; with `item`s, the task gets
     their sorted list as its one argument (one task per `chunk` items, when `chunk` is given)."""
 
-    def __init__(self, task_name: str, *, seconds: float = 0.05, chunk: int | None = None):
+    def __init__(self, task_name: str, *, seconds: float = 0.05, chunk: int | None = None) -> None:
         self.task_name = task_name
         self.seconds = seconds
         self.chunk = chunk
@@ -31,11 +34,11 @@ class CoalescedTask:
         os.register_at_fork(after_in_child=self._reset)
 
     def _reset(self) -> None:
-        self._items: set[Hashable] = set()
+        self._items: set[Item] = set()
         self._scheduled = False
         self._lock = threading.Lock()
 
-    def __call__(self, item: Hashable | None = None) -> None:
+    def __call__(self, item: Item | None = None) -> None:
         with self._lock:
             if item is not None:
                 self._items.add(item)

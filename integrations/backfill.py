@@ -12,12 +12,13 @@ customers, makes no second delivery; a customer changed since is sent once more,
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from events.models import UsageEvent
@@ -40,7 +41,7 @@ from .models import Backfill, Integration, Subscription
 CUSTOMER_KINDS = (Subscription.ItemKind.CUSTOMER, Subscription.ItemKind.CONTACT)
 
 
-def _customers(app_ids, since: datetime, until: datetime):
+def _customers(app_ids: Iterable[int], since: datetime, until: datetime) -> QuerySet[Customer]:
     """The identified customers the hub got in [since, until) (placeholders, made by a usage event
     for a customer never identified, carry nothing to send)."""
     return Customer.objects.filter(
@@ -135,29 +136,52 @@ def backfill_step(*, backfill_id: int) -> tuple[bool, FanoutResult]:
         )
         if backfill is None:
             return False, FanoutResult()
-        customers = backfill.items == Backfill.Items.CUSTOMERS
-        rows = _customer_chunk(backfill) if customers else _chunk(backfill)
+        chunk = _next_chunk(backfill)
         now = timezone.now()
-        if not rows:
+        if chunk is None:
             Backfill.objects.filter(pk=backfill.pk).update(status=Backfill.Status.DONE, updated_at=now)
             return False, FanoutResult()
-        if customers:
-            items = _customer_deliveries(backfill, rows)
-            last = {"app_id": rows[-1].app_id, "timestamp": None, "id": rows[-1].pk}
-        else:
-            items = _event_deliveries(backfill, rows)
-            last = rows[-1]
+        size, items, last = chunk
         groups = {backfill.integration_id: (backfill.integration, items)} if items else {}
         result = deliveries_create(groups, now=now, send=False) if groups else FanoutResult()
         Backfill.objects.filter(pk=backfill.pk).update(
-            done=backfill.done + len(rows),
+            done=backfill.done + size,
             queued=backfill.queued + sum(result.values()),
-            cursor_app_id=last["app_id"],
-            cursor_timestamp=last["timestamp"],
-            cursor_event_pk=last["id"],
+            cursor_app_id=last.app_id,
+            cursor_timestamp=last.timestamp,
+            cursor_event_pk=last.pk,
             updated_at=now,
         )
     return True, result
+
+
+@dataclass(frozen=True)
+class _Cursor:
+    """Where a backfill's next chunk starts: past this row (an event's, or a customer's: no timestamp)."""
+
+    app_id: int
+    timestamp: datetime | None
+    pk: int
+
+
+def _next_chunk(backfill: Backfill) -> tuple[int, list[NewDelivery], _Cursor] | None:
+    """The backfill's next chunk: how many items it has, their deliveries and the cursor past it;
+    None when no item is left."""
+    if backfill.items == Backfill.Items.CUSTOMERS:
+        customers = _customer_chunk(backfill)
+        if not customers:
+            return None
+        last = customers[-1]
+        return len(customers), _customer_deliveries(backfill, customers), _Cursor(last.app_id, None, last.pk)
+    events = _chunk(backfill)
+    if not events:
+        return None
+    row = events[-1]
+    return (
+        len(events),
+        _event_deliveries(backfill, events),
+        _Cursor(row["app_id"], row["timestamp"], row["id"]),
+    )
 
 
 def _event_deliveries(backfill: Backfill, rows: list[dict]) -> list[NewDelivery]:

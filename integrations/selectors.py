@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
-from django.contrib.auth.base_user import AbstractBaseUser
 from django.db.models import Count, Min, Q, QuerySet
 from django.http import Http404
 from django.utils import timezone
@@ -17,12 +17,15 @@ from hub.selectors import workspace_get_for_user
 from .log_store import log_store
 from .models import Attempt, Delivery, Integration, Replay
 
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
+
 
 def integrations_for_workspace(*, workspace: Workspace) -> QuerySet[Integration]:
     return workspace.integrations.prefetch_related("apps").order_by("name")
 
 
-def integration_get_for_user(*, user: AbstractBaseUser, slug: str, integration_id: int) -> Integration:
+def integration_get_for_user(*, user: User, slug: str, integration_id: int) -> Integration:
     """The integration if it belongs to a workspace of the user (by slug), else Http404."""
     workspace = workspace_get_for_user(user=user, slug=slug)
     integration = Integration.objects.filter(pk=integration_id, workspace=workspace).first()

@@ -13,9 +13,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
-from django.db.models import Count, Q
+from django.db.models import Count, Manager, Q, QuerySet
 from django.utils import timezone
 
 from hub.errors import HubError
@@ -95,8 +95,14 @@ def as_number(value: Decimal | int | float | None) -> int | float | None:
     return float(d)
 
 
-def _scope(qs, *, metric: Metric, customer: Customer | None, group: str = ""):
-    qs = qs.filter(metric=metric, group_key=group)
+# The metrics' two kinds of bucket rows, read the same way.
+_Bucket = TypeVar("_Bucket", MetricRollup, MetricUniqueValue)
+
+
+def _scope(
+    rows: Manager[_Bucket], *, metric: Metric, customer: Customer | None, group: str = ""
+) -> QuerySet[_Bucket]:
+    qs = rows.filter(metric=metric, group_key=group)
     return qs.filter(customer=customer) if customer is not None else qs.filter(customer__isnull=True)
 
 
@@ -106,11 +112,12 @@ def metric_value(*, metric: Metric, customer: Customer | None, start: datetime |
     if metric.aggregation == "unique_count":
         if start is None:
             counter = _scope(MetricRollup.objects, metric=metric, customer=customer).filter(granularity="a")
-            return counter.values_list("count", flat=True).first() or 0
-        qs = _scope(MetricUniqueValue.objects, metric=metric, customer=customer).filter(
+            count: int | None = counter.values_list("count", flat=True).first()
+            return count or 0
+        seen = _scope(MetricUniqueValue.objects, metric=metric, customer=customer).filter(
             granularity=granularity, bucket__gte=start, bucket__lt=end
         )
-        return qs.values("value_hash").distinct().count()
+        return seen.values("value_hash").distinct().count()
     qs = _scope(MetricRollup.objects, metric=metric, customer=customer).filter(granularity=granularity)
     if start is not None:
         qs = qs.filter(bucket__gte=start)
@@ -314,7 +321,9 @@ def _unique_windows(*, metrics: list[Metric], customer: Customer, ranges: Window
 # --- Several metrics at once (the screens) ----------------------------------------------------
 
 
-def _days_scope(model, *, metrics: list[Metric], customer: Customer | None, start: datetime, end: datetime):
+def _days_scope(
+    model: type[_Bucket], *, metrics: list[Metric], customer: Customer | None, start: datetime, end: datetime
+) -> QuerySet[_Bucket]:
     qs = model.objects.filter(
         metric__in=metrics, group_key="", granularity="d", bucket__gte=start, bucket__lt=end
     )
@@ -338,10 +347,10 @@ def metrics_values(*, metrics: list[Metric], customer: Customer | None, start: d
         qs = qs.filter(customer=customer) if customer is not None else qs.filter(customer__isnull=True)
         counts = dict(qs.values_list("metric_id", "count"))
     elif unique:
-        qs = _days_scope(MetricUniqueValue, metrics=unique, customer=customer, start=start, end=end)
+        seen = _days_scope(MetricUniqueValue, metrics=unique, customer=customer, start=start, end=end)
         counts = {
             r["metric_id"]: r["n"]
-            for r in qs.values("metric_id").annotate(n=Count("value_hash", distinct=True)).order_by()
+            for r in seen.values("metric_id").annotate(n=Count("value_hash", distinct=True)).order_by()
         }
     return {
         m.pk: counts.get(m.pk, 0) if m.aggregation == "unique_count" else combine(m.aggregation, rows[m.pk])

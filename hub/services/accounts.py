@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -51,7 +50,7 @@ def _unique_slug(name: str) -> str:
 
 @unique_race_safe
 @transaction.atomic
-def workspace_create(*, name: str, owner: AbstractBaseUser | None = None) -> Workspace:
+def workspace_create(*, name: str, owner: User | None = None) -> Workspace:
     """Create a workspace; `owner`, when given, becomes its first owner."""
     name = name.strip()
     if not name or len(name) > 100:
@@ -64,7 +63,7 @@ def workspace_create(*, name: str, owner: AbstractBaseUser | None = None) -> Wor
     return workspace
 
 
-def membership_set(*, workspace: Workspace, user: AbstractBaseUser, role: str) -> Membership:
+def membership_set(*, workspace: Workspace, user: User, role: str) -> Membership:
     """Give `user` the `role` in `workspace`, adding them as a member if needed."""
     if role not in Membership.Role.values:
         raise HubError(f"Unknown role {role!r}.")
@@ -98,7 +97,7 @@ def app_create(*, workspace: Workspace, name: str) -> App:
     return App.objects.create(workspace=workspace, name=name)
 
 
-def api_key_create(*, app: App, name: str, created_by: AbstractBaseUser | None = None) -> tuple[ApiKey, str]:
+def api_key_create(*, app: App, name: str, created_by: User | None = None) -> tuple[ApiKey, str]:
     """Create an API key for `app`; return it with its secret, which is never available again."""
     name = name.strip()
     if not name:
@@ -127,7 +126,8 @@ def api_key_revoke(*, api_key: ApiKey) -> ApiKey:
 
 
 def _api_key_cache_seconds() -> float:
-    return settings.HUB_API_KEY_CACHE_SECONDS
+    seconds: float = settings.HUB_API_KEY_CACHE_SECONDS
+    return seconds
 
 
 # Keys recently found valid, per process, by prefix. Saves the lookup on busy ingest paths; a
@@ -197,6 +197,9 @@ def _api_key_by_prefix(prefix: str) -> ApiKey | None:
         row = cursor.fetchone()
     if row is None:
         return None
+    api_key: ApiKey
+    app: App
+    workspace: Workspace
     api_key, app, workspace = _KEY_ROWS.instances(row)
     app.workspace = workspace
     api_key.app = app

@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db.models import ForeignObjectRel, Q
 from django.utils import timezone
 
 from ..errors import AuthenticationError, Conflict, HubError
@@ -65,7 +65,7 @@ def _clean_str(value: Any, field: str, max_length: int = 255) -> str | None:
     return value or None
 
 
-def _find_customer(app: App, platform: str, platform_id: str | None, domain: str | None):
+def _find_customer(app: App, platform: str, platform_id: str | None, domain: str | None) -> Customer | None:
     """The customer matching the platform id or the domain, merging a placeholder into it.
 
     Usage events may have created one placeholder under the platform id and another under the
@@ -108,7 +108,9 @@ def _customer_merge(*, keep: Customer, remove: Customer) -> Customer:
     merged = customer_merge_run(keep=keep, remove=remove)
     # Hidden relations too (`related_name="+"`, as the metrics' rollups have): all rows move.
     relations = [
-        f for f in Customer._meta.get_fields(include_hidden=True) if f.auto_created and not f.concrete
+        f
+        for f in Customer._meta.get_fields(include_hidden=True)
+        if isinstance(f, ForeignObjectRel) and f.auto_created and not f.concrete
     ]
     for rel in relations:
         if rel.related_model in merged:
@@ -170,12 +172,13 @@ def customer_identify(
 
 
 def _identify_once(
-    app, platform, platform_id, domain, name, email, plan_name, custom_fields, contacts, tags,
-    created_at, rotate,
+    app: App, platform: str, platform_id: str | None, domain: str | None, name: object, email: object,
+    plan_name: object, custom_fields: dict[str, Any] | None, contacts: list[Any] | None,
+    tags: list[str] | None, created_at: datetime | None, rotate: bool,
 ) -> IdentifyResult:  # fmt: skip
     customer = _find_customer(app, platform, platform_id, domain)
     created = customer is None
-    if created:
+    if customer is None:
         customer = Customer(app=app, platform=platform)
     first_identify = created or customer.identified_at is None
     if created:

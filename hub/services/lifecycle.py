@@ -30,7 +30,7 @@ FANOUT_TASK = "integrations.activities_fanout"
 # at hundreds of commits a second the broker sees tens of fan-out tasks, not hundreds. A task
 # carries at most 1,000 ids (the fan-out claims 2,500 at a time); if the broker is down, the
 # integrations' periodic sweep dispatches the activities anyway.
-fanout_soon = CoalescedTask(FANOUT_TASK, seconds=0.02, chunk=1000)
+fanout_soon: CoalescedTask[str] = CoalescedTask(FANOUT_TASK, seconds=0.02, chunk=1000)
 
 
 def _customer_properties(customer: Customer) -> dict[str, Any]:

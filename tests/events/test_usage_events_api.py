@@ -9,6 +9,8 @@ import pytest
 from django.test import Client, override_settings
 
 from events.models import UsageEvent
+from events.services import EventInput, usage_events_store
+from hub.errors import HubError
 from hub.models import Customer
 from hub.services.customers import customer_identify
 from tests.factories import AppFactory, api_key_for
@@ -155,6 +157,15 @@ def test_customer_token_may_omit_customer_id_and_cannot_name_another(app):
         {"index": 1, "field": "customerId", "message": "names another customer than the token's"}
     ]
     assert not UsageEvent.objects.filter(event_id__in=["c", "d"]).exists()
+
+
+def test_the_store_refuses_an_event_naming_no_customer_without_a_customer_token(app):
+    event = EventInput(
+        event_id="a", event_name="x", customer_ref=None, timestamp=datetime.now(UTC), properties_json="{}"
+    )
+    with pytest.raises(HubError, match="customerId is required"):
+        usage_events_store(app=app, events=[event])
+    assert not UsageEvent.objects.exists()
 
 
 def test_bad_customer_token_is_401(app):
