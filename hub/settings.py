@@ -340,6 +340,9 @@ HUB_DELIVERY_PARALLEL = env.int("HUB_DELIVERY_PARALLEL", default=2)
 # Requests in flight to one integration at once, whatever process sends them: a destination that
 # hangs holds at most this many send threads (plus its one probe).
 HUB_DELIVERY_MAX_IN_FLIGHT = env.int("HUB_DELIVERY_MAX_IN_FLIGHT", default=2)
+# Seconds a backlog's fan-out chunk (500 deliveries or more for one integration) waits for a free
+# request slot before it writes its deliveries pending for a sender instead of sending them itself.
+HUB_DELIVERY_SLOT_WAIT = env.float("HUB_DELIVERY_SLOT_WAIT", default=2.0)
 # How long a worker task waits for its sends (run in the process's send threads) before it leaves
 # them to their threads and serves the next task (integrations/send_threads.py).
 HUB_DELIVERY_PATIENCE = env.float("HUB_DELIVERY_PATIENCE", default=0.5)

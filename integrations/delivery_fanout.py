@@ -33,6 +33,12 @@ def _activity_links(app_ids: set[int]) -> dict[int, list[tuple[Integration, set[
     return by_app
 
 
+# A chunk of at least this many new deliveries for one integration is a backlog's: it waits up to
+# HUB_DELIVERY_SLOT_WAIT for a request slot. A smaller one (a few activities just recorded) never
+# waits: it is written pending for a sender when the slots are taken.
+BACKLOG_CHUNK = 500
+
+
 class FanoutResult(dict):
     """{integration id: new deliveries}, and `waiting`: the integrations left with pending ones."""
 
@@ -55,6 +61,13 @@ def activities_fanout(
     """
     db = store()
     with transaction.atomic():
+        # A backlog (no ids) is split over at most HUB_DELIVERY_PARALLEL fan-outs at once: more
+        # would only wait for the destination's request slots (or write their deliveries
+        # pending, for senders to claim and update: three writes a delivery instead of one).
+        if activity_ids is None:
+            with db.fanout_slot(slots=settings.HUB_DELIVERY_PARALLEL) as ok:
+                if not ok:
+                    return FanoutResult()
         now = timezone.now()
         rows = db.activities_claim(ids=activity_ids, limit=limit, now=now)
         if not rows:
@@ -105,7 +118,12 @@ def deliveries_create(
     sendable = [(integration, pending) for integration, pending in sendable if pending]
     if len(sendable) == 1:
         integration, pending = sendable[0]
-        slot = db.send_slot(integration_id=integration.pk, slots=settings.HUB_DELIVERY_MAX_IN_FLIGHT)
+        # A backlog's chunk waits a little for a request slot: sent now, its deliveries take one
+        # insert each in their final state; written pending, a sender claims and updates them.
+        wait = settings.HUB_DELIVERY_SLOT_WAIT if len(pending) >= BACKLOG_CHUNK else 0.0
+        slot = db.send_slot(
+            integration_id=integration.pk, slots=settings.HUB_DELIVERY_MAX_IN_FLIGHT, wait=wait
+        )
         with slot as ok:
             if ok:
                 fanout_send(integration, pending, now=now)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -118,7 +119,10 @@ def retry_states(ids: list) -> dict:
 
 
 class DeliveryStore(Protocol):
-    def send_slot(self, *, integration_id: int, slots: int) -> AbstractContextManager[bool]: ...
+    def send_slot(
+        self, *, integration_id: int, slots: int, wait: float = 0.0
+    ) -> AbstractContextManager[bool]: ...
+    def fanout_slot(self, *, slots: int) -> AbstractContextManager[bool]: ...
     def probe_slot(self, *, integration_id: int) -> AbstractContextManager[bool]: ...
     def activities_claim(self, *, ids: list[str] | None, limit: int, now: datetime) -> list[ActivityRow]: ...
     def deliveries_insert(self, *, rows: list[NewDelivery], now: datetime) -> dict[int, int]: ...
@@ -160,16 +164,36 @@ def _loads(value) -> dict:
 
 _SEND_SLOTS = 0x48554253  # the advisory-lock class of "requests in flight to an integration"
 _PROBE_SLOT = 0x48554250  # the advisory-lock class of "the integration's probe is out"
+_FANOUT_SLOTS = 0x48554246  # the advisory-lock class of "a fan-out of a backlog is running"
+
+
+def _xact_lock_any(lock_class: int, keys: list[int], wait: float) -> bool:
+    """Take the first free transaction-level advisory lock of `keys`; with `wait`, poll (a few
+    milliseconds apart, growing to 20 ms) for up to that many seconds while none is free."""
+    deadline = time.monotonic() + wait
+    pause = 0.002
+    with raw_cursor() as cursor:
+        while True:
+            for key in keys:
+                cursor.execute("SELECT pg_try_advisory_xact_lock(%s, %s)", [lock_class, key])
+                if cursor.fetchone()[0]:
+                    return True
+            if time.monotonic() + pause > deadline:
+                return False
+            time.sleep(pause)
+            pause = min(0.02, pause * 2)
 
 
 class PostgresStore:
     """Raw SQL through psycopg's server-binding cursor (prepared on the connection)."""
 
     @contextmanager
-    def send_slot(self, *, integration_id: int, slots: int) -> Iterator[bool]:
+    def send_slot(self, *, integration_id: int, slots: int, wait: float = 0.0) -> Iterator[bool]:
         """Take one of the integration's `slots` request slots (True), or none when all are taken
         (False), for the rest of the caller's transaction: seen by every process at once and freed
-        when that transaction ends, however it ends (commit, rollback, the holder's death).
+        when that transaction ends, however it ends (commit, rollback, the holder's death). With
+        `wait`, try again for up to that many seconds while all are taken (a backlog's fan-out,
+        which would otherwise write its deliveries pending, for a sender to claim and update).
 
         Transaction-level advisory locks, not session ones: behind a pooler in transaction mode
         (PgBouncer) consecutive transactions of one client may run on different server
@@ -178,14 +202,17 @@ class PostgresStore:
         """
         if not connection.in_atomic_block:
             raise RuntimeError("send_slot holds its lock until the transaction ends: call it inside one")
-        with raw_cursor() as cursor:
-            for slot in range(slots):
-                key = integration_id * 64 + slot
-                cursor.execute("SELECT pg_try_advisory_xact_lock(%s, %s)", [_SEND_SLOTS, key])
-                if cursor.fetchone()[0]:
-                    yield True
-                    return
-        yield False
+        keys = [integration_id * 64 + slot for slot in range(slots)]
+        yield _xact_lock_any(_SEND_SLOTS, keys, wait)
+
+    @contextmanager
+    def fanout_slot(self, *, slots: int) -> Iterator[bool]:
+        """One of `slots` fan-outs of a backlog at once (True), or False, for the rest of the
+        caller's transaction, like `send_slot`: a backlog is split over that many parallel
+        fan-outs, and a task that finds them all running leaves it to them."""
+        if not connection.in_atomic_block:
+            raise RuntimeError("fanout_slot holds its lock until the transaction ends: call it inside one")
+        yield _xact_lock_any(_FANOUT_SLOTS, list(range(slots)), 0.0)
 
     @contextmanager
     def probe_slot(self, *, integration_id: int) -> Iterator[bool]:
@@ -391,7 +418,11 @@ class OrmStore:
     claims need no row locks)."""
 
     @contextmanager
-    def send_slot(self, *, integration_id: int, slots: int) -> Iterator[bool]:
+    def send_slot(self, *, integration_id: int, slots: int, wait: float = 0.0) -> Iterator[bool]:
+        yield True  # one writer at a time already
+
+    @contextmanager
+    def fanout_slot(self, *, slots: int) -> Iterator[bool]:
         yield True  # one writer at a time already
 
     @contextmanager

@@ -1,11 +1,21 @@
 """Request slots (HUB_DELIVERY_MAX_IN_FLIGHT) hold nothing past their transaction: safe behind a
-pooler in transaction mode, where a session lock could outlive its holder (docs/scaling.md)."""
+pooler in transaction mode, where a session lock could outlive its holder (docs/scaling.md). A
+backlog's fan-out waits for one rather than leave its chunk to senders, and a backlog is fanned
+out by at most HUB_DELIVERY_PARALLEL fan-outs at once."""
+
+import threading
+import time
 
 import psycopg
 import pytest
 from django.db import DatabaseError, connection, transaction
 
-from integrations.delivery_store import _SEND_SLOTS, store
+from hub.models import Activity
+from integrations import delivery_fanout
+from integrations.delivery_fanout import BACKLOG_CHUNK
+from integrations.delivery_store import _FANOUT_SLOTS, _SEND_SLOTS, store
+from integrations.models import Delivery
+from tests.integrations.conftest import make_customer
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -18,8 +28,10 @@ def _slots_held(integration_id: int) -> int:
         prepare_threshold=None, autocommit=True,
     ) as conn:  # fmt: skip
         return conn.execute(
+            # Advisory locks are per database; other databases of the server (parallel runs) hold theirs.
             "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = %s "
-            "AND objid BETWEEN %s AND %s AND granted",
+            "AND objid BETWEEN %s AND %s AND granted "
+            "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
             [_SEND_SLOTS, integration_id * 64, integration_id * 64 + 63],
         ).fetchone()[0]
 
@@ -66,3 +78,83 @@ def test_all_slots_taken_elsewhere_means_no_slot(segment):
 def test_a_slot_outside_a_transaction_is_refused(segment):
     with pytest.raises(RuntimeError), store().send_slot(integration_id=segment.pk, slots=1):
         pass
+
+
+def _backlog(app, count: int) -> None:
+    """`count` activities recorded in one go (as an import or a long broker outage leaves them)."""
+    customer = make_customer(app, "backlog")
+    Activity.objects.filter(customer=customer).delete()
+    Activity.objects.bulk_create(
+        [
+            Activity(app=app, customer=customer, kind="reviewed", properties={"rating": 5})
+            for _ in range(count)
+        ]
+    )
+
+
+def _other_connection() -> psycopg.Connection:
+    params = connection.get_connection_params()
+    return psycopg.connect(
+        dbname=params["dbname"], user=params.get("user"), host=params.get("host"), port=params.get("port"),
+        prepare_threshold=None,
+    )  # fmt: skip
+
+
+def test_a_backlogs_fan_out_waits_for_a_request_slot_and_sends_its_chunk_itself(
+    segment, app, standin, settings
+):
+    """Written pending, a delivery takes three writes (insert, a sender's claim, its update)."""
+    settings.HUB_DELIVERY_SLOT_WAIT = 5.0
+    _backlog(app, BACKLOG_CHUNK)
+    with _other_connection() as other:
+        for slot in range(2):
+            other.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_SEND_SLOTS, segment.pk * 64 + slot])
+        threading.Timer(0.5, other.rollback).start()  # the requests in flight end
+        started = time.monotonic()
+        created = delivery_fanout.activities_fanout()
+        waited = time.monotonic() - started
+    assert created == {segment.pk: BACKLOG_CHUNK} and not created.waiting
+    assert waited >= 0.5
+    assert set(Delivery.objects.values_list("status", "attempts")) == {("delivered", 1)}
+    assert len(standin.messages) == BACKLOG_CHUNK
+
+
+def test_a_backlogs_fan_out_writes_its_chunk_pending_when_no_slot_frees_in_time(
+    segment, app, standin, settings
+):
+    settings.HUB_DELIVERY_SLOT_WAIT = 0.2
+    _backlog(app, BACKLOG_CHUNK)
+    with _other_connection() as other:
+        for slot in range(2):
+            other.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_SEND_SLOTS, segment.pk * 64 + slot])
+        created = delivery_fanout.activities_fanout()
+        other.rollback()
+    assert created.waiting == {segment.pk}
+    assert set(Delivery.objects.values_list("status", flat=True)) == {"pending"}
+    assert not standin.messages
+
+
+def test_a_few_new_activities_never_wait_for_a_slot(segment, app, standin, settings):
+    settings.HUB_DELIVERY_SLOT_WAIT = 5.0
+    _backlog(app, 3)
+    with _other_connection() as other:
+        for slot in range(2):
+            other.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_SEND_SLOTS, segment.pk * 64 + slot])
+        started = time.monotonic()
+        created = delivery_fanout.activities_fanout()
+        assert time.monotonic() - started < 1.0
+        other.rollback()
+    assert created.waiting == {segment.pk}
+
+
+def test_a_backlog_is_fanned_out_by_at_most_parallel_fan_outs_at_once(segment, app, standin, settings):
+    """A task that finds HUB_DELIVERY_PARALLEL fan-outs of the backlog running leaves it to them."""
+    settings.HUB_DELIVERY_PARALLEL = 2
+    _backlog(app, 10)
+    with _other_connection() as other:
+        for slot in range(2):
+            other.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_FANOUT_SLOTS, slot])
+        assert delivery_fanout.activities_fanout() == {}
+        assert Activity.objects.filter(dispatched_at__isnull=True).count() == 10
+        other.rollback()
+    assert delivery_fanout.activities_fanout() == {segment.pk: 10}
