@@ -101,8 +101,10 @@ def deliveries_create(
     """Insert new deliveries, grouped by integration, in the caller's transaction (a fan-out's).
 
     With `send` and one integration whose circuit is closed, they go out at once, before the rows
-    are written, so a delivery usually takes one insert in its final state (`fanout_send`), when
-    one of its HUB_DELIVERY_MAX_IN_FLIGHT request slots is free. Deliveries of several
+    are written, so a delivery usually takes one insert in its final state, when one of its
+    HUB_DELIVERY_MAX_IN_FLIGHT request slots is free (held while the requests are in flight,
+    not through the writes after them; a backlog's chunk waits for one up to
+    HUB_DELIVERY_SLOT_WAIT). Deliveries of several
     integrations are written pending and listed in the result's `send_now`: the caller sends
     them after the commit, each integration in a thread and a transaction of its own
     (`deliveries_send_new`), so a destination that hangs holds up neither the others' sends
@@ -121,12 +123,15 @@ def deliveries_create(
         # A backlog's chunk waits a little for a request slot: sent now, its deliveries take one
         # insert each in their final state; written pending, a sender claims and updates them.
         wait = settings.HUB_DELIVERY_SLOT_WAIT if len(pending) >= BACKLOG_CHUNK else 0.0
-        slot = db.send_slot(
+        # The slot covers the requests in flight only: the next chunk's requests need not wait
+        # for this one's writes and commit.
+        slot = db.request_slot(
             integration_id=integration.pk, slots=settings.HUB_DELIVERY_MAX_IN_FLIGHT, wait=wait
         )
         with slot as ok:
-            if ok:
-                fanout_send(integration, pending, now=now)
+            posted = _fanout_post(integration, pending) if ok else None
+        if posted is not None:
+            _fanout_record(integration, posted, now=now)
     else:
         result_send_now = {integration.pk: [i.id for i in pending] for integration, pending in sendable}
     new = [item for _, items in groups.values() for item in items]
@@ -210,8 +215,3 @@ def _fanout_record(integration: Integration, posted: _Posted, *, now: datetime) 
         attention_note(integration, out)
         if outcome == Attempt.Outcome.RETRY:
             circuit_open(integration, out, timezone.now())
-
-
-def fanout_send(integration: Integration, items: list[NewDelivery], *, now: datetime) -> None:
-    """Send new deliveries at once, then record the requests (see `_fanout_record`)."""
-    _fanout_record(integration, _fanout_post(integration, items), now=now)

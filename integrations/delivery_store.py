@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 import orjson
-from django.db import connection
+from django.db import connection, transaction
 
 from hub.models import Activity
 from hub.raw_cursor import raw_cursor
@@ -123,6 +123,9 @@ class DeliveryStore(Protocol):
         self, *, integration_id: int, slots: int, wait: float = 0.0
     ) -> AbstractContextManager[bool]: ...
     def fanout_slot(self, *, slots: int) -> AbstractContextManager[bool]: ...
+    def request_slot(
+        self, *, integration_id: int, slots: int, wait: float = 0.0
+    ) -> AbstractContextManager[bool]: ...
     def probe_slot(self, *, integration_id: int) -> AbstractContextManager[bool]: ...
     def activities_claim(self, *, ids: list[str] | None, limit: int, now: datetime) -> list[ActivityRow]: ...
     def deliveries_insert(self, *, rows: list[NewDelivery], now: datetime) -> dict[int, int]: ...
@@ -204,6 +207,20 @@ class PostgresStore:
             raise RuntimeError("send_slot holds its lock until the transaction ends: call it inside one")
         keys = [integration_id * 64 + slot for slot in range(slots)]
         yield _xact_lock_any(_SEND_SLOTS, keys, wait)
+
+    @contextmanager
+    def request_slot(self, *, integration_id: int, slots: int, wait: float = 0.0) -> Iterator[bool]:
+        """One of the integration's request slots, as `send_slot`, but only while the block runs:
+        taken in a savepoint that is rolled back when the block ends (which frees a transaction-level
+        lock taken since, and only that: the block must not write). For requests whose outcome
+        is written afterwards, in the same transaction (a fan-out's inline send): the slot covers
+        the requests in flight, not the writes and the commit after them."""
+        savepoint = transaction.savepoint()
+        try:
+            with self.send_slot(integration_id=integration_id, slots=slots, wait=wait) as ok:
+                yield ok
+        finally:
+            transaction.savepoint_rollback(savepoint)
 
     @contextmanager
     def fanout_slot(self, *, slots: int) -> Iterator[bool]:
@@ -423,6 +440,10 @@ class OrmStore:
 
     @contextmanager
     def fanout_slot(self, *, slots: int) -> Iterator[bool]:
+        yield True  # one writer at a time already
+
+    @contextmanager
+    def request_slot(self, *, integration_id: int, slots: int, wait: float = 0.0) -> Iterator[bool]:
         yield True  # one writer at a time already
 
     @contextmanager

@@ -13,7 +13,7 @@ from django.db import DatabaseError, connection, transaction
 from hub.models import Activity
 from integrations import delivery_fanout
 from integrations.delivery_fanout import BACKLOG_CHUNK
-from integrations.delivery_store import _FANOUT_SLOTS, _SEND_SLOTS, store
+from integrations.delivery_store import _FANOUT_SLOTS, _SEND_SLOTS, PostgresStore, store
 from integrations.models import Delivery
 from tests.integrations.conftest import make_customer
 
@@ -158,3 +158,22 @@ def test_a_backlog_is_fanned_out_by_at_most_parallel_fan_outs_at_once(segment, a
         assert Activity.objects.filter(dispatched_at__isnull=True).count() == 10
         other.rollback()
     assert delivery_fanout.activities_fanout() == {segment.pk: 10}
+
+
+def test_a_fan_outs_request_slot_is_held_while_its_requests_are_in_flight_not_through_its_writes(
+    segment, app, standin, monkeypatch
+):
+    """The next chunk's requests need not wait for this one's insert and commit."""
+    held: dict[str, int] = {}
+    standin.on_request = lambda server: held.setdefault("in flight", _slots_held(segment.pk))
+    insert = PostgresStore.deliveries_insert
+
+    def insert_and_look(self, **kwargs):
+        held.setdefault("writing", _slots_held(segment.pk))
+        return insert(self, **kwargs)
+
+    monkeypatch.setattr(PostgresStore, "deliveries_insert", insert_and_look)
+    _backlog(app, 5)
+    assert delivery_fanout.activities_fanout() == {segment.pk: 5}
+    assert held == {"in flight": 1, "writing": 0}
+    assert set(Delivery.objects.values_list("status", flat=True)) == {"delivered"}
