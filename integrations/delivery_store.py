@@ -247,7 +247,9 @@ class PostgresStore:
     def activities_claim(self, *, ids: list[str] | None, limit: int, now: datetime) -> list[ActivityRow]:
         # Picked (and locked) on their own in the undispatched index's order, marked dispatched in
         # the same statement (one write per row), then joined: a plan that starts from the join
-        # can scan that index once per customer.
+        # can scan that index once per customer. The picked ids are an array, found by primary
+        # key: as `IN (subquery)` the planner hashes them and scans the whole table, every
+        # activity ever recorded, once per chunk.
         where = "dispatched_at IS NULL"
         params: list = [now]
         if ids is not None:
@@ -255,8 +257,8 @@ class PostgresStore:
             params.append(ids)
         params.append(limit)
         sql = (
-            "WITH picked AS (UPDATE hub_activity SET dispatched_at = %s WHERE id IN (SELECT id FROM "
-            f"hub_activity WHERE {where} ORDER BY created_at LIMIT %s FOR UPDATE SKIP LOCKED) "
+            "WITH picked AS (UPDATE hub_activity SET dispatched_at = %s WHERE id = ANY(ARRAY(SELECT id FROM "
+            f"hub_activity WHERE {where} ORDER BY created_at LIMIT %s FOR UPDATE SKIP LOCKED)) "
             "RETURNING id, app_id, kind, occurred_at, properties, customer_fields, customer_id, created_at) "
             "SELECT p.id::text, p.app_id, p.kind, "
             """to_char(p.occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'), """

@@ -5,12 +5,14 @@ from datetime import timedelta
 
 import orjson
 import pytest
+from django.db import connection, transaction
 from django.utils import timezone
 
 from hub.models import Activity
 from hub.services import lifecycle
 from hub.services.customers import customer_identify
 from integrations import delivery, delivery_fanout, delivery_retention
+from integrations.delivery_store import store
 from integrations.models import Attempt, Delivery, Integration
 from integrations.services import delivery_retry, integration_save
 from tests.factories import AttemptFactory
@@ -85,6 +87,26 @@ def test_a_fan_out_that_runs_twice_makes_no_second_delivery(segment, app, standi
     Activity.objects.filter(pk=activity.pk).update(dispatched_at=None)  # as if the mark were lost
     delivery_fanout.activities_fanout(send=False)
     assert Delivery.objects.filter(integration=segment).count() == 1
+
+
+def test_a_fan_out_finds_its_activities_by_key_not_by_scanning_every_activity_ever_recorded(segment, app):
+    """The activity table keeps the whole history: a claim must cost the chunk, not the table."""
+    customer = make_customer(app, "history")
+    Activity.objects.bulk_create(
+        [
+            Activity(app=app, customer=customer, kind="reviewed", dispatched_at=timezone.now())
+            for _ in range(5000)
+        ]
+    )
+    Activity.objects.bulk_create([Activity(app=app, customer=customer, kind="reviewed") for _ in range(20)])
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE hub_activity")
+    with transaction.atomic():
+        rows = store().activities_claim(ids=None, limit=2500, now=timezone.now())
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT seq_scan FROM pg_stat_xact_user_tables WHERE relname = 'hub_activity'")
+            (seq_scans,) = cursor.fetchone()
+    assert len(rows) == 21 and seq_scans == 0
 
 
 def test_the_circuit_probes_one_delivery_at_a_time_then_sends_the_backlog_at_once(
