@@ -33,11 +33,13 @@ def iso_ms(dt: datetime) -> str:
     return dt.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class ActivityRow:
     """An undispatched activity with what its messages are rendered from (as it was then).
 
     Ids are text and the time is its ISO form (`iso_ms`): the fan-out renders them as such.
+    Not frozen: a frozen dataclass sets each field through `object.__setattr__`, and the fan-out
+    makes one per activity.
     """
 
     id: str
@@ -53,14 +55,19 @@ class ActivityRow:
         return datetime.fromisoformat(self.timestamp.replace("Z", "+00:00"))
 
 
+# uuid.UUID(bytes=digest, version=4), in two integer operations: the version and variant bits.
+_UUID4_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))
+_UUID4_SET = (4 << 76) | (0x8000 << 48)
+
+
 def delivery_id_for(integration_id: int, message_id: str) -> uuid.UUID:
     """A delivery's id, derived from what makes it unique (one message id per integration): the
     primary key itself keeps a fan-out that runs twice from creating a second delivery."""
     digest = hashlib.blake2b(f"{integration_id}:{message_id}".encode(), digest_size=16).digest()
-    return uuid.UUID(bytes=digest, version=4)
+    return uuid.UUID(int=(int.from_bytes(digest) & _UUID4_CLEAR) | _UUID4_SET)
 
 
-@dataclass
+@dataclass(slots=True)
 class NewDelivery:
     """A delivery as the fan-out inserts it: pending, or already in its final state when the
     fan-out sent it at once."""
