@@ -95,6 +95,11 @@ def activities_fanout(
         return deliveries_create(groups, now=now, send=send)
 
 
+def activities_backlog(*, at_least: int) -> bool:
+    """Whether at least this many activities wait for their fan-out (a backlog to split)."""
+    return store().activities_waiting(limit=at_least) >= at_least
+
+
 def deliveries_create(
     groups: dict[int, tuple[Integration, list[NewDelivery]]], *, now: datetime, send: bool
 ) -> FanoutResult:

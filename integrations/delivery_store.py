@@ -135,6 +135,7 @@ class DeliveryStore(Protocol):
     ) -> AbstractContextManager[bool]: ...
     def probe_slot(self, *, integration_id: int) -> AbstractContextManager[bool]: ...
     def activities_claim(self, *, ids: list[str] | None, limit: int, now: datetime) -> list[ActivityRow]: ...
+    def activities_waiting(self, *, limit: int) -> int: ...
     def deliveries_insert(self, *, rows: list[NewDelivery], now: datetime) -> dict[int, int]: ...
     def claim(
         self, *, integration_id: int, limit: int, due_by: datetime | None, only: list | None
@@ -250,6 +251,14 @@ class PostgresStore:
             cursor.execute("SELECT pg_try_advisory_xact_lock(%s, %s)", [_PROBE_SLOT, integration_id])
             taken = bool(cursor.fetchone()[0])
         yield taken
+
+    def activities_waiting(self, *, limit: int) -> int:
+        with raw_cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM (SELECT 1 FROM hub_activity WHERE dispatched_at IS NULL LIMIT %s) AS w",
+                [limit],
+            )
+            return cursor.fetchone()[0]
 
     def activities_claim(self, *, ids: list[str] | None, limit: int, now: datetime) -> list[ActivityRow]:
         # Picked (and locked) on their own in the undispatched index's order, marked dispatched in
@@ -458,6 +467,9 @@ class OrmStore:
     @contextmanager
     def probe_slot(self, *, integration_id: int) -> Iterator[bool]:
         yield True  # one writer at a time already
+
+    def activities_waiting(self, *, limit: int) -> int:
+        return Activity.objects.filter(dispatched_at__isnull=True)[:limit].count()
 
     def activities_claim(self, *, ids: list[str] | None, limit: int, now: datetime) -> list[ActivityRow]:
         qs = Activity.objects.filter(dispatched_at__isnull=True).select_related("customer")

@@ -151,11 +151,16 @@ def deliveries_sweep() -> dict | None:
 
 
 def _deliveries_sweep() -> dict:
+    backlog = delivery_fanout.activities_backlog(at_least=FANOUT_CHUNK)
+    if backlog:
+        # A backlog: fan it out in parallel, starting now rather than after this task's own chunk
+        # (each task goes on while its chunks are full; HUB_DELIVERY_PARALLEL of them run at once).
+        for _ in range(settings.HUB_DELIVERY_PARALLEL):
+            activities_fanout.delay()
     created = delivery_fanout.activities_fanout(limit=FANOUT_CHUNK)
     dispatched = sum(created.values())
     _after_fanout(created)
-    if created and _chunk_was_full(created):
-        # A backlog: fan it out in parallel (each task goes on while its chunks are full).
+    if created and _chunk_was_full(created) and not backlog:
         for _ in range(settings.HUB_DELIVERY_PARALLEL):
             activities_fanout.delay()
     forwarded = forwarding.usage_events_forward()

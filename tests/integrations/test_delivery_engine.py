@@ -209,3 +209,28 @@ def test_the_log_shows_the_stored_message_backlog_and_outage(
 def test_the_settings_screen_says_changes_apply_from_now_on(logged_in, workspace, segment):
     page = logged_in.get(f"/w/{workspace.slug}/integrations/{segment.pk}/").content.decode()
     assert "Changes apply to activities from now on" in page
+
+
+def test_a_sweep_that_finds_a_backlog_starts_the_parallel_fan_outs_before_its_own_chunk(
+    segment, app, standin, settings, monkeypatch
+):
+    """Not one chunk later: the backlog's other fan-outs claim while the sweep's chunk is sent."""
+    from integrations import tasks
+
+    settings.HUB_DELIVERY_PARALLEL = 3
+    monkeypatch.setattr(tasks, "FANOUT_CHUNK", 10)
+    customer = make_customer(app, "backlog")
+    Activity.objects.bulk_create([Activity(app=app, customer=customer, kind="reviewed") for _ in range(25)])
+    waiting = Activity.objects.filter(dispatched_at__isnull=True).count()  # and the install
+    calls: list[str] = []
+    monkeypatch.setattr(tasks.activities_fanout, "delay", lambda *a: calls.append("fan-out task"))
+    claim = delivery_fanout.activities_fanout
+
+    def sweep_chunk(**kwargs):
+        calls.append("sweep's chunk")
+        return claim(**kwargs)
+
+    monkeypatch.setattr(delivery_fanout, "activities_fanout", sweep_chunk)
+    tasks._deliveries_sweep()
+    assert calls == ["fan-out task"] * 3 + ["sweep's chunk"]
+    assert Activity.objects.filter(dispatched_at__isnull=True).count() == waiting - 10
