@@ -65,7 +65,7 @@ def activities_fanout(
         # would only wait for the destination's request slots (or write their deliveries
         # pending, for senders to claim and update: three writes a delivery instead of one).
         if activity_ids is None:
-            with db.fanout_slot(slots=settings.HUB_DELIVERY_PARALLEL) as ok:
+            with db.fanout_slot(slots=max(1, settings.HUB_DELIVERY_PARALLEL)) as ok:
                 if not ok:
                     return FanoutResult()
         now = timezone.now()
