@@ -107,9 +107,9 @@ def deliveries_create(
 
     With `send` and one integration whose circuit is closed, they go out at once, before the rows
     are written, so a delivery usually takes one insert in its final state, when one of its
-    HUB_DELIVERY_MAX_IN_FLIGHT request slots is free (held while the requests are in flight,
-    not through the writes after them; a backlog's chunk waits for one up to
-    HUB_DELIVERY_SLOT_WAIT). Deliveries of several
+    HUB_DELIVERY_MAX_IN_FLIGHT request slots is free (a backlog's chunk waits for one up to
+    HUB_DELIVERY_SLOT_WAIT, and holds it while its requests are in flight, not through the
+    writes after them). Deliveries of several
     integrations are written pending and listed in the result's `send_now`: the caller sends
     them after the commit, each integration in a thread and a transaction of its own
     (`deliveries_send_new`), so a destination that hangs holds up neither the others' sends
@@ -125,14 +125,19 @@ def deliveries_create(
     sendable = [(integration, pending) for integration, pending in sendable if pending]
     if len(sendable) == 1:
         integration, pending = sendable[0]
-        # A backlog's chunk waits a little for a request slot: sent now, its deliveries take one
-        # insert each in their final state; written pending, a sender claims and updates them.
-        wait = settings.HUB_DELIVERY_SLOT_WAIT if len(pending) >= BACKLOG_CHUNK else 0.0
-        # The slot covers the requests in flight only: the next chunk's requests need not wait
-        # for this one's writes and commit.
-        slot = db.request_slot(
-            integration_id=integration.pk, slots=settings.HUB_DELIVERY_MAX_IN_FLIGHT, wait=wait
-        )
+        slots = settings.HUB_DELIVERY_MAX_IN_FLIGHT
+        if len(pending) >= BACKLOG_CHUNK:
+            # A backlog's chunk waits a little for a request slot: sent now, its deliveries take
+            # one insert each in their final state; written pending, a sender claims and updates
+            # them. Its slot covers its requests in flight only: the next chunk's requests need
+            # not wait for this one's writes and commit.
+            slot = db.request_slot(
+                integration_id=integration.pk, slots=slots, wait=settings.HUB_DELIVERY_SLOT_WAIT
+            )
+        else:
+            # A few new activities: their writes are short, and a savepoint would cost two more
+            # round trips on the path of every commit's fan-out.
+            slot = db.send_slot(integration_id=integration.pk, slots=slots)
         with slot as ok:
             posted = _fanout_post(integration, pending) if ok else None
         if posted is not None:

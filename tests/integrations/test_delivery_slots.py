@@ -160,7 +160,7 @@ def test_a_backlog_is_fanned_out_by_at_most_parallel_fan_outs_at_once(segment, a
     assert delivery_fanout.activities_fanout() == {segment.pk: 10}
 
 
-def test_a_fan_outs_request_slot_is_held_while_its_requests_are_in_flight_not_through_its_writes(
+def test_a_backlogs_request_slot_is_held_while_its_requests_are_in_flight_not_through_its_writes(
     segment, app, standin, monkeypatch
 ):
     """The next chunk's requests need not wait for this one's insert and commit."""
@@ -173,7 +173,7 @@ def test_a_fan_outs_request_slot_is_held_while_its_requests_are_in_flight_not_th
         return insert(self, **kwargs)
 
     monkeypatch.setattr(PostgresStore, "deliveries_insert", insert_and_look)
-    _backlog(app, 5)
-    assert delivery_fanout.activities_fanout() == {segment.pk: 5}
+    _backlog(app, BACKLOG_CHUNK)
+    assert delivery_fanout.activities_fanout() == {segment.pk: BACKLOG_CHUNK}
     assert held == {"in flight": 1, "writing": 0}
     assert set(Delivery.objects.values_list("status", flat=True)) == {"delivered"}
