@@ -1,8 +1,8 @@
 """The mapping engine: value specs evaluated against a message, in the hub's format or Segment's.
 
 A field's value is either Segment's mapping-kit (raw JSON mixed with `@path`, `@template`, `@if`...
-directives, read exactly as Segment's `transform` reads it: see mapping_kit.py), or one of the
-hub's own specs::
+directives, read exactly as Segment's `transform` reads it: see the `mapping_kit` package), or one
+of the hub's own specs::
 
     {"path": "$.properties.shop"}          # also "properties.shop", "items[0].id", "$." (everything)
     {"path": "properties", "rename": {"segmentX": "kableX", "nested.field": "dimension"}}
