@@ -28,7 +28,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .mapping_kit import UNDEFINED, KitError, kit_clean, kit_compile, kit_validate
-from .triggers import Trigger, TriggerError, trigger_compile
+from .trigger_tree import Trigger
+from .triggers import TriggerError, trigger_compile
 
 __all__ = [
     "MISSING",
