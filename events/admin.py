@@ -9,6 +9,7 @@ from .models import (
     PlanUsageLimit,
     RollupBatch,
     UsageEvent,
+    UsageEventRetention,
     UsageSignal,
 )
 
@@ -30,6 +31,16 @@ class UsageEventAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+
+@admin.register(UsageEventRetention)
+class UsageEventRetentionAdmin(admin.ModelAdmin):
+    """How long an app's raw usage events are kept (no row: forever). Whole monthly partitions go
+    once every app in them allows it; rollups, reports and billing signals keep their figures."""
+
+    list_display = ["app", "days", "updated_at"]
+    raw_id_fields = ["app"]
+    search_fields = ["app__name"]
 
 
 class PlanUsageLimitInline(admin.TabularInline):

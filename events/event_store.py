@@ -1,7 +1,8 @@
 """The usage-event table behind one small interface per database, chosen once per connection vendor.
 
-Storing events is one statement on PostgreSQL (the events, the rollup batch of their new ids and,
-for apps that forward usage events, the forward batch, all in one data-modifying CTE); SQLite
+Storing events is one statement on PostgreSQL (the dedupe keys, the events, the rollup batch of
+their new ids and, for apps that forward usage events, the forward batch, all in one
+data-modifying CTE; the table's partitions are in `events.partitions`); SQLite
 (`make run`) gets the same rows from a few statements in one transaction. The ingest service
 (`events.services`) never branches on the database.
 """
@@ -23,16 +24,22 @@ from .models import ForwardBatch, RollupBatch
 EventRow = tuple[int, int, str, str, datetime, str, datetime]
 
 _COLUMNS = "(app_id, customer_id, event_id, event_name, timestamp, properties, received_at)"
-# PostgreSQL: one statement stores the events and the batch of their new ids for the rollups, so
-# both commit together whatever the transaction; rows arrive as arrays (one prepared statement
-# for any batch size), in the order given.
+# PostgreSQL: one statement stores the dedupe keys, the events whose key was new, and the batch of
+# their ids for the rollups, so all commit together whatever the transaction; rows arrive as arrays
+# (one prepared statement for any batch size) and are stored in the order given, the first of
+# repeated event ids winning. The events table is partitioned by month of `received_at`, so its
+# unique indexes cannot hold (app_id, event_id): the narrow events_usageeventkey does (concurrent
+# inserts of one key wait on its unique index, as they did on the events table's).
 # Arrays are sent in binary (%b): psycopg escapes every element of a text-format array in
 # Python, several times slower for JSON documents (and formats each timestamp as text).
 _INSERT_PG = (
-    f"WITH ins AS (INSERT INTO events_usageevent {_COLUMNS} "  # noqa: S608 (constants)
-    "SELECT %s, c, i, n, t, p, %s FROM unnest(%b::bigint[], %b::text[], %b::text[], "
-    "%b::timestamptz[], %b::text[]::jsonb[]) AS u(c, i, n, t, p) "
-    "ON CONFLICT (app_id, event_id) DO NOTHING RETURNING id, event_id), "
+    "WITH u AS (SELECT DISTINCT ON (i) c, i, n, t, p, o FROM unnest(%b::bigint[], %b::text[], "  # noqa: S608
+    "%b::text[], %b::timestamptz[], %b::text[]::jsonb[]) WITH ORDINALITY AS u(c, i, n, t, p, o) "
+    "ORDER BY i, o), "
+    "k AS (INSERT INTO events_usageeventkey (app_id, event_id, received_at) SELECT %s, i, %s FROM u "
+    "ON CONFLICT (app_id, event_id) DO NOTHING RETURNING event_id), "
+    f"ins AS (INSERT INTO events_usageevent {_COLUMNS} "
+    "SELECT %s, c, i, n, t, p, %s FROM u JOIN k ON k.event_id = u.i ORDER BY o RETURNING id, event_id), "
     "batch AS (INSERT INTO events_rollupbatch (app_id, event_ids, created_at) "
     "SELECT %s, to_jsonb(array_agg(id)), %s FROM ins HAVING count(*) > 0), "
     # Read in this statement, so an app whose destinations subscribed a moment ago is seen.
@@ -61,8 +68,8 @@ class PostgresUsageEventStore:
             cursor.execute(
                 _INSERT_PG,
                 [
-                    app_pk, received_at, [r[1] for r in rows], [r[2] for r in rows], [r[3] for r in rows],
-                    [r[4] for r in rows], [r[5] for r in rows], app_pk, received_at,
+                    [r[1] for r in rows], [r[2] for r in rows], [r[3] for r in rows], [r[4] for r in rows],
+                    [r[5] for r in rows], app_pk, received_at, app_pk, received_at, app_pk, received_at,
                     app_pk, received_at, app_pk,
                 ],
             )  # fmt: skip

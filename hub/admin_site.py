@@ -40,6 +40,7 @@ SECTIONS: list[tuple[str, list[tuple[str, str]]]] = [
         "Usage",
         [
             ("events", "usageevent"),
+            ("events", "usageeventretention"),
             ("events", "metric"),
             ("events", "planusagelimit"),
             ("events", "usagesignal"),

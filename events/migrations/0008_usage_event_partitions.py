@@ -1,0 +1,198 @@
+"""Usage events partitioned by month of `received_at` (PostgreSQL), with a dedupe-key table and a
+retention setting per app (docs/metrics.md, "Raw events: partitions and retention").
+
+On PostgreSQL the existing table is copied, ids and all, into a new partitioned table (the months
+of its rows, this month and the next three, and a DEFAULT partition), every event's key goes
+into `events_usageeventkey`, and the old table is dropped, in the migration's one transaction
+(the events table is locked meanwhile: about a minute per few million rows). The reverse copies
+the events back into a plain table with its unique (app_id, event_id): an event id stored twice
+(sent again after the dedupe window) keeps its first event only. SQLite keeps its plain table.
+"""
+
+from datetime import UTC, datetime, timedelta
+
+import django.db.models.deletion
+from django.db import migrations, models
+
+COLUMNS = "id, event_id, event_name, timestamp, properties, received_at, app_id, customer_id"
+INDEXES = {
+    "usage_event_app_time": '(app_id, "timestamp" DESC, id DESC)',
+    "usage_event_customer_time": '(customer_id, "timestamp" DESC, id DESC)',
+    "usage_event_name_time": '(app_id, event_name, "timestamp" DESC, id DESC)',
+}
+FOREIGN_KEYS = (
+    'CONSTRAINT "events_usageevent_app_id_8967e2c6_fk_hub_app_id" FOREIGN KEY (app_id) '
+    "REFERENCES hub_app (id) DEFERRABLE INITIALLY DEFERRED, "
+    'CONSTRAINT "events_usageevent_customer_id_740f3daf_fk_hub_customer_id" FOREIGN KEY (customer_id) '
+    "REFERENCES hub_customer (id) DEFERRABLE INITIALLY DEFERRED"
+)
+FIELDS = (
+    "event_id varchar(255) NOT NULL, event_name varchar(255) NOT NULL, "
+    '"timestamp" timestamptz NOT NULL, properties jsonb NOT NULL, received_at timestamptz NOT NULL, '
+    "app_id bigint NOT NULL, customer_id bigint NOT NULL"
+)
+MONTHS_AHEAD = 3
+
+
+def _month(at):
+    return datetime(at.year, at.month, 1, tzinfo=UTC)
+
+
+def _next(month):
+    return datetime(month.year + month.month // 12, month.month % 12 + 1, 1, tzinfo=UTC)
+
+
+def _set_aside(cursor, suffix):
+    """Rename the events table, its primary key, indexes and id sequence out of the way."""
+    cursor.execute("SELECT pg_get_serial_sequence('events_usageevent', 'id')")
+    sequence = cursor.fetchone()[0]
+    cursor.execute(f"ALTER TABLE events_usageevent RENAME TO events_usageevent_{suffix}")
+    cursor.execute(
+        f"ALTER TABLE events_usageevent_{suffix} RENAME CONSTRAINT events_usageevent_pkey "
+        f"TO events_usageevent_{suffix}_pkey"
+    )
+    for name in INDEXES:
+        cursor.execute(f"ALTER INDEX {name} RENAME TO {name}_{suffix}")
+    cursor.execute(f"ALTER SEQUENCE {sequence} RENAME TO events_usageevent_{suffix}_id_seq")
+    cursor.execute(f"SELECT last_value, is_called FROM events_usageevent_{suffix}_id_seq")
+    return cursor.fetchone()
+
+
+def partition(apps, schema_editor):
+    if schema_editor.connection.vendor != "postgresql":
+        return
+    with schema_editor.connection.cursor() as cursor:
+        cursor.execute("LOCK TABLE events_usageevent IN ACCESS EXCLUSIVE MODE")
+        last_value, is_called = _set_aside(cursor, "unpartitioned")
+        cursor.execute("CREATE SEQUENCE events_usageevent_id_seq AS bigint")
+        cursor.execute("SELECT setval('events_usageevent_id_seq', %s, %s)", [last_value, is_called])
+        cursor.execute(
+            "CREATE TABLE events_usageevent (id bigint NOT NULL DEFAULT nextval('events_usageevent_id_seq'), "
+            f"{FIELDS}, CONSTRAINT events_usageevent_pkey PRIMARY KEY (id, received_at), {FOREIGN_KEYS}) "
+            "PARTITION BY RANGE (received_at)"
+        )
+        cursor.execute("ALTER SEQUENCE events_usageevent_id_seq OWNED BY events_usageevent.id")
+        for name, columns in INDEXES.items():
+            cursor.execute(f"CREATE INDEX {name} ON events_usageevent {columns}")
+        cursor.execute("CREATE TABLE events_usageevent_default PARTITION OF events_usageevent DEFAULT")
+        cursor.execute("SELECT min(received_at) FROM events_usageevent_unpartitioned")
+        oldest = cursor.fetchone()[0]
+        now = datetime.now(UTC)
+        last = _month(now)
+        for _ in range(MONTHS_AHEAD):
+            last = _next(last)
+        month = _month(min(oldest, now) if oldest else now)
+        while month <= last:
+            cursor.execute(
+                f"CREATE TABLE events_usageevent_p{month:%Y_%m} PARTITION OF events_usageevent "
+                "FOR VALUES FROM (%s) TO (%s)",
+                [month, _next(month)],
+            )
+            month = _next(month)
+        cursor.execute(
+            f"INSERT INTO events_usageevent ({COLUMNS}) SELECT {COLUMNS} FROM events_usageevent_unpartitioned"
+        )
+        cursor.execute(
+            "INSERT INTO events_usageeventkey (app_id, event_id, received_at) "
+            "SELECT app_id, event_id, received_at FROM events_usageevent_unpartitioned ORDER BY received_at"
+        )
+        cursor.execute("DROP TABLE events_usageevent_unpartitioned")
+        cursor.execute("ANALYZE events_usageevent")
+
+
+def unpartition(apps, schema_editor):
+    if schema_editor.connection.vendor != "postgresql":
+        return
+    with schema_editor.connection.cursor() as cursor:
+        cursor.execute("LOCK TABLE events_usageevent IN ACCESS EXCLUSIVE MODE")
+        last_value, is_called = _set_aside(cursor, "partitioned")
+        cursor.execute(
+            f"CREATE TABLE events_usageevent (id bigint NOT NULL GENERATED BY DEFAULT AS IDENTITY, {FIELDS}, "
+            "CONSTRAINT events_usageevent_pkey PRIMARY KEY (id), "
+            "CONSTRAINT usage_event_unique_event_id UNIQUE (app_id, event_id), "
+            f"{FOREIGN_KEYS})"
+        )
+        cursor.execute(
+            f"INSERT INTO events_usageevent ({COLUMNS}) OVERRIDING SYSTEM VALUE "
+            f"SELECT {COLUMNS} FROM events_usageevent_partitioned ORDER BY id "
+            "ON CONFLICT (app_id, event_id) DO NOTHING"
+        )
+        cursor.execute(
+            "SELECT setval(pg_get_serial_sequence('events_usageevent', 'id'), %s, %s)", [last_value, is_called]
+        )
+        for name, columns in INDEXES.items():
+            cursor.execute(f"CREATE INDEX {name} ON events_usageevent {columns}")
+        cursor.execute("DROP TABLE events_usageevent_partitioned")  # and its partitions and sequence
+
+
+def key_brin_index(apps, schema_editor):
+    # The pruning finds old keys through a BRIN index (keys arrive in time order: a few pages, and
+    # next to nothing to maintain on insert).
+    if schema_editor.connection.vendor == "postgresql":
+        schema_editor.execute("CREATE INDEX usage_event_key_received ON events_usageeventkey USING brin (received_at)")
+
+
+def key_brin_index_drop(apps, schema_editor):
+    if schema_editor.connection.vendor == "postgresql":
+        schema_editor.execute("DROP INDEX usage_event_key_received")
+
+
+class Migration(migrations.Migration):
+    dependencies = [
+        ("events", "0007_forward_names"),
+        ("hub", "0008_app_forward_usage_events"),
+    ]
+
+    operations = [
+        migrations.CreateModel(
+            name="UsageEventKey",
+            fields=[
+                ("id", models.BigAutoField(primary_key=True, serialize=False)),
+                ("event_id", models.CharField(max_length=255)),
+                ("received_at", models.DateTimeField()),
+                (
+                    "app",
+                    models.ForeignKey(
+                        db_constraint=False,
+                        db_index=False,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="hub.app",
+                    ),
+                ),
+            ],
+            options={
+                "constraints": [models.UniqueConstraint(fields=("app", "event_id"), name="usage_event_key_unique")],
+            },
+        ),
+        migrations.RunPython(key_brin_index, key_brin_index_drop),
+        migrations.CreateModel(
+            name="UsageEventRetention",
+            fields=[
+                (
+                    "app",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        primary_key=True,
+                        related_name="+",
+                        serialize=False,
+                        to="hub.app",
+                    ),
+                ),
+                ("days", models.PositiveIntegerField()),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+            ],
+            options={
+                "verbose_name": "usage event retention",
+                "constraints": [
+                    models.CheckConstraint(condition=models.Q(("days__gte", 1)), name="usage_event_retention_days")
+                ],
+            },
+        ),
+        migrations.SeparateDatabaseAndState(
+            state_operations=[
+                migrations.RemoveConstraint(model_name="usageevent", name="usage_event_unique_event_id"),
+            ],
+            database_operations=[migrations.RunPython(partition, unpartition)],
+        ),
+    ]

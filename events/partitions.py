@@ -1,0 +1,236 @@
+"""Bounded growth of the usage-event table: monthly partitions made ahead, retired whole, and the
+dedupe keys pruned after their window (docs/metrics.md, "Raw events: partitions and retention").
+
+On PostgreSQL `events_usageevent` is partitioned by range of `received_at` (the time the hub
+stored the event, never the client's `timestamp`): one partition per UTC month, named
+`events_usageevent_pYYYY_MM`, and a DEFAULT partition for what arrives when no partition was made
+(the scheduler stopped for months). A month is always in the past once it ends, so a retired
+partition can take no new rows, and each insert's rows share one `received_at` with their rollup
+and forward batches. SQLite (`make run`) keeps a plain table: every function here does nothing
+there but prune the (unused) dedupe keys.
+
+Every function is safe to run twice at once (two schedulers by mistake): DDL runs under one
+PostgreSQL advisory lock, with a short `lock_timeout` so that a long reader (a metric build's
+snapshot) makes it wait for the next run instead of queueing every insert behind it.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from django.conf import settings
+from django.db import OperationalError, connection, transaction
+from django.utils import timezone
+
+from hub.raw_cursor import raw_cursor
+
+from .models import ForwardBatch, RollupBatch, UsageEventKey, UsageEventRetention
+
+logger = logging.getLogger(__name__)
+
+PARENT = "events_usageevent"
+DEFAULT_PARTITION = "events_usageevent_default"
+COLUMNS = "id, event_id, event_name, timestamp, properties, received_at, app_id, customer_id"
+_NAME = re.compile(r"^events_usageevent_p(\d{4})_(\d{2})$")
+_ADVISORY_KEY = 0x75_73_67_65  # one key for all partition DDL of this database ("usge")
+
+
+@dataclass(frozen=True)
+class Partition:
+    name: str
+    start: datetime  # inclusive
+    end: datetime  # exclusive
+
+
+def month_start(at: datetime) -> datetime:
+    """The first instant of `at`'s UTC month."""
+    at = at.astimezone(UTC)
+    return datetime(at.year, at.month, 1, tzinfo=UTC)
+
+
+def month_after(start: datetime) -> datetime:
+    return datetime(start.year + start.month // 12, start.month % 12 + 1, 1, tzinfo=UTC)
+
+
+def partition_of(start: datetime) -> Partition:
+    """The monthly partition beginning at `start` (a month's first instant)."""
+    return Partition(f"{PARENT}_p{start:%Y_%m}", start, month_after(start))
+
+
+def _postgres() -> bool:
+    return connection.vendor == "postgresql"
+
+
+def usage_event_partitions() -> list[Partition]:
+    """The monthly partitions attached to the events table, oldest first (PostgreSQL; else [])."""
+    if not _postgres():
+        return []
+    with raw_cursor() as cursor:
+        cursor.execute(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            "WHERE i.inhparent = %s::regclass",
+            [PARENT],
+        )
+        names = [row[0] for row in cursor.fetchall()]
+    found = []
+    for name in names:
+        match = _NAME.match(name)
+        if match:
+            found.append(partition_of(datetime(int(match[1]), int(match[2]), 1, tzinfo=UTC)))
+    return sorted(found, key=lambda p: p.start)
+
+
+def _ddl_lock(cursor) -> None:
+    """In the current transaction: the partition DDL lock, and a short wait for table locks."""
+    timeout_ms = int(settings.HUB_USAGE_EVENT_DDL_LOCK_TIMEOUT * 1000)
+    cursor.execute(f"SET LOCAL lock_timeout = {timeout_ms}")
+    cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_ADVISORY_KEY])
+
+
+def _partition_make(cursor, partition: Partition) -> None:
+    # Made beside the table and attached: ATTACH takes a SHARE UPDATE EXCLUSIVE lock on the events
+    # table (inserts go on), where CREATE TABLE ... PARTITION OF would take an ACCESS EXCLUSIVE one.
+    # Rows of the month that went to the default partition meanwhile move in, ids unchanged.
+    cursor.execute(f"CREATE TABLE {partition.name} (LIKE {PARENT} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)")
+    cursor.execute(
+        f"WITH moved AS (DELETE FROM {DEFAULT_PARTITION} WHERE received_at >= %s AND received_at < %s "  # noqa: S608
+        f"RETURNING {COLUMNS}) INSERT INTO {partition.name} ({COLUMNS}) SELECT {COLUMNS} FROM moved",
+        [partition.start, partition.end],
+    )
+    cursor.execute(
+        f"ALTER TABLE {PARENT} ATTACH PARTITION {partition.name} FOR VALUES FROM (%s) TO (%s)",
+        [partition.start, partition.end],
+    )
+
+
+def usage_event_partitions_ensure(*, now: datetime | None = None, ahead: int | None = None) -> list[str]:
+    """Make the missing monthly partitions from `now`'s month to `ahead` months later (default
+    HUB_USAGE_EVENT_PARTITIONS_AHEAD); the names made. Idempotent and safe to run concurrently."""
+    if not _postgres():
+        return []
+    now = now or timezone.now()
+    ahead = settings.HUB_USAGE_EVENT_PARTITIONS_AHEAD if ahead is None else ahead
+    last = month_start(now)
+    for _ in range(ahead):
+        last = month_after(last)
+    # Also the months of rows that went to the default partition (the scheduler was stopped): their
+    # partitions are made and the rows moved in, so that retention can retire them too.
+    with raw_cursor() as cursor:
+        cursor.execute(f"SELECT min(received_at) FROM {DEFAULT_PARTITION}")  # noqa: S608
+        oldest = cursor.fetchone()[0]
+    wanted = [min(month_start(now), month_start(oldest)) if oldest else month_start(now)]
+    while wanted[-1] < last:
+        wanted.append(month_after(wanted[-1]))
+    made = []
+    for start in wanted:
+        partition = partition_of(start)
+        try:
+            with transaction.atomic(), raw_cursor() as cursor:
+                _ddl_lock(cursor)
+                if partition in usage_event_partitions():
+                    continue
+                _partition_make(cursor, partition)
+        except OperationalError as exc:  # lock_timeout: a long reader holds the table; next run
+            logger.warning("usage events: partition %s not made now (%s)", partition.name, exc)
+            continue
+        made.append(partition.name)
+        logger.info("usage events: partition %s made", partition.name)
+    return made
+
+
+def _apps_in(cursor, partition: Partition) -> list[int]:
+    # A loose index scan of the (app_id, timestamp, id) index: one probe per app, not per row.
+    cursor.execute(
+        "WITH RECURSIVE a(app_id) AS ("  # noqa: S608 (constant names)
+        f"(SELECT app_id FROM {partition.name} ORDER BY app_id LIMIT 1) UNION ALL "
+        f"SELECT (SELECT e.app_id FROM {partition.name} e WHERE e.app_id > a.app_id "
+        "ORDER BY e.app_id LIMIT 1) FROM a WHERE a.app_id IS NOT NULL) "
+        "SELECT app_id FROM a WHERE app_id IS NOT NULL"
+    )
+    return [row[0] for row in cursor.fetchall()]
+
+
+def _pending_before(end: datetime) -> bool:
+    """Whether some rollup or forward batch of events received before `end` waits to be taken."""
+    return (
+        RollupBatch.objects.filter(created_at__lt=end).exists()
+        or ForwardBatch.objects.filter(created_at__lt=end).exists()
+    )
+
+
+def partition_expiry(partition: Partition, app_pks: list[int]) -> datetime | None:
+    """When a partition holding events of these apps may go: its end plus the longest retention
+    of those apps; None (never) when one of them keeps its events forever."""
+    if not app_pks:
+        return partition.end
+    days = dict(UsageEventRetention.objects.filter(app_id__in=app_pks).values_list("app_id", "days"))
+    if len(days) < len(set(app_pks)):
+        return None
+    return partition.end + timedelta(days=max(days.values()))
+
+
+def usage_event_partitions_retire(*, now: datetime | None = None) -> list[str]:
+    """Drop (or, with HUB_USAGE_EVENT_RETENTION_MODE=detach, detach and rename
+    `events_usageevent_archive_pYYYY_MM`) each whole partition past every retention of the apps
+    with events in it and with none of its events waiting in a rollup or forward batch; the
+    names retired. Never deletes rows; the rollups keep their figures."""
+    if not _postgres():
+        return []
+    now = now or timezone.now()
+    retired = []
+    for partition in usage_event_partitions():
+        if partition.end > now:
+            break
+        try:
+            with transaction.atomic(), raw_cursor() as cursor:
+                _ddl_lock(cursor)
+                if partition not in usage_event_partitions():
+                    continue  # retired by a concurrent run
+                expiry = partition_expiry(partition, _apps_in(cursor, partition))
+                if expiry is None or expiry > now:
+                    continue
+                if _pending_before(partition.end):
+                    logger.info("usage events: partition %s kept: batches not counted yet", partition.name)
+                    continue
+                if settings.HUB_USAGE_EVENT_RETENTION_MODE == "detach":
+                    archive = partition.name.replace(f"{PARENT}_p", f"{PARENT}_archive_p")
+                    cursor.execute(f"ALTER TABLE {PARENT} DETACH PARTITION {partition.name}")
+                    cursor.execute(f"ALTER TABLE {partition.name} RENAME TO {archive}")
+                else:
+                    cursor.execute(f"DROP TABLE {partition.name}")
+        except OperationalError as exc:
+            logger.warning("usage events: partition %s not retired now (%s)", partition.name, exc)
+            continue
+        retired.append(partition.name)
+        logger.info("usage events: partition %s retired", partition.name)
+    return retired
+
+
+def usage_event_keys_prune(
+    *, now: datetime | None = None, batch: int = 10_000, max_batches: int = 100
+) -> int:
+    """Delete dedupe keys older than HUB_USAGE_EVENT_DEDUPE_DAYS (0: keep forever), in small
+    batches; the number deleted. An event id sent again after that is stored again."""
+    days = settings.HUB_USAGE_EVENT_DEDUPE_DAYS
+    if not days:
+        return 0
+    cutoff = (now or timezone.now()) - timedelta(days=days)
+    deleted = 0
+    for _ in range(max_batches):
+        ids = list(UsageEventKey.objects.filter(received_at__lt=cutoff).values_list("id", flat=True)[:batch])
+        if not ids:
+            break
+        deleted += UsageEventKey.objects.filter(id__in=ids).delete()[0]
+    return deleted
+
+
+def usage_event_storage_maintain(*, now: datetime | None = None) -> dict:
+    """The scheduler's run: partitions made ahead, expired ones retired, old dedupe keys pruned."""
+    return {
+        "made": usage_event_partitions_ensure(now=now),
+        "retired": usage_event_partitions_retire(now=now),
+        "keys_pruned": usage_event_keys_prune(now=now),
+    }
