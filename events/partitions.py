@@ -11,7 +11,8 @@ there but prune the (unused) dedupe keys.
 
 Every function is safe to run twice at once (two schedulers by mistake): DDL runs under one
 PostgreSQL advisory lock, with a short `lock_timeout` so that a long reader (a metric build's
-snapshot) makes it wait for the next run instead of queueing every insert behind it.
+snapshot) makes it wait for the next run instead of queueing every insert behind it. DDL takes
+no bound parameters: Django's cursor (client-side binding) runs it, not `hub.raw_cursor`.
 """
 
 from __future__ import annotations
@@ -20,12 +21,11 @@ import logging
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import OperationalError, connection, transaction
 from django.utils import timezone
-
-from hub.raw_cursor import raw_cursor
 
 from .models import ForwardBatch, RollupBatch, UsageEventKey, UsageEventRetention
 
@@ -68,7 +68,7 @@ def usage_event_partitions() -> list[Partition]:
     """The monthly partitions attached to the events table, oldest first (PostgreSQL; else [])."""
     if not _postgres():
         return []
-    with raw_cursor() as cursor:
+    with connection.cursor() as cursor:
         cursor.execute(
             "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
             "WHERE i.inhparent = %s::regclass",
@@ -83,14 +83,14 @@ def usage_event_partitions() -> list[Partition]:
     return sorted(found, key=lambda p: p.start)
 
 
-def _ddl_lock(cursor) -> None:
+def _ddl_lock(cursor: Any) -> None:
     """In the current transaction: the partition DDL lock, and a short wait for table locks."""
     timeout_ms = int(settings.HUB_USAGE_EVENT_DDL_LOCK_TIMEOUT * 1000)
     cursor.execute(f"SET LOCAL lock_timeout = {timeout_ms}")
     cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_ADVISORY_KEY])
 
 
-def _partition_make(cursor, partition: Partition) -> None:
+def _partition_make(cursor: Any, partition: Partition) -> None:
     # Made beside the table and attached: ATTACH takes a SHARE UPDATE EXCLUSIVE lock on the events
     # table (inserts go on), where CREATE TABLE ... PARTITION OF would take an ACCESS EXCLUSIVE one.
     # Rows of the month that went to the default partition meanwhile move in, ids unchanged.
@@ -113,22 +113,22 @@ def usage_event_partitions_ensure(*, now: datetime | None = None, ahead: int | N
         return []
     now = now or timezone.now()
     ahead = settings.HUB_USAGE_EVENT_PARTITIONS_AHEAD if ahead is None else ahead
-    last = month_start(now)
+    wanted = [month_start(now)]
     for _ in range(ahead):
-        last = month_after(last)
+        wanted.append(month_after(wanted[-1]))
     # Also the months of rows that went to the default partition (the scheduler was stopped): their
     # partitions are made and the rows moved in, so that retention can retire them too.
-    with raw_cursor() as cursor:
-        cursor.execute(f"SELECT min(received_at) FROM {DEFAULT_PARTITION}")  # noqa: S608
-        oldest = cursor.fetchone()[0]
-    wanted = [min(month_start(now), month_start(oldest)) if oldest else month_start(now)]
-    while wanted[-1] < last:
-        wanted.append(month_after(wanted[-1]))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT DISTINCT date_trunc('month', received_at AT TIME ZONE 'UTC') FROM {DEFAULT_PARTITION}"  # noqa: S608
+        )
+        waiting = {row[0].replace(tzinfo=UTC) for row in cursor.fetchall()}
+    wanted = sorted(set(wanted) | waiting)
     made = []
     for start in wanted:
         partition = partition_of(start)
         try:
-            with transaction.atomic(), raw_cursor() as cursor:
+            with transaction.atomic(), connection.cursor() as cursor:
                 _ddl_lock(cursor)
                 if partition in usage_event_partitions():
                     continue
@@ -141,7 +141,7 @@ def usage_event_partitions_ensure(*, now: datetime | None = None, ahead: int | N
     return made
 
 
-def _apps_in(cursor, partition: Partition) -> list[int]:
+def _apps_in(cursor: Any, partition: Partition) -> list[int]:
     # A loose index scan of the (app_id, timestamp, id) index: one probe per app, not per row.
     cursor.execute(
         "WITH RECURSIVE a(app_id) AS ("  # noqa: S608 (constant names)
@@ -185,7 +185,7 @@ def usage_event_partitions_retire(*, now: datetime | None = None) -> list[str]:
         if partition.end > now:
             break
         try:
-            with transaction.atomic(), raw_cursor() as cursor:
+            with transaction.atomic(), connection.cursor() as cursor:
                 _ddl_lock(cursor)
                 if partition not in usage_event_partitions():
                     continue  # retired by a concurrent run
@@ -227,7 +227,7 @@ def usage_event_keys_prune(
     return deleted
 
 
-def usage_event_storage_maintain(*, now: datetime | None = None) -> dict:
+def usage_event_storage_maintain(*, now: datetime | None = None) -> dict[str, Any]:
     """The scheduler's run: partitions made ahead, expired ones retired, old dedupe keys pruned."""
     return {
         "made": usage_event_partitions_ensure(now=now),
