@@ -92,6 +92,7 @@ def partition(apps, schema_editor):
         cursor.execute(
             f"INSERT INTO events_usageevent ({COLUMNS}) SELECT {COLUMNS} FROM events_usageevent_unpartitioned"
         )
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")  # the copied rows' foreign keys, before DDL
         cursor.execute(
             "INSERT INTO events_usageeventkey (app_id, event_id, received_at) "
             "SELECT app_id, event_id, received_at FROM events_usageevent_unpartitioned ORDER BY received_at"
@@ -117,6 +118,7 @@ def unpartition(apps, schema_editor):
             f"SELECT {COLUMNS} FROM events_usageevent_partitioned ORDER BY id "
             "ON CONFLICT (app_id, event_id) DO NOTHING"
         )
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")  # the copied rows' foreign keys, before DDL
         cursor.execute(
             "SELECT setval(pg_get_serial_sequence('events_usageevent', 'id'), %s, %s)", [last_value, is_called]
         )

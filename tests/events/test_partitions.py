@@ -50,6 +50,15 @@ def names():
     return [p.name for p in usage_event_partitions()]
 
 
+def retire(now):
+    """Retire as of `now`, naming only the partitions of 2030 (the empty ones of today's months,
+    made by the migration, are retired too when `now` is years ahead). The test's events are not
+    committed: their deferred foreign-key checks run first, as a commit would run them."""
+    with connection.cursor() as cursor:
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+    return [name for name in usage_event_partitions_retire(now=now) if "_p2030_" in name]
+
+
 def count_metric(app):
     metric = metric_create(app=app, definition=definition_validate(name="calls", event_name="api_call"))
     metrics_rebuild(app_pk=app.pk)
@@ -140,8 +149,8 @@ def test_retention_drops_the_whole_partition_and_the_rollups_keep_their_figures(
     UsageEventRetention.objects.create(app=app, days=30)
 
     # January's partition may go 30 days after its end (February 1st), not before.
-    assert usage_event_partitions_retire(now=datetime(2030, 3, 2, 23, tzinfo=UTC)) == []
-    retired = usage_event_partitions_retire(now=datetime(2030, 3, 3, 1, tzinfo=UTC))
+    assert retire(now=datetime(2030, 3, 2, 23, tzinfo=UTC)) == []
+    retired = retire(now=datetime(2030, 3, 3, 1, tzinfo=UTC))
 
     assert retired == ["events_usageevent_p2030_01"]
     assert "events_usageevent_p2030_01" not in names()
@@ -163,10 +172,10 @@ def test_a_partition_shared_with_an_app_keeping_events_forever_stays(app):
     rollups_drain(app_pks=[app.pk, other.pk])
     UsageEventRetention.objects.create(app=app, days=1)
 
-    assert usage_event_partitions_retire(now=datetime(2031, 1, 1, tzinfo=UTC)) == []
+    assert retire(now=datetime(2031, 1, 1, tzinfo=UTC)) == []
     UsageEventRetention.objects.create(app=other, days=90)
-    assert usage_event_partitions_retire(now=datetime(2030, 4, 30, tzinfo=UTC)) == []  # Feb 1 + 90 d
-    assert usage_event_partitions_retire(now=datetime(2030, 5, 2, tzinfo=UTC)) == [
+    assert retire(now=datetime(2030, 4, 30, tzinfo=UTC)) == []  # Feb 1 + 90 d
+    assert retire(now=datetime(2030, 5, 2, tzinfo=UTC)) == [
         "events_usageevent_p2030_01"
     ]
 
@@ -179,12 +188,12 @@ def test_a_partition_is_kept_while_its_events_wait_to_be_counted_or_forwarded(ap
     later = datetime(2030, 6, 1, tzinfo=UTC)
     assert RollupBatch.objects.filter(app=app).exists()
 
-    assert usage_event_partitions_retire(now=later) == []
+    assert retire(now=later) == []
     rollups_drain(app_pks=[app.pk])
     ForwardBatch.objects.create(app=app, event_ids=[1], created_at=JAN)
-    assert usage_event_partitions_retire(now=later) == []
+    assert retire(now=later) == []
     ForwardBatch.objects.all().delete()
-    assert usage_event_partitions_retire(now=later) == ["events_usageevent_p2030_01"]
+    assert retire(now=later) == ["events_usageevent_p2030_01"]
     assert not UsageEvent.objects.filter(app=app).exists()
 
 
@@ -196,7 +205,7 @@ def test_detach_mode_keeps_the_partition_as_an_archive_table(app, settings):
     rollups_drain(app_pks=[app.pk])
     UsageEventRetention.objects.create(app=app, days=1)
 
-    assert usage_event_partitions_retire(now=datetime(2030, 3, 1, tzinfo=UTC)) == [
+    assert retire(now=datetime(2030, 3, 1, tzinfo=UTC)) == [
         "events_usageevent_p2030_01"
     ]
 
