@@ -9,6 +9,7 @@ from .models import (
     PlanUsageLimit,
     RollupBatch,
     UsageEvent,
+    UsageEventKey,
     UsageEventRetention,
     UsageSignal,
 )
@@ -120,6 +121,16 @@ class RollupBatchAdmin(_ReadOnly):
 
     list_display = ["id", "app", "created_at"]
     raw_id_fields = ["app"]
+
+
+@admin.register(UsageEventKey)
+class UsageEventKeyAdmin(_ReadOnly):
+    """Dedupe keys of the events received in the dedupe window (HUB_USAGE_EVENT_DEDUPE_DAYS)."""
+
+    list_display = ["event_id", "app", "received_at"]
+    raw_id_fields = ["app"]
+    search_fields = ["=event_id"]
+    show_full_result_count = False
 
 
 @admin.register(ForwardBatch)

@@ -48,6 +48,7 @@ SECTIONS: list[tuple[str, list[tuple[str, str]]]] = [
             ("events", "metricuniquevalue"),
             ("events", "rollupbatch"),
             ("events", "forwardbatch"),
+            ("events", "usageeventkey"),
         ],
     ),
     (
