@@ -19,6 +19,7 @@ from hub.models import App
 from hub.raw_cursor import raw_cursor
 
 from .models import ForwardBatch, RollupBatch
+from .partitions import id_base
 
 # (app id, customer id, event id, event name, timestamp, properties as JSON text, received at)
 EventRow = tuple[int, int, str, str, datetime, str, datetime]
@@ -27,19 +28,21 @@ _COLUMNS = "(app_id, customer_id, event_id, event_name, timestamp, properties, r
 # PostgreSQL: one statement stores the dedupe keys, the events whose key was new, and the batch of
 # their ids for the rollups, so all commit together whatever the transaction; rows arrive as arrays
 # (one prepared statement for any batch size) and are stored in the order given, the first of
-# repeated event ids winning. The events table is partitioned by month of `received_at`, so its
-# unique indexes cannot hold (app_id, event_id): the narrow events_usageeventkey does (concurrent
-# inserts of one key wait on its unique index, as they did on the events table's).
+# repeated event ids winning. The events table is partitioned by month through its ids (the
+# month of `received_at` in their high bits, `events.partitions`), so its unique indexes cannot
+# hold (app_id, event_id): the narrow events_usageeventkey does (concurrent inserts of one key
+# wait on its unique index, as they did on the events table's).
 # Arrays are sent in binary (%b): psycopg escapes every element of a text-format array in
 # Python, several times slower for JSON documents (and formats each timestamp as text).
 _INSERT_PG = (
-    "WITH u AS (SELECT DISTINCT ON (i) c, i, n, t, p, o FROM unnest(%b::bigint[], %b::text[], "  # noqa: S608
+    "WITH u AS (SELECT DISTINCT ON (i) c, i, n, t, p, o FROM unnest(%b::bigint[], %b::text[], "
     "%b::text[], %b::timestamptz[], %b::text[]::jsonb[]) WITH ORDINALITY AS u(c, i, n, t, p, o) "
     "ORDER BY i, o), "
     "k AS (INSERT INTO events_usageeventkey (app_id, event_id, received_at) SELECT %s, i, %s FROM u "
     "ON CONFLICT (app_id, event_id) DO NOTHING RETURNING event_id), "
-    f"ins AS (INSERT INTO events_usageevent {_COLUMNS} "
-    "SELECT %s, c, i, n, t, p, %s FROM u JOIN k ON k.event_id = u.i ORDER BY o RETURNING id, event_id), "
+    "ins AS (INSERT INTO events_usageevent (id, app_id, customer_id, event_id, event_name, timestamp, "
+    "properties, received_at) SELECT %s::bigint + nextval('events_usageevent_id_seq'), %s, c, i, n, t, p, %s "
+    "FROM u JOIN k ON k.event_id = u.i ORDER BY o RETURNING id, event_id), "
     "batch AS (INSERT INTO events_rollupbatch (app_id, event_ids, created_at) "
     "SELECT %s, to_jsonb(array_agg(id)), %s FROM ins HAVING count(*) > 0), "
     # Read in this statement, so an app whose destinations subscribed a moment ago is seen.
@@ -69,8 +72,8 @@ class PostgresUsageEventStore:
                 _INSERT_PG,
                 [
                     [r[1] for r in rows], [r[2] for r in rows], [r[3] for r in rows], [r[4] for r in rows],
-                    [r[5] for r in rows], app_pk, received_at, app_pk, received_at, app_pk, received_at,
-                    app_pk, received_at, app_pk,
+                    [r[5] for r in rows], app_pk, received_at, id_base(received_at), app_pk, received_at,
+                    app_pk, received_at, app_pk, received_at, app_pk,
                 ],
             )  # fmt: skip
             fetched = cursor.fetchall()

@@ -1,13 +1,17 @@
 """Bounded growth of the usage-event table: monthly partitions made ahead, retired whole, and the
 dedupe keys pruned after their window (docs/metrics.md, "Raw events: partitions and retention").
 
-On PostgreSQL `events_usageevent` is partitioned by range of `received_at` (the time the hub
-stored the event, never the client's `timestamp`): one partition per UTC month, named
-`events_usageevent_pYYYY_MM`, and a DEFAULT partition for what arrives when no partition was made
-(the scheduler stopped for months). A month is always in the past once it ends, so a retired
-partition can take no new rows, and each insert's rows share one `received_at` with their rollup
-and forward batches. SQLite (`make run`) keeps a plain table: every function here does nothing
-there but prune the (unused) dedupe keys.
+On PostgreSQL `events_usageevent` is partitioned by month of reception, through its ids: an
+event's id is `month_index << 40` plus a value of one sequence, `month_index` counting the UTC
+months since January 2000 of the event's `received_at` (the insert sets it; the column default,
+for other writers, uses the transaction's time), and the table is partitioned by range of `id`,
+one partition per month (`events_usageevent_pYYYY_MM`), plus a DEFAULT partition for what
+arrives when no partition was made (the scheduler stopped for months) and, after the migration,
+the events stored before it (`events_usageevent_before_pYYYY_MM`). So the primary key stays
+`(id)`, and every reader by id (the rollups' drain, the forwarder, the admin) reads one partition
+without knowing about partitions. A month is in the past for good once it ends, so a retired
+partition can take no new rows. SQLite (`make run`) keeps a plain table: every function here does
+nothing there but prune the (unused) dedupe keys.
 
 Every function is safe to run twice at once (two schedulers by mistake): DDL runs under one
 PostgreSQL advisory lock, with a short `lock_timeout` so that a long reader (a metric build's
@@ -27,22 +31,25 @@ from django.conf import settings
 from django.db import OperationalError, connection, transaction
 from django.utils import timezone
 
-from .models import ForwardBatch, RollupBatch, UsageEventKey, UsageEventRetention
+from .models import UsageEventKey, UsageEventRetention
 
 logger = logging.getLogger(__name__)
 
 PARENT = "events_usageevent"
 DEFAULT_PARTITION = "events_usageevent_default"
 COLUMNS = "id, event_id, event_name, timestamp, properties, received_at, app_id, customer_id"
-_NAME = re.compile(r"^events_usageevent_p(\d{4})_(\d{2})$")
+ID_SEQUENCE = "events_usageevent_id_seq"
+MONTH_SHIFT = 40  # 2**40 ids a month; ids stay below 2**53 (exact in JSON) until the year 2682
+_NAME = re.compile(r"^events_usageevent_(p|before_p)(\d{4})_(\d{2})$")
 _ADVISORY_KEY = 0x75_73_67_65  # one key for all partition DDL of this database ("usge")
 
 
 @dataclass(frozen=True)
 class Partition:
     name: str
-    start: datetime  # inclusive
-    end: datetime  # exclusive
+    end: datetime  # every event in it was received before this (exclusive)
+    low_id: int | None  # inclusive; None: from the lowest id (the events stored before partitioning)
+    high_id: int  # exclusive
 
 
 def month_start(at: datetime) -> datetime:
@@ -55,9 +62,26 @@ def month_after(start: datetime) -> datetime:
     return datetime(start.year + start.month // 12, start.month % 12 + 1, 1, tzinfo=UTC)
 
 
+def month_index(at: datetime) -> int:
+    """UTC months since January 2000 of `at`: the high bits of the ids of events received then."""
+    at = at.astimezone(UTC)
+    return (at.year - 2000) * 12 + at.month - 1
+
+
+def id_base(received_at: datetime) -> int:
+    """The lowest id of the month of `received_at`; an event's id is this plus a sequence value."""
+    return month_index(received_at) << MONTH_SHIFT
+
+
+def _month_of_index(index: int) -> datetime:
+    return datetime(2000 + index // 12, index % 12 + 1, 1, tzinfo=UTC)
+
+
 def partition_of(start: datetime) -> Partition:
     """The monthly partition beginning at `start` (a month's first instant)."""
-    return Partition(f"{PARENT}_p{start:%Y_%m}", start, month_after(start))
+    return Partition(
+        f"{PARENT}_p{start:%Y_%m}", month_after(start), id_base(start), id_base(month_after(start))
+    )
 
 
 def _postgres() -> bool:
@@ -65,7 +89,7 @@ def _postgres() -> bool:
 
 
 def usage_event_partitions() -> list[Partition]:
-    """The monthly partitions attached to the events table, oldest first (PostgreSQL; else [])."""
+    """The partitions attached to the events table but the default, oldest first (PostgreSQL)."""
     if not _postgres():
         return []
     with connection.cursor() as cursor:
@@ -78,9 +102,14 @@ def usage_event_partitions() -> list[Partition]:
     found = []
     for name in names:
         match = _NAME.match(name)
-        if match:
-            found.append(partition_of(datetime(int(match[1]), int(match[2]), 1, tzinfo=UTC)))
-    return sorted(found, key=lambda p: p.start)
+        if not match:
+            continue
+        month = partition_of(datetime(int(match[2]), int(match[3]), 1, tzinfo=UTC))
+        if match[1] == "p":
+            found.append(month)
+        else:  # the events stored before the migration, which ran in that month
+            found.append(Partition(name, month.end, None, month.low_id or 0))
+    return sorted(found, key=lambda p: p.high_id)
 
 
 def _ddl_lock(cursor: Any) -> None:
@@ -96,13 +125,13 @@ def _partition_make(cursor: Any, partition: Partition) -> None:
     # Rows of the month that went to the default partition meanwhile move in, ids unchanged.
     cursor.execute(f"CREATE TABLE {partition.name} (LIKE {PARENT} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)")
     cursor.execute(
-        f"WITH moved AS (DELETE FROM {DEFAULT_PARTITION} WHERE received_at >= %s AND received_at < %s "  # noqa: S608
+        f"WITH moved AS (DELETE FROM {DEFAULT_PARTITION} WHERE id >= %s AND id < %s "  # noqa: S608
         f"RETURNING {COLUMNS}) INSERT INTO {partition.name} ({COLUMNS}) SELECT {COLUMNS} FROM moved",
-        [partition.start, partition.end],
+        [partition.low_id, partition.high_id],
     )
     cursor.execute(
         f"ALTER TABLE {PARENT} ATTACH PARTITION {partition.name} FOR VALUES FROM (%s) TO (%s)",
-        [partition.start, partition.end],
+        [partition.low_id, partition.high_id],
     )
 
 
@@ -119,10 +148,8 @@ def usage_event_partitions_ensure(*, now: datetime | None = None, ahead: int | N
     # Also the months of rows that went to the default partition (the scheduler was stopped): their
     # partitions are made and the rows moved in, so that retention can retire them too.
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT DISTINCT date_trunc('month', received_at AT TIME ZONE 'UTC') FROM {DEFAULT_PARTITION}"  # noqa: S608
-        )
-        waiting = {row[0].replace(tzinfo=UTC) for row in cursor.fetchall()}
+        cursor.execute(f"SELECT DISTINCT id >> {MONTH_SHIFT} FROM {DEFAULT_PARTITION}")  # noqa: S608
+        waiting = {_month_of_index(row[0]) for row in cursor.fetchall()}
     wanted = sorted(set(wanted) | waiting)
     made = []
     for start in wanted:
@@ -153,12 +180,15 @@ def _apps_in(cursor: Any, partition: Partition) -> list[int]:
     return [row[0] for row in cursor.fetchall()]
 
 
-def _pending_before(end: datetime) -> bool:
-    """Whether some rollup or forward batch of events received before `end` waits to be taken."""
-    return (
-        RollupBatch.objects.filter(created_at__lt=end).exists()
-        or ForwardBatch.objects.filter(created_at__lt=end).exists()
+def _pending_in(cursor: Any, partition: Partition) -> bool:
+    """Whether a rollup or forward batch of events of this partition (or an older one) waits to
+    be taken. The events of a batch were stored by one statement: its first id tells its month."""
+    cursor.execute(
+        "SELECT EXISTS (SELECT 1 FROM events_rollupbatch WHERE (event_ids->>0)::bigint < %s) "
+        "OR EXISTS (SELECT 1 FROM events_forwardbatch WHERE (event_ids->>0)::bigint < %s)",
+        [partition.high_id, partition.high_id],
     )
+    return bool(cursor.fetchone()[0])
 
 
 def partition_expiry(partition: Partition, app_pks: list[int]) -> datetime | None:
@@ -174,7 +204,7 @@ def partition_expiry(partition: Partition, app_pks: list[int]) -> datetime | Non
 
 def usage_event_partitions_retire(*, now: datetime | None = None) -> list[str]:
     """Drop (or, with HUB_USAGE_EVENT_RETENTION_MODE=detach, detach and rename
-    `events_usageevent_archive_pYYYY_MM`) each whole partition past every retention of the apps
+    `events_usageevent_archive_…`) each whole partition past every retention of the apps
     with events in it and with none of its events waiting in a rollup or forward batch; the
     names retired. Never deletes rows; the rollups keep their figures."""
     if not _postgres():
@@ -192,11 +222,11 @@ def usage_event_partitions_retire(*, now: datetime | None = None) -> list[str]:
                 expiry = partition_expiry(partition, _apps_in(cursor, partition))
                 if expiry is None or expiry > now:
                     continue
-                if _pending_before(partition.end):
+                if _pending_in(cursor, partition):
                     logger.info("usage events: partition %s kept: batches not counted yet", partition.name)
                     continue
                 if settings.HUB_USAGE_EVENT_RETENTION_MODE == "detach":
-                    archive = partition.name.replace(f"{PARENT}_p", f"{PARENT}_archive_p")
+                    archive = partition.name.replace(f"{PARENT}_", f"{PARENT}_archive_")
                     cursor.execute(f"ALTER TABLE {PARENT} DETACH PARTITION {partition.name}")
                     cursor.execute(f"ALTER TABLE {partition.name} RENAME TO {archive}")
                 else:

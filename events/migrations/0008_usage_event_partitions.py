@@ -1,15 +1,18 @@
-"""Usage events partitioned by month of `received_at` (PostgreSQL), with a dedupe-key table and a
-retention setting per app (docs/metrics.md, "Raw events: partitions and retention").
+"""Usage events partitioned by month (PostgreSQL), with a dedupe-key table and a retention setting
+per app (docs/metrics.md, "Raw events: partitions, retention and dedupe").
 
-On PostgreSQL the existing table is copied, ids and all, into a new partitioned table (the months
-of its rows, this month and the next three, and a DEFAULT partition), every event's key goes
-into `events_usageeventkey`, and the old table is dropped, in the migration's one transaction
-(the events table is locked meanwhile: about a minute per few million rows). The reverse copies
-the events back into a plain table with its unique (app_id, event_id): an event id stored twice
-(sent again after the dedupe window) keeps its first event only. SQLite keeps its plain table.
+On PostgreSQL the existing table is copied, ids and all, into a new table partitioned by range of
+`id`, whose new ids carry their month in their high bits (`events.partitions`): the events stored
+so far go into one partition of the ids below this month's (`events_usageevent_before_pYYYY_MM`),
+and this month's and the next three months' partitions and a DEFAULT one are made. Every event's
+key goes into `events_usageeventkey`, and the old table is dropped, in the migration's one
+transaction (the events table is locked meanwhile: about a minute per few million rows). The
+reverse copies the events back into a plain table with its unique (app_id, event_id): an event id
+stored twice (sent again after the dedupe window) keeps its first event only. SQLite keeps its
+plain table.
 """
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import django.db.models.deletion
 from django.db import migrations, models
@@ -32,20 +35,26 @@ FIELDS = (
     "app_id bigint NOT NULL, customer_id bigint NOT NULL"
 )
 MONTHS_AHEAD = 3
+SHIFT = 40  # events.partitions.MONTH_SHIFT
+# The month of the inserting transaction in the id's high bits, for writers that give no id (the
+# ORM, COPY); the ingest's statement gives the month of each event's received_at.
+ID_DEFAULT = (
+    "(((EXTRACT(YEAR FROM now() AT TIME ZONE 'UTC')::bigint - 2000) * 12 "
+    f"+ EXTRACT(MONTH FROM now() AT TIME ZONE 'UTC')::bigint - 1) << {SHIFT}) "
+    "+ nextval('events_usageevent_id_seq')"
+)
 
 
-def _month(at):
-    return datetime(at.year, at.month, 1, tzinfo=UTC)
+def _month_index(at):
+    return (at.year - 2000) * 12 + at.month - 1
 
 
-def _next(month):
-    return datetime(month.year + month.month // 12, month.month % 12 + 1, 1, tzinfo=UTC)
+def _month_name(index):
+    return f"{2000 + index // 12}_{index % 12 + 1:02}"
 
 
-def _set_aside(cursor, suffix):
+def _set_aside(cursor, suffix, sequence):
     """Rename the events table, its primary key, indexes and id sequence out of the way."""
-    cursor.execute("SELECT pg_get_serial_sequence('events_usageevent', 'id')")
-    sequence = cursor.fetchone()[0]
     cursor.execute(f"ALTER TABLE events_usageevent RENAME TO events_usageevent_{suffix}")
     cursor.execute(
         f"ALTER TABLE events_usageevent_{suffix} RENAME CONSTRAINT events_usageevent_pkey "
@@ -63,32 +72,31 @@ def partition(apps, schema_editor):
         return
     with schema_editor.connection.cursor() as cursor:
         cursor.execute("LOCK TABLE events_usageevent IN ACCESS EXCLUSIVE MODE")
-        last_value, is_called = _set_aside(cursor, "unpartitioned")
+        cursor.execute("SELECT pg_get_serial_sequence('events_usageevent', 'id')")
+        last_value, is_called = _set_aside(cursor, "unpartitioned", cursor.fetchone()[0])
+        # Not owned by the column: Django's sequence resets (loaddata, flush) would set it to the
+        # largest id, month bits included.
         cursor.execute("CREATE SEQUENCE events_usageevent_id_seq AS bigint")
         cursor.execute("SELECT setval('events_usageevent_id_seq', %s, %s)", [last_value, is_called])
         cursor.execute(
-            "CREATE TABLE events_usageevent (id bigint NOT NULL DEFAULT nextval('events_usageevent_id_seq'), "
-            f"{FIELDS}, CONSTRAINT events_usageevent_pkey PRIMARY KEY (id, received_at), {FOREIGN_KEYS}) "
-            "PARTITION BY RANGE (received_at)"
+            f"CREATE TABLE events_usageevent (id bigint NOT NULL DEFAULT {ID_DEFAULT}, {FIELDS}, "
+            f"CONSTRAINT events_usageevent_pkey PRIMARY KEY (id), {FOREIGN_KEYS}) PARTITION BY RANGE (id)"
         )
-        cursor.execute("ALTER SEQUENCE events_usageevent_id_seq OWNED BY events_usageevent.id")
         for name, columns in INDEXES.items():
             cursor.execute(f"CREATE INDEX {name} ON events_usageevent {columns}")
         cursor.execute("CREATE TABLE events_usageevent_default PARTITION OF events_usageevent DEFAULT")
-        cursor.execute("SELECT min(received_at) FROM events_usageevent_unpartitioned")
-        oldest = cursor.fetchone()[0]
-        now = datetime.now(UTC)
-        last = _month(now)
-        for _ in range(MONTHS_AHEAD):
-            last = _next(last)
-        month = _month(min(oldest, now) if oldest else now)
-        while month <= last:
+        this_month = _month_index(datetime.now(UTC))
+        cursor.execute(
+            f"CREATE TABLE events_usageevent_before_p{_month_name(this_month)} PARTITION OF events_usageevent "
+            "FOR VALUES FROM (MINVALUE) TO (%s)",
+            [this_month << SHIFT],
+        )
+        for month in range(this_month, this_month + MONTHS_AHEAD + 1):
             cursor.execute(
-                f"CREATE TABLE events_usageevent_p{month:%Y_%m} PARTITION OF events_usageevent "
+                f"CREATE TABLE events_usageevent_p{_month_name(month)} PARTITION OF events_usageevent "
                 "FOR VALUES FROM (%s) TO (%s)",
-                [month, _next(month)],
+                [month << SHIFT, (month + 1) << SHIFT],
             )
-            month = _next(month)
         cursor.execute(
             f"INSERT INTO events_usageevent ({COLUMNS}) SELECT {COLUMNS} FROM events_usageevent_unpartitioned"
         )
@@ -106,7 +114,7 @@ def unpartition(apps, schema_editor):
         return
     with schema_editor.connection.cursor() as cursor:
         cursor.execute("LOCK TABLE events_usageevent IN ACCESS EXCLUSIVE MODE")
-        last_value, is_called = _set_aside(cursor, "partitioned")
+        _set_aside(cursor, "partitioned", "events_usageevent_id_seq")
         cursor.execute(
             f"CREATE TABLE events_usageevent (id bigint NOT NULL GENERATED BY DEFAULT AS IDENTITY, {FIELDS}, "
             "CONSTRAINT events_usageevent_pkey PRIMARY KEY (id), "
@@ -120,11 +128,13 @@ def unpartition(apps, schema_editor):
         )
         cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")  # the copied rows' foreign keys, before DDL
         cursor.execute(
-            "SELECT setval(pg_get_serial_sequence('events_usageevent', 'id'), %s, %s)", [last_value, is_called]
+            "SELECT setval(pg_get_serial_sequence('events_usageevent', 'id'), GREATEST(max(id), 1)) "
+            "FROM events_usageevent_partitioned"
         )
         for name, columns in INDEXES.items():
             cursor.execute(f"CREATE INDEX {name} ON events_usageevent {columns}")
-        cursor.execute("DROP TABLE events_usageevent_partitioned")  # and its partitions and sequence
+        cursor.execute("DROP TABLE events_usageevent_partitioned")  # and its partitions
+        cursor.execute("DROP SEQUENCE events_usageevent_partitioned_id_seq")
 
 
 def key_brin_index(apps, schema_editor):

@@ -59,8 +59,9 @@ def test_the_migration_keeps_every_event_once_forward_and_back():
         with connection.cursor() as cursor:
             cursor.execute("SELECT count(*), count(DISTINCT (app_id, event_id)) FROM events_usageeventkey")
             assert cursor.fetchone() == (299, 299)
-            cursor.execute("SELECT count(*) FROM events_usageevent_default")
-            assert cursor.fetchone() == (1,)  # the one from the future: no partition that far ahead
+            # Stored before: in the partition of the ids below this month's, whatever their times.
+            cursor.execute(f"SELECT count(*) FROM events_usageevent_before_p{now:%Y_%m}")
+            assert cursor.fetchone() == (299,)
         from events.services import usage_events_ingest
 
         again = usage_events_ingest(
@@ -72,7 +73,10 @@ def test_the_migration_keeps_every_event_once_forward_and_back():
         )
         assert (again.accepted, again.duplicates) == (1, 1)
         new_id = stored()[-1][0]
-        assert new_id > before[-1][0] + 1  # after the deleted row's id too
+        assert new_id >> 40 == (now.year - 2000) * 12 + now.month - 1  # this month's ids
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT tableoid::regclass::text FROM events_usageevent WHERE id = %s", [new_id])
+            assert cursor.fetchone() == (f"events_usageevent_p{now:%Y_%m}",)
 
         migrate(BEFORE)
 

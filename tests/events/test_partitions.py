@@ -175,9 +175,7 @@ def test_a_partition_shared_with_an_app_keeping_events_forever_stays(app):
     assert retire(now=datetime(2031, 1, 1, tzinfo=UTC)) == []
     UsageEventRetention.objects.create(app=other, days=90)
     assert retire(now=datetime(2030, 4, 30, tzinfo=UTC)) == []  # Feb 1 + 90 d
-    assert retire(now=datetime(2030, 5, 2, tzinfo=UTC)) == [
-        "events_usageevent_p2030_01"
-    ]
+    assert retire(now=datetime(2030, 5, 2, tzinfo=UTC)) == ["events_usageevent_p2030_01"]
 
 
 @pytest.mark.django_db
@@ -205,9 +203,7 @@ def test_detach_mode_keeps_the_partition_as_an_archive_table(app, settings):
     rollups_drain(app_pks=[app.pk])
     UsageEventRetention.objects.create(app=app, days=1)
 
-    assert retire(now=datetime(2030, 3, 1, tzinfo=UTC)) == [
-        "events_usageevent_p2030_01"
-    ]
+    assert retire(now=datetime(2030, 3, 1, tzinfo=UTC)) == ["events_usageevent_p2030_01"]
 
     assert not UsageEvent.objects.filter(event_id="kept").exists()
     with connection.cursor() as cursor:
