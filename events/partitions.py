@@ -151,9 +151,13 @@ def usage_event_partitions_ensure(*, now: datetime | None = None, ahead: int | N
         cursor.execute(f"SELECT DISTINCT id >> {MONTH_SHIFT} FROM {DEFAULT_PARTITION}")  # noqa: S608
         waiting = {_month_of_index(row[0]) for row in cursor.fetchall()}
     wanted = sorted(set(wanted) | waiting)
+    # Ids below the migration's month are all in its partition of the events stored before.
+    floor = max((p.high_id for p in usage_event_partitions() if p.low_id is None), default=0)
     made = []
     for start in wanted:
         partition = partition_of(start)
+        if partition.high_id <= floor:
+            continue
         try:
             with transaction.atomic(), connection.cursor() as cursor:
                 _ddl_lock(cursor)
