@@ -13,11 +13,9 @@ from hub.models import App, Customer, Plan
 class UsageEvent(models.Model):
     """One usage event, stored once per (app, event_id) within the dedupe window.
 
-    On PostgreSQL the table is partitioned by month of `received_at` (`events.partitions`; the
-    primary key is `(id, received_at)`), and `UsageEventKey` keeps the dedupe; on SQLite it is a
-    plain table with a unique `(app, event_id)`. Every event of one insert shares `received_at`
-    with its `RollupBatch` and `ForwardBatch` (their `created_at`): a reader by id can add
-    `received_at = <batch created_at>` to read one partition only.
+    On PostgreSQL the table is partitioned by month of reception through its ids (the month in
+    their high bits, `events.partitions`) and `UsageEventKey` keeps the dedupe; on SQLite it is a
+    plain table with a unique `(app, event_id)`.
     """
 
     id = models.BigAutoField(primary_key=True)

@@ -408,13 +408,13 @@ CELERY_BEAT_SCHEDULE["events-rollups-sweep"] = {
 }
 
 # --- Raw usage events: partitions, retention, dedupe (events/partitions.py, docs/metrics.md) -----
-# Monthly partitions (of received_at) made ahead of time by the scheduler, besides this month's.
+# Monthly partitions made ahead of time by the scheduler, besides this month's.
 HUB_USAGE_EVENT_PARTITIONS_AHEAD = env.int("HUB_USAGE_EVENT_PARTITIONS_AHEAD", default=3)
 # An event id sent again within this many days of the first is a duplicate (exact); later, it is
 # stored again. 0 keeps every dedupe key forever (the key table then grows like the events).
 HUB_USAGE_EVENT_DEDUPE_DAYS = env.int("HUB_USAGE_EVENT_DEDUPE_DAYS", default=35)
 # What happens to a partition past retention (per app, UsageEventRetention; default forever):
-# "drop", or "detach" (kept as a table events_usageevent_archive_pYYYY_MM for you to dump and drop).
+# "drop", or "detach" (kept as a table events_usageevent_archive_... for you to dump and drop).
 HUB_USAGE_EVENT_RETENTION_MODE = env.str("HUB_USAGE_EVENT_RETENTION_MODE", default="drop")
 if HUB_USAGE_EVENT_RETENTION_MODE not in ("drop", "detach"):
     raise ImproperlyConfigured('HUB_USAGE_EVENT_RETENTION_MODE must be "drop" or "detach".')

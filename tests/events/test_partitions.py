@@ -84,6 +84,8 @@ def test_the_migration_made_this_month_and_the_next_three():
     for _ in range(3):
         expected.append(partition_of(expected[-1]).end)
     assert {partition_of(m).name for m in expected} <= set(names())
+    # Months before the migration's are the partition of the events stored before it.
+    assert usage_event_partitions_ensure(now=datetime(2025, 1, 1, tzinfo=UTC), ahead=2) == []
 
 
 @pytest.mark.django_db
