@@ -50,7 +50,7 @@ from bench.harness import (
     recreate_database,
 )
 
-DB = "hub_bench_metrics"
+DB = os.environ.get("BENCH_METRICS_DB", "hub_bench_metrics")  # another name for a second run at once
 USERS_PER_CUSTOMER = 50
 PLANS = ("free", "pro", "enterprise")
 # (name, event_name, aggregation, property, group_by, filters)
