@@ -87,11 +87,23 @@ class SqliteUsageEventStore:
         with transaction.atomic(), raw_cursor() as cursor:
             ids, stored = [], []
             for i in range(0, len(rows), ROWS_PER_STATEMENT):
-                part = rows[i : i + ROWS_PER_STATEMENT]
+                # The dedupe keys first, as on PostgreSQL; then the events whose key was new (the
+                # table's own unique (app_id, event_id), where it still has it, refuses the rest).
+                keys = rows[i : i + ROWS_PER_STATEMENT]
+                cursor.execute(
+                    "INSERT INTO events_usageeventkey (app_id, event_id, received_at) VALUES "  # noqa: S608
+                    + ", ".join(["(%s, %s, %s)"] * len(keys))
+                    + " ON CONFLICT (app_id, event_id) DO NOTHING RETURNING event_id",
+                    [v for row in keys for v in (row[0], row[2], row[6])],
+                )
+                new = {row[0] for row in cursor.fetchall()}
+                part = [row for row in keys if row[2] in new]
+                if not part:
+                    continue
                 values = ", ".join([_VALUES_ROW] * len(part))
                 cursor.execute(
                     f"INSERT INTO events_usageevent {_COLUMNS} VALUES {values} "  # noqa: S608
-                    "ON CONFLICT (app_id, event_id) DO NOTHING RETURNING id, event_id",
+                    "ON CONFLICT DO NOTHING RETURNING id, event_id",
                     [v for row in part for v in row],
                 )
                 for pk, event_id in cursor.fetchall():

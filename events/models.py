@@ -14,8 +14,8 @@ class UsageEvent(models.Model):
     """One usage event, stored once per (app, event_id) within the dedupe window.
 
     On PostgreSQL the table is partitioned by month of reception through its ids (the month in
-    their high bits, `events.partitions`) and `UsageEventKey` keeps the dedupe; on SQLite it is a
-    plain table with a unique `(app, event_id)`.
+    their high bits, `events.partitions`); on SQLite it is a plain table (which keeps the unique
+    `(app_id, event_id)` migration 0001 made). `UsageEventKey` keeps the dedupe on both.
     """
 
     id = models.BigAutoField(primary_key=True)
@@ -32,7 +32,7 @@ class UsageEvent(models.Model):
 
     class Meta:
         # No unique (app, event_id) here: a unique index of a partitioned table must hold its
-        # partition key. UsageEventKey holds it (SQLite's plain table keeps its own, see 0008).
+        # partition key. UsageEventKey holds it (SQLite's plain table keeps its own too, see 0008).
         indexes = [
             # Keyset pagination of the Usage events screen, newest first, with and without filters.
             models.Index(fields=["app", "-timestamp", "-id"], name="usage_event_app_time"),
@@ -48,7 +48,8 @@ class UsageEventKey(models.Model):
     """The dedupe key of a usage event stored in the last HUB_USAGE_EVENT_DEDUPE_DAYS days.
 
     A narrow unpartitioned table whose unique (app, event_id) makes dedupe exact across the
-    events' partitions; written in the statement that stores the events (PostgreSQL) and pruned
+    events' partitions; written in the statement that stores the events (PostgreSQL; SQLite just
+    before them, in their transaction) and pruned
     in small batches once older than the dedupe window (BRIN index on `received_at`).
     """
 

@@ -69,6 +69,11 @@ def _set_aside(cursor, suffix, sequence):
 
 def partition(apps, schema_editor):
     if schema_editor.connection.vendor != "postgresql":
+        # SQLite keeps its plain table (and its unique index); the dedupe keys of its events.
+        schema_editor.execute(
+            "INSERT INTO events_usageeventkey (app_id, event_id, received_at) "
+            "SELECT app_id, event_id, received_at FROM events_usageevent"
+        )
         return
     with schema_editor.connection.cursor() as cursor:
         cursor.execute("LOCK TABLE events_usageevent IN ACCESS EXCLUSIVE MODE")
