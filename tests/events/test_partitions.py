@@ -267,3 +267,30 @@ def test_deleting_an_app_deletes_its_keys_and_retention():
     App.objects.filter(pk=app.pk).delete()
     assert not UsageEventKey.objects.exists()
     assert not UsageEventRetention.objects.exists()
+
+
+@pytest.mark.django_db
+def test_an_event_stored_without_an_id_gets_the_month_of_its_transaction():
+    from tests.factories import UsageEventFactory
+
+    event = UsageEventFactory()  # the ORM (or COPY) leaves the id to the column's default
+
+    assert partition_holding(event.event_id) == [partition_of(month_start(datetime.now(UTC))).name]
+
+
+@pytest.mark.django_db
+def test_reading_a_batch_of_events_by_id_reads_one_partition(app):
+    usage_event_partitions_ensure(now=JAN, ahead=2)
+    for day in (0, 31, 59):
+        ingest(app, *[f"{day}-{n}" for n in range(5)], at=JAN + timedelta(days=day))
+    ids = RollupBatch.objects.filter(app=app).order_by("id").values_list("event_ids", flat=True)[1]
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "EXPLAIN SELECT id, properties FROM events_usageevent WHERE id = ANY(%s::bigint[])", [ids]
+        )
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+
+    assert "events_usageevent_p2030_02" in plan
+    assert "events_usageevent_p2030_01" not in plan and "events_usageevent_p2030_03" not in plan
+    assert "default" not in plan
