@@ -20,6 +20,7 @@ Each phase prints the CPU seconds each part used (PostgreSQL backends of the ben
 Celery worker processes, the stand-in, the producers).
 
     .venv/bin/python -m bench.segment_delivery [--activities 100000] [--seconds 15] [--outage 60]
+        [--phases throughput,latency,recovery,isolation] [--rates 200,2000]
 """
 
 from __future__ import annotations
