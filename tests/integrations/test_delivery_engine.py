@@ -142,6 +142,20 @@ def test_the_sweep_starts_one_sender_for_a_due_probe_and_parallel_ones_for_due_r
     assert delivery.integrations_send_due() == [healthy.pk]
 
 
+def test_a_fan_out_starts_no_sender_for_a_destination_slow_in_its_process(monkeypatch):
+    """Its request slots are held by requests that will time out: a sender per chunk would only
+    find them taken. A destination that is not slow gets its sender."""
+    from integrations import send_threads, tasks
+    from integrations.delivery_fanout import FanoutResult
+
+    sent: list[int] = []
+    monkeypatch.setattr(tasks.deliveries_send, "delay", sent.append)
+    monkeypatch.setattr(send_threads, "_slow", {})
+    send_threads._mark_slow(1)
+    tasks._after_fanout(FanoutResult({1: 3, 2: 3}, waiting={1, 2}))
+    assert sent == [2]
+
+
 def test_a_long_outage_ends_deliveries_past_the_retry_window(segment, app, standin, settings):
     settings.HUB_DELIVERY_RETRY_WINDOW = 3600
     standin.stop()
