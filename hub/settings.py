@@ -340,8 +340,9 @@ HUB_DELIVERY_PARALLEL = env.int("HUB_DELIVERY_PARALLEL", default=2)
 # Requests in flight to one integration at once, whatever process sends them: a destination that
 # hangs holds at most this many send threads (plus its one probe).
 HUB_DELIVERY_MAX_IN_FLIGHT = env.int("HUB_DELIVERY_MAX_IN_FLIGHT", default=2)
-# How long a worker task waits for its sends (run in the process's send threads) before it leaves
-# them to their threads and serves the next task (integrations/send_threads.py).
+# How long at most a worker task waits for its sends (run in the process's send threads) before it
+# leaves them to their threads and serves the next task: less for a destination that usually
+# answers faster, not at all for a probe or a destination slow lately (integrations/send_threads.py).
 HUB_DELIVERY_PATIENCE = env.float("HUB_DELIVERY_PATIENCE", default=0.5)
 # Backfills: usage events walked per transaction, and how long a running backfill may go without
 # progress before the sweep restarts it (its worker was killed or its task lost).
