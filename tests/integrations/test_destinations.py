@@ -276,3 +276,31 @@ def test_the_forwarding_flag_follows_subscriptions_and_the_destinations_apps(app
     destination_save(workspace=workspace, kind="metronome", name="Metronome", integration=metronome,
                      url=metronome.custom_host, apps=[])  # fmt: skip
     assert not App.objects.get(pk=app.pk).forward_usage_events
+
+
+def test_the_forwarders_event_load_gives_the_rows_the_orm_gives(app):
+    """The forwarder reads a chunk's events in one statement: the same rows as the ORM's, the
+    timestamp as the track call prints it (UTC, milliseconds truncated), JSON the same values."""
+    from datetime import UTC, datetime
+
+    from events.models import UsageEvent
+    from tests.factories import CustomerFactory, UsageEventFactory
+
+    customer = CustomerFactory(app=app, platform_id="gid://shopify/Shop/1", custom_fields={"tier": "gold"})
+    events = [
+        UsageEventFactory(app=app, customer=customer, timestamp=datetime(2026, 3, 1, 12, 0, 0, 999999, tzinfo=UTC),
+                          properties={"rows": 3, "ratio": 1.5, "big": 2**70, "name": "Zoë", "nested": {"a": [1]}}),
+        UsageEventFactory(app=app, timestamp=datetime(2025, 12, 31, 23, 59, 59, tzinfo=UTC), properties={}),
+    ]  # fmt: skip
+    ids = [e.pk for e in reversed(events)]
+    loaded = forwarding.events_load(ids)
+    orm = list(UsageEvent.objects.filter(pk__in=ids).order_by("id").values(*forwarding.EVENT_FIELDS))
+    assert [r["id"] for r in loaded] == [e.pk for e in events]
+    for row, expected in zip(loaded, orm, strict=True):
+        assert row["timestamp"] == forwarding.iso_ms(expected["timestamp"])
+        assert {**row, "timestamp": None, "customer__public_id": str(row["customer__public_id"])} == {
+            **expected, "timestamp": None, "customer__public_id": str(expected["customer__public_id"])
+        }  # fmt: skip
+        assert forwarding.event_message(row) == forwarding.event_message(expected)
+    assert loaded[0]["timestamp"] == "2026-03-01T12:00:00.999Z"
+    assert loaded[0]["properties"]["big"] == 2**70
