@@ -109,6 +109,40 @@ def _all_received(standins: dict[str, StandIn], n: int, timeout: float) -> dict[
     return done
 
 
+def _latency_parts(prefix: str, urls: dict[str, str]) -> None:
+    """Where the steady phase's time went, per destination, from the rows: the event stored (just
+    before the ingest answer) to its delivery made by the forwarder, and made to delivered."""
+    from django.db import connection
+
+    from integrations.models import Integration
+
+    names = {
+        pk: name
+        for name, url in urls.items()
+        for pk in Integration.objects.filter(custom_host__startswith=url).values_list("pk", flat=True)
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT d.integration_id, EXTRACT(EPOCH FROM d.created_at - e.received_at), "
+            "EXTRACT(EPOCH FROM d.delivered_at - d.created_at) FROM integrations_delivery d "
+            "JOIN events_usageevent e ON e.id = d.item_id::bigint "
+            "WHERE d.item_kind = 'usage_event' AND e.event_id LIKE %s AND d.delivered_at IS NOT NULL",
+            [prefix + "-%"],
+        )
+        rows = cursor.fetchall()
+    for pk, name in sorted(names.items(), key=lambda kv: kv[1]):
+        made = sorted(float(r[1]) * 1000 for r in rows if r[0] == pk)
+        sent = sorted(float(r[2]) * 1000 for r in rows if r[0] == pk)
+        if not made:
+            continue
+
+        def pct(xs: list[float], p: float) -> float:
+            return xs[min(len(xs) - 1, int(len(xs) * p))]
+
+        print(f"  {name}: stored to delivery made p50 {pct(made, 0.5):.0f} ms, p99 {pct(made, 0.99):.0f} ms; "
+              f"made to delivered p50 {pct(sent, 0.5):.0f} ms, p99 {pct(sent, 0.99):.0f} ms")  # fmt: skip
+
+
 def _lib_rate(baseline_standin: StandIn, events: list[dict], meter: _Meter) -> float:
     """segment-analytics-python sending these events as track calls to its stand-in: events/s."""
     import segment.analytics as segment_analytics
@@ -320,6 +354,8 @@ def main(argv: list[str] | None = None) -> int:
             if "latency" in phases:
                 for s in standins.values():
                     s.reset()
+                queued = redis.Redis.from_url(broker).llen("celery")
+                print(f"tasks waiting in the broker's queue before the steady phase: {queued}")
                 per_request = 10
                 requests = int(args.rate * args.seconds / per_request)
                 prefix = f"steady-{uuid.uuid4().hex[:6]}"
@@ -355,6 +391,7 @@ def main(argv: list[str] | None = None) -> int:
                           f"(target p99 <= 1000 ms) {_verdict(p99 <= 1000)}")  # fmt: skip
                     failed |= p99 > 1000
                 print(f"  {meter.stop()}")
+                _latency_parts(prefix, {name: s.url for name, s in standins.items()})
 
             if "backfill" in phases:
                 failed |= _backfill_phase(args.backfill_events, created["apps"][1]["id"], standins,
