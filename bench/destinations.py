@@ -105,7 +105,7 @@ def _all_received(standins: dict[str, StandIn], n: int, timeout: float) -> dict[
         if time.monotonic() > deadline:
             got = {name: s.unique() for name, s in standins.items()}
             raise RuntimeError(f"the stand-ins got {got} of {n} in {timeout:.0f} s")
-        time.sleep(0.02)
+        time.sleep(0.05)
     return done
 
 
