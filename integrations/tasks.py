@@ -8,7 +8,15 @@ from celery import shared_task
 from django.conf import settings
 from django.utils import timezone
 
-from . import backfill, delivery, delivery_fanout, delivery_retention, forwarding, send_threads
+from . import (
+    backfill,
+    delivery,
+    delivery_fanout,
+    delivery_retention,
+    delivery_store,
+    forwarding,
+    send_threads,
+)
 
 FANOUT_CHUNK = 2500
 
@@ -43,9 +51,22 @@ def _senders_for_new(created, integration_id: int) -> None:
         _enqueue_sends([integration_id], _parallel(created, integration_id))
 
 
+# Seconds a fan-out's send thread goes on with the due rows earlier sends left pending.
+LEFTOVER_BUDGET = 2.0
+
+
 def _send_new(created, integration_id: int, ids: list) -> None:
     if delivery.deliveries_send_new(integration_id=integration_id, ids=ids):
         _senders_for_new(created, integration_id)
+        return
+    # Every row of this fan-out went out, so a request slot was free: take along the rows earlier
+    # fan-outs left pending when both slots were taken. Their senders give up when no slot is free,
+    # and under steady forwarding nothing else would send them before the sweep: each destination's
+    # leftovers go with its next fan-out instead (a tail of seconds at 1,000 events/s otherwise).
+    if delivery_store.integration_has_due(integration_id=integration_id):
+        report = delivery.deliveries_send(integration_id=integration_id, budget_seconds=LEFTOVER_BUDGET)
+        if report.more:
+            deliveries_send.delay(integration_id)
 
 
 def _after_fanout(created) -> None:
@@ -163,6 +184,11 @@ def deliveries_sweep() -> dict | None:
 
 
 def _deliveries_sweep() -> dict:
+    # Due before this sweep's own fan-outs: rows waiting since earlier (their senders gave up on
+    # busy request slots, or were lost), not the ones these fan-outs are about to send. Leaving
+    # out every integration a fan-out touched would leave such rows waiting as long as each sweep
+    # forwards something to their destination, which under steady traffic is every sweep.
+    due = set(delivery.integrations_send_due())
     created = delivery_fanout.activities_fanout(limit=FANOUT_CHUNK)
     dispatched = sum(created.values())
     _after_fanout(created)
@@ -183,7 +209,6 @@ def _deliveries_sweep() -> dict:
     for backfill_id in backfill.backfills_stalled():
         backfill_run.delay(backfill_id)
     fanned = set(created) | set(forwarded) | set(changes)
-    due = set(delivery.integrations_send_due()) - fanned
     _enqueue_sends(due, settings.HUB_DELIVERY_PARALLEL)
     # One sender per due probe: only one probe is out at a time, and while it hangs every sweep
     # finds it due again (more senders would only find its slot taken).
