@@ -8,12 +8,12 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from django.db import connection, transaction
+from django.db import OperationalError, connection, transaction
 
 from events.metrics.definitions import definition_validate
 from events.metrics.limits import LIMITS_LOCK, plan_usage_limit_set
 from events.metrics.rollups import metrics_rebuild, rollups_drain, rollups_drain_app
-from events.metrics.services import metric_create
+from events.metrics.services import metric_create, metric_delete
 from events.models import Metric, MetricRollup, MetricUniqueValue, RollupBatch, UsageEvent, UsageSignal
 from events.services import usage_events_ingest
 from hub.models import Customer, Subscription
@@ -231,3 +231,31 @@ def test_a_batch_is_created_when_its_events_were_received():
             UsageEvent.objects.filter(id__in=batch.event_ids).values_list("received_at", flat=True)
         )
         assert received == {batch.created_at}
+
+
+def test_deleting_a_metric_waits_for_the_drains_and_leaves_no_row_behind():
+    """The rollup tables check no foreign key: the delete excludes drains by the usage lock."""
+    app, metrics = _app_with_metrics()
+    _ingest(app, batches=2, per_batch=5, seed=5)
+    draining = threading.Event()
+    release = threading.Event()
+
+    def drain():
+        with transaction.atomic():
+            rollups_drain_app(app_pk=app.pk, max_batches=1)
+            draining.set()
+            assert release.wait(30)
+
+    join = _in_thread(drain)
+    assert draining.wait(30)
+    with pytest.raises(OperationalError), transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL lock_timeout = '300ms'")
+        metric_delete(metric=metrics[2])  # waits for the drain's transaction: times out here
+    release.set()
+    join()
+    rollups_drain(app_pks=[app.pk])
+    metric_delete(metric=metrics[2])
+    assert not MetricRollup.objects.filter(metric_id=metrics[2].pk).exists()
+    assert not MetricUniqueValue.objects.filter(metric_id=metrics[2].pk).exists()
+    assert MetricRollup.objects.filter(metric_id=metrics[0].pk).exists()
