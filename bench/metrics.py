@@ -407,13 +407,13 @@ def _probes_counted(dsn: str, metric_pk: int, seen: dict[int, float], stop: thre
     """Poll the probe metric's app-wide day rows every 10 ms: when each request's group appears."""
     with psycopg.connect(dsn, autocommit=True) as conn:
         while not stop.is_set():
-            rows = conn.execute(
-                "SELECT group_key FROM events_metricrollup WHERE metric_id = %s AND customer_id IS NULL "
-                "AND granularity = 'd' AND group_key <> ''",
+            (keys,) = conn.execute(
+                "SELECT array_agg(group_key) FROM events_metricrollup WHERE metric_id = %s "
+                "AND customer_id IS NULL AND granularity = 'd' AND group_key <> ''",
                 (metric_pk,),
-            ).fetchall()
+            ).fetchone()
             at = time.time()
-            for (key,) in rows:
+            for key in keys or ():
                 seen.setdefault(int(key), at)
             time.sleep(0.01)
 

@@ -111,6 +111,8 @@ def drain_statement(plans: list[SqlMetric], *, want_ids: bool, want_touched: boo
             f"WHERE e.app_id = %(app)s AND e.event_name IN ({names}))"
         )
         ctes.append("r AS MATERIALIZED (" + " UNION ALL ".join(_evaluated(m) for m in plans) + ")")
+        customer_writes: list[str] = []
+        app_writes: list[str] = []
         values = [m for m in plans if m.aggregation != "unique_count"]
         if values:
             latest = _LATEST if any(m.aggregation == "latest" for m in values) else _NO_LATEST
@@ -119,12 +121,12 @@ def drain_statement(plans: list[SqlMetric], *, want_ids: bool, want_touched: boo
                 f"FROM r CROSS JOIN LATERAL {_VALUE_BUCKETS} CROSS JOIN LATERAL {_GROUPS} "
                 "WHERE r.kind <> 'u' AND NOT r.py AND b.bucket IS NOT NULL AND g.key IS NOT NULL"
             )
-            ctes.append(
+            customer_writes.append(
                 f"vc AS ({_ROLLUP_INSERT} SELECT r.metric_id, r.customer_id, g.key, b.gran, b.bucket, "
                 f"{aggregates} {expanded} GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5 "
                 f"ON CONFLICT {ON_CUSTOMER} DO UPDATE SET {MERGE})"
             )
-            ctes.append(
+            app_writes.append(
                 f"va AS ({_ROLLUP_INSERT} SELECT r.metric_id, NULL::bigint, g.key, b.gran, b.bucket, "
                 f"{aggregates} {expanded} GROUP BY 1, 3, 4, 5 ORDER BY 1, 3, 4, 5 "
                 f"ON CONFLICT {ON_APP} DO UPDATE SET {MERGE})"
@@ -136,24 +138,36 @@ def drain_statement(plans: list[SqlMetric], *, want_ids: bool, want_touched: boo
                 "WHERE r.kind = 'u' AND NOT r.py AND b.bucket IS NOT NULL AND g.key IS NOT NULL)"
             )
             returning = "RETURNING metric_id, customer_id, group_key, granularity, bucket"
-            ctes.append(
+            customer_writes.insert(
+                0,
                 f"uc AS ({_UNIQUE_INSERT} SELECT * FROM uv ORDER BY 1, 2, 3, 4, 5, 6 "
-                f"ON CONFLICT {UNIQUE_ON_CUSTOMER} DO NOTHING {returning})"
+                f"ON CONFLICT {UNIQUE_ON_CUSTOMER} DO NOTHING {returning})",
             )
-            ctes.append(
+            app_writes.insert(
+                0,
                 f"ua AS ({_UNIQUE_INSERT} SELECT DISTINCT metric_id, NULL::bigint, key, gran, bucket, vh "
-                f"FROM uv ORDER BY 1, 3, 4, 5, 6 ON CONFLICT {UNIQUE_ON_APP} DO NOTHING {returning})"
+                f"FROM uv ORDER BY 1, 3, 4, 5, 6 ON CONFLICT {UNIQUE_ON_APP} DO NOTHING {returning})",
             )
             # A value first seen in a bucket adds one to its counter (hours are counted from the
             # hour rows themselves).
-            for name, source, target in (("cc", "uc", ON_CUSTOMER), ("ca", "ua", ON_APP)):
-                ctes.append(
+            for writes, name, source, target in (
+                (customer_writes, "cc", "uc", ON_CUSTOMER),
+                (app_writes, "ca", "ua", ON_APP),
+            ):
+                writes.insert(
+                    1,
                     f"{name} AS ({_COUNTER_INSERT} SELECT metric_id, customer_id, group_key, granularity, "
                     f"bucket, count(*), count(*) FROM {source} WHERE granularity <> 'h' "
                     f"GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5 ON CONFLICT {target} DO UPDATE SET "
                     f"count = {_T}.count + excluded.count, "
-                    f"value_count = {_T}.value_count + excluded.value_count)"
+                    f"value_count = {_T}.value_count + excluded.value_count)",
                 )
+        # PostgreSQL runs the data-modifying sub-statements that the query does not read in the
+        # reverse order of the WITH list (a sub-statement another one reads runs when that one
+        # does): the customer rows first, the app-wide rows last. Two drains of one app meet on
+        # the app-wide rows (today's above all) and the second waits there for the first to
+        # commit: it does everything else meanwhile. Every drain writes in this one order.
+        ctes += app_writes + customer_writes
         if want_touched:
             ctes.append("touched AS (SELECT DISTINCT customer_id, metric_id FROM r)")
             out += [f"(SELECT array_agg({column}) FROM touched)" for column in ("customer_id", "metric_id")]
