@@ -135,11 +135,10 @@ def test_a_drain_takes_the_batches_another_drain_does_not_hold_without_waiting()
 
     join_a = _in_thread(drain_a)
     assert a_holds.wait(30)
-    with connection.cursor() as cursor:
-        cursor.execute("SET lock_timeout = '5s'")  # B must not wait for A: a wait fails the test
-    b = rollups_drain_app(app_pk=app.pk, max_batches=100)
-    with connection.cursor() as cursor:
-        cursor.execute("SET lock_timeout = 0")
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL lock_timeout = '5s'")  # B must not wait for A: a wait fails
+        b = rollups_drain_app(app_pk=app.pk, max_batches=100)
     b_done.set()
     a = join_a()
 
