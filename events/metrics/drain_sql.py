@@ -88,7 +88,7 @@ def drain_statement(plans: list[SqlMetric], *, want_ids: bool, want_touched: boo
         # Oldest first; batches another drain holds are skipped, not waited for.
         "claimed AS (DELETE FROM events_rollupbatch WHERE id IN (SELECT id FROM events_rollupbatch "
         "WHERE app_id = %(app)s ORDER BY id LIMIT %(limit)s FOR UPDATE SKIP LOCKED) "
-        "RETURNING event_ids, created_at)",
+        "RETURNING event_ids)",
         "ids AS MATERIALIZED (SELECT x::bigint AS id "
         "FROM claimed, jsonb_array_elements_text(claimed.event_ids) x)",
     ]
@@ -97,17 +97,16 @@ def drain_statement(plans: list[SqlMetric], *, want_ids: bool, want_touched: boo
         out.append("(SELECT array_agg(id) FROM ids)")
     if plans:
         names = ", ".join(sorted({literal(m.event_name) for m in plans}))
-        # The events the metrics may count, read once: by primary key (the ids as one array;
-        # OFFSET 0 keeps the app and names out of the scan, so that no other index of the table
-        # can look cheaper), and by the time they were received, which is their batch's
-        # `created_at` (one value, written by one statement): where the table is partitioned by
-        # it, only the partitions of the claimed batches are read.
+        # The events the metrics may count, read once, by primary key: the ids as one array
+        # (OFFSET 0 keeps the app and names out of the scan, so that no other index of the table
+        # can look cheaper), and between the lowest and highest of them, which PostgreSQL prunes
+        # partitions of a table partitioned by ranges of ids with (an array parameter it
+        # cannot): only the partitions of the claimed events are read.
         ctes.append(
             "ev AS MATERIALIZED (SELECT * FROM (SELECT e.id, e.app_id, e.customer_id, e.event_name, "
             "e.timestamp, e.properties FROM events_usageevent e "
             "WHERE e.id = ANY((SELECT array_agg(id) FROM ids)::bigint[]) "
-            "AND e.received_at >= (SELECT min(created_at) FROM claimed) "
-            "AND e.received_at <= (SELECT max(created_at) FROM claimed) OFFSET 0) e "
+            "AND e.id >= (SELECT min(id) FROM ids) AND e.id <= (SELECT max(id) FROM ids) OFFSET 0) e "
             f"WHERE e.app_id = %(app)s AND e.event_name IN ({names}))"
         )
         ctes.append("r AS MATERIALIZED (" + " UNION ALL ".join(_evaluated(m) for m in plans) + ")")

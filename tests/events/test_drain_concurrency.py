@@ -14,7 +14,7 @@ from events.metrics.definitions import definition_validate
 from events.metrics.limits import LIMITS_LOCK, plan_usage_limit_set
 from events.metrics.rollups import metrics_rebuild, rollups_drain, rollups_drain_app
 from events.metrics.services import metric_create, metric_delete
-from events.models import Metric, MetricRollup, MetricUniqueValue, RollupBatch, UsageEvent, UsageSignal
+from events.models import Metric, MetricRollup, MetricUniqueValue, RollupBatch, UsageSignal
 from events.services import usage_events_ingest
 from hub.models import Customer, Subscription
 from hub.services.customers import customer_identify
@@ -216,20 +216,6 @@ def test_a_limit_crossed_by_two_drains_committing_together_is_signalled():
     assert join_b().batches == 1
     signal = UsageSignal.objects.get(customer=customer, metric=metric)
     assert (signal.threshold, signal.value) == (100, 100)
-
-
-def test_a_batch_is_created_when_its_events_were_received():
-    """The drain reads a batch's events by id and by `received_at` = the batch's `created_at`
-    (partition pruning): the store writes both from one value."""
-    app = AppFactory()
-    _ingest(app, batches=3, per_batch=4, seed=4)
-    batches = list(RollupBatch.objects.filter(app=app))
-    assert len(batches) == 3
-    for batch in batches:
-        received = set(
-            UsageEvent.objects.filter(id__in=batch.event_ids).values_list("received_at", flat=True)
-        )
-        assert received == {batch.created_at}
 
 
 def test_deleting_a_metric_waits_for_the_drains_and_leaves_no_row_behind():
