@@ -69,12 +69,19 @@ def _evaluated(m: SqlMetric) -> str:
         num = "NULL::numeric"
     vh = f"md5({canonical_sql('e1.val')})::uuid" if unique else "NULL::uuid"
     gk = group_key_sql(m) if m.grouped else "NULL::text"
+    value, group, python_rows, where = (_escaped(f) for f in (m.value, m.group, m.python_rows, m.where))
     return (
         f"SELECT {int(m.pk)}::bigint AS metric_id, '{kind}'::text AS kind, e1.id, e1.customer_id, e1.ts, "
         f"{num} AS num, {gk} AS gk, {vh} AS vh, e1.py, CASE WHEN e1.py THEN e1.properties::text END AS props "
-        f"FROM (SELECT e.id, e.customer_id, e.timestamp AS ts, {m.value} AS val, {m.group} AS grp, "
-        f"COALESCE({m.python_rows}, false) AS py, e.properties FROM ev e WHERE {m.where}) e1"
+        f"FROM (SELECT e.id, e.customer_id, e.timestamp AS ts, {value} AS val, {group} AS grp, "
+        f"COALESCE({python_rows}, false) AS py, e.properties FROM ev e WHERE {where}) e1"
     )
+
+
+def _escaped(fragment: str) -> str:
+    """A fragment with quoted literals (a filter's value, an event name: any text) made safe in a
+    statement that also takes parameters: its `%` doubled, so psycopg reads none as a placeholder."""
+    return fragment.replace("%", "%%")
 
 
 def drain_statement(plans: list[SqlMetric], *, want_ids: bool, want_touched: bool) -> str:
@@ -96,7 +103,7 @@ def drain_statement(plans: list[SqlMetric], *, want_ids: bool, want_touched: boo
     if want_ids:
         out.append("(SELECT array_agg(id) FROM ids)")
     if plans:
-        names = ", ".join(sorted({literal(m.event_name) for m in plans}))
+        names = _escaped(", ".join(sorted({literal(m.event_name) for m in plans})))
         # The events the metrics may count, read once, by primary key: the ids as one array
         # (OFFSET 0 keeps the app and names out of the scan, so that no other index of the table
         # can look cheaper), and between the lowest and highest of them, which PostgreSQL prunes

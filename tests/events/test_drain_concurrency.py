@@ -244,3 +244,20 @@ def test_deleting_a_metric_waits_for_the_drains_and_leaves_no_row_behind():
     assert not MetricRollup.objects.filter(metric_id=metrics[2].pk).exists()
     assert not MetricUniqueValue.objects.filter(metric_id=metrics[2].pk).exists()
     assert MetricRollup.objects.filter(metric_id=metrics[0].pk).exists()
+
+
+def test_percent_signs_in_definitions_are_literals_of_the_drain_statement():
+    """The drain statement takes parameters and inlines the definitions' quoted literals: a `%`
+    in an event name or a filter value is text, not a placeholder."""
+    app = AppFactory()
+    metric = metric_create(app=app, definition=definition_validate(
+        name="discounts", event_name="100% off", aggregation="sum", property="n",
+        filters=[{"property": "code", "op": "in", "value": ['%s', '%"é', "50%"]}]))  # fmt: skip
+    metrics_rebuild(app_pk=app.pk)
+    usage_events_ingest(app=app, raw_events=[
+        {"eventName": "100% off", "eventId": str(i), "customerId": "shop", "properties": {"code": code, "n": i}}
+        for i, code in enumerate(['%s', '%"é', "50%", "%%", "other"], start=1)
+    ])  # fmt: skip
+    rollups_drain(app_pks=[app.pk])
+    total = MetricRollup.objects.get(metric=metric, customer__isnull=True, granularity="d")
+    assert (total.count, total.sum) == (3, 6)
