@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('events', '0007_forward_names'),
+        ('events', '0008_usage_event_partitions'),
         ('hub', '0010_forward_names'),
     ]
 
