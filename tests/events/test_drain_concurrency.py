@@ -18,7 +18,8 @@ from events.models import Metric, MetricRollup, MetricUniqueValue, RollupBatch, 
 from events.services import usage_events_ingest
 from hub.models import Customer, Subscription
 from hub.services.customers import customer_identify
-from hub.services.lifecycle import plan_upsert, subscription_subscribe
+from hub.services.lifecycle import subscription_subscribe
+from hub.services.plans import plan_upsert
 from tests.factories import AppFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
