@@ -144,24 +144,27 @@ def drain_statement(plans: list[SqlMetric], *, want_ids: bool, want_touched: boo
                 "WHERE r.kind = 'u' AND NOT r.py AND b.bucket IS NOT NULL AND g.key IS NOT NULL)"
             )
             returning = "RETURNING metric_id, customer_id, group_key, granularity, bucket"
-            customer_writes.insert(
-                0,
+            # Defined first (the app-wide values read it), run with the customer rows.
+            ctes.append(
                 f"uc AS ({_UNIQUE_INSERT} SELECT * FROM uv ORDER BY 1, 2, 3, 4, 5, 6 "
-                f"ON CONFLICT {UNIQUE_ON_CUSTOMER} DO NOTHING {returning})",
+                f"ON CONFLICT {UNIQUE_ON_CUSTOMER} DO NOTHING {returning}, value_hash)"
             )
+            # A value a customer had already is one the app has (both are always written
+            # together): only the customers' new values can be new app-wide.
             app_writes.insert(
                 0,
-                f"ua AS ({_UNIQUE_INSERT} SELECT DISTINCT metric_id, NULL::bigint, key, gran, bucket, vh "
-                f"FROM uv ORDER BY 1, 3, 4, 5, 6 ON CONFLICT {UNIQUE_ON_APP} DO NOTHING {returning})",
+                f"ua AS ({_UNIQUE_INSERT} SELECT DISTINCT metric_id, NULL::bigint, group_key, granularity, "
+                f"bucket, value_hash FROM uc ORDER BY 1, 3, 4, 5, 6 "
+                f"ON CONFLICT {UNIQUE_ON_APP} DO NOTHING {returning})",
             )
             # A value first seen in a bucket adds one to its counter (hours are counted from the
             # hour rows themselves).
-            for writes, name, source, target in (
-                (customer_writes, "cc", "uc", ON_CUSTOMER),
-                (app_writes, "ca", "ua", ON_APP),
+            for writes, at, name, source, target in (
+                (customer_writes, 0, "cc", "uc", ON_CUSTOMER),
+                (app_writes, 1, "ca", "ua", ON_APP),
             ):
                 writes.insert(
-                    1,
+                    at,
                     f"{name} AS ({_COUNTER_INSERT} SELECT metric_id, customer_id, group_key, granularity, "
                     f"bucket, count(*), count(*) FROM {source} WHERE granularity <> 'h' "
                     f"GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5 ON CONFLICT {target} DO UPDATE SET "
