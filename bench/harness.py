@@ -261,17 +261,17 @@ def dumps(obj) -> bytes:
     return json.dumps(obj, separators=(",", ":")).encode()
 
 
-def process_cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU seconds the processes have used so far (from /proc; gone ones count 0)."""
+def process_cpu_seconds(pids: list[int]) -> dict[int, float]:
+    """User + system CPU seconds each process has used so far (from /proc; gone ones left out)."""
     tick = os.sysconf("SC_CLK_TCK")
-    total = 0
+    seconds = {}
     for pid in pids:
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except (OSError, IndexError):
             continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
-    return total / tick
+        seconds[pid] = (int(fields[11]) + int(fields[12])) / tick  # utime, stime (fields 14 and 15 of stat)
+    return seconds
 
 
 def child_pids(pid: int) -> list[int]:
@@ -292,7 +292,7 @@ class ServerCpu:
     web: float = 0.0
     postgres: float = 0.0
 
-    def _sample(self) -> tuple[float, float]:
+    def _sample(self) -> tuple[dict[int, float], dict[int, float]]:
         workers = child_pids(SERVER_PIDS[self.port])
         with psycopg.connect(database_url(self.db), autocommit=True) as conn:
             backends = [pid for (pid,) in conn.execute(
@@ -302,11 +302,13 @@ class ServerCpu:
 
     @contextmanager
     def measure(self) -> Iterator[ServerCpu]:
-        """Within the block, `web` and `postgres` become the CPU seconds each spent meanwhile."""
+        """Within the block, `web` and `postgres` become the CPU seconds each spent meanwhile (a
+        process started meanwhile counts whole; one that ended meanwhile is missed)."""
         web0, pg0 = self._sample()
         yield self
         web1, pg1 = self._sample()
-        self.web, self.postgres = web1 - web0, pg1 - pg0
+        self.web = sum(cpu - web0.get(pid, 0.0) for pid, cpu in web1.items())
+        self.postgres = sum(cpu - pg0.get(pid, 0.0) for pid, cpu in pg1.items())
 
     def per_request(self, requests: int) -> str:
         return (f"server CPU per request: web {self.web / requests * 1000:.2f} ms, "
