@@ -77,3 +77,76 @@ class JoinedRows:
                     own[i] = func(own[i], col, connection)
             out.append(m.from_db(connection.alias, [f.attname for f in fields], own))
         return out
+
+
+class RowsInsert:
+    """One statement inserting a new row and rows that reference it (PostgreSQL).
+
+    The parent row goes in with `ON CONFLICT DO NOTHING`: when a unique constraint already holds
+    one of its keys, nothing at all is written. Each child row is inserted with the parent's new id
+    in its `link` column, and only when its SQL condition (if any) holds in the same statement.
+    Values are what Django's `save()` would write (each field's `pre_save`, so auto-now stamps,
+    and `get_db_prep_save`, so encryption and JSON): the ORM's rows in one round trip, not one each.
+    """
+
+    def __init__(self, parent: type[Model], children: Sequence[tuple[type[Model], str, str]]):
+        """`children`: (model, the attname of its column taking the parent's id, an SQL condition
+        with %s parameters, or "")."""
+        self.parent = parent
+        self.children = children
+        self._sql: str | None = None
+
+    @staticmethod
+    def _fields(model: type[Model], link: str | None = None) -> list:
+        """The columns an INSERT writes: all but a database-generated primary key (and the link)."""
+        return [
+            f
+            for f in model._meta.concrete_fields
+            if f.attname != link and not (f.primary_key and getattr(f, "db_returning", False))
+        ]
+
+    def sql(self) -> str:
+        if self._sql is None:
+            qn = connection.ops.quote_name
+            fields = self._fields(self.parent)
+            parts = [
+                f"p AS (INSERT INTO {qn(self.parent._meta.db_table)} "  # noqa: S608 (model metadata only)
+                f"({', '.join(qn(f.column) for f in fields)}) VALUES ({', '.join(['%s'] * len(fields))}) "
+                f"ON CONFLICT DO NOTHING RETURNING {qn(self.parent._meta.pk.column)} AS id)"
+            ]
+            for n, (model, link, condition) in enumerate(self.children):
+                fields = self._fields(model, link)
+                link_column = next(f.column for f in model._meta.concrete_fields if f.attname == link)
+                columns = ", ".join([*(qn(f.column) for f in fields), qn(link_column)])
+                # Typed: parameters of a SELECT list take no type from the columns they go into.
+                values = ", ".join([*(f"%s::{f.cast_db_type(connection)}" for f in fields), "p.id"])
+                where = f" WHERE {condition}" if condition else ""
+                parts.append(
+                    f"c{n} AS (INSERT INTO {qn(model._meta.db_table)} ({columns}) "  # noqa: S608
+                    f"SELECT {values} FROM p{where} RETURNING 1)"
+                )
+            written = "".join(f", EXISTS (SELECT 1 FROM c{n})" for n in range(len(self.children)))  # noqa: S608
+            self._sql = f"WITH {', '.join(parts)} SELECT p.id{written} FROM p"  # noqa: S608
+        return self._sql
+
+    @staticmethod
+    def _values(instance: Model, fields: list) -> list[Any]:
+        return [f.get_db_prep_save(f.pre_save(instance, True), connection) for f in fields]
+
+    def insert(self, parent: Model, children: Sequence[tuple[Model, Sequence[Any]]]) -> list[bool] | None:
+        """Insert `parent` and the `children` (each with its condition's parameters), in the order
+        given at construction; None when the parent's key was taken (nothing written), else which
+        children were written. The instances then hold their ids, as after `save()`."""
+        params = self._values(parent, self._fields(self.parent))
+        for (child, condition_params), (model, link, _) in zip(children, self.children, strict=True):
+            params += [*self._values(child, self._fields(model, link)), *condition_params]
+        with raw_cursor() as cursor:
+            cursor.execute(self.sql(), params)
+            row = cursor.fetchone()
+        if row is None:
+            return None
+        parent.pk = row[0]
+        parent._state.adding, parent._state.db = False, connection.alias
+        for (child, _), (_, link, _) in zip(children, self.children, strict=True):
+            setattr(child, link, parent.pk)
+        return list(row[1:])
