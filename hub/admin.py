@@ -128,7 +128,7 @@ class ContactInline(admin.TabularInline):
 class CustomerAdminForm(forms.ModelForm):
     class Meta:
         model = Customer
-        fields = "__all__"
+        fields = ["myshopify_domain"]  # the admin gives the form its own list of fields
 
     def clean_myshopify_domain(self) -> str | None:
         """Lower case, as identify and usage events store and look domains up."""

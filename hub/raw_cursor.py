@@ -9,6 +9,7 @@ Django's (and the connection marked, so a broken one is closed at the end of the
 
 from __future__ import annotations
 
+import select
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -25,11 +26,51 @@ def raw_cursor() -> Iterator:
         with connection.cursor() as cursor:
             yield cursor
         return
-    connection.close_if_health_check_failed()
+    _health_check()
     connection.ensure_connection()
-    # Django's connection makes client-side binding cursors: ask for a server-binding one.
-    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
-        yield cursor
+    # Django's connection makes client-side binding cursors: ask for a server-binding one. The
+    # connection keeps one idle between uses: a new cursor looks up again how to send each type of
+    # parameter (arrays especially), a sizeable share of a one-event insert. A cursor asked for
+    # while the idle one is out (nested uses) is a new one.
+    driver = connection.connection
+    cursor = getattr(connection, "_hub_idle_cursor", None)
+    connection._hub_idle_cursor = None
+    if cursor is None or cursor.closed or cursor.connection is not driver:
+        cursor = psycopg.Cursor(driver)
+    try:
+        with connection.wrap_database_errors:
+            yield cursor
+    except BaseException:
+        cursor.close()
+        raise
+    if connection._hub_idle_cursor is None and connection.connection is driver:
+        connection._hub_idle_cursor = cursor
+    else:
+        cursor.close()
+
+
+def _health_check() -> None:
+    """Django's health check of a reused connection, without its round trip when it cannot fail.
+
+    With CONN_HEALTH_CHECKS, the first query of each request is preceded by a `SELECT 1`. A server
+    that ends a connection (a restart, `pg_terminate_backend`, an idle timeout) sends an error
+    message and closes it: so an idle connection with nothing to read on its socket was not ended,
+    and the `SELECT 1` is skipped; anything waiting there, and any other state, gets Django's check.
+    """
+    driver = connection.connection
+    if driver is not None and connection.health_check_enabled and not connection.health_check_done:
+        try:
+            quiet = (
+                not driver.closed
+                and driver.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+                and not select.select([driver.fileno()], [], [], 0)[0]
+            )
+        except (OSError, ValueError, psycopg.Error):
+            quiet = False
+        if quiet:
+            connection.health_check_done = True
+            return
+    connection.close_if_health_check_failed()
 
 
 class JoinedRows:
