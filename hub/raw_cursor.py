@@ -146,6 +146,11 @@ class RowsInsert:
             if f.attname != link and not (f.primary_key and getattr(f, "db_returning", False))
         ]
 
+    @staticmethod
+    def available() -> bool:
+        """Whether the database runs such a statement (SQLite has no data-modifying CTE)."""
+        return connection.vendor == "postgresql"
+
     def sql(self) -> str:
         if self._sql is None:
             qn = connection.ops.quote_name

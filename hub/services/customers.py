@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.db.models import ForeignObjectRel, Q
 from django.utils import timezone
 
@@ -216,8 +216,8 @@ def _identify_unlocked(
     (nothing to write). None for every other case, which takes the locked path."""
     found = _identify_lookup(app, platform, platform_id, domain)
     if not found:
-        # SQLite (the embedded quick start) has no data-modifying CTE: the locked path writes.
-        if connection.vendor != "postgresql":
+        # Where the database cannot write them in one statement (SQLite), the locked path does.
+        if not _NEW_CUSTOMER.available():
             return None
         return _identify_new(app, platform, platform_id, domain, texts, custom_fields, tags, created_at)
     customer = found[0]
