@@ -50,7 +50,7 @@ from bench.harness import (
     recreate_database,
 )
 
-DB = "hub_bench_metrics"
+DB = os.environ.get("BENCH_METRICS_DB", "hub_bench_metrics")  # another name for a second run at once
 USERS_PER_CUSTOMER = 50
 PLANS = ("free", "pro", "enterprise")
 # (name, event_name, aggregation, property, group_by, filters)
@@ -404,10 +404,17 @@ def main(argv: list[str] | None = None) -> int:
     copy_s = time.perf_counter() - start
     start = time.perf_counter()
     with psycopg.connect(dsn, autocommit=True) as conn:
+        # Their dedupe keys too, as ingest would have stored them (all received now: in the window).
+        conn.execute(
+            "INSERT INTO events_usageeventkey (app_id, event_id, received_at) "
+            "SELECT app_id, event_id, received_at FROM events_usageevent WHERE app_id = %s",
+            (full["pk"],),
+        )
         conn.execute("VACUUM ANALYZE events_usageevent")
+        conn.execute("VACUUM ANALYZE events_usageeventkey")
     vacuum_s = time.perf_counter() - start
     print(f"load: {args.events:,} events by COPY in {copy_s:.1f} s = {args.events / copy_s:,.0f} rows/s "
-          f"(then VACUUM ANALYZE {vacuum_s:.1f} s)", flush=True)  # fmt: skip
+          f"(then their dedupe keys and VACUUM ANALYZE {vacuum_s:.1f} s)", flush=True)  # fmt: skip
     full_metrics = metrics_create(full["model"])
     start = time.perf_counter()
     built = metrics_rebuild(app_pk=full["pk"])

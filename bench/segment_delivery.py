@@ -20,6 +20,7 @@ Each phase prints the CPU seconds each part used (PostgreSQL backends of the ben
 Celery worker processes, the stand-in, the producers).
 
     .venv/bin/python -m bench.segment_delivery [--activities 100000] [--seconds 15] [--outage 60]
+        [--phases throughput,latency,recovery,isolation] [--rates 200,2000]
 """
 
 from __future__ import annotations
@@ -232,13 +233,16 @@ class CpuMeter:
         self.before = self._sample()
         self.started = time.monotonic()
 
-    def stop(self) -> str:
+    def stop(self, per: int = 0) -> str:
+        """The CPU each part used; with `per` items, also the workers' CPU per item."""
         after = self._sample()
         wall = time.monotonic() - self.started
         parts = []
         for name, pids in after.items():
             used = sum(v - self.before[name].get(p, 0.0) for p, v in pids.items())
             parts.append(f"{name} {used:.1f} s")
+            if name == "workers" and per:
+                parts[-1] += f" ({used / per * 1000:.2f} ms an activity)"
         return f"CPU over {wall:.1f} s: " + ", ".join(parts)
 
 
@@ -339,6 +343,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backlog", type=int, default=20_000)
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--phases", default="throughput,latency,recovery,isolation")
+    parser.add_argument("--rates", default="200,2000", help="the latency phase's rates (activities/s)")
     args = parser.parse_args(argv)
     phases = set(args.phases.split(","))
     n = args.activities
@@ -438,7 +443,15 @@ def main(argv: list[str] | None = None) -> int:
 
         if "latency" in phases:
             # 2. Latency at steady rates, through the lifecycle service (commit → on_commit → worker).
+            rates = {int(r) for r in args.rates.split(",")}
+            # What the worker costs with nothing to do (beat, the sweep, the broker's polling): the
+            # part of the CPU below that is not per activity.
+            meter.start()
+            time.sleep(5)
+            print(f"  idle worker, {meter.stop()}")
             for rate, target, procs in ((200, 150, 1), (2000, 500, 4)):
+                if rate not in rates:
+                    continue
                 standin.reset()
                 meter.start()
                 commits = steady(env, customer_ids, rate, args.seconds, procs)
@@ -449,7 +462,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"commit-to-received at {rate}/s for {args.seconds:.0f} s ({len(commits)} activities, "
                       f"{procs} producer process(es)): p50 {p50:.0f} ms, p99 {p99:.0f} ms "
                       f"(target p99 <= {target} ms) {_verdict(p99 <= target)}")  # fmt: skip
-                print(f"  {meter.stop()}")
+                print(f"  {meter.stop(per=len(commits))}")
                 failed |= p99 > target
 
         if "recovery" in phases:

@@ -70,6 +70,9 @@ def raw_baseline(messages: list[dict], app_pk: int, customer_pks: dict[str, int]
     with psycopg.connect(database_url(DB)) as conn:
         conn.execute("DROP TABLE IF EXISTS bench_scratch")
         conn.execute("CREATE TABLE bench_scratch (LIKE events_usageevent INCLUDING ALL)")
+        # The events table is partitioned and its dedupe key lives in events_usageeventkey: the
+        # baseline keeps the one-table shape, its unique (app_id, event_id) included.
+        conn.execute("ALTER TABLE bench_scratch ADD UNIQUE (app_id, event_id)")
         conn.commit()
         sql = (
             "INSERT INTO bench_scratch (app_id, customer_id, event_id, event_name, timestamp, properties,"

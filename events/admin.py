@@ -9,6 +9,8 @@ from .models import (
     PlanUsageLimit,
     RollupBatch,
     UsageEvent,
+    UsageEventKey,
+    UsageEventRetention,
     UsageSignal,
 )
 
@@ -30,6 +32,16 @@ class UsageEventAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+
+@admin.register(UsageEventRetention)
+class UsageEventRetentionAdmin(admin.ModelAdmin):
+    """How long an app's raw usage events are kept (no row: forever). Whole monthly partitions go
+    once every app in them allows it; rollups, reports and billing signals keep their figures."""
+
+    list_display = ["app", "days", "updated_at"]
+    raw_id_fields = ["app"]
+    search_fields = ["app__name"]
 
 
 class PlanUsageLimitInline(admin.TabularInline):
@@ -109,6 +121,16 @@ class RollupBatchAdmin(_ReadOnly):
 
     list_display = ["id", "app", "created_at"]
     raw_id_fields = ["app"]
+
+
+@admin.register(UsageEventKey)
+class UsageEventKeyAdmin(_ReadOnly):
+    """Dedupe keys of the events received in the dedupe window (HUB_USAGE_EVENT_DEDUPE_DAYS)."""
+
+    list_display = ["event_id", "app", "received_at"]
+    raw_id_fields = ["app"]
+    search_fields = ["=event_id"]
+    show_full_result_count = False
 
 
 @admin.register(ForwardBatch)

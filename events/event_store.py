@@ -1,7 +1,8 @@
 """The usage-event table behind one small interface per database, chosen once per connection vendor.
 
-Storing events is one statement on PostgreSQL (the events, the rollup batch of their new ids and,
-for apps that forward usage events, the forward batch, all in one data-modifying CTE); SQLite
+Storing events is one statement on PostgreSQL (the dedupe keys, the events, the rollup batch of
+their new ids and, for apps that forward usage events, the forward batch, all in one
+data-modifying CTE; the table's partitions are in `events.partitions`); SQLite
 (`make run`) gets the same rows from a few statements in one transaction. The ingest service
 (`events.services`) never branches on the database.
 """
@@ -18,21 +19,30 @@ from hub.models import App
 from hub.raw_cursor import raw_cursor
 
 from .models import ForwardBatch, RollupBatch
+from .partitions import id_base
 
 # (app id, customer id, event id, event name, timestamp, properties as JSON text, received at)
 EventRow = tuple[int, int, str, str, datetime, str, datetime]
 
 _COLUMNS = "(app_id, customer_id, event_id, event_name, timestamp, properties, received_at)"
-# PostgreSQL: one statement stores the events and the batch of their new ids for the rollups, so
-# both commit together whatever the transaction; rows arrive as arrays (one prepared statement
-# for any batch size), in the order given.
+# PostgreSQL: one statement stores the dedupe keys, the events whose key was new, and the batch of
+# their ids for the rollups, so all commit together whatever the transaction; rows arrive as arrays
+# (one prepared statement for any batch size) and are stored in the order given, the first of
+# repeated event ids winning. The events table is partitioned by month through its ids (the
+# month of `received_at` in their high bits, `events.partitions`), so its unique indexes cannot
+# hold (app_id, event_id): the narrow events_usageeventkey does (concurrent inserts of one key
+# wait on its unique index, as they did on the events table's).
 # Arrays are sent in binary (%b): psycopg escapes every element of a text-format array in
 # Python, several times slower for JSON documents (and formats each timestamp as text).
 _INSERT_PG = (
-    f"WITH ins AS (INSERT INTO events_usageevent {_COLUMNS} "  # noqa: S608 (constants)
-    "SELECT %s, c, i, n, t, p, %s FROM unnest(%b::bigint[], %b::text[], %b::text[], "
-    "%b::timestamptz[], %b::text[]::jsonb[]) AS u(c, i, n, t, p) "
-    "ON CONFLICT (app_id, event_id) DO NOTHING RETURNING id, event_id), "
+    "WITH u AS (SELECT DISTINCT ON (i) c, i, n, t, p, o FROM unnest(%b::bigint[], %b::text[], "
+    "%b::text[], %b::timestamptz[], %b::text[]::jsonb[]) WITH ORDINALITY AS u(c, i, n, t, p, o) "
+    "ORDER BY i, o), "
+    "k AS (INSERT INTO events_usageeventkey (app_id, event_id, received_at) SELECT %s, i, %s FROM u "
+    "ON CONFLICT (app_id, event_id) DO NOTHING RETURNING event_id), "
+    "ins AS (INSERT INTO events_usageevent (id, app_id, customer_id, event_id, event_name, timestamp, "
+    "properties, received_at) SELECT %s::bigint + nextval('events_usageevent_id_seq'), %s, c, i, n, t, p, %s "
+    "FROM u JOIN k ON k.event_id = u.i ORDER BY o RETURNING id, event_id), "
     "batch AS (INSERT INTO events_rollupbatch (app_id, event_ids, created_at) "
     "SELECT %s, to_jsonb(array_agg(id)), %s FROM ins HAVING count(*) > 0), "
     # Read in this statement, so an app whose destinations subscribed a moment ago is seen.
@@ -61,9 +71,9 @@ class PostgresUsageEventStore:
             cursor.execute(
                 _INSERT_PG,
                 [
-                    app_pk, received_at, [r[1] for r in rows], [r[2] for r in rows], [r[3] for r in rows],
-                    [r[4] for r in rows], [r[5] for r in rows], app_pk, received_at,
-                    app_pk, received_at, app_pk,
+                    [r[1] for r in rows], [r[2] for r in rows], [r[3] for r in rows], [r[4] for r in rows],
+                    [r[5] for r in rows], app_pk, received_at, id_base(received_at), app_pk, received_at,
+                    app_pk, received_at, app_pk, received_at, app_pk,
                 ],
             )  # fmt: skip
             fetched = cursor.fetchall()
@@ -77,11 +87,23 @@ class SqliteUsageEventStore:
         with transaction.atomic(), raw_cursor() as cursor:
             ids, stored = [], []
             for i in range(0, len(rows), ROWS_PER_STATEMENT):
-                part = rows[i : i + ROWS_PER_STATEMENT]
+                # The dedupe keys first, as on PostgreSQL; then the events whose key was new (the
+                # table's own unique (app_id, event_id), where it still has it, refuses the rest).
+                keys = rows[i : i + ROWS_PER_STATEMENT]
+                cursor.execute(
+                    "INSERT INTO events_usageeventkey (app_id, event_id, received_at) VALUES "  # noqa: S608
+                    + ", ".join(["(%s, %s, %s)"] * len(keys))
+                    + " ON CONFLICT (app_id, event_id) DO NOTHING RETURNING event_id",
+                    [v for row in keys for v in (row[0], row[2], row[6])],
+                )
+                new = {row[0] for row in cursor.fetchall()}
+                part = [row for row in keys if row[2] in new]
+                if not part:
+                    continue
                 values = ", ".join([_VALUES_ROW] * len(part))
                 cursor.execute(
                     f"INSERT INTO events_usageevent {_COLUMNS} VALUES {values} "  # noqa: S608
-                    "ON CONFLICT (app_id, event_id) DO NOTHING RETURNING id, event_id",
+                    "ON CONFLICT DO NOTHING RETURNING id, event_id",
                     [v for row in part for v in row],
                 )
                 for pk, event_id in cursor.fetchall():

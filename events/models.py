@@ -11,7 +11,12 @@ from hub.models import App, Customer, Plan
 
 
 class UsageEvent(models.Model):
-    """One usage event, stored exactly once per (app, event_id)."""
+    """One usage event, stored once per (app, event_id) within the dedupe window.
+
+    On PostgreSQL the table is partitioned by month of reception through its ids (the month in
+    their high bits, `events.partitions`); on SQLite it is a plain table (which keeps the unique
+    `(app_id, event_id)` migration 0001 made). `UsageEventKey` keeps the dedupe on both.
+    """
 
     id = models.BigAutoField(primary_key=True)
     # No index of their own: the composite indexes below lead with them (every index slows ingest).
@@ -26,9 +31,8 @@ class UsageEvent(models.Model):
     received_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
-        constraints = [
-            models.UniqueConstraint(fields=["app", "event_id"], name="usage_event_unique_event_id"),
-        ]
+        # No unique (app, event_id) here: a unique index of a partitioned table must hold its
+        # partition key. UsageEventKey holds it (SQLite's plain table keeps its own too, see 0008).
         indexes = [
             # Keyset pagination of the Usage events screen, newest first, with and without filters.
             models.Index(fields=["app", "-timestamp", "-id"], name="usage_event_app_time"),
@@ -38,6 +42,55 @@ class UsageEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event_name} ({self.event_id})"
+
+
+class UsageEventKey(models.Model):
+    """The dedupe key of a usage event stored in the last HUB_USAGE_EVENT_DEDUPE_DAYS days.
+
+    A narrow unpartitioned table whose unique (app, event_id) makes dedupe exact across the
+    events' partitions; written in the statement that stores the events (PostgreSQL; SQLite just
+    before them, in their transaction) and pruned
+    in small batches once older than the dedupe window (BRIN index on `received_at`).
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    # No foreign-key constraint: the events' own constraint already checks the app on every insert;
+    # deleting an app deletes its keys through Django's cascade.
+    app = models.ForeignKey(
+        App, on_delete=models.CASCADE, related_name="+", db_index=False, db_constraint=False
+    )
+    event_id = models.CharField(max_length=255)
+    received_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["app", "event_id"], name="usage_event_key_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event_id} of app {self.app_id}"
+
+
+class UsageEventRetention(models.Model):
+    """How long an app's raw usage events are kept (no row: forever).
+
+    Partitions are dropped whole (`events.partitions`): one goes once every app with events in it
+    allows it, so an app's events may be kept longer than its retention, never shorter. Rollups,
+    reports and billing signals keep their figures.
+    """
+
+    app = models.OneToOneField(App, on_delete=models.CASCADE, primary_key=True, related_name="+")
+    days = models.PositiveIntegerField()
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "usage event retention"
+        constraints = [
+            models.CheckConstraint(condition=models.Q(days__gte=1), name="usage_event_retention_days"),
+        ]
+
+    def __str__(self) -> str:
+        return f"app {self.app_id}: {self.days} days"
 
 
 class RollupBatch(models.Model):

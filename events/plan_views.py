@@ -18,7 +18,7 @@ from hub.errors import HubError
 from hub.forms import PlanForm
 from hub.models import App, Plan
 from hub.selectors import app_get_for_user, plan_get_for_app, plans_for_app
-from hub.services import lifecycle
+from hub.services import plans as plan_services
 
 from .metric_views import number_display, thresholds_parse
 from .metrics.limits import DEFAULT_THRESHOLDS, plan_usage_limit_remove, plan_usage_limit_set
@@ -90,7 +90,7 @@ def plan_edit(request: HttpRequest, app_id: str, plan_id: str | None = None) -> 
         if form.is_valid():
             with transaction.atomic():
                 try:
-                    saved = lifecycle.plan_save(app=app, plan=plan, **form.cleaned_data)
+                    saved = plan_services.plan_save(app=app, plan=plan, **form.cleaned_data)
                 except HubError as exc:
                     form.add_error("name" if "name" in str(exc) else None, str(exc))
                     saved = None
@@ -124,7 +124,7 @@ def plan_archive(request: HttpRequest, app_id: str, plan_id: str) -> HttpRespons
     app = app_get_for_user(user=request.user, public_id=app_id)
     plan = plan_get_for_app(app=app, public_id=plan_id)
     restore = request.POST.get("restore") == "1"
-    lifecycle.plan_archive(plan=plan, archived=not restore)
+    plan_services.plan_archive(plan=plan, archived=not restore)
     if restore:
         messages.success(request, f"Plan “{plan.name}” restored: customers can subscribe to it again.")
     else:

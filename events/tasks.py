@@ -53,3 +53,11 @@ def rollups_sweep() -> dict:
     for app_pk in building:
         metrics_rebuild_task.delay(app_pk)
     return {"drain": apps, "rebuild": building, "pruned": rollups_hours_prune()}
+
+
+@shared_task(name="events.usage_event_storage_maintain", ignore_result=True)
+def usage_event_storage_maintain_task() -> dict:
+    """Make the events table's partitions ahead, retire expired ones, prune old dedupe keys."""
+    from .partitions import usage_event_storage_maintain
+
+    return usage_event_storage_maintain()

@@ -215,7 +215,7 @@ class ContactAdmin(admin.ModelAdmin):
 from .errors import HubError  # noqa: E402
 from .forms import PlanChoiceForm, ReviewForm  # noqa: E402
 from .models import Activity, CustomerForward, Installation, Plan, Review, Subscription  # noqa: E402
-from .services import lifecycle  # noqa: E402
+from .services import lifecycle, plans  # noqa: E402
 
 
 def _run_transition(modeladmin, request, queryset, service, label: str) -> None:
@@ -275,7 +275,7 @@ class PlanAdminForm(forms.ModelForm):
         data = super().clean()
         try:
             data.update(
-                lifecycle.plan_values_check(
+                plans.plan_values_check(
                     name=data.get("name"),
                     amount=data.get("amount"),
                     currency=data.get("currency"),

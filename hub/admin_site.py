@@ -40,6 +40,7 @@ SECTIONS: list[tuple[str, list[tuple[str, str]]]] = [
         "Usage",
         [
             ("events", "usageevent"),
+            ("events", "usageeventretention"),
             ("events", "metric"),
             ("events", "planusagelimit"),
             ("events", "usagesignal"),
@@ -47,6 +48,7 @@ SECTIONS: list[tuple[str, list[tuple[str, str]]]] = [
             ("events", "metricuniquevalue"),
             ("events", "rollupbatch"),
             ("events", "forwardbatch"),
+            ("events", "usageeventkey"),
         ],
     ),
     (

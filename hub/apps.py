@@ -9,6 +9,6 @@ class HubConfig(AppConfig):
         from . import checks  # noqa: F401  (registers the hardening checks)
         from .config_apply import section_register
         from .observability import checks as _metrics_checks  # noqa: F401  (and the /metrics ones)
-        from .services.lifecycle import plans_apply
+        from .services.plans import plans_apply
 
         section_register(level="app", key="plans", apply=plans_apply)

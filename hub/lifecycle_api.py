@@ -20,7 +20,7 @@ from .api import ErrorSerializer
 from .errors import HubError, NotFound
 from .models import Customer, Installation, Plan, Subscription
 from .request_body import json_body
-from .services import lifecycle
+from .services import lifecycle, plans
 from .services.customers import customer_get
 
 _MAX_BODY = 64 * 1024
@@ -224,7 +224,7 @@ class SubscriptionsView(APIView):
                 raise HubError("One plan per subscription: send a single planId.")
             plan_ref = body["planIds"][0]
         customer = _customer(request, body.get("customerId"))
-        plan = lifecycle.plan_get(app=request.user.app, reference=plan_ref)
+        plan = plans.plan_get(app=request.user.app, reference=plan_ref)
         subscription, kind = lifecycle.subscription_subscribe(customer=customer, plan=plan)
         return Response(
             subscription_json(subscription, "subscribe" if kind == "subscribed" else "plan_change")

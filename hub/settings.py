@@ -341,8 +341,9 @@ HUB_DELIVERY_PARALLEL = env.int("HUB_DELIVERY_PARALLEL", default=2)
 # Requests in flight to one integration at once, whatever process sends them: a destination that
 # hangs holds at most this many send threads (plus its one probe).
 HUB_DELIVERY_MAX_IN_FLIGHT = env.int("HUB_DELIVERY_MAX_IN_FLIGHT", default=2)
-# How long a worker task waits for its sends (run in the process's send threads) before it leaves
-# them to their threads and serves the next task (integrations/send_threads.py).
+# How long at most a worker task waits for its sends (run in the process's send threads) before it
+# leaves them to their threads and serves the next task: less for a destination that usually
+# answers faster, not at all for a probe or a destination slow lately (integrations/send_threads.py).
 HUB_DELIVERY_PATIENCE = env.float("HUB_DELIVERY_PATIENCE", default=0.5)
 # Backfills: usage events walked per transaction, and how long a running backfill may go without
 # progress before the sweep restarts it (its worker was killed or its task lost).
@@ -406,6 +407,27 @@ CELERY_BEAT_SCHEDULE["events-rollups-sweep"] = {
     "task": "events.rollups_sweep",
     "schedule": HUB_ROLLUP_SWEEP_SECONDS,
     "options": {"expires": max(HUB_ROLLUP_SWEEP_SECONDS * 2, 2.0)},
+}
+
+# --- Raw usage events: partitions, retention, dedupe (events/partitions.py, docs/metrics.md) -----
+# Monthly partitions made ahead of time by the scheduler, besides this month's.
+HUB_USAGE_EVENT_PARTITIONS_AHEAD = env.int("HUB_USAGE_EVENT_PARTITIONS_AHEAD", default=3)
+# An event id sent again within this many days of the first is a duplicate (exact); later, it is
+# stored again. 0 keeps every dedupe key forever (the key table then grows like the events).
+HUB_USAGE_EVENT_DEDUPE_DAYS = env.int("HUB_USAGE_EVENT_DEDUPE_DAYS", default=35)
+# What happens to a partition past retention (per app, UsageEventRetention; default forever):
+# "drop", or "detach" (kept as a table events_usageevent_archive_... for you to dump and drop).
+HUB_USAGE_EVENT_RETENTION_MODE = env.str("HUB_USAGE_EVENT_RETENTION_MODE", default="drop")
+if HUB_USAGE_EVENT_RETENTION_MODE not in ("drop", "detach"):
+    raise ImproperlyConfigured('HUB_USAGE_EVENT_RETENTION_MODE must be "drop" or "detach".')
+# Seconds partition DDL waits for a table lock before giving up until the next run (a long reader,
+# such as a metric build, must not make every insert queue behind it).
+HUB_USAGE_EVENT_DDL_LOCK_TIMEOUT = env.float("HUB_USAGE_EVENT_DDL_LOCK_TIMEOUT", default=2.0)
+HUB_USAGE_EVENT_MAINTAIN_SECONDS = env.float("HUB_USAGE_EVENT_MAINTAIN_SECONDS", default=3600.0)
+CELERY_BEAT_SCHEDULE["events-usage-event-storage"] = {
+    "task": "events.usage_event_storage_maintain",
+    "schedule": HUB_USAGE_EVENT_MAINTAIN_SECONDS,
+    "options": {"expires": HUB_USAGE_EVENT_MAINTAIN_SECONDS},
 }
 
 # --- Operations (hub/observability, docs/operations.md) ------------------------------------------

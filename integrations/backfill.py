@@ -116,7 +116,9 @@ def _chunk(backfill: Backfill) -> list[dict]:
         )
         if app_id == backfill.cursor_app_id and backfill.cursor_timestamp is not None:
             ts, pk = backfill.cursor_timestamp, backfill.cursor_event_pk
-            events = events.filter(Q(timestamp__gt=ts) | Q(timestamp=ts, pk__gt=pk))
+            # `timestamp >= ts` bounds the index scan; the OR alone would filter every event
+            # before the cursor again for each chunk.
+            events = events.filter(timestamp__gte=ts).filter(Q(timestamp__gt=ts) | Q(pk__gt=pk))
         rows = list(events.order_by("timestamp", "id").values(*EVENT_FIELDS)[: settings.HUB_BACKFILL_CHUNK])
         if rows:
             return rows
@@ -128,8 +130,11 @@ def backfill_step(*, backfill_id: int) -> tuple[bool, FanoutResult]:
     senders) and the cursor past it commit together. Returns (more to do, what was created); a
     backfill another worker holds is left to it (False)."""
     with transaction.atomic():
+        # The backfill's row only: a lock on its integration's too would be skipped whenever a
+        # sender holds that row's key-share lock (an attempt's foreign key), and the backfill
+        # would stop as if another worker held it, until the sweep restarts it a minute later.
         backfill = (
-            Backfill.objects.select_for_update(skip_locked=True)
+            Backfill.objects.select_for_update(skip_locked=True, of=("self",))
             .select_related("integration")
             .filter(pk=backfill_id, status=Backfill.Status.RUNNING)
             .first()

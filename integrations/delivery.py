@@ -53,15 +53,22 @@ def deliveries_send_new(*, integration_id: int, ids: list) -> bool:
     return Delivery.objects.filter(pk__in=ids, status=Delivery.Status.PENDING).exists()
 
 
-def integrations_due(*, now: datetime | None = None) -> list[int]:
-    """Enabled integrations with a delivery due now (circuit closed) or a probe due (circuit open)."""
+def integrations_send_due(*, now: datetime | None = None) -> list[int]:
+    """Enabled integrations whose circuit is closed with a delivery due now."""
     now = now or timezone.now()
     due = Delivery.objects.filter(
         integration=OuterRef("pk"), status=Delivery.Status.PENDING, next_attempt_at__lte=now
     )
     closed = Integration.objects.filter(enabled=True, outage_since__isnull=True).filter(Exists(due))
+    return list(closed.values_list("pk", flat=True))
+
+
+def probes_due(*, now: datetime | None = None) -> list[int]:
+    """Enabled integrations whose circuit is open with a probe due (one sender each is enough:
+    one probe goes out at a time)."""
+    now = now or timezone.now()
     probing = Integration.objects.filter(enabled=True, outage_since__isnull=False, probe_at__lte=now)
-    return sorted(set(closed.values_list("pk", flat=True)) | set(probing.values_list("pk", flat=True)))
+    return list(probing.values_list("pk", flat=True))
 
 
 # --- Sending ------------------------------------------------------------------------------------

@@ -22,14 +22,22 @@ from .models import Attempt, Delivery, Integration
 
 
 def _activity_links(app_ids: set[int]) -> dict[int, list[tuple[Integration, set[str]]]]:
+    """{app id: [(enabled integration of the app, the activity kinds it sends)]}."""
     by_app: dict[int, list[tuple[Integration, set[str]]]] = defaultdict(list)
-    through = Integration.apps.through
-    links = through.objects.filter(app_id__in=app_ids, integration__enabled=True).select_related(
-        "integration"
+    # A raw query: a small fan-out (a few activities) runs this once per task, and building and
+    # compiling the ORM's join cost a third of such a task's CPU. The model's converters still
+    # apply (the encrypted write key).
+    through = Integration.apps.through._meta
+    app_column = through.get_field("app").column
+    integration_column = through.get_field("integration").column
+    placeholders = ", ".join(["%s"] * len(app_ids))
+    sql = (
+        f"SELECT i.*, l.{app_column} AS link_app_id FROM {through.db_table} l "  # noqa: S608 - names, %s
+        f"JOIN {Integration._meta.db_table} i ON i.id = l.{integration_column} "
+        f"WHERE l.{app_column} IN ({placeholders}) AND i.enabled"
     )
-    for link in links:
-        integration = link.integration
-        by_app[link.app_id].append((integration, set(integration.activities or ())))
+    for integration in Integration.objects.raw(sql, sorted(app_ids)):
+        by_app[integration.link_app_id].append((integration, set(integration.activities or ())))
     return by_app
 
 

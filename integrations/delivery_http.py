@@ -12,7 +12,7 @@ import requests
 from django.conf import settings
 from django.utils import timezone
 
-from . import outbound
+from . import outbound, send_threads
 from .connectors import connector_for
 from .models import Attempt, Integration
 
@@ -69,14 +69,18 @@ def request_post(integration: Integration, request) -> Outcome:
         request_excerpt=excerpt(request.body, REQUEST_EXCERPT_BYTES),
     )
     out = Outcome(attempt)
+    # A request to a destination whose circuit is open (a probe), or that was slow in this process
+    # lately, does not keep its worker task waiting (`send_threads`).
+    watch = send_threads.request_watch(integration.pk, probe=integration.outage_since is not None)
     try:
-        response = outbound.post(
-            request.url,
-            data=request.body,
-            headers=request.headers,
-            auth=request.auth,
-            timeout=settings.HUB_DELIVERY_TIMEOUT,
-        )
+        with watch:
+            response = outbound.post(
+                request.url,
+                data=request.body,
+                headers=request.headers,
+                auth=request.auth,
+                timeout=settings.HUB_DELIVERY_TIMEOUT,
+            )
     except outbound.OutboundRefused as exc:
         attempt.outcome, attempt.error = (
             Attempt.Outcome.FAILED,

@@ -504,3 +504,14 @@ def _store_for(vendor: str) -> DeliveryStore:
 def store() -> DeliveryStore:
     """The store of the default database (PostgreSQL's SQL, or the ORM)."""
     return _store_for(connection.vendor)
+
+
+def integration_has_due(*, integration_id: int, now: datetime | None = None) -> bool:
+    """Whether the integration has a pending delivery due by `now` (a sender would claim it)."""
+    from django.utils import timezone
+
+    return Delivery.objects.filter(
+        integration_id=integration_id,
+        status=Delivery.Status.PENDING,
+        next_attempt_at__lte=now or timezone.now(),
+    ).exists()

@@ -8,9 +8,20 @@ from celery import shared_task
 from django.conf import settings
 from django.utils import timezone
 
-from . import backfill, delivery, delivery_fanout, delivery_retention, forwarding, send_threads
+from . import (
+    backfill,
+    delivery,
+    delivery_fanout,
+    delivery_retention,
+    delivery_store,
+    forwarding,
+    send_threads,
+)
 
 FANOUT_CHUNK = 2500
+
+# The tasks store no result (`ignore_result`): nobody reads one, and Redis's result backend would
+# write and publish it after every task, a sizeable share of a small fan-out's cost.
 
 
 def _enqueue_sends(integration_ids, parallel: int = 1) -> None:
@@ -31,9 +42,31 @@ def _parallel(created, integration_id: int) -> int:
     return min(settings.HUB_DELIVERY_PARALLEL, 1 + created.get(integration_id, 0) // 2500)
 
 
+def _senders_for_new(created, integration_id: int) -> None:
+    # A destination slow in this process (its requests outlast the patience) has its request
+    # slots held, most likely, by requests that will time out: a sender per fan-out chunk would
+    # only find them taken, a flood of tasks ahead of the healthy destinations'. Its new rows are
+    # left to the sweep (every HUB_DELIVERY_SWEEP_SECONDS) and to its senders running already.
+    if not send_threads.is_slow(integration_id):
+        _enqueue_sends([integration_id], _parallel(created, integration_id))
+
+
+# Seconds a fan-out's send thread goes on with the due rows earlier sends left pending.
+LEFTOVER_BUDGET = 2.0
+
+
 def _send_new(created, integration_id: int, ids: list) -> None:
     if delivery.deliveries_send_new(integration_id=integration_id, ids=ids):
-        _enqueue_sends([integration_id], _parallel(created, integration_id))
+        _senders_for_new(created, integration_id)
+        return
+    # Every row of this fan-out went out, so a request slot was free: take along the rows earlier
+    # fan-outs left pending when both slots were taken. Their senders give up when no slot is free,
+    # and under steady forwarding nothing else would send them before the sweep: each destination's
+    # leftovers go with its next fan-out instead (a tail of seconds at 1,000 events/s otherwise).
+    if delivery_store.integration_has_due(integration_id=integration_id):
+        report = delivery.deliveries_send(integration_id=integration_id, budget_seconds=LEFTOVER_BUDGET)
+        if report.more:
+            deliveries_send.delay(integration_id)
 
 
 def _after_fanout(created) -> None:
@@ -44,10 +77,10 @@ def _after_fanout(created) -> None:
         [partial(_send_new, created, integration_id, ids) for integration_id, ids in created.send_now.items()]
     )
     for integration_id in created.waiting - set(created.send_now):
-        _enqueue_sends([integration_id], _parallel(created, integration_id))
+        _senders_for_new(created, integration_id)
 
 
-@shared_task(name="integrations.activities_fanout")
+@shared_task(name="integrations.activities_fanout", ignore_result=True)
 def activities_fanout(activity_ids: list[str] | None = None) -> int | None:
     """Create deliveries for recorded activities (the core enqueues this after commit by name).
 
@@ -68,7 +101,7 @@ def _activities_fanout(activity_ids: list[str] | None) -> int:
 FORWARD_CHANGES = 500
 
 
-@shared_task(name="integrations.usage_events_forward")
+@shared_task(name="integrations.usage_events_forward", ignore_result=True)
 def usage_events_forward(_ignored: list | None = None) -> int | None:
     """Fan out stored usage events to the destinations subscribed to them (the events layer asks
     for this by name after storing events of a forwarding app); goes on while batches were full."""
@@ -83,7 +116,7 @@ def _usage_events_forward() -> int:
     return sum(created.values())
 
 
-@shared_task(name="integrations.customers_forward")
+@shared_task(name="integrations.customers_forward", ignore_result=True)
 def customers_forward(_ignored: list | None = None) -> int | None:
     """Fan out customer and contact changes to the destinations subscribed to them (the core asks
     for this by name after a change of a forwarding app); goes on while the chunk was full."""
@@ -98,7 +131,7 @@ def _customers_forward() -> int:
     return sum(created.values())
 
 
-@shared_task(name=backfill.RUN_TASK)
+@shared_task(name=backfill.RUN_TASK, ignore_result=True)
 def backfill_run(backfill_id: int) -> bool | None:
     """Run a backfill for a time budget, start senders for what it queued, and go on in a new
     task while it has more (the sweep restarts one whose task was lost)."""
@@ -118,7 +151,7 @@ def _chunk_was_full(created: dict[int, int]) -> bool:
     return sum(created.values()) >= FANOUT_CHUNK // max(1, len(created))
 
 
-@shared_task(name="integrations.deliveries_send")
+@shared_task(name="integrations.deliveries_send", ignore_result=True)
 def deliveries_send(integration_id: int) -> int | None:
     """Send an integration's due deliveries (in a send thread: a destination that hangs keeps the
     thread, not this worker process); enqueue more senders when a budget ran out or a probe found
@@ -139,7 +172,7 @@ def _deliveries_send(integration_id: int) -> int:
     return report.delivered
 
 
-@shared_task(name="integrations.deliveries_sweep")
+@shared_task(name="integrations.deliveries_sweep", ignore_result=True)
 def deliveries_sweep() -> dict | None:
     """Periodic: dispatch activities, forward usage events and customer changes nobody took, and enqueue every
     integration with due rows or a due probe.
@@ -151,6 +184,11 @@ def deliveries_sweep() -> dict | None:
 
 
 def _deliveries_sweep() -> dict:
+    # Due before this sweep's own fan-outs: rows waiting since earlier (their senders gave up on
+    # busy request slots, or were lost), not the ones these fan-outs are about to send. Leaving
+    # out every integration a fan-out touched would leave such rows waiting as long as each sweep
+    # forwards something to their destination, which under steady traffic is every sweep.
+    due = set(delivery.integrations_send_due())
     created = delivery_fanout.activities_fanout(limit=FANOUT_CHUNK)
     dispatched = sum(created.values())
     _after_fanout(created)
@@ -170,12 +208,16 @@ def _deliveries_sweep() -> dict:
         customers_forward.delay()
     for backfill_id in backfill.backfills_stalled():
         backfill_run.delay(backfill_id)
-    due = set(delivery.integrations_due()) - set(created) - set(forwarded) - set(changes)
+    fanned = set(created) | set(forwarded) | set(changes)
     _enqueue_sends(due, settings.HUB_DELIVERY_PARALLEL)
-    return {"dispatched": dispatched, "integrations": len(due)}
+    # One sender per due probe: only one probe is out at a time, and while it hangs every sweep
+    # finds it due again (more senders would only find its slot taken).
+    probes = set(delivery.probes_due()) - fanned - due
+    _enqueue_sends(probes)
+    return {"dispatched": dispatched, "integrations": len(due | probes)}
 
 
-@shared_task(name="integrations.deliveries_prune")
+@shared_task(name="integrations.deliveries_prune", ignore_result=True)
 def deliveries_prune() -> dict:
     """Periodic: delete deliveries and attempts past their retention (small batches)."""
     return delivery_retention.deliveries_prune()

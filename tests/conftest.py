@@ -54,10 +54,10 @@ def customer(app):
 @pytest.fixture
 def plans(app):
     """(Basic, Pro) plans of `app`: 9.99 monthly and 29 annual."""
-    from hub.services import lifecycle
+    from hub.services.plans import plan_upsert
 
-    basic, _ = lifecycle.plan_upsert(app=app, name="Basic", amount="9.99")
-    pro, _ = lifecycle.plan_upsert(app=app, name="Pro", amount=29, interval="ANNUAL")
+    basic, _ = plan_upsert(app=app, name="Basic", amount="9.99")
+    pro, _ = plan_upsert(app=app, name="Pro", amount=29, interval="ANNUAL")
     return basic, pro
 
 

@@ -17,6 +17,7 @@ from hub.config_apply import config_apply
 from hub.models import App, Customer, Workspace
 from hub.services import lifecycle
 from hub.services.customers import customer_get, customer_identify
+from hub.services.plans import plan_get
 from integrations import delivery_fanout
 from integrations.models import Integration
 from integrations.sources.models import Source
@@ -105,8 +106,8 @@ def screen_data_create(*, email: str = "owner@example.com") -> ScreenData:
             custom_fields={"crm_id": f"crm-{i}", "tier": "gold"},
         )
     customer = customer_get(app=app, reference="shop-1")
-    basic = lifecycle.plan_get(app=app, reference="Basic")
-    pro = lifecycle.plan_get(app=app, reference="Pro")
+    basic = plan_get(app=app, reference="Basic")
+    pro = plan_get(app=app, reference="Pro")
     lifecycle.subscription_subscribe(customer=customer, plan=basic)
     lifecycle.review_create(customer=customer, rating=5, text="Great app")
     lifecycle.subscription_subscribe(customer=customer_get(app=app, reference="shop-2"), plan=pro)

@@ -96,7 +96,7 @@ def _metric_of(t: Tenant):
 
 def _plan_of(t: Tenant):
     """The tenant's plan, made on first use."""
-    from hub.services.lifecycle import plan_upsert
+    from hub.services.plans import plan_upsert
 
     return plan_upsert(app=t.app, name=f"Plan {t.marker}", amount=9)[0]
 

@@ -23,7 +23,7 @@ from django.test import Client
 from events.models import Metric, PlanUsageLimit, UsageEvent
 from hub.models import Activity, App, Contact, Customer, Installation, Subscription, Workspace
 from hub.services.customers import customer_identify
-from hub.services.lifecycle import plan_upsert
+from hub.services.plans import plan_upsert
 from integrations.models import Integration
 from integrations.sources.models import Mapping, Source
 from integrations.sources.services import source_create

@@ -3,5 +3,6 @@
 One module per topic: `accounts` (workspaces, apps, API keys), `members` (invitations and roles),
 `customers` (identify, contacts, references), `customer_merge` (the registration point other
 packages use to move their rows when a placeholder customer is merged), `lifecycle` (installs,
-plans, subscriptions and their activities). README's "What is where" states the naming scheme.
+subscriptions, reviews and their activities), `plans` (an app's price list). README's "What is where"
+states the naming scheme.
 """

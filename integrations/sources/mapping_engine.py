@@ -1,8 +1,8 @@
 """The mapping engine: value specs evaluated against a message, in the hub's format or Segment's.
 
 A field's value is either Segment's mapping-kit (raw JSON mixed with `@path`, `@template`, `@if`...
-directives, read exactly as Segment's `transform` reads it: see mapping_kit.py), or one of the
-hub's own specs::
+directives, read exactly as Segment's `transform` reads it: see the `mapping_kit` package), or one
+of the hub's own specs::
 
     {"path": "$.properties.shop"}          # also "properties.shop", "items[0].id", "$." (everything)
     {"path": "properties", "rename": {"segmentX": "kableX", "nested.field": "dimension"}}
@@ -23,12 +23,13 @@ from __future__ import annotations
 import copy
 import functools
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from .mapping_kit import UNDEFINED, KitError, kit_clean, kit_compile, kit_validate
-from .triggers import Trigger, TriggerError, trigger_compile
+from .trigger_tree import Trigger
+from .triggers import TriggerError, trigger_compile
 
 __all__ = [
     "MISSING",
@@ -290,6 +291,33 @@ def value_compile(spec: Any, *, field: str = "", depth: int = 0) -> Value:
 # --- Mappings -----------------------------------------------------------------------------------
 
 
+def _getter(value: Value) -> Callable[[Any], Any]:
+    """The quickest callable that gives what `value(message)` gives: the common specs (a path of
+    one or two keys, or `$`) read the message directly instead of dispatching on the spec's kind;
+    any other is the Value itself."""
+    if value.kind != "path" or value.rename or not all(isinstance(k, str) for k in value.path):
+        return value
+    path = value.path
+    if not path:
+        return lambda message: message
+    if len(path) == 1:
+        (key,) = path
+
+        def one(message: Any) -> Any:
+            return message.get(key, MISSING) if isinstance(message, dict) else MISSING
+
+        return one
+    if len(path) == 2:
+        first, second = path
+
+        def two(message: Any) -> Any:
+            inner = message.get(first, MISSING) if isinstance(message, dict) else MISSING
+            return inner.get(second, MISSING) if isinstance(inner, dict) else MISSING
+
+        return two
+    return value
+
+
 @dataclass(frozen=True)
 class CompiledMapping:
     name: str
@@ -297,6 +325,8 @@ class CompiledMapping:
     trigger: Trigger
     fields: dict[str, Value]
     id: int | None = None
+    # (target, callable giving the field's value): `fields` made quick to evaluate (`_getter`).
+    getters: tuple[tuple[str, Callable[[Any], Any]], ...] = field(default=(), compare=False, repr=False)
 
 
 @dataclass
@@ -336,14 +366,21 @@ def mapping_compile(
                 field=str(target),
             )
         compiled[target] = value_compile(spec, field=target)
-    return CompiledMapping(name=name, action=action, trigger=compiled_trigger, fields=compiled, id=id)
+    return CompiledMapping(
+        name=name,
+        action=action,
+        trigger=compiled_trigger,
+        fields=compiled,
+        id=id,
+        getters=tuple((target, _getter(value)) for target, value in compiled.items()),
+    )
 
 
 def mapping_values(mapping: CompiledMapping, message: Any) -> dict[str, Any]:
     """The target values of a mapping for a message (targets whose value is missing left out);
     raise MappingFailed when a directive fails on the message."""
     values = {}
-    for target, value in mapping.fields.items():
+    for target, value in mapping.getters or mapping.fields.items():
         try:
             result = value(message)
         except MappingFailed as exc:

@@ -11,12 +11,8 @@ Grammar (REFERENCE §4)::
     field      := type | event | name | userId | anonymousId | groupId | messageId
                 | (properties | traits | context) ("." key)+
 
-`trigger_parse` raises `TriggerError` (with the 0-based position) and nothing else; a parsed
-`Trigger` evaluates any JSON value without raising. A missing field equals null; `<`, `>` and
-friends compare numbers only (anything else is false); `match` is a glob (`*`, `?`); `!` directly
-before `contains()`/`match()` is Segment's `not_contains`/`not_starts_with`/`not_ends_with` (true
-only for text). Fields are read as Segment's `validate` reads them (a path stops at a falsy value;
-text and lists answer indexes and `length`).
+`trigger_parse` raises `TriggerError` (with the 0-based position) and nothing else; it gives a
+`Trigger` (`trigger_tree.py`: what a parsed trigger is and how it reads a message).
 
 Segment's published parser (`parseFql` of `@segment/destination-subscriptions`) reads some
 triggers differently from this grammar; `Trigger.warnings` says where, so the editor can warn (the
@@ -25,13 +21,23 @@ list is in docs/sources.md, "Triggers: where Segment's parser differs").
 
 from __future__ import annotations
 
-import fnmatch
 import functools
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from .mapping_kit import UNDEFINED, js_get
+from .trigger_tree import (
+    ORDER,
+    All,
+    AnyOf,
+    Compare,
+    Contains,
+    Match,
+    Not,
+    Trigger,
+    TriggerWarning,
+    is_number,
+)
 
 FIELDS = ("type", "event", "name", "userId", "anonymousId", "groupId", "messageId")
 OBJECT_FIELDS = ("properties", "traits", "context")
@@ -132,133 +138,6 @@ def _tokenize(text: str) -> list[_Token]:
         pos = m.end()
     tokens.append(_Token("end", None, len(text)))
     return tokens
-
-
-# --- The tree: small callables over the message ---------------------------------------------------
-
-
-def _lookup(message: Any, path: tuple[str, ...]) -> Any:
-    """The field as Segment's `validate` reads it (UNDEFINED when missing)."""
-    if isinstance(message, dict):
-        value = message.get(path[0], UNDEFINED)
-        if len(path) == 1:
-            return value
-        if len(path) == 2 and isinstance(value, dict):
-            return value.get(path[1], UNDEFINED)
-        return js_get(value, list(path[1:]))
-    return js_get(message, list(path))
-
-
-def _is_number(v: Any) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool)
-
-
-def _equal(a: Any, b: Any) -> bool:
-    if a is UNDEFINED:
-        a = None
-    if _is_number(a) and _is_number(b):
-        return a == b
-    return type(a) is type(b) and a == b
-
-
-_ORDER = {
-    "<": lambda a, b: a < b,
-    "<=": lambda a, b: a <= b,
-    ">": lambda a, b: a > b,
-    ">=": lambda a, b: a >= b,
-}
-
-
-@dataclass(frozen=True)
-class Compare:
-    path: tuple[str, ...]
-    op: str
-    value: Any
-
-    def __call__(self, message: Any) -> bool:
-        actual = _lookup(message, self.path)
-        if self.op == "=":
-            return _equal(actual, self.value)
-        if self.op == "!=":
-            return not _equal(actual, self.value)
-        if not (_is_number(actual) and _is_number(self.value)):
-            return False
-        return _ORDER[self.op](actual, self.value)
-
-
-@dataclass(frozen=True)
-class Contains:
-    path: tuple[str, ...]
-    needle: str
-    negated: bool = False
-
-    def __call__(self, message: Any) -> bool:
-        actual = _lookup(message, self.path)
-        return isinstance(actual, str) and (self.needle in actual) is not self.negated
-
-
-@functools.lru_cache(maxsize=512)
-def _glob(pattern: str) -> re.Pattern:
-    return re.compile(fnmatch.translate(pattern), re.DOTALL)
-
-
-@dataclass(frozen=True)
-class Match:
-    path: tuple[str, ...]
-    pattern: str
-    negated: bool = False
-
-    def __call__(self, message: Any) -> bool:
-        actual = _lookup(message, self.path)
-        return isinstance(actual, str) and (_glob(self.pattern).match(actual) is not None) is not self.negated
-
-
-@dataclass(frozen=True)
-class Not:
-    inner: Any
-
-    def __call__(self, message: Any) -> bool:
-        return not self.inner(message)
-
-
-@dataclass(frozen=True)
-class All:
-    parts: tuple
-
-    def __call__(self, message: Any) -> bool:
-        return all(p(message) for p in self.parts)
-
-
-@dataclass(frozen=True)
-class AnyOf:
-    parts: tuple
-
-    def __call__(self, message: Any) -> bool:
-        return any(p(message) for p in self.parts)
-
-
-@dataclass(frozen=True)
-class TriggerWarning:
-    """Where Segment's parser reads a trigger differently: `code` (docs/sources.md) and why."""
-
-    code: str
-    message: str
-
-    def __str__(self) -> str:
-        return self.message
-
-
-@dataclass(frozen=True)
-class Trigger:
-    """A parsed trigger: call it with a message to know whether it matches. `warnings` say where
-    Segment's own parser would read the text differently (empty when it reads it the same)."""
-
-    text: str
-    root: Any
-    warnings: tuple[TriggerWarning, ...] = field(default=(), compare=False)
-
-    def __call__(self, message: Any) -> bool:
-        return bool(self.root(message))
 
 
 # --- The parser ---------------------------------------------------------------------------------
@@ -461,7 +340,7 @@ class _Parser:
                 f"found {self.describe(value_token)}",
                 value_token,
             )
-        if op.value in _ORDER and not _is_number(value):
+        if op.value in ORDER and not is_number(value):
             raise self.error(f"`{op.value}` compares numbers: put a number after it", value_token)
         if value_token.kind == "string":
             self.check_string(value_token)
@@ -477,7 +356,7 @@ class _Parser:
         as_text = (
             root in ("type", "event")
             or (root == "name" and value is not None)
-            or (root == "userId" and (_is_number(value) or (op == "!=" and isinstance(value, bool))))
+            or (root == "userId" and (is_number(value) or (op == "!=" and isinstance(value, bool))))
             or (root in OBJECT_FIELDS and op == "!=" and value is not None)
         )
         if as_text:

@@ -4,7 +4,7 @@ from django.urls import path
 
 from integrations.vendors import vendor_urlpatterns
 
-from . import views
+from . import mapping_views, views
 
 urlpatterns = [
     *vendor_urlpatterns(),
@@ -17,21 +17,25 @@ urlpatterns = [
         views.debugger_rows,
         name="source_debugger_rows",
     ),
-    path("apps/<str:app_id>/sources/<uuid:source_id>/mappings/new/", views.mapping_edit, name="mapping_new"),
+    path(
+        "apps/<str:app_id>/sources/<uuid:source_id>/mappings/new/",
+        mapping_views.mapping_edit,
+        name="mapping_new",
+    ),
     path(
         "apps/<str:app_id>/sources/<uuid:source_id>/mappings/<int:mapping_id>/",
-        views.mapping_edit,
+        mapping_views.mapping_edit,
         name="mapping_edit",
     ),
     path(
         "apps/<str:app_id>/sources/<uuid:source_id>/mappings/<int:mapping_id>/move/",
-        views.mapping_move,
+        mapping_views.mapping_move,
         name="mapping_move",
     ),
     path(
         "apps/<str:app_id>/sources/<uuid:source_id>/mappings/<int:mapping_id>/delete/",
-        views.mapping_delete,
+        mapping_views.mapping_delete,
         name="mapping_delete",
     ),
-    path("apps/<str:app_id>/sources/<uuid:source_id>/test/", views.mapping_test, name="mapping_test"),
+    path("apps/<str:app_id>/sources/<uuid:source_id>/test/", mapping_views.mapping_test, name="mapping_test"),
 ]

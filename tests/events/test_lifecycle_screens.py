@@ -11,6 +11,7 @@ from django.utils.html import escape
 from hub.models import Activity, Installation, Review, Subscription
 from hub.services import lifecycle
 from hub.services.customers import customer_identify
+from hub.services.plans import plan_upsert
 from tests.factories import AppFactory, MembershipFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -137,9 +138,7 @@ def test_a_refused_action_is_a_message_and_changes_nothing(logged_in, customer, 
 
 def test_a_plan_of_another_app_cannot_be_chosen(logged_in, customer, plans):
     """The plan select is scoped to the customer's app: another app's plan id is not a choice."""
-    other_plan, _ = lifecycle.plan_upsert(
-        app=AppFactory(workspace=customer.app.workspace), name="X", amount=1
-    )
+    other_plan, _ = plan_upsert(app=AppFactory(workspace=customer.app.workspace), name="X", amount=1)
     before = state(customer)
     shown = post(logged_in, customer, "subscribe", {"plan": other_plan.public_id})
     assert shown[0][0] == "error" and "Select a valid choice" in shown[0][1]
@@ -183,7 +182,7 @@ def test_the_card_costs_a_fixed_number_of_queries(logged_in, customer, plans):
     with CaptureQueriesContext(connection) as few:
         logged_in.get(url)
     for i in range(20):
-        lifecycle.plan_upsert(app=customer.app, name=f"Plan {i}", amount=i)
+        plan_upsert(app=customer.app, name=f"Plan {i}", amount=i)
         lifecycle.review_create(customer=customer, rating=3, text=f"review {i}")
     with CaptureQueriesContext(connection) as many:
         logged_in.get(url)

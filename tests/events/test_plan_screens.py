@@ -10,6 +10,7 @@ from hub.errors import Conflict
 from hub.models import Plan
 from hub.services import lifecycle
 from hub.services.customers import customer_identify
+from hub.services.plans import plan_save
 from tests.factories import AppFactory, MembershipFactory, PlanUsageLimitFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -42,7 +43,7 @@ def test_create_a_plan_with_a_usage_limit_and_see_it_listed(logged_in, app, metr
 
 
 def test_a_wrong_limit_or_a_taken_name_saves_nothing_and_says_why(logged_in, app, metric):
-    lifecycle.plan_save(app=app, name="Basic", amount=9, currency="USD", interval="EVERY_30_DAYS")
+    plan_save(app=app, name="Basic", amount=9, currency="USD", interval="EVERY_30_DAYS")
     url = reverse("plan_create", args=[app.public_id])
     response = _post(logged_in, url, **{f"limit_{metric.public_id}": "-5"})
     assert response.status_code == 400 and "greater than zero" in response.content.decode()
@@ -53,7 +54,7 @@ def test_a_wrong_limit_or_a_taken_name_saves_nothing_and_says_why(logged_in, app
 
 
 def test_edit_renames_reprices_and_removes_a_limit(logged_in, app, metric):
-    plan = lifecycle.plan_save(app=app, name="Basic", amount=9, currency="USD", interval="EVERY_30_DAYS")
+    plan = plan_save(app=app, name="Basic", amount=9, currency="USD", interval="EVERY_30_DAYS")
     PlanUsageLimitFactory(plan=plan, metric=metric, limit=10, thresholds=[80, 100])
     url = reverse("plan_edit", args=[app.public_id, plan.public_id])
     assert 'value="10"' in logged_in.get(url).content.decode()
@@ -70,7 +71,7 @@ def test_edit_renames_reprices_and_removes_a_limit(logged_in, app, metric):
 
 
 def test_an_archived_plan_takes_no_new_subscriptions_but_keeps_its_own(logged_in, app):
-    plan = lifecycle.plan_save(app=app, name="Legacy", amount=5, currency="USD", interval="EVERY_30_DAYS")
+    plan = plan_save(app=app, name="Legacy", amount=5, currency="USD", interval="EVERY_30_DAYS")
     on_it = customer_identify(app=app, platform_id="shop-1").customer
     lifecycle.subscription_subscribe(customer=on_it, plan=plan)
     logged_in.post(reverse("plan_archive", args=[app.public_id, plan.public_id]))
@@ -102,7 +103,7 @@ def test_the_metric_and_customer_pages_lead_to_the_plans_screen(logged_in, app, 
 
 
 def test_plans_of_another_workspace_are_not_found(client, app):
-    plan = lifecycle.plan_save(app=app, name="Basic", amount=9, currency="USD", interval="EVERY_30_DAYS")
+    plan = plan_save(app=app, name="Basic", amount=9, currency="USD", interval="EVERY_30_DAYS")
     stranger = UserFactory()
     MembershipFactory(user=stranger)
     client.force_login(stranger)

@@ -16,7 +16,8 @@ from events.models import RollupBatch, UsageSignal
 from events.services import usage_events_ingest
 from hub.models import Activity, Customer
 from hub.services.customers import customer_identify
-from hub.services.lifecycle import plan_upsert, subscription_subscribe
+from hub.services.lifecycle import subscription_subscribe
+from hub.services.plans import plan_upsert
 from tests.factories import AppFactory, api_key_for
 from tests.processes import CeleryWorker
 

@@ -94,11 +94,11 @@ def test_admin_install_action_reinstalls_and_reports_conflicts(staff_client, app
 
 
 def test_admin_subscribe_action_asks_for_a_plan_of_the_app_then_subscribes(staff_client, app):
-    from hub.services import lifecycle
+    from hub.services.plans import plan_upsert
 
-    basic, _ = lifecycle.plan_upsert(app=app, name="Basic", amount=5)
-    pro, _ = lifecycle.plan_upsert(app=app, name="Pro", amount=50)
-    lifecycle.plan_upsert(app=AppFactory(), name="Elsewhere", amount=1)
+    basic, _ = plan_upsert(app=app, name="Basic", amount=5)
+    pro, _ = plan_upsert(app=app, name="Pro", amount=50)
+    plan_upsert(app=AppFactory(), name="Elsewhere", amount=1)
     customer = customer_identify(app=app, platform_id="c1").customer
     page = _action(staff_client, "subscribe", [customer])
     html = page.content.decode()

@@ -11,6 +11,7 @@ from hub.errors import Conflict
 from hub.models import Activity, Installation, Plan, Subscription
 from hub.services import lifecycle
 from hub.services.customers import customer_identify
+from hub.services.plans import plan_upsert
 
 pytestmark = pytest.mark.django_db
 
@@ -71,7 +72,7 @@ def test_the_eleven_activities_and_their_properties(customer, plans):
 
 def test_a_change_to_an_equally_priced_plan_is_a_plan_change_neither_upgrade_nor_downgrade(customer, plans):
     basic, pro = plans
-    monthly_pro, _ = lifecycle.plan_upsert(app=customer.app, name="Pro monthly", amount=29)
+    monthly_pro, _ = plan_upsert(app=customer.app, name="Pro monthly", amount=29)
     lifecycle.subscription_subscribe(customer=customer, plan=pro)
 
     subscription, kind = lifecycle.subscription_subscribe(customer=customer, plan=monthly_pro)

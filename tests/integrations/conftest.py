@@ -2,6 +2,7 @@ import pytest
 
 from hub.services import lifecycle
 from hub.services.customers import customer_identify
+from hub.services.plans import plan_upsert
 from integrations.services import integration_save
 from tests.segment_standin import SegmentStandIn
 
@@ -45,8 +46,8 @@ def make_customer(app, ref: str, **fields):
 
 def all_eleven(app, ref: str = "shop-all"):
     """Drive one customer through the eleven activities; return the customer."""
-    basic, _ = lifecycle.plan_upsert(app=app, name="Basic", amount=10)
-    pro, _ = lifecycle.plan_upsert(app=app, name="Pro", amount=30)
+    basic, _ = plan_upsert(app=app, name="Basic", amount=10)
+    pro, _ = plan_upsert(app=app, name="Pro", amount=30)
     customer = make_customer(app, ref)
     lifecycle.installation_freeze(customer=customer)
     lifecycle.installation_reactivate(customer=customer)

@@ -116,6 +116,46 @@ def test_the_circuit_probes_one_delivery_at_a_time_then_sends_the_backlog_at_onc
     standin.assert_each_once_by_id(Activity.objects.values_list("pk", flat=True))
 
 
+def test_the_sweep_starts_one_sender_for_a_due_probe_and_parallel_ones_for_due_rows(
+    segment, workspace, app, standin, settings, monkeypatch
+):
+    """A hanging probe stays due until it ends: each sweep must not queue a crowd of senders that
+    would only find its slot taken, ahead of other destinations' tasks."""
+    from integrations import tasks
+
+    settings.HUB_DELIVERY_PARALLEL = 3
+    healthy = integration_save(
+        workspace=workspace, name="Other", write_key="wk_other", region="custom", custom_host=standin.url,
+        apps=[app], activities=list(Activity.Kind.values),
+    )  # fmt: skip
+    standin.stop()
+    make_customer(app, "s-1")
+    delivery_fanout.activities_fanout(send=False)
+    now = timezone.now()
+    Integration.objects.filter(pk=segment.pk).update(outage_since=now, probe_at=now)
+    Delivery.objects.update(next_attempt_at=now)
+    sent: list[int] = []
+    monkeypatch.setattr(tasks.deliveries_send, "delay", sent.append)
+    tasks._deliveries_sweep()
+    assert sorted(sent) == sorted([segment.pk] + [healthy.pk] * 3)
+    assert delivery.probes_due() == [segment.pk]
+    assert delivery.integrations_send_due() == [healthy.pk]
+
+
+def test_a_fan_out_starts_no_sender_for_a_destination_slow_in_its_process(monkeypatch):
+    """Its request slots are held by requests that will time out: a sender per chunk would only
+    find them taken. A destination that is not slow gets its sender."""
+    from integrations import send_threads, tasks
+    from integrations.delivery_fanout import FanoutResult
+
+    sent: list[int] = []
+    monkeypatch.setattr(tasks.deliveries_send, "delay", sent.append)
+    monkeypatch.setattr(send_threads, "_slow", {})
+    send_threads._mark_slow(1)
+    tasks._after_fanout(FanoutResult({1: 3, 2: 3}, waiting={1, 2}))
+    assert sent == [2]
+
+
 def test_a_long_outage_ends_deliveries_past_the_retry_window(segment, app, standin, settings):
     settings.HUB_DELIVERY_RETRY_WINDOW = 3600
     standin.stop()

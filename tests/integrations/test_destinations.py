@@ -276,3 +276,78 @@ def test_the_forwarding_flag_follows_subscriptions_and_the_destinations_apps(app
     destination_save(workspace=workspace, kind="metronome", name="Metronome", integration=metronome,
                      url=metronome.custom_host, apps=[])  # fmt: skip
     assert not App.objects.get(pk=app.pk).forward_usage_events
+
+
+def test_the_forwarders_event_load_gives_the_rows_the_orm_gives(app):
+    """The forwarder reads a chunk's events in one statement: the same rows as the ORM's, the
+    timestamp as the track call prints it (UTC, milliseconds truncated), JSON the same values."""
+    from datetime import UTC, datetime
+
+    from events.models import UsageEvent
+    from tests.factories import CustomerFactory, UsageEventFactory
+
+    customer = CustomerFactory(app=app, platform_id="gid://shopify/Shop/1", custom_fields={"tier": "gold"})
+    events = [
+        UsageEventFactory(app=app, customer=customer, timestamp=datetime(2026, 3, 1, 12, 0, 0, 999999, tzinfo=UTC),
+                          properties={"rows": 3, "ratio": 1.5, "big": 2**70, "name": "Zoë", "nested": {"a": [1]}}),
+        UsageEventFactory(app=app, timestamp=datetime(2025, 12, 31, 23, 59, 59, tzinfo=UTC), properties={}),
+    ]  # fmt: skip
+    ids = [e.pk for e in reversed(events)]
+    loaded = forwarding.events_load(ids)
+    orm = list(UsageEvent.objects.filter(pk__in=ids).order_by("id").values(*forwarding.EVENT_FIELDS))
+    assert [r["id"] for r in loaded] == [e.pk for e in events]
+    for row, expected in zip(loaded, orm, strict=True):
+        assert row["timestamp"] == forwarding.iso_ms(expected["timestamp"])
+        assert {**row, "timestamp": None, "customer__public_id": str(row["customer__public_id"])} == {
+            **expected, "timestamp": None, "customer__public_id": str(expected["customer__public_id"])
+        }  # fmt: skip
+        assert forwarding.event_message(row) == forwarding.event_message(expected)
+    assert loaded[0]["timestamp"] == "2026-03-01T12:00:00.999Z"
+    assert loaded[0]["properties"]["big"] == 2**70
+
+
+def test_rows_left_pending_for_busy_request_slots_go_with_that_destinations_next_fan_out(
+    app, workspace, metronome, metronome_server, settings, monkeypatch
+):
+    """With several destinations, a chunk's rows for one whose request slots are all taken stay
+    pending, and the sender started for them gives up while no slot is free; the next fan-out
+    that sends all its own rows to that destination takes them along (under steady traffic the
+    sweep, which would send them too, comes much later)."""
+    import psycopg
+    from django.db import connection
+
+    from integrations import tasks
+    from integrations.delivery_store import _SEND_SLOTS
+
+    settings.HUB_DELIVERY_PATIENCE = 30  # the task waits for its send threads to finish
+    enqueued = []
+    monkeypatch.setattr(tasks, "_enqueue_sends", lambda ids, parallel=1: enqueued.extend(ids))
+    kable_server = KableStandIn(client_id="kci_1", secret="kcs_1").start()
+    try:
+        destination_save(workspace=workspace, kind="kable", name="Kable", secret="kcs_1",
+                         url=kable_server.url, apps=[app], config={"client_id": "kci_1"})  # fmt: skip
+        customer = make_customer(app, "shop-1")
+        # Given: every request slot of Metronome taken by another process (its transaction's locks).
+        params = connection.get_connection_params()
+        with psycopg.connect(**params) as holder:
+            for slot in range(settings.HUB_DELIVERY_MAX_IN_FLIGHT):
+                holder.execute(
+                    "SELECT pg_advisory_xact_lock(%s, %s)", [_SEND_SLOTS, metronome.pk * 64 + slot]
+                )
+            ingest(app, customer, ("api_call", "ev-1", {}), ("api_call", "ev-2", {}))
+            tasks._after_fanout(forwarding.usage_events_forward())
+            # Then: Kable got its rows, Metronome's wait, a sender was asked for them.
+            assert {e["transactionId"] for e in kable_server.items} == {"ev-1", "ev-2"}
+            assert metronome_server.items == []
+            assert metronome.pk in enqueued
+            holder.rollback()  # the slots are free again
+        # When: the next events are forwarded (no sender, no sweep ran meanwhile).
+        ingest(app, customer, ("api_call", "ev-3", {}))
+        tasks._after_fanout(forwarding.usage_events_forward())
+        # Then: Metronome's leftovers went with its new row.
+        assert sorted(e["transaction_id"] for e in metronome_server.items) == ["ev-1", "ev-2", "ev-3"]
+        assert set(Delivery.objects.filter(integration=metronome).values_list("status", flat=True)) == {
+            "delivered"
+        }
+    finally:
+        kable_server.stop()

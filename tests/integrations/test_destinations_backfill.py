@@ -350,3 +350,46 @@ def test_the_backfill_card_offers_what_the_destination_takes_and_starts_it(
     chartmogul.subscriptions.update(enabled=False)
     html = logged_in.get(page).content.decode()
     assert 'id="backfill-nothing"' in html and "Start backfill" not in html
+
+
+def test_a_backfill_goes_on_while_a_sender_holds_its_destinations_row(workspace, app, server, fast_retries):
+    """A sender's attempt insert holds a key-share lock on the destination's row until it commits:
+    a backfill step goes on meanwhile (it once skipped itself, as if another worker held it, and
+    waited a minute for the sweep)."""
+    import psycopg
+    from django.db import connection
+
+    customer = make_customer(app, "shop-1")
+    day = timezone.now() - timedelta(days=1)
+    _ingest(app, customer, [f"ev-{i}" for i in range(5)], day)
+    metronome = _connect(workspace, app, server)
+    started = backfills.backfill_start(
+        integration=metronome, since=day - timedelta(hours=1), until=timezone.now(), enqueue=False
+    )
+    with psycopg.connect(**connection.get_connection_params()) as sender:
+        sender.execute("SELECT 1 FROM integrations_integration WHERE id = %s FOR KEY SHARE", [metronome.pk])
+        more, created = backfills.backfill_step(backfill_id=started.pk)
+        sender.rollback()
+    assert more is True
+    assert created == {metronome.pk: 5}
+    assert Backfill.objects.get(pk=started.pk).done == 5
+
+
+def test_a_backfill_walks_events_of_one_timestamp_across_chunks(workspace, app, server, fast_retries):
+    """Chunks end inside a run of events of the same timestamp: the cursor (timestamp, id) takes
+    each once."""
+    customer = make_customer(app, "shop-1")
+    day = timezone.now() - timedelta(days=1)
+    _ingest(app, customer, [f"same-{i}" for i in range(10)], day)
+    _ingest(app, customer, [f"later-{i}" for i in range(3)], day + timedelta(seconds=1))
+    metronome = _connect(workspace, app, server)
+    started = backfills.backfill_start(
+        integration=metronome, since=day - timedelta(hours=1), until=timezone.now(), enqueue=False
+    )
+    fast_retries.HUB_BACKFILL_CHUNK = 4
+    while backfills.backfill_run(backfill_id=started.pk, budget_seconds=5):
+        pass
+    done = Backfill.objects.get(pk=started.pk)
+    assert (done.status, done.done, done.queued) == ("done", 13, 13)
+    made = Counter(Delivery.objects.filter(integration=metronome).values_list("item_id", flat=True))
+    assert len(made) == 13 and max(made.values()) == 1

@@ -270,3 +270,21 @@ def test_compiling_and_running_anything_only_raises_the_engines_own_errors(field
         return
     for output in mappings_run([mapping], message):
         assert set(output.values) <= set(fields)
+
+
+QUICK_PATHS = ["$", "$.", "event", "$.context.groupId", "properties.nested", "properties.none",
+               "properties.items", "nested.field", "missing", "missing.deeper", "event.length",
+               "properties.nested.field", "properties.items[1].id"]  # fmt: skip
+ODD_MESSAGES = [MESSAGE, {}, {"context": None}, {"context": "text"}, {"event": ["a"]}, [1, 2], "text", None]
+
+
+@pytest.mark.parametrize("path", QUICK_PATHS)
+@pytest.mark.parametrize("message", ODD_MESSAGES)
+def test_quick_getters_give_what_the_value_gives(path, message):
+    """A compiled mapping's quick getters (what forwarding evaluates) give exactly what the value
+    specs give, also where a step is missing, null or not an object."""
+    compiled = mapping_compile(name="m", trigger='type = "track"', action="a", fields={"out": {"path": path}})
+    ((target, getter),) = compiled.getters
+    assert target == "out"
+    assert getter(message) == compiled.fields["out"](message)
+    assert (getter(message) is MISSING) == (compiled.fields["out"](message) is MISSING)
