@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import psycopg
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.models import Model
 
 
@@ -136,6 +136,7 @@ class RowsInsert:
         self.parent = parent
         self.children = children
         self._sql: str | None = None
+        self._field_lists: dict[tuple[type[Model], str | None], list] = {}
 
     @staticmethod
     def _fields(model: type[Model], link: str | None = None) -> list:
@@ -175,17 +176,26 @@ class RowsInsert:
             self._sql = f"WITH {', '.join(parts)} SELECT p.id{written} FROM p"  # noqa: S608
         return self._sql
 
+    def _fields_of(self, model: type[Model], link: str | None = None) -> list:
+        key = (model, link)
+        if key not in self._field_lists:
+            self._field_lists[key] = self._fields(model, link)
+        return self._field_lists[key]
+
     @staticmethod
-    def _values(instance: Model, fields: list) -> list[Any]:
-        return [f.get_db_prep_save(f.pre_save(instance, True), connection) for f in fields]
+    def _values(instance: Model, fields: list, db: Any) -> list[Any]:
+        return [f.get_db_prep_save(f.pre_save(instance, True), db) for f in fields]
 
     def insert(self, parent: Model, children: Sequence[tuple[Model, Sequence[Any]]]) -> list[bool] | None:
         """Insert `parent` and the `children` (each with its condition's parameters), in the order
         given at construction; None when the parent's key was taken (nothing written), else which
         children were written. The instances then hold their ids, as after `save()`."""
-        params = self._values(parent, self._fields(self.parent))
+        # The connection itself, not Django's proxy of it: each field's preparation asks it for
+        # its operations and features, through a thread-local lookup each time via the proxy.
+        db = connections[DEFAULT_DB_ALIAS]
+        params = self._values(parent, self._fields_of(self.parent), db)
         for (child, condition_params), (model, link, _) in zip(children, self.children, strict=True):
-            params += [*self._values(child, self._fields(model, link)), *condition_params]
+            params += [*self._values(child, self._fields_of(model, link), db), *condition_params]
         with raw_cursor() as cursor:
             cursor.execute(self.sql(), params)
             row = cursor.fetchone()
