@@ -25,7 +25,8 @@ test: $(VENV)/.installed-dev
 PGBOUNCER_TESTS := tests/events/test_usage_events_api.py tests/integrations/sources/test_inbox.py \
 	tests/integrations/test_delivery_engine.py tests/integrations/test_delivery_faults.py \
 	tests/integrations/test_destinations.py tests/integrations/test_delivery_slots.py \
-	tests/integrations/test_two_schedulers.py tests/events/test_rebuild_locks.py
+	tests/integrations/test_two_schedulers.py tests/events/test_rebuild_locks.py \
+	tests/events/test_drain_concurrency.py
 test-pgbouncer: $(VENV)/.installed-dev
 	bash .ci/services.sh
 	HUB_TEST_PGBOUNCER=1 $(PY) -m pytest $(PGBOUNCER_TESTS) $(PYTEST_ARGS)

@@ -77,6 +77,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+# The gunicorn master of each running server, by port (its workers are its children).
+SERVER_PIDS: dict[int, int] = {}
+
+
 @contextmanager
 def gunicorn(env: dict[str, str], *, workers: int = 2, threads: int = 1) -> Iterator[int]:
     """Run `gunicorn hub.wsgi` with `workers` processes (`threads` each: gthread); yield its port."""
@@ -98,8 +102,10 @@ def gunicorn(env: dict[str, str], *, workers: int = 2, threads: int = 1) -> Iter
                 time.sleep(0.2)
         else:
             raise RuntimeError("gunicorn did not start")
+        SERVER_PIDS[port] = proc.pid
         yield port
     finally:
+        SERVER_PIDS.pop(port, None)
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)
 
@@ -253,3 +259,57 @@ def median_of(runs: int, fn: Callable[[], float]) -> float:
 
 def dumps(obj) -> bytes:
     return json.dumps(obj, separators=(",", ":")).encode()
+
+
+def process_cpu_seconds(pids: list[int]) -> dict[int, float]:
+    """User + system CPU seconds each process has used so far (from /proc; gone ones left out)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    seconds = {}
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        seconds[pid] = (int(fields[11]) + int(fields[12])) / tick  # utime, stime (fields 14 and 15 of stat)
+    return seconds
+
+
+def child_pids(pid: int) -> list[int]:
+    """The processes `pid` started (gunicorn's workers of its master)."""
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+@dataclass
+class ServerCpu:
+    """CPU seconds of a gunicorn server's workers and of the PostgreSQL backends serving its database,
+    read from /proc: robust on a busy machine, where wall-clock rates are not."""
+
+    port: int
+    db: str
+    web: float = 0.0
+    postgres: float = 0.0
+
+    def _sample(self) -> tuple[dict[int, float], dict[int, float]]:
+        workers = child_pids(SERVER_PIDS[self.port])
+        with psycopg.connect(database_url(self.db), autocommit=True) as conn:
+            backends = [pid for (pid,) in conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = %s AND backend_type = 'client backend'"
+                " AND pid <> pg_backend_pid()", (self.db,))]  # fmt: skip
+        return process_cpu_seconds(workers), process_cpu_seconds(backends)
+
+    @contextmanager
+    def measure(self) -> Iterator[ServerCpu]:
+        """Within the block, `web` and `postgres` become the CPU seconds each spent meanwhile (a
+        process started meanwhile counts whole; one that ended meanwhile is missed)."""
+        web0, pg0 = self._sample()
+        yield self
+        web1, pg1 = self._sample()
+        self.web = sum(cpu - web0.get(pid, 0.0) for pid, cpu in web1.items())
+        self.postgres = sum(cpu - pg0.get(pid, 0.0) for pid, cpu in pg1.items())
+
+    def per_request(self, requests: int) -> str:
+        return (f"server CPU per request: web {self.web / requests * 1000:.2f} ms, "
+                f"PostgreSQL {self.postgres / requests * 1000:.2f} ms")  # fmt: skip

@@ -6,9 +6,13 @@ from separate client processes. Prints, from one run:
       executemany of INSERT ... ON CONFLICT DO NOTHING of the same rows into a same-shaped
       scratch table;
   (b) single-event requests/s and its ratio to a trivial JSON view (/healthz) on the same server;
-  p50/p99 latency for both. Targets: both ratios >= 0.5.
+  (c) identify (`POST /v1/identify`) of new customers, then of the same customers again, each in
+      requests/s and as a ratio to (b)'s single-event rate;
+  p50/p99 latency for each, and the CPU the server (gunicorn workers, PostgreSQL backends) spent
+  per request, read from /proc (robust on a busy machine, where rates are not).
+  Targets: every ratio >= 0.5.
 
-    python -m bench.ingest [--events 100000] [--single 5000] [--clients 4]
+    python -m bench.ingest [--events 100000] [--single 5000] [--identify 3000] [--clients 4]
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 
 from bench.harness import (
+    ServerCpu,
     database_url,
     dumps,
     gunicorn,
@@ -33,6 +38,11 @@ from bench.harness import (
 )
 
 DB = "hub_bench_ingest"
+TARGET = 0.5
+
+
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "FAIL"
 
 
 def make_events(n: int, prefix: str) -> list[dict]:
@@ -47,6 +57,17 @@ def make_events(n: int, prefix: str) -> list[dict]:
         }
         for i in range(n)
     ]
+
+
+def identify_bodies(n: int, prefix: str) -> list[bytes]:
+    """What an app server sends on install or login: the shop's ids, owner and plan."""
+    return [
+        dumps({"platform": "shopify", "platformId": f"{prefix}-{i}",
+               "myshopifyDomain": f"{prefix}-{i}.myshopify.com",
+               "name": f"Shop {i}", "email": f"owner{i}@example.com", "platformPlanName": "basic",
+               "customFields": {"segment": ("smb", "mid", "enterprise")[i % 3]}})
+        for i in range(n)
+    ]  # fmt: skip
 
 
 def raw_baseline(events: list[dict], app_pk: int, customer_pks: dict[str, int]) -> float:
@@ -82,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--events", type=int, default=100_000, help="events for the bulk test")
     parser.add_argument("--single", type=int, default=5_000, help="requests for the single-event test")
+    parser.add_argument("--identify", type=int, default=3_000, help="customers for the identify test")
     parser.add_argument("--clients", type=int, default=4, help="client processes")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
     parser.add_argument("--threads", type=int, default=1, help="threads per gunicorn worker (gthread)")
@@ -103,8 +125,10 @@ def main(argv: list[str] | None = None) -> int:
                   for i in range(0, min(len(bulk_events), 10_000), 1000)]  # fmt: skip
     single_events = make_events(args.single, f"single-{uuid.uuid4().hex[:6]}")
     single_bodies = [dumps(e) for e in single_events]
+    identify = identify_bodies(args.identify, f"idn-{uuid.uuid4().hex[:6]}")
 
     with gunicorn(env, workers=args.workers, threads=args.threads) as port:
+        cpu = {name: ServerCpu(port, DB) for name in ("single", "trivial", "new", "known")}
         # Warm up: customers exist, connections open, code paths hot.
         warm = http_load(port, "POST", "/v1/usage_events", headers,
                          [dumps({"events": make_events(1000, "warm")})] * 4, clients=2)  # fmt: skip
@@ -113,9 +137,17 @@ def main(argv: list[str] | None = None) -> int:
         assert bulk.statuses == {200: len(bulk_bodies)}, bulk.statuses
         dups = http_load(port, "POST", "/v1/usage_events", headers, dup_bodies, clients=args.clients)
         assert dups.statuses == {200: len(dup_bodies)}, dups.statuses
-        single = http_load(port, "POST", "/v1/usage_events", headers, single_bodies, clients=args.clients)
+        with cpu["single"].measure():
+            single = http_load(port, "POST", "/v1/usage_events", headers, single_bodies, clients=args.clients)
         assert single.statuses == {200: len(single_bodies)}, single.statuses
-        trivial = http_load(port, "GET", "/healthz", {}, [None] * len(single_bodies), clients=args.clients)
+        with cpu["trivial"].measure():
+            trivial = http_load(port, "GET", "/healthz", {}, [None] * args.single, clients=args.clients)
+        with cpu["new"].measure():
+            new = http_load(port, "POST", "/v1/identify", headers, identify, clients=args.clients)
+        assert new.statuses == {200: len(identify)}, new.statuses
+        with cpu["known"].measure():
+            known = http_load(port, "POST", "/v1/identify", headers, identify, clients=args.clients)
+        assert known.statuses == {200: len(identify)}, known.statuses
 
     with psycopg.connect(database_url(DB)) as conn:
         app_pk = conn.execute("SELECT id FROM hub_app WHERE public_id = %s", (app["id"],)).fetchone()[0]
@@ -133,12 +165,29 @@ def main(argv: list[str] | None = None) -> int:
     print(f"bulk ingest: {bulk_rate:,.0f} events/s ({len(bulk_bodies)} requests of 1,000; {bulk.summary()})")
     print(f"  duplicates-only requests: {10 * len(dup_bodies) * 100 / dups.seconds:,.0f} events/s")
     print(f"  raw psycopg executemany baseline: {baseline:,.0f} rows/s")
-    print(f"  RATIO bulk/raw = {bulk_rate / baseline:.2f}  (target >= 0.5)")
-    print(f"single-event: {single_rate:,.0f} requests/s ({single.summary()})")
-    print(f"  trivial JSON view: {trivial.rate:,.0f} requests/s ({trivial.summary()})")
-    print(f"  RATIO single/trivial = {single_rate / trivial.rate:.2f}  (target >= 0.5)")
-    ok = bulk_rate / baseline >= 0.5 and single_rate / trivial.rate >= 0.5
-    return 0 if ok else 1
+    ratios = {
+        "bulk/raw": bulk_rate / baseline,
+        "single/trivial": single_rate / trivial.rate,
+        "identify-new/single": new.rate / single_rate,
+        "identify-known/single": known.rate / single_rate,
+    }
+
+    def ratio_line(name: str) -> str:
+        return f"  RATIO {name} = {ratios[name]:.2f}  (target >= {TARGET}) {verdict(ratios[name] >= TARGET)}"
+
+    print(ratio_line("bulk/raw"))
+    print(f"single-event: {single_rate:,.0f} requests/s ({single.summary()}; "
+          f"{cpu['single'].per_request(single.requests)})")  # fmt: skip
+    print(f"  trivial JSON view: {trivial.rate:,.0f} requests/s ({trivial.summary()}; "
+          f"{cpu['trivial'].per_request(trivial.requests)})")  # fmt: skip
+    print(ratio_line("single/trivial"))
+    print(f"identify, new customers: {new.rate:,.0f} requests/s ({new.summary()}; "
+          f"{cpu['new'].per_request(new.requests)})")  # fmt: skip
+    print(ratio_line("identify-new/single"))
+    print(f"identify, the same customers again: {known.rate:,.0f} requests/s ({known.summary()}; "
+          f"{cpu['known'].per_request(known.requests)})")  # fmt: skip
+    print(ratio_line("identify-known/single"))
+    return 0 if all(r >= TARGET for r in ratios.values()) else 1
 
 
 if __name__ == "__main__":

@@ -11,10 +11,20 @@ On a scratch database (`hub_bench_metrics`), prints from one run:
      rollups) of --ingest events, timed until every event is stored and counted (no pending
      rollup batch): first into an app of the same metrics on an empty events table (before the
      COPY), then into the app with the N events stored; the ratio full/empty.
-Targets: report p95 <= 50 ms; ingest ratio >= 0.8.
+  4. fresh counts under load (issue 18, item 2), into the app with the N events stored: bulk
+     ingest (1,000-event requests from --clients processes) of --fresh-bulk events, the rate
+     counted (until no batch is pending) against the rate stored (until the last answer); then
+     a steady --steady-rate events/s for --steady-seconds s (--steady-batch events a request,
+     each request with one probe event of a metric grouped by request number), and the
+     p50/p99 from each request's answer to its probe being counted in the app-wide rollup rows
+     (polled every 10 ms). `--fresh-only` runs this phase alone, after a small preload (--events,
+     200,000 by default then).
+Targets: report p95 <= 50 ms; ingest ratio >= 0.8; counted/stored >= 0.5; steady p99 <= 2 s.
 
     .venv/bin/python -m bench.metrics [--events 10000000] [--customers 2000] [--days 365]
                                       [--queries 300] [--ingest 100000] [--clients 4]
+                                      [--fresh-bulk 100000] [--steady-rate 2000]
+                                      [--steady-seconds 15] [--steady-batch 50] [--fresh-only]
 """
 
 from __future__ import annotations
@@ -27,6 +37,7 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections import defaultdict
@@ -41,6 +52,8 @@ import psycopg
 from bench.harness import (
     BIN,
     ROOT,
+    _request,
+    client_pool,
     database_url,
     dumps,
     gunicorn,
@@ -62,6 +75,10 @@ METRICS = (
 )
 REPORT_P95_TARGET_MS = 50.0
 INGEST_RATIO_TARGET = 0.8
+FRESH_RATIO_TARGET = 0.5
+FRESH_P99_TARGET_S = 2.0
+# The fresh-counts phase's probe: one event per steady request, grouped by the request's number.
+PROBE = ("Fresh probe", "fresh_probe", "count", "", "req", None)
 
 
 # --- Generated events ---------------------------------------------------------------------------
@@ -149,8 +166,8 @@ def ingest_bodies(n: int, prefix: str, customers: int, now: datetime, seed: int)
 
 
 @contextmanager
-def celery_worker(env: dict[str, str], *, concurrency: int = 2) -> Iterator[None]:
-    """A Celery worker with beat (the rollup sweep), stopped on exit."""
+def celery_worker(env: dict[str, str], *, concurrency: int = 2) -> Iterator[subprocess.Popen]:
+    """A Celery worker with beat (the rollup sweep), stopped on exit; yields its main process."""
     log_path = f"/tmp/{DB}-worker.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
@@ -164,7 +181,7 @@ def celery_worker(env: dict[str, str], *, concurrency: int = 2) -> Iterator[None
         if proc.poll() is not None:
             with open(log_path) as f:
                 raise RuntimeError(f.read()[-3000:])
-        yield
+        yield proc
     finally:
         # Warm shutdown of the main process (its pool finishes what it runs), then the group.
         proc.send_signal(signal.SIGTERM)
@@ -330,6 +347,180 @@ def read_run(reader, *, metrics: list[tuple[str, str]], customers: int, queries:
     return reports, by_kind, usage
 
 
+# --- Fresh counts under load (issue 18, item 2) ------------------------------------------------
+
+
+def session_cpu(sid: int) -> float:
+    """CPU seconds (user + system) of the live processes of session `sid` (a worker and its pool)."""
+    total = 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == sid:  # fields[3]: the session id (after the state, ppid, pgrp)
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+def steady_bodies(*, requests: int, batch: int, customers: int, now: datetime, seed: int) -> list[bytes]:
+    """`requests` bodies of `batch` events: one probe (its request number as `req`), the rest the
+    usual mix."""
+    rng = random.Random(seed)
+    weights = customer_weights(customers)
+    base = int(now.timestamp() * 1000)
+    bodies = []
+    for k in range(requests):
+        picks = rng.choices(range(customers), weights=weights, k=batch - 1)
+        events = [{"eventName": PROBE[1], "eventId": f"probe-{k}", "customerId": "shop-0",
+                   "timestamp": base, "properties": {"req": k}}]  # fmt: skip
+        events += [
+            {"eventName": _event_name(rng.random()), "eventId": f"steady-{k}-{i}", "customerId": f"shop-{c}",
+             "timestamp": base - rng.randrange(3600 * 1000), "properties": json.loads(_properties(rng, c))}
+            for i, c in enumerate(picks)
+        ]  # fmt: skip
+        bodies.append(dumps({"events": events}))
+    return bodies
+
+
+def _steady_sender(args) -> tuple[list[tuple[int, float, int]], float]:
+    """Send each body at its time (open loop); (request number, answered at, status) and the
+    worst lateness of a send."""
+    port, headers, schedule = args
+    answers, worst = [], 0.0
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    for at, k, body in schedule:
+        wait = at - time.time()
+        if wait > 0:
+            time.sleep(wait)
+        worst = max(worst, -wait)
+        conn, response = _request(conn, port, "POST", "/v1/usage_events", body, headers)
+        answers.append((k, time.time(), response.status))
+    return answers, worst
+
+
+def _probes_counted(dsn: str, metric_pk: int, seen: dict[int, float], stop: threading.Event) -> None:
+    """Poll the probe metric's app-wide day rows every 10 ms: when each request's group appears."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        while not stop.is_set():
+            (keys,) = conn.execute(
+                "SELECT array_agg(group_key) FROM events_metricrollup WHERE metric_id = %s "
+                "AND customer_id IS NULL AND granularity = 'd' AND group_key <> ''",
+                (metric_pk,),
+            ).fetchone()
+            at = time.time()
+            for key in keys or ():
+                seen.setdefault(int(key), at)
+            time.sleep(0.01)
+
+
+def fresh_counts_run(env: dict[str, str], *, app: dict, dsn: str, bulk: list[bytes], clients: int,
+                     steady_rate: int, steady_seconds: float, steady_batch: int, probe_pk: int,
+                     customers: int, now: datetime) -> dict:  # fmt: skip
+    """Bulk ingest, counted against stored; then a steady rate, answer-to-counted latencies."""
+    headers = {"Content-Type": "application/json", "X-Mantle-App-Id": app["id"],
+               "X-Mantle-App-Api-Key": app["secret"]}  # fmt: skip
+    requests_per_second = steady_rate / steady_batch
+    steady = steady_bodies(requests=int(requests_per_second * steady_seconds), batch=steady_batch,
+                           customers=customers, now=now, seed=5)  # fmt: skip
+    with psycopg.connect(dsn, autocommit=True) as conn:
+
+        def pending() -> int:
+            return conn.execute(
+                "SELECT count(*) FROM events_rollupbatch WHERE app_id = %s", (app["pk"],)
+            ).fetchone()[0]
+
+        def wait_drained(timeout: float) -> float:
+            deadline = time.monotonic() + timeout
+            while pending():
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{pending()} rollup batches still pending after {timeout:.0f} s")
+                time.sleep(0.02)
+            return time.perf_counter()
+
+        with gunicorn(env, workers=2) as port, celery_worker(env) as worker:
+            warm = http_load(port, "POST", "/v1/usage_events", headers, bulk[:2], clients=2)
+            assert warm.statuses == {200: 2}, warm.statuses
+            wait_drained(300)
+            timed = bulk[2:]
+            cpu = session_cpu(worker.pid)
+            start = time.perf_counter()
+            load = http_load(port, "POST", "/v1/usage_events", headers, timed, clients=clients)
+            stored = time.perf_counter()
+            assert load.statuses == {200: len(timed)}, load.statuses
+            counted = wait_drained(max(600, len(timed) * 2))
+            worker_cpu = session_cpu(worker.pid) - cpu
+
+            seen: dict[int, float] = {}
+            stop = threading.Event()
+            poller = threading.Thread(target=_probes_counted, args=(dsn, probe_pk, seen, stop), daemon=True)
+            poller.start()
+            senders = min(clients, max(1, int(requests_per_second // 10)))
+            try:
+                with client_pool(senders) as pool:
+                    t0 = time.time() + 0.5
+                    schedule = [(t0 + k / requests_per_second, k, body) for k, body in enumerate(steady)]
+                    results = pool.map(
+                        _steady_sender, [(port, headers, schedule[i::senders]) for i in range(senders)]
+                    )
+                deadline = time.monotonic() + 120
+                while len(seen) < len(steady) and time.monotonic() < deadline:
+                    time.sleep(0.05)
+            finally:
+                stop.set()
+                poller.join(10)
+    answers = {k: at for answered, _ in results for k, at, status in answered if status == 200}
+    assert len(answers) == len(steady), f"{len(steady) - len(answers)} steady requests failed"
+    missing = len(steady) - len(seen)
+    latencies = [max(0.0, seen[k] - answers[k]) for k in answers if k in seen]
+    bulk_events = 1000 * len(timed)
+    return {
+        "bulk_events": bulk_events, "stored_s": stored - start, "counted_s": counted - start,
+        "stored_rate": bulk_events / (stored - start), "counted_rate": bulk_events / (counted - start),
+        "worker_cpu_per_event_us": worker_cpu / bulk_events * 1e6, "requests": load.summary(),
+        "steady_requests": len(steady), "steady_missing": missing, "steady_latencies": latencies,
+        "steady_lag_s": max(lag for _, lag in results), "steady_bodies": steady,
+    }  # fmt: skip
+
+
+def fresh_counts_print(result: dict, *, steady_rate: int, steady_seconds: float,
+                       steady_batch: int) -> tuple[bool, list[str]]:  # fmt: skip
+    """Print the phase's figures; whether both targets are met, and the summary's PASS/FAIL lines."""
+    ratio = result["counted_rate"] / result["stored_rate"]
+    print(f"fresh counts, bulk: {result['bulk_events']:,} events stored in {result['stored_s']:.1f} s "
+          f"({result['stored_rate']:,.0f}/s), counted by {result['counted_s']:.1f} s "
+          f"({result['counted_rate']:,.0f}/s); worker CPU {result['worker_cpu_per_event_us']:.1f} us per "
+          f"counted event (the Celery processes only, not PostgreSQL); requests {result['requests']}",
+          flush=True)  # fmt: skip
+    latencies = result["steady_latencies"]
+    if latencies:
+        p50, p99, top = pct(latencies, 50), pct(latencies, 99), max(latencies)
+    else:
+        p50 = p99 = top = float("inf")
+    if result["steady_missing"]:
+        p99 = float("inf")  # a probe never counted within 120 s
+    missing = f", {result['steady_missing']} never counted" if result["steady_missing"] else ""
+    lag_ms = result["steady_lag_s"] * 1000
+    print(f"fresh counts, steady {steady_rate:,} events/s for {steady_seconds:.0f} s ({steady_batch} a "
+          f"request, {result['steady_requests']} requests, sends late by at most {lag_ms:.0f} ms): answer "
+          f"to counted p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms, max {top * 1000:.0f} ms{missing}",
+          flush=True)  # fmt: skip
+    ratio_ok = ratio >= FRESH_RATIO_TARGET
+    p99_ok = p99 <= FRESH_P99_TARGET_S
+    lines = [
+        f"  RATIO counted / stored under bulk ingest = {result['counted_rate']:,.0f} / "
+        f"{result['stored_rate']:,.0f} = {ratio:.2f} (target >= {FRESH_RATIO_TARGET}): "
+        f"{'PASS' if ratio_ok else 'FAIL'}",
+        f"  steady {steady_rate:,}/s answer-to-counted p99 {p99 * 1000:.0f} ms "
+        f"(target <= {FRESH_P99_TARGET_S * 1000:.0f} ms): {'PASS' if p99_ok else 'FAIL'}",
+    ]
+    return ratio_ok and p99_ok, lines
+
+
 # --- The run ------------------------------------------------------------------------------------
 
 
@@ -337,16 +528,27 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--events", type=int, default=10_000_000, help="events loaded with COPY")
+    parser.add_argument("--events", type=int, default=None,
+                        help="events loaded with COPY (10,000,000; 200,000 with --fresh-only)")  # fmt: skip
     parser.add_argument("--customers", type=int, default=2_000)
     parser.add_argument("--days", type=int, default=365, help="the span of the loaded events")
     parser.add_argument("--queries", type=int, default=300, help="report calls, and usage objects")
     parser.add_argument("--ingest", type=int, default=100_000, help="events of each ingest run")
     parser.add_argument("--clients", type=int, default=4, help="ingest client processes")
     parser.add_argument("--copy-procs", type=int, default=2, help="COPY processes")
+    parser.add_argument("--fresh-bulk", type=int, default=100_000, help="events of the fresh-counts bulk run")
+    parser.add_argument("--steady-rate", type=int, default=2_000, help="events/s of the steady run")
+    parser.add_argument("--steady-seconds", type=float, default=15.0)
+    parser.add_argument("--steady-batch", type=int, default=50, help="events per steady request")
+    parser.add_argument("--fresh-only", action="store_true",
+                        help="only the fresh-counts phase, after the COPY and build of --events")  # fmt: skip
     args = parser.parse_args(argv)
-    if args.ingest < 3000:
-        parser.error("--ingest must be at least 3000 (2 warm-up requests, then the timed ones)")
+    if args.events is None:
+        args.events = 200_000 if args.fresh_only else 10_000_000
+    if args.ingest < 3000 or args.fresh_bulk < 3000:
+        parser.error("--ingest and --fresh-bulk must be at least 3000 (2 warm-ups, then the timed ones)")
+    if args.steady_batch < 2:
+        parser.error("--steady-batch must be at least 2 (a probe and an event)")
 
     recreate_database(DB)
     broker = os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/9")
@@ -387,15 +589,16 @@ def main(argv: list[str] | None = None) -> int:
           flush=True)  # fmt: skip
 
     # 1. Ingest on an empty events table (another app with the same metrics, built: ready).
-    empty = apps["Empty table"]
-    empty_metrics = metrics_create(empty["model"])
-    metrics_rebuild(app_pk=empty["pk"])
-    connection.close()
-    bodies = ingest_bodies(args.ingest, "empty", args.customers, now, seed=1)
-    on_empty = ingest_run(env, app=empty, bodies=bodies, clients=args.clients, dsn=dsn)
-    print(f"ingest, empty events table: {on_empty['rate']:,.0f} events/s stored and rolled up "
-          f"({on_empty['events']:,} events: stored in {on_empty['stored_s']:.1f} s, counted by "
-          f"{on_empty['total_s']:.1f} s; requests {on_empty['latency']})", flush=True)  # fmt: skip
+    if not args.fresh_only:
+        empty = apps["Empty table"]
+        empty_metrics = metrics_create(empty["model"])
+        metrics_rebuild(app_pk=empty["pk"])
+        connection.close()
+        bodies = ingest_bodies(args.ingest, "empty", args.customers, now, seed=1)
+        on_empty = ingest_run(env, app=empty, bodies=bodies, clients=args.clients, dsn=dsn)
+        print(f"ingest, empty events table: {on_empty['rate']:,.0f} events/s stored and rolled up "
+              f"({on_empty['events']:,} events: stored in {on_empty['stored_s']:.1f} s, counted by "
+              f"{on_empty['total_s']:.1f} s; requests {on_empty['latency']})", flush=True)  # fmt: skip
 
     # 2. COPY the events into the second app, then build its metrics the way the product does.
     full = apps["Stored events"]
@@ -430,6 +633,32 @@ def main(argv: list[str] | None = None) -> int:
           flush=True)  # fmt: skip
     calls = rollup_total(full_metrics[0].pk)
 
+    def fresh_counts() -> tuple[bool, list[str]]:
+        """The fresh-counts phase on the app with the events stored; every event counted once."""
+        probe = metric_create(app=full["model"], definition=definition_validate(
+            name=PROBE[0], event_name=PROBE[1], aggregation=PROBE[2], property=PROBE[3], group_by=PROBE[4],
+            filters=PROBE[5]))  # fmt: skip
+        assert metrics_rebuild(app_pk=full["pk"]) == [probe.pk]
+        before = rollup_total(full_metrics[0].pk)
+        connection.close()
+        bulk = ingest_bodies(args.fresh_bulk, "fresh", args.customers, now, seed=4)
+        result = fresh_counts_run(
+            env, app=full, dsn=dsn, bulk=bulk, clients=args.clients, steady_rate=args.steady_rate,
+            steady_seconds=args.steady_seconds, steady_batch=args.steady_batch, probe_pk=probe.pk,
+            customers=args.customers, now=now,
+        )  # fmt: skip
+        verdict = fresh_counts_print(result, steady_rate=args.steady_rate, steady_seconds=args.steady_seconds,
+                                     steady_batch=args.steady_batch)  # fmt: skip
+        sent = [e for body in bulk + result["steady_bodies"] for e in json.loads(body)["events"]]
+        expected = before + sum(1 for e in sent if e["eventName"] == "api_call")
+        assert rollup_total(full_metrics[0].pk) == expected, "rollups disagree with the events"
+        return verdict
+
+    if args.fresh_only:
+        fresh_ok, lines = fresh_counts()
+        print("summary:\n" + "\n".join(lines), flush=True)
+        return 0 if fresh_ok else 1
+
     # 3. Reports and customer usage.
     metric_ids = [(m.name, str(m.public_id)) for m in full_metrics]
     if report_api_exists():
@@ -463,6 +692,7 @@ def main(argv: list[str] | None = None) -> int:
     assert rollup_total(full_metrics[0].pk) == calls + ingested_calls, "rollups disagree with the events"
     assert rollup_total(empty_metrics[0].pk) > 0
 
+    fresh_ok, fresh_lines = fresh_counts()
     report_p95 = pct(reports, 95) * 1000
     ratio = on_full["rate"] / on_empty["rate"]
     report_ok = report_p95 <= REPORT_P95_TARGET_MS
@@ -476,7 +706,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  RATIO ingest with {args.events:,} stored / empty = {on_full['rate']:,.0f} / "
           f"{on_empty['rate']:,.0f} = {ratio:.2f} (target >= {INGEST_RATIO_TARGET}): "
           f"{'PASS' if ratio_ok else 'FAIL'}")  # fmt: skip
-    return 0 if report_ok and ratio_ok else 1
+    print("\n".join(fresh_lines), flush=True)
+    return 0 if report_ok and ratio_ok and fresh_ok else 1
 
 
 if __name__ == "__main__":

@@ -125,9 +125,22 @@ class ContactInline(admin.TabularInline):
     extra = 0
 
 
+class CustomerAdminForm(forms.ModelForm):
+    class Meta:
+        model = Customer
+        fields = ["myshopify_domain"]  # the admin gives the form its own list of fields
+
+    def clean_myshopify_domain(self) -> str | None:
+        """Lower case, as identify and usage events store and look domains up."""
+        domain = self.cleaned_data.get("myshopify_domain")
+        return domain.strip().lower() or None if domain else None
+
+
 @admin.register(Customer)
 class CustomerAdmin(admin.ModelAdmin):
     """The API token is never shown: only its hash and ciphertext are stored."""
+
+    form = CustomerAdminForm
 
     list_display = [
         "__str__",

@@ -1,8 +1,9 @@
 """Transaction-scoped advisory locks that several packages must agree on (PostgreSQL only).
 
 `app_usage_lock` serializes, per app, what changes which customer a stored usage event counts
-for: the events package's rollup workers take it before counting events, and the customer merge
-takes it before moving a placeholder's events. On other databases (SQLite: one writer at a
+for against what counts events: the events package's rollup drains take it shared (several drains
+of one app run at once, each counting batches of its own), the customer merge and the metric
+rebuilds take it exclusive (no drain runs meanwhile). On other databases (SQLite: one writer at a
 time anyway) it does nothing.
 """
 
@@ -17,12 +18,14 @@ from django.db import connection
 _APP_USAGE = 7311  # the lock's class; the object is the app's primary key
 
 
-def app_usage_lock(app_pk: int) -> None:
-    """Wait for and hold, until the current transaction ends, the app's usage lock."""
+def app_usage_lock(app_pk: int, *, shared: bool = False) -> None:
+    """Wait for and hold, until the current transaction ends, the app's usage lock (exclusive, or
+    `shared` with other shared holders)."""
     if connection.vendor != "postgresql":
         return
+    function = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
     with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_APP_USAGE, app_pk])
+        cursor.execute(f"SELECT {function}(%s, %s)", [_APP_USAGE, app_pk])
 
 
 @contextmanager

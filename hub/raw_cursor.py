@@ -9,12 +9,13 @@ Django's (and the connection marked, so a broken one is closed at the end of the
 
 from __future__ import annotations
 
+import select
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 import psycopg
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.models import Model
 
 
@@ -25,11 +26,51 @@ def raw_cursor() -> Iterator:
         with connection.cursor() as cursor:
             yield cursor
         return
-    connection.close_if_health_check_failed()
+    _health_check()
     connection.ensure_connection()
-    # Django's connection makes client-side binding cursors: ask for a server-binding one.
-    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
-        yield cursor
+    # Django's connection makes client-side binding cursors: ask for a server-binding one. The
+    # connection keeps one idle between uses: a new cursor looks up again how to send each type of
+    # parameter (arrays especially), a sizeable share of a one-event insert. A cursor asked for
+    # while the idle one is out (nested uses) is a new one.
+    driver = connection.connection
+    cursor = getattr(connection, "_hub_idle_cursor", None)
+    connection._hub_idle_cursor = None
+    if cursor is None or cursor.closed or cursor.connection is not driver:
+        cursor = psycopg.Cursor(driver)
+    try:
+        with connection.wrap_database_errors:
+            yield cursor
+    except BaseException:
+        cursor.close()
+        raise
+    if connection._hub_idle_cursor is None and connection.connection is driver:
+        connection._hub_idle_cursor = cursor
+    else:
+        cursor.close()
+
+
+def _health_check() -> None:
+    """Django's health check of a reused connection, without its round trip when it cannot fail.
+
+    With CONN_HEALTH_CHECKS, the first query of each request is preceded by a `SELECT 1`. A server
+    that ends a connection (a restart, `pg_terminate_backend`, an idle timeout) sends an error
+    message and closes it: so an idle connection with nothing to read on its socket was not ended,
+    and the `SELECT 1` is skipped; anything waiting there, and any other state, gets Django's check.
+    """
+    driver = connection.connection
+    if driver is not None and connection.health_check_enabled and not connection.health_check_done:
+        try:
+            quiet = (
+                not driver.closed
+                and driver.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+                and not select.select([driver.fileno()], [], [], 0)[0]
+            )
+        except (OSError, ValueError, psycopg.Error):
+            quiet = False
+        if quiet:
+            connection.health_check_done = True
+            return
+    connection.close_if_health_check_failed()
 
 
 class JoinedRows:
@@ -77,3 +118,91 @@ class JoinedRows:
                     own[i] = func(own[i], col, connection)
             out.append(m.from_db(connection.alias, [f.attname for f in fields], own))
         return out
+
+
+class RowsInsert:
+    """One statement inserting a new row and rows that reference it (PostgreSQL).
+
+    The parent row goes in with `ON CONFLICT DO NOTHING`: when a unique constraint already holds
+    one of its keys, nothing at all is written. Each child row is inserted with the parent's new id
+    in its `link` column, and only when its SQL condition (if any) holds in the same statement.
+    Values are what Django's `save()` would write (each field's `pre_save`, so auto-now stamps,
+    and `get_db_prep_save`, so encryption and JSON): the ORM's rows in one round trip, not one each.
+    """
+
+    def __init__(self, parent: type[Model], children: Sequence[tuple[type[Model], str, str]]):
+        """`children`: (model, the attname of its column taking the parent's id, an SQL condition
+        with %s parameters, or "")."""
+        self.parent = parent
+        self.children = children
+        self._sql: str | None = None
+        self._field_lists: dict[tuple[type[Model], str | None], list] = {}
+
+    @staticmethod
+    def _fields(model: type[Model], link: str | None = None) -> list:
+        """The columns an INSERT writes: all but a database-generated primary key (and the link)."""
+        return [
+            f
+            for f in model._meta.concrete_fields
+            if f.attname != link and not (f.primary_key and getattr(f, "db_returning", False))
+        ]
+
+    @staticmethod
+    def available() -> bool:
+        """Whether the database runs such a statement (SQLite has no data-modifying CTE)."""
+        return connection.vendor == "postgresql"
+
+    def sql(self) -> str:
+        if self._sql is None:
+            qn = connection.ops.quote_name
+            fields = self._fields(self.parent)
+            parts = [
+                f"p AS (INSERT INTO {qn(self.parent._meta.db_table)} "  # noqa: S608 (model metadata only)
+                f"({', '.join(qn(f.column) for f in fields)}) VALUES ({', '.join(['%s'] * len(fields))}) "
+                f"ON CONFLICT DO NOTHING RETURNING {qn(self.parent._meta.pk.column)} AS id)"
+            ]
+            for n, (model, link, condition) in enumerate(self.children):
+                fields = self._fields(model, link)
+                link_column = next(f.column for f in model._meta.concrete_fields if f.attname == link)
+                columns = ", ".join([*(qn(f.column) for f in fields), qn(link_column)])
+                # Typed: parameters of a SELECT list take no type from the columns they go into.
+                values = ", ".join([*(f"%s::{f.cast_db_type(connection)}" for f in fields), "p.id"])
+                where = f" WHERE {condition}" if condition else ""
+                parts.append(
+                    f"c{n} AS (INSERT INTO {qn(model._meta.db_table)} ({columns}) "  # noqa: S608
+                    f"SELECT {values} FROM p{where} RETURNING 1)"
+                )
+            written = "".join(f", EXISTS (SELECT 1 FROM c{n})" for n in range(len(self.children)))  # noqa: S608
+            self._sql = f"WITH {', '.join(parts)} SELECT p.id{written} FROM p"  # noqa: S608
+        return self._sql
+
+    def _fields_of(self, model: type[Model], link: str | None = None) -> list:
+        key = (model, link)
+        if key not in self._field_lists:
+            self._field_lists[key] = self._fields(model, link)
+        return self._field_lists[key]
+
+    @staticmethod
+    def _values(instance: Model, fields: list, db: Any) -> list[Any]:
+        return [f.get_db_prep_save(f.pre_save(instance, True), db) for f in fields]
+
+    def insert(self, parent: Model, children: Sequence[tuple[Model, Sequence[Any]]]) -> list[bool] | None:
+        """Insert `parent` and the `children` (each with its condition's parameters), in the order
+        given at construction; None when the parent's key was taken (nothing written), else which
+        children were written. The instances then hold their ids, as after `save()`."""
+        # The connection itself, not Django's proxy of it: each field's preparation asks it for
+        # its operations and features, through a thread-local lookup each time via the proxy.
+        db = connections[DEFAULT_DB_ALIAS]
+        params = self._values(parent, self._fields_of(self.parent), db)
+        for (child, condition_params), (model, link, _) in zip(children, self.children, strict=True):
+            params += [*self._values(child, self._fields_of(model, link), db), *condition_params]
+        with raw_cursor() as cursor:
+            cursor.execute(self.sql(), params)
+            row = cursor.fetchone()
+        if row is None:
+            return None
+        parent.pk = row[0]
+        parent._state.adding, parent._state.db = False, connection.alias
+        for (child, _), (_, link, _) in zip(children, self.children, strict=True):
+            setattr(child, link, parent.pk)
+        return list(row[1:])

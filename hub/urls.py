@@ -61,6 +61,11 @@ api_v1 = [
 ]
 
 urlpatterns = [
+    # The API and the probes first: the resolver tries the patterns in order, and these answer
+    # most requests (no pattern below matches a path under v1/ or a probe's).
+    path("v1/", include(api_v1)),
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
     path("", views.home, name="home"),
     path("favicon.ico", views.favicon, name="favicon"),
     path("login/", login.LoginView.as_view(), name="login"),
@@ -166,9 +171,6 @@ urlpatterns = [
     path("", include("integrations.sources.urls")),  # Segment, webhook, Metronome, Kable; source screens
     path("", include("integrations.urls")),  # Settings → Integrations, delivery log
     path("admin/", admin.site.urls),
-    path("v1/", include(api_v1)),
-    path("healthz", health.healthz, name="healthz"),
-    path("readyz", health.readyz, name="readyz"),
     path("metrics", prometheus.metrics_view, name="metrics"),
     path("api/schema/", SpectacularAPIView.as_view(), name="api_schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api_schema"), name="api_docs"),

@@ -21,7 +21,7 @@ import pytest
 from django.test import Client
 
 from events.models import Metric, PlanUsageLimit, UsageEvent
-from hub.models import App, Contact, Customer, Installation, Subscription, Workspace
+from hub.models import Activity, App, Contact, Customer, Installation, Subscription, Workspace
 from hub.services.customers import customer_identify
 from hub.services.plans import plan_upsert
 from integrations.models import Integration
@@ -160,6 +160,23 @@ def test_identifies_of_one_new_customer_at_once_make_one_customer_and_contact(se
         assert results[0][1]["apiToken"] == results[1][1]["apiToken"]
         assert Customer.objects.filter(app=app, platform_id=f"p-{n}").count() == 1
         assert Contact.objects.filter(customer__app=app, email=f"owner{n}@example.com").count() == 1
+
+
+def test_identifies_of_one_new_customer_without_contacts_at_once_make_one_customer_and_install(
+    server, app_key
+):
+    """The one-statement insert of a new customer (ON CONFLICT DO NOTHING): the loser takes the
+    locked path and answers the winner's token; one installation, one `installed` activity."""
+    app, headers = app_key
+    for n in range(ROUNDS):
+        body = {"platformId": f"q-{n}", "myshopifyDomain": f"q{n}.myshopify.com", "name": f"Shop {n}"}
+        results = race(server, [("POST", "/v1/identify", body, headers)] * 2)
+        assert_no_server_error(results, server)
+        assert statuses(results) == [200, 200]
+        assert results[0][1]["apiToken"] == results[1][1]["apiToken"]
+        customer = Customer.objects.get(app=app, platform_id=f"q-{n}")
+        assert Installation.objects.filter(customer=customer).count() == 1
+        assert Activity.objects.filter(customer=customer, kind=Activity.Kind.INSTALLED).count() == 1
 
 
 def test_usage_events_of_one_new_customer_and_one_event_id_at_once_are_stored_once(server, app_key):

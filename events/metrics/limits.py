@@ -4,8 +4,10 @@ A plan limits a metric per billing period and names thresholds in percent (80 an
 When a customer's value for the current period reaches a threshold, an Activity is recorded once
 per customer, metric, threshold and period: "usage limit approaching" below 100 %, "usage limit
 reached" from 100 %, and with it "upgrade suggested" when a dearer plan of the app allows more.
-The check runs in the rollup worker's transaction, under the app's usage lock, and a unique
-`UsageSignal` row makes a second recording impossible even so.
+The check runs in the rollup worker's transaction, at its end, and a unique `UsageSignal` row
+makes a second recording impossible. Several drains of one app count at once; their checks take
+turns (a lock of the app's checks, held until the drain commits), so the last of two drains that
+commit together reads the other's counts too: a threshold crossed by their sum is never missed.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from hub.errors import HubError, NotFound
@@ -26,6 +28,16 @@ from .periods import billing_period
 from .selectors import as_number, metric_value
 
 DEFAULT_THRESHOLDS = (80, 100)
+# The advisory-lock class of "a drain checks this app's usage limits" (transaction-scoped).
+LIMITS_LOCK = 7313
+
+
+def _limits_checks_serialize(app_pk: int) -> None:
+    """Wait for the app's other limit checks to commit, so that this one reads their counts."""
+    if connection.vendor != "postgresql":
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [LIMITS_LOCK, app_pk])
 
 
 def plan_usage_limit_set(*, plan: Plan, metric: Metric, limit: object,
@@ -97,6 +109,9 @@ def usage_limits_check(*, app_pk: int, touched: Iterable[tuple[int, int]]) -> li
     by_plan: dict[int, list[PlanUsageLimit]] = {}
     for usage_limit in limits:
         by_plan.setdefault(usage_limit.plan_id, []).append(usage_limit)
+    if not by_plan:
+        return []
+    _limits_checks_serialize(app_pk)
     now = timezone.now()
     recorded: list[Activity] = []
     for customer_pk, subscription in sorted(subscriptions.items()):

@@ -4,7 +4,8 @@ A metric created over millions of stored events cannot be built one event at a t
 here its definition becomes SQL with the same meaning as `definitions` (jsonb equality is
 JSON equality, numbers only from JSON numbers, canonical JSON text for group keys and distinct
 values), and PostgreSQL aggregates the events into the hour and day rows, the distinct values and
-their counters in a few statements.
+their counters in a few statements. The drains of new events use the same fragments, for every
+metric of an app at once (`drain_sql`).
 
 What SQL does not reproduce exactly stays with Python: a definition whose paths could read an
 array index differently (`-1`, ` 1`, non-ASCII digits), and the events whose distinct value or
@@ -25,7 +26,7 @@ from .definitions import Filter, canonical, filters_validate, path_parse
 
 if TYPE_CHECKING:
     from ..models import Metric
-from .rollup_sql import MERGE, ON_APP, ON_CUSTOMER, ROLLUP_TABLE, UNIQUE_TABLE, unique_counted_insert
+from .rollup_sql import ROLLUP_TABLE, UNIQUE_TABLE
 
 _E = "events_usageevent"
 _T = ROLLUP_TABLE
@@ -40,7 +41,7 @@ def _part_safe(part: str) -> bool:
     return not any(c.isdigit() or c in "+- \t\n\r\f\v" for c in part)
 
 
-def _lit(value: Any) -> str:
+def literal(value: Any) -> str:
     """A value as a quoted SQL literal (psycopg's quoting)."""
     from django.db import connection
     from psycopg import sql
@@ -61,13 +62,14 @@ class SqlMetric:
     value: str = "NULL::jsonb"  # the property aggregated
     group: str = "NULL::jsonb"  # the group-by property
     python_rows: str = "false"  # events whose canonical text only Python computes
+    event_name: str = ""
 
 
 def _at(parts: tuple[str, ...]) -> str:
-    return f"(e.properties #> {_lit(list(parts))}::text[])"
+    return f"(e.properties #> {literal(list(parts))}::text[])"
 
 
-def _canonical_sql(v: str) -> str:
+def canonical_sql(v: str) -> str:
     """Canonical JSON text of a scalar jsonb value `v` (missing and null: 'null')."""
     return (
         f"CASE jsonb_typeof({v}) WHEN 'string' THEN ({v})::text "
@@ -77,7 +79,7 @@ def _canonical_sql(v: str) -> str:
 
 def _jsonb(value: Any) -> str | None:
     text = canonical(value)
-    return None if "\\u0000" in text else f"{_lit(text)}::jsonb"
+    return None if "\\u0000" in text else f"{literal(text)}::jsonb"
 
 
 def _filter_sql(f: Filter) -> str | None:
@@ -92,7 +94,7 @@ def _filter_sql(f: Filter) -> str | None:
     if f.op in ("gt", "gte", "lt", "lte"):
         sign = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}[f.op]
         # CASE, not AND: PostgreSQL may evaluate the operands of AND in any order.
-        limit = f"{_lit(f.value)}::numeric"
+        limit = f"{literal(f.value)}::numeric"
         return f"(CASE WHEN jsonb_typeof({v}) = 'number' THEN ({v})::numeric {sign} {limit} ELSE false END)"
     if f.op in ("in", "not_in"):
         literals = [_jsonb(x) for x in f.value]
@@ -102,24 +104,24 @@ def _filter_sql(f: Filter) -> str | None:
         if f.op == "in":
             return f"({v} IN ({listed}))"
         return f"({v} IS NULL OR {v} NOT IN ({listed}))"
-    literal = _jsonb(f.value)
-    if literal is None:
+    target = _jsonb(f.value)
+    if target is None:
         return None
     if f.op == "eq":
-        return f"({v} = {literal})"
-    return f"({v} IS NULL OR {v} <> {literal})"
+        return f"({v} = {target})"
+    return f"({v} IS NULL OR {v} <> {target})"
 
 
 def metric_sql(metric: Metric, *, app_pk: int) -> SqlMetric | None:
     """The metric as SQL, or None when only the Python evaluation gives its exact meaning."""
-    conditions = [f"e.app_id = {int(app_pk)}", f"e.event_name = {_lit(metric.event_name)}"]
+    conditions = [f"e.app_id = {int(app_pk)}", f"e.event_name = {literal(metric.event_name)}"]
     for f in filters_validate(metric.filters):
         compiled = _filter_sql(f)
         if compiled is None:
             return None
         conditions.append(compiled)
     out = SqlMetric(pk=metric.pk, app_pk=app_pk, aggregation=metric.aggregation,
-                    grouped=bool(metric.group_by), where="")  # fmt: skip
+                    grouped=bool(metric.group_by), where="", event_name=metric.event_name)  # fmt: skip
     python: list[str] = []
     for attribute, path in (("value", metric.property), ("group", metric.group_by)):
         if not path:
@@ -141,12 +143,7 @@ def metric_sql(metric: Metric, *, app_pk: int) -> SqlMetric | None:
 
 def not_pending(pending: list[int]) -> str:
     """The events of a build: all but those in pending batches (the drain counts those)."""
-    return f"NOT (e.id = ANY({_lit(pending)}::bigint[]))" if pending else "true"
-
-
-def only(ids: list[int]) -> str:
-    """The events of a drain: those of the batches taken."""
-    return f"e.id = ANY({_lit(ids)}::bigint[])"
+    return f"NOT (e.id = ANY({literal(pending)}::bigint[]))" if pending else "true"
 
 
 def _events(m: SqlMetric, scope: str) -> str:
@@ -165,26 +162,14 @@ def python_rows_select(m: SqlMetric, scope: str) -> str:
     )
 
 
-def customers_select(m: SqlMetric, scope: str) -> str:
-    """The customers with events of this metric in scope (their usage limits are checked)."""
-    return f"SELECT DISTINCT e.customer_id FROM {_E} e WHERE {m.where} AND {scope}"
-
-
-def _group_key_sql(m: SqlMetric) -> str:
+def group_key_sql(m: SqlMetric) -> str:
     if not m.grouped:
         return "''"
-    t = _canonical_sql("e1.grp")
+    t = canonical_sql("e1.grp")
     return (
         "(SELECT CASE WHEN length(t) > 255 THEN left(t, 237) || '…#' || left(md5(t), 16) ELSE t END "
         f"FROM (SELECT {t} AS t) g)"
     )
-
-
-def _grouping_sets(grouped: bool, bucket: str) -> str:
-    sets = [f"(e2.customer_id, {bucket})", f"({bucket})"]
-    if grouped:
-        sets += [f"(e2.customer_id, e2.gk, {bucket})", f"(e2.gk, {bucket})"]
-    return ", ".join(sets)
 
 
 def build(cursor: Cursor, m: SqlMetric, *, pending: list[int], hours_since: datetime | None) -> None:
@@ -192,27 +177,17 @@ def build(cursor: Cursor, m: SqlMetric, *, pending: list[int], hours_since: date
     if m.aggregation == "unique_count":
         _build_unique(cursor, m, pending=pending, hours_since=hours_since)
     else:
-        _values_insert(cursor, m, scope=not_pending(pending), hours_since=hours_since, merge=False)
-
-
-def drain(cursor: Cursor, m: SqlMetric, *, ids: list[int], hours_since: datetime | None) -> None:
-    """Merge the events `ids` into the metric's rows (counters of new distinct values included)."""
-    if m.aggregation == "unique_count":
-        _drain_unique(cursor, m, ids=ids, hours_since=hours_since)
-    else:
-        _values_insert(cursor, m, scope=only(ids), hours_since=hours_since, merge=True)
+        _values_insert(cursor, m, scope=not_pending(pending), hours_since=hours_since)
 
 
 def _since(hours_since: datetime | None, column: str = "e2.ts") -> str:
-    return "true" if hours_since is None else f"{column} >= {_lit(hours_since)}::timestamptz"
+    return "true" if hours_since is None else f"{column} >= {literal(hours_since)}::timestamptz"
 
 
-def _values_insert(
-    cursor: Cursor, m: SqlMetric, *, scope: str, hours_since: datetime | None, merge: bool
-) -> None:
+def _values_insert(cursor: Cursor, m: SqlMetric, *, scope: str, hours_since: datetime | None) -> None:
     number = "CASE WHEN jsonb_typeof(e1.val) = 'number' THEN (e1.val)::numeric END"
     rows = (
-        f"SELECT e1.id, e1.customer_id, e1.ts, {number} AS num, {_group_key_sql(m)} AS gk "
+        f"SELECT e1.id, e1.customer_id, e1.ts, {number} AS num, {group_key_sql(m)} AS gk "
         f"FROM ({_events(m, scope)}) e1"
     )
     if m.aggregation == "latest":
@@ -228,48 +203,22 @@ def _values_insert(
         bucket = f"date_trunc('{trunc}', e2.ts, 'UTC')"
         customer_sets = [f"(e2.customer_id, {bucket})"] + ([f"(e2.customer_id, e2.gk, {bucket})"] * m.grouped)
         app_sets = [f"({bucket})"] + ([f"(e2.gk, {bucket})"] * m.grouped)
-        if merge:
-            # Customer and app-wide rows have their own unique indexes: one upsert each.
-            statements = [
-                ("e2.customer_id", customer_sets,
-                 f"ORDER BY 2, 3, 5 ON CONFLICT {ON_CUSTOMER} DO UPDATE SET {MERGE}"),
-                ("NULL::bigint", app_sets, f"ORDER BY 3, 5 ON CONFLICT {ON_APP} DO UPDATE SET {MERGE}"),
-            ]  # fmt: skip
-        else:
-            statements = [("e2.customer_id", customer_sets + app_sets, "")]
-        for customer, sets, tail in statements:
-            cursor.execute(
-                f"INSERT INTO {_T} (metric_id, customer_id, group_key, granularity, bucket, count, "
-                "value_count, sum, min, max, latest_value, latest_at, latest_event_id) "
-                f"SELECT {int(m.pk)}, {customer}, {group}, '{gran}', {bucket}, count(*), count(e2.num), "
-                f"sum(e2.num), min(e2.num), max(e2.num), {latest} FROM ({rows}) e2 WHERE {where} "
-                f"GROUP BY GROUPING SETS ({', '.join(sets)}) {tail}"
-            )
+        # One statement for customer and app-wide rows (the metric's rows are empty: no conflict).
+        cursor.execute(
+            f"INSERT INTO {_T} (metric_id, customer_id, group_key, granularity, bucket, count, "
+            "value_count, sum, min, max, latest_value, latest_at, latest_event_id) "
+            f"SELECT {int(m.pk)}, e2.customer_id, {group}, '{gran}', {bucket}, count(*), count(e2.num), "
+            f"sum(e2.num), min(e2.num), max(e2.num), {latest} FROM ({rows}) e2 WHERE {where} "
+            f"GROUP BY GROUPING SETS ({', '.join(customer_sets + app_sets)})"
+        )
 
 
 def _unique_rows(m: SqlMetric, scope: str) -> str:
-    hashed = f"md5({_canonical_sql('e1.val')})::uuid"
+    hashed = f"md5({canonical_sql('e1.val')})::uuid"
     return (
-        f"SELECT e1.customer_id, e1.ts, {hashed} AS vh, {_group_key_sql(m)} AS gk "
+        f"SELECT e1.customer_id, e1.ts, {hashed} AS vh, {group_key_sql(m)} AS gk "
         f"FROM ({_events(m, scope)}) e1"
     )
-
-
-def _drain_unique(cursor: Cursor, m: SqlMetric, *, ids: list[int], hours_since: datetime | None) -> None:
-    hour = "date_trunc('hour', r.ts, 'UTC')"
-    buckets = (
-        "(VALUES ('d', date_trunc('day', r.ts, 'UTC')), ('w', date_trunc('week', r.ts, 'UTC')), "
-        "('m', date_trunc('month', r.ts, 'UTC')), ('a', '1970-01-01T00:00:00Z'::timestamptz), "
-        f"('h', CASE WHEN {_since(hours_since, hour)} THEN {hour} END)) AS b(gran, bucket)"
-    )
-    groups = "(VALUES (''), (r.gk)) AS g(key)" if m.grouped else "(VALUES ('')) AS g(key)"
-    for customer, app_wide in (("r.customer_id", False), ("NULL::bigint", True)):
-        values = (
-            f"SELECT DISTINCT {int(m.pk)}, {customer}, g.key, b.gran, b.bucket, r.vh "
-            f"FROM ({_unique_rows(m, only(ids))}) r CROSS JOIN LATERAL {buckets} CROSS JOIN LATERAL {groups} "
-            "WHERE b.bucket IS NOT NULL ORDER BY 2, 3, 4, 5, 6"
-        )
-        cursor.execute(unique_counted_insert(values, app_wide=app_wide))
 
 
 def _build_unique(cursor: Cursor, m: SqlMetric, *, pending: list[int], hours_since: datetime | None) -> None:

@@ -48,17 +48,17 @@ UPSERT_APP = (
     f"ON CONFLICT {ON_APP} DO UPDATE SET {MERGE}"
 )
 UNIQUE_COLUMNS = "metric_id, customer_id, group_key, granularity, bucket, value_hash"
-_ON_UNIQUE_CUSTOMER = (
+UNIQUE_ON_CUSTOMER = (
     "(metric_id, customer_id, group_key, granularity, bucket, value_hash) WHERE customer_id IS NOT NULL"
 )
-_ON_UNIQUE_APP = "(metric_id, group_key, granularity, bucket, value_hash) WHERE customer_id IS NULL"
+UNIQUE_ON_APP = "(metric_id, group_key, granularity, bucket, value_hash) WHERE customer_id IS NULL"
 INSERT_UNIQUE_CUSTOMER = (
     f"INSERT INTO {_U} ({UNIQUE_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s) "  # noqa: S608
-    f"ON CONFLICT {_ON_UNIQUE_CUSTOMER} DO NOTHING"
+    f"ON CONFLICT {UNIQUE_ON_CUSTOMER} DO NOTHING"
 )
 INSERT_UNIQUE_APP = (
     f"INSERT INTO {_U} ({UNIQUE_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s) "  # noqa: S608
-    f"ON CONFLICT {_ON_UNIQUE_APP} DO NOTHING"
+    f"ON CONFLICT {UNIQUE_ON_APP} DO NOTHING"
 )
 
 
@@ -69,7 +69,7 @@ def unique_counted_insert(values_select: str, *, app_wide: bool) -> str:
     A value first seen in a bucket adds one to that bucket's counter (not for hours: the last 24
     hours are counted from the hour rows themselves). PostgreSQL (a data-modifying CTE).
     """
-    on_unique, on_rollup = (_ON_UNIQUE_APP, ON_APP) if app_wide else (_ON_UNIQUE_CUSTOMER, ON_CUSTOMER)
+    on_unique, on_rollup = (UNIQUE_ON_APP, ON_APP) if app_wide else (UNIQUE_ON_CUSTOMER, ON_CUSTOMER)
     return f"""
     WITH new AS (
         INSERT INTO {_U} ({UNIQUE_COLUMNS})

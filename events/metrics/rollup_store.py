@@ -1,9 +1,9 @@
 """The rollup tables and the events they are counted from, behind one small interface per database.
 
-PostgreSQL gets set-based SQL (a metric's drain and build in a few statements, `metric_sql`),
-arrays and data-modifying CTEs; SQLite (`make run`) gets the same rows from the Python evaluation
-and one statement per distinct value. Chosen once per connection vendor (`rollup_store()`); the
-rollups (`rollups`) never branch on the database.
+PostgreSQL gets set-based SQL (a drain of many batches in one statement, `drain_sql`; a metric's
+build in a few, `metric_sql`), arrays and data-modifying CTEs; SQLite (`make run`) gets the same
+rows from the Python evaluation and one statement per distinct value. Chosen once per connection
+vendor (`rollup_store()`); the rollups (`rollups`) never branch on the database.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Protocol
@@ -21,7 +22,8 @@ from django.db.models import DateTimeField
 from hub.locks import app_usage_lock, app_usage_lock_held
 from hub.raw_cursor import raw_cursor
 
-from ..models import Metric, MetricRollup
+from ..models import Metric, MetricRollup, RollupBatch
+from .drain_sql import drain_statement
 from .metric_sql import SqlMetric, metric_sql
 from .rollup_delta import RollupDelta
 from .rollup_sql import (
@@ -43,9 +45,26 @@ RollupRow = tuple[int, str, str, datetime, int, int, Any, Any, Any, Any, Any, An
 UniqueRow = tuple[int, str, str, datetime, Any]
 
 
+@dataclass
+class Drained:
+    """What a drain took and counted in SQL, and what is left for the Python evaluation."""
+
+    batches: int
+    events: int
+    ids: list[int] = field(default_factory=list)  # the events' ids, when asked for
+    touched: set[tuple[int, int]] = field(default_factory=set)  # (customer pk, metric pk), when asked for
+    python_rows: dict[int, list[tuple]] = field(default_factory=dict)  # metric pk: events SQL left
+
+
 class RollupStore(Protocol):
     def metric_plan(self, metric: Metric, *, app_pk: int) -> SqlMetric | None:
         """The metric as set-based SQL, or None: its events are evaluated in Python."""
+        ...
+
+    def batches_drain(self, *, app_pk: int, plans: list[SqlMetric], limit: int, hours_since: datetime | None,
+                      want_ids: bool, want_touched: bool) -> Drained:  # fmt: skip
+        """Take and delete up to `limit` of the app's pending batches (the oldest no other drain
+        holds) and count their events into the `plans`' rollups, in the caller's transaction."""
         ...
 
     def delta_write(self, delta: RollupDelta) -> None: ...
@@ -164,6 +183,28 @@ class PostgresRollupStore(_BaseRollupStore):
     def metric_plan(self, metric: Metric, *, app_pk: int) -> SqlMetric | None:
         return metric_sql(metric, app_pk=app_pk)
 
+    def batches_drain(self, *, app_pk: int, plans: list[SqlMetric], limit: int, hours_since: datetime | None,
+                      want_ids: bool, want_touched: bool) -> Drained:  # fmt: skip
+        """One statement (`drain_sql`): the batches claimed, their events read once, every plan counted."""
+        sql = drain_statement(plans, want_ids=want_ids, want_touched=want_touched)
+        with raw_cursor() as cursor:
+            cursor.execute(sql, {"app": app_pk, "limit": limit, "since": hours_since})
+            row = list(cursor.fetchone())
+        out = Drained(batches=row.pop(0), events=row.pop(0))
+        if want_ids:
+            out.ids = row.pop(0) or []
+        if plans and want_touched:
+            customers, metrics = row.pop(0) or [], row.pop(0) or []
+            out.touched = set(zip(customers, metrics, strict=True))
+        if plans and any(m.python_rows != "false" for m in plans):
+            names = {m.pk: m.event_name for m in plans}
+            metric_pks, pks, customers, times, properties = (column or [] for column in row[:5])
+            for metric_pk, pk, customer, at, text in zip(
+                metric_pks, pks, customers, times, properties, strict=True
+            ):
+                out.python_rows.setdefault(metric_pk, []).append((pk, customer, names[metric_pk], at, text))
+        return out
+
     def _uniques_write(self, cursor: Any, unique_customer: list[tuple], unique_app: list[tuple]) -> None:
         for sql, rows in ((_UNIQUE_COUNTED_CUSTOMER, unique_customer), (_UNIQUE_COUNTED_APP, unique_app)):
             if rows:
@@ -202,6 +243,16 @@ class SqliteRollupStore(_BaseRollupStore):
 
     def metric_plan(self, metric: Metric, *, app_pk: int) -> SqlMetric | None:
         return None
+
+    def batches_drain(self, *, app_pk: int, plans: list[SqlMetric], limit: int, hours_since: datetime | None,
+                      want_ids: bool, want_touched: bool) -> Drained:  # fmt: skip
+        """The batches taken and deleted; every event is left to Python (no plan here)."""
+        batches = list(
+            RollupBatch.objects.filter(app_id=app_pk).order_by("id").values_list("id", "event_ids")[:limit]
+        )
+        RollupBatch.objects.filter(id__in=[pk for pk, _ in batches]).delete()
+        ids = [pk for _, event_ids in batches for pk in event_ids]
+        return Drained(batches=len(batches), events=len(ids), ids=ids)
 
     def _dt(self, value: datetime | None) -> Any:
         return connection.ops.adapt_datetimefield_value(value)

@@ -1,13 +1,14 @@
 """Rollups: usage metrics kept up to date as events arrive, each event counted exactly once.
 
 Every statement that stores events also stores a `RollupBatch` with the new events' ids (same
-statement, same commit). A worker takes the app's usage lock, reads the app's pending batches,
-evaluates each event against the app's ready metrics, merges the result into hour and day rows
-(`MetricRollup`) and distinct values (`MetricUniqueValue`), checks plan limits, and deletes the
-batches, all in one transaction. A killed worker's transaction rolls back and the batches are
-taken again, so an event is never counted twice or lost.
+statement, same commit). A drain takes the app's usage lock (shared with other drains), claims
+and deletes pending batches no other drain holds, evaluates their events against the app's ready
+metrics, merges the result into hour and day rows (`MetricRollup`) and distinct values
+(`MetricUniqueValue`) and checks plan limits, all in one transaction (on PostgreSQL the claim and
+the counting are one statement, `drain_sql`). A killed worker's transaction rolls back and the
+batches are taken again, so an event is never counted twice or lost.
 
-A new or changed metric is built from the stored events: under the same lock, in one REPEATABLE
+A new or changed metric is built from the stored events: under the same lock (exclusive), in one REPEATABLE
 READ snapshot, every event of the app not in a pending batch is counted, and the metric becomes
 ready for the batches that follow. Events are bucketed by their own timestamp, so late events
 land in their own period.
@@ -27,7 +28,7 @@ from hub.models import Customer
 from hub.raw_cursor import raw_cursor
 from hub.task_coalescing import CoalescedTask
 
-from ..models import Metric, MetricRollup, MetricUniqueValue, RollupBatch
+from ..models import Metric, MetricRollup, MetricUniqueValue, PlanUsageLimit, RollupBatch
 from . import metric_sql
 from .definitions import CompiledMetric
 from .limits import usage_limits_check
@@ -48,67 +49,62 @@ class DrainResult:
     touched: frozenset[tuple[int, int]] = frozenset()
 
 
+# How many events one drain transaction counts, about: enough that a statement's fixed costs vanish
+# per event, few enough that a transaction stays short.
+DRAIN_EVENTS = 20_000
+MAX_BATCHES = 5_000
+
+
 def rollups_drain_app(*, app_pk: int, max_batches: int = 200) -> DrainResult:
-    """Count the app's pending batches (up to `max_batches`) into its ready metrics; check limits."""
-    with transaction.atomic():
-        app_usage_lock(app_pk)
-        batches = list(
-            RollupBatch.objects.filter(app_id=app_pk)
-            .order_by("id")
-            .values_list("id", "event_ids")[:max_batches]
-        )
-        if not batches:
-            return DrainResult(0, 0)
-        ready = list(Metric.objects.filter(app_id=app_pk, status=Metric.Status.READY))
-        ids = [pk for _, event_ids in batches for pk in event_ids]
-        touched = rollups_count(ready, app_pk=app_pk, ids=ids, hours_since=hour_rows_since())
-        RollupBatch.objects.filter(id__in=[pk for pk, _ in batches]).delete()
-        if touched:
-            usage_limits_check(app_pk=app_pk, touched=touched)
-        return DrainResult(len(batches), len(ids), frozenset(touched))
+    """Count up to `max_batches` of the app's pending batches into its ready metrics; check limits.
 
-
-def rollups_count(metrics: list[Metric], *, app_pk: int, ids: list[int],
-                  hours_since: datetime | None) -> set[tuple[int, int]]:  # fmt: skip
-    """Merge the events `ids` into the metrics' rollups; return the (customer, metric) pairs touched.
-
-    Each metric the store has a SQL plan for (PostgreSQL: those SQL can mirror) is counted by a few
-    set-based statements (its exotic events, and the other metrics, by the Python evaluation).
+    Several drains of one app run at once (the usage lock shared; each takes batches no other
+    holds): each event is counted by the transaction that deletes its batch, exactly once.
     """
-    if not metrics:
-        return set()
-    store = rollup_store()
-    plans = {m.pk: store.metric_plan(m, app_pk=app_pk) for m in metrics}
-    in_python = [CompiledMetric.of(m) for m in metrics if plans.get(m.pk) is None]
-    delta = RollupDelta(hours_since=hours_since)
-    touched: set[tuple[int, int]] = set()
-    scope = metric_sql.only(ids) if any(plans.values()) else ""
-    with raw_cursor() as cursor:
-        for m in metrics:
-            plan = plans.get(m.pk)
-            if plan is None:
-                continue
-            metric_sql.drain(cursor, plan, ids=ids, hours_since=hours_since)
-            cursor.execute(metric_sql.customers_select(plan, scope))
-            touched |= {(customer_pk, m.pk) for (customer_pk,) in cursor.fetchall()}
-            cursor.execute(metric_sql.python_rows_select(plan, scope))
-            delta_of([CompiledMetric.of(m)], cursor.fetchall(), into=delta)
-    if in_python:
-        delta_of(in_python, store.events_by_ids(ids), into=delta)
-    store.delta_write(delta)
-    return touched | delta.touched
+    with transaction.atomic():
+        app_usage_lock(app_pk, shared=True)
+        ready = list(Metric.objects.filter(app_id=app_pk, status=Metric.Status.READY))
+        store = rollup_store()
+        plans = {m.pk: store.metric_plan(m, app_pk=app_pk) for m in ready}
+        in_python = [CompiledMetric.of(m) for m in ready if plans[m.pk] is None]
+        # Which customers were touched is only asked for when a plan limits one of the metrics.
+        limited = bool(ready) and PlanUsageLimit.objects.filter(metric__in=ready).exists()
+        hours_since = hour_rows_since()
+        drained = store.batches_drain(
+            app_pk=app_pk, plans=[p for p in plans.values() if p is not None], limit=max_batches,
+            hours_since=hours_since, want_ids=bool(in_python), want_touched=limited,
+        )  # fmt: skip
+        if not drained.batches:
+            return DrainResult(0, 0)
+        delta = RollupDelta(hours_since=hours_since)
+        by_pk = {m.pk: m for m in ready}
+        for metric_pk, rows in drained.python_rows.items():
+            delta_of([CompiledMetric.of(by_pk[metric_pk])], rows, into=delta)
+        if in_python:
+            delta_of(in_python, store.events_by_ids(drained.ids), into=delta)
+        store.delta_write(delta)
+        touched = drained.touched | delta.touched
+        if touched and limited:
+            usage_limits_check(app_pk=app_pk, touched=touched)
+        return DrainResult(drained.batches, drained.events, frozenset(touched))
 
 
 def rollups_drain(*, app_pks: Iterable[int] | None = None, max_rounds: int = 50) -> int:
-    """Drain pending batches of these apps (default: every app with some); return events counted."""
+    """Drain pending batches of these apps (default: every app with some); return events counted.
+
+    Each round takes about DRAIN_EVENTS events: the number of batches follows the size of the
+    batches just taken (a bulk request's thousand events, or single events).
+    """
     apps = list(app_pks) if app_pks is not None else rollups_pending_apps()
     total = 0
     for app_pk in apps:
+        batches = 16
         for _ in range(max_rounds):
-            result = rollups_drain_app(app_pk=app_pk)
+            result = rollups_drain_app(app_pk=app_pk, max_batches=batches)
             total += result.events
-            if result.batches == 0:
+            if result.batches < batches:
                 break
+            batches = max(1, min(MAX_BATCHES, DRAIN_EVENTS * result.batches // max(result.events, 1)))
     return total
 
 

@@ -9,6 +9,7 @@ from django.db import transaction
 from django.db.models import F
 
 from hub.errors import Conflict, HubError, NotFound
+from hub.locks import app_usage_lock
 from hub.models import App, Plan
 from hub.races import unique_race_safe
 
@@ -91,8 +92,14 @@ def metric_update(*, metric: Metric, definition: Definition) -> Metric:
 
 
 def metric_delete(*, metric: Metric) -> None:
-    """Delete a metric with its rollups and plan limits."""
-    metric.delete()
+    """Delete a metric with its rollups and plan limits.
+
+    Under the app's usage lock (exclusive): no drain is writing the metric's rows meanwhile (the
+    rollup tables have no foreign-key constraint that would refuse a row of a deleted metric).
+    """
+    with transaction.atomic():
+        app_usage_lock(metric.app_id)
+        metric.delete()
 
 
 def metric_rebuild_request(*, metric: Metric) -> None:

@@ -16,13 +16,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import orjson
 from django.db import IntegrityError, transaction
 from django.db.models import ForeignObjectRel, Q
 from django.utils import timezone
 
 from ..errors import AuthenticationError, Conflict, HubError
 from ..locks import app_usage_lock
-from ..models import App, Contact, Customer, CustomerForward
+from ..models import Activity, App, Contact, Customer, CustomerForward, Installation
+from ..raw_cursor import JoinedRows, RowsInsert, raw_cursor
 from ..task_coalescing import CoalescedTask
 from ..ttl_cache import TTLCache
 from .customer_merge import customer_merge_run
@@ -65,6 +67,18 @@ def _clean_str(value: Any, field: str, max_length: int = 255) -> str | None:
     return value or None
 
 
+def _matching(app: App, platform: str, platform_id: str | None, domain: str | None) -> Q:
+    """The app's customers an identify with this platform id or domain is about (at most two)."""
+    query = Q()
+    if platform_id:
+        query |= Q(platform=platform, platform_id=platform_id)
+    if domain:
+        # Stored domains are lower case (identify, placeholders and the admin lower them), as is
+        # `domain`: an exact match uses the unique index, where iexact reads every customer of the app.
+        query |= Q(myshopify_domain=domain)
+    return Q(app=app) & query
+
+
 def _find_customer(app: App, platform: str, platform_id: str | None, domain: str | None) -> Customer | None:
     """The customer matching the platform id or the domain, merging a placeholder into it.
 
@@ -72,16 +86,11 @@ def _find_customer(app: App, platform: str, platform_id: str | None, domain: str
     domain before the first identify tells they are the same customer: the placeholder is merged
     into the other row. Two identified customers claiming the same domain is a conflict.
     """
-    query = Q()
-    if platform_id:
-        query |= Q(platform=platform, platform_id=platform_id)
-    if domain:
-        query |= Q(myshopify_domain__iexact=domain)
-    if not query:
-        return None
     # NO KEY UPDATE: rollup workers inserting rows that reference a customer (FOR KEY SHARE) go on.
     candidates = list(
-        Customer.objects.select_for_update(no_key=True).filter(app=app).filter(query).order_by("pk")[:2]
+        Customer.objects.select_for_update(no_key=True)
+        .filter(_matching(app, platform, platform_id, domain))
+        .order_by("pk")[:2]
     )
     if len(candidates) < 2:
         return candidates[0] if candidates else None
@@ -158,12 +167,26 @@ def customer_identify(
         raise HubError("contacts must be a list.")
     if tags is not None and not (isinstance(tags, list) and all(isinstance(t, str) for t in tags)):
         raise HubError("tags must be a list of strings.")
+    texts = {
+        attr: _clean_str(value, field)
+        for attr, value, field in (
+            ("name", name, "name"),
+            ("email", email, "email"),
+            ("platform_plan_name", platform_plan_name, "platformPlanName"),
+        )
+    }
+    if not contacts:
+        done = _identify_unlocked(
+            app, platform, platform_id, domain, texts, custom_fields, tags, created_at, rotate_api_token
+        )
+        if done is not None:
+            return done
     for attempt in range(3):
         try:
             with transaction.atomic():
                 return _identify_once(
-                    app, platform, platform_id, domain, name, email, platform_plan_name,
-                    custom_fields, contacts, tags, created_at, rotate_api_token,
+                    app, platform, platform_id, domain, texts, custom_fields, contacts, tags, created_at,
+                    rotate_api_token,
                 )  # fmt: skip
         except IntegrityError:
             if attempt == 2:
@@ -171,10 +194,142 @@ def customer_identify(
     raise AssertionError("unreachable")
 
 
+# A new customer, its installation, the `installed` activity and, when the app forwards customers,
+# the customer's snapshot for the destinations: one statement (hub.raw_cursor.RowsInsert).
+_NEW_CUSTOMER = RowsInsert(
+    Customer,
+    [
+        (Installation, "customer_id", ""),
+        (Activity, "customer_id", ""),
+        (CustomerForward, "object_id",
+         f"EXISTS (SELECT 1 FROM {App._meta.db_table} WHERE id = %s AND forward_customers)"),  # noqa: S608
+    ],
+)  # fmt: skip
+
+
+def _identify_unlocked(
+    app: App, platform: str, platform_id: str | None, domain: str | None, texts: dict[str, str | None],
+    custom_fields: dict[str, Any] | None, tags: list[str] | None, created_at: datetime | None, rotate: bool,
+) -> IdentifyResult | None:  # fmt: skip
+    """The two common identifies, without a transaction of their own: of a customer the app has no
+    row for (written in one statement), and of one whose row already says all the request says
+    (nothing to write). None for every other case, which takes the locked path."""
+    found = _identify_lookup(app, platform, platform_id, domain)
+    if not found:
+        # Where the database cannot write them in one statement (SQLite), the locked path does.
+        if not _NEW_CUSTOMER.available():
+            return None
+        return _identify_new(app, platform, platform_id, domain, texts, custom_fields, tags, created_at)
+    customer = found[0]
+    if (
+        len(found) > 1
+        or rotate
+        or not _says_nothing_new(customer, platform_id, domain, texts, custom_fields, tags, created_at)
+    ):
+        return None
+    return IdentifyResult(
+        customer=customer, api_token=customer.api_token, created=False, first_identify=False
+    )
+
+
+_IDENTIFY_ROWS = JoinedRows(Customer, App, Installation)
+
+
+def _identify_lookup(app: App, platform: str, platform_id: str | None, domain: str | None) -> list[Customer]:
+    """`_matching`'s customers (at most two, oldest first) with their app and installation, read
+    without a lock in one prepared statement (a NULL platform id or domain matches nothing)."""
+    sql = (
+        f"SELECT {_IDENTIFY_ROWS.columns('c', 'a', 'i')} FROM {Customer._meta.db_table} c "  # noqa: S608
+        f"JOIN {App._meta.db_table} a ON a.id = c.app_id "
+        f"LEFT JOIN {Installation._meta.db_table} i ON i.customer_id = c.id "
+        "WHERE c.app_id = %s AND ((c.platform = %s AND c.platform_id = %s) OR c.myshopify_domain = %s) "
+        "ORDER BY c.id LIMIT 2"
+    )
+    with raw_cursor() as cursor:
+        cursor.execute(sql, [app.pk, platform, platform_id, domain])
+        rows = cursor.fetchall()
+    found = []
+    for row in rows:
+        customer: Customer
+        customer, customer.app, installation = _IDENTIFY_ROWS.instances(row)
+        if installation.pk is not None:
+            customer.installation = installation
+        found.append(customer)
+    return found
+
+
+def _same_json(a: object, b: object) -> bool:
+    """Equal as JSON documents (where Python has 1 == 1.0 == True)."""
+    try:
+        return orjson.dumps(a, option=orjson.OPT_SORT_KEYS) == orjson.dumps(b, option=orjson.OPT_SORT_KEYS)
+    except (TypeError, orjson.JSONEncodeError):
+        return False
+
+
+def _says_nothing_new(
+    customer: Customer, platform_id: str | None, domain: str | None, texts: dict[str, str | None],
+    custom_fields: dict[str, Any] | None, tags: list[str] | None, created_at: datetime | None,
+) -> bool:  # fmt: skip
+    """Whether `_identify_once` would leave this customer as it is: identified, installed, holding
+    a token and every value sent, in an app that does not forward customers (whose destinations get
+    a snapshot on every identify)."""
+    try:
+        status = customer.installation.status
+    except Installation.DoesNotExist:
+        return False
+    if (
+        status == Installation.Status.UNINSTALLED
+        or customer.is_placeholder
+        or customer.identified_at is None
+        or not customer.api_token_hash
+        or customer.app.forward_customers
+        or (platform_id and customer.platform_id != platform_id)
+        or (domain and customer.myshopify_domain != domain)
+        or (created_at is not None and customer.platform_created_at != created_at)
+        or any(value is not None and getattr(customer, attr) != value for attr, value in texts.items())
+    ):
+        return False
+    fields = customer.custom_fields or {}
+    if custom_fields and not _same_json({**fields, **custom_fields}, fields):
+        return False
+    return not (
+        tags and not _same_json(list(dict.fromkeys([*(customer.tags or []), *tags])), customer.tags or [])
+    )
+
+
+def _identify_new(
+    app: App, platform: str, platform_id: str | None, domain: str | None, texts: dict[str, str | None],
+    custom_fields: dict[str, Any] | None, tags: list[str] | None, created_at: datetime | None,
+) -> IdentifyResult | None:  # fmt: skip
+    """Identify of a customer the app has no row for (no platform id nor domain match): the rows
+    `_identify_once` would write, in one statement; None when a customer matched (nothing written)."""
+    from .lifecycle import activity_announce, installation_first_rows
+
+    now = timezone.now()
+    customer = Customer(
+        app=app, platform=platform, platform_id=platform_id, myshopify_domain=domain,
+        **{attr: value for attr, value in texts.items() if value is not None},
+        custom_fields=dict(custom_fields or {}), tags=list(dict.fromkeys(tags or [])),
+        platform_created_at=created_at, is_placeholder=False, identified_at=now, created_at=now,
+    )  # fmt: skip
+    token = _set_new_token(customer)
+    installation, activity = installation_first_rows(customer=customer, at=now)
+    forward = CustomerForward(
+        app_id=app.pk, kind=CustomerForward.Kind.CUSTOMER, snapshot=customer_snapshot(customer)
+    )
+    written = _NEW_CUSTOMER.insert(customer, [(installation, ()), (activity, ()), (forward, (app.pk,))])
+    if written is None:
+        return None
+    activity_announce(activity)
+    if written[2]:
+        transaction.on_commit(customers_forward_soon)
+    return IdentifyResult(customer=customer, api_token=token, created=True, first_identify=True)
+
+
 def _identify_once(
-    app: App, platform: str, platform_id: str | None, domain: str | None, name: object, email: object,
-    plan_name: object, custom_fields: dict[str, Any] | None, contacts: list[Any] | None,
-    tags: list[str] | None, created_at: datetime | None, rotate: bool,
+    app: App, platform: str, platform_id: str | None, domain: str | None, texts: dict[str, str | None],
+    custom_fields: dict[str, Any] | None, contacts: list[Any] | None, tags: list[str] | None,
+    created_at: datetime | None, rotate: bool,
 ) -> IdentifyResult:  # fmt: skip
     customer = _find_customer(app, platform, platform_id, domain)
     created = customer is None
@@ -194,12 +349,7 @@ def _identify_once(
         customer.platform_id = platform_id
     if domain:
         customer.myshopify_domain = domain
-    for attr, value, field in (
-        ("name", name, "name"),
-        ("email", email, "email"),
-        ("platform_plan_name", plan_name, "platformPlanName"),
-    ):
-        value = _clean_str(value, field)
+    for attr, value in texts.items():
         if value is not None:
             setattr(customer, attr, value)
     if custom_fields:

@@ -60,10 +60,19 @@ def activity_record(
     *, customer: Customer, kind: str, properties: dict[str, Any] | None = None, at: datetime | None = None
 ) -> Activity:
     """Record an activity of `customer` in the caller's transaction; enqueue its fan-out after commit."""
+    activity = _activity_new(customer=customer, kind=kind, properties=properties, at=at)
+    activity.save(force_insert=True)
+    activity_announce(activity)
+    return activity
+
+
+def _activity_new(
+    *, customer: Customer, kind: str, properties: dict[str, Any] | None = None, at: datetime | None = None
+) -> Activity:
     if kind not in Activity.Kind.values:
         raise HubError(f"Unknown activity {kind!r}.")
     app = customer.app
-    activity = Activity.objects.create(
+    return Activity(
         app=app,
         customer=customer,
         kind=kind,
@@ -76,9 +85,12 @@ def activity_record(
             **(properties or {}),
         },
     )
+
+
+def activity_announce(activity: Activity) -> None:
+    """Hand a stored activity to the fan-out after the caller's transaction commits."""
     # After commit only: an activity of a rolled-back transaction is never announced.
     transaction.on_commit(functools.partial(fanout_soon, str(activity.pk)))
-    return activity
 
 
 # --- Installations ----------------------------------------------------------------------------
@@ -107,6 +119,17 @@ def installation_install(*, customer: Customer) -> Installation:
     installation.save()
     activity_record(customer=customer, kind=Activity.Kind.INSTALLED, properties={"reinstall": True}, at=now)
     return installation
+
+
+def installation_first_rows(*, customer: Customer, at: datetime) -> tuple[Installation, Activity]:
+    """The installation of a customer identified for the first time and its `installed` activity,
+    unsaved: identify writes them with the new customer in one statement (hub.services.customers),
+    then announces the activity (`activity_announce`). What `installation_install` would write."""
+    installation = Installation(app=customer.app, customer=customer, installed_at=at)
+    activity = _activity_new(
+        customer=customer, kind=Activity.Kind.INSTALLED, properties={"reinstall": False}, at=at
+    )
+    return installation, activity
 
 
 def installation_on_identify(*, customer: Customer) -> Installation | None:

@@ -21,6 +21,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from ..errors import Conflict, HubError
+from ..locks import app_usage_lock
 from ..models import Invitation, Membership, Workspace
 
 if TYPE_CHECKING:
@@ -204,4 +205,9 @@ def workspace_delete(*, workspace: Workspace, by: User, confirm: str) -> None:
     _require_owner(workspace, by)
     if (confirm or "").strip() != workspace.name:
         raise HubError("Type the workspace's name to delete it.")
-    workspace.delete()
+    with transaction.atomic():
+        # No usage event of its apps is being counted meanwhile (the rollup rows of a deleted
+        # metric or customer would be left behind: their tables check no foreign key).
+        for app_pk in workspace.apps.order_by("pk").values_list("pk", flat=True):
+            app_usage_lock(app_pk)
+        workspace.delete()

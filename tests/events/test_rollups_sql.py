@@ -323,7 +323,7 @@ def test_a_drain_without_sql_plans_builds_no_sql(monkeypatch):
         raise AssertionError("SQL was built for a drain that has no SQL plan")
 
     monkeypatch.setattr(PostgresRollupStore, "metric_plan", lambda self, metric, app_pk: None)
-    monkeypatch.setattr(metric_sql, "_lit", refuse)
+    monkeypatch.setattr(metric_sql, "literal", refuse)
     usage_events_ingest(app=app, raw_events=[_ev("1", "shop", "ann", NOW)])
     rollups_drain(app_pks=[app.pk])
     assert MetricRollup.objects.get(metric=metric, customer__isnull=True, granularity="a").count == 1

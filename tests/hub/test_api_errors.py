@@ -167,3 +167,26 @@ def test_a_unique_violation_no_service_expected_on_a_screen_answers_an_html_409(
     response = logged_in.post(f"/w/{workspace.slug}/apps/new/", {"name": "Shop"})
     assert response.status_code == 409
     assert response["Content-Type"].startswith("text/html")
+
+
+@pytest.mark.parametrize(
+    ("accept", "status", "indented"),
+    [
+        (None, 200, False),
+        ("*/*", 200, False),
+        ("application/json", 200, False),
+        # Not the quick answer: DRF's negotiation, with what it does with the header.
+        ("application/json; indent=2", 200, True),
+        ("text/html", 406, False),
+    ],
+)
+def test_content_negotiation_answers_as_drfs(api_client, accept, status, indented):
+    """The quick answer for the usual Accept headers is the renderer DRF's negotiation picks."""
+    headers = {} if accept is None else {"Accept": accept}
+    event = {"eventName": "job", "customerId": "shop-1"}
+    response = api_client.post("/v1/usage_events", event, content_type="application/json", headers=headers)
+    assert response.status_code == status, response.content
+    assert response["Content-Type"].startswith("application/json")
+    assert ("\n" in response.content.decode()) == indented
+    if status == 406:
+        assert "Accept" in response.json()["error"]
