@@ -118,9 +118,9 @@ def deliveries_create(
     HUB_DELIVERY_MAX_IN_FLIGHT request slots is free (a backlog's chunk waits for one up to
     HUB_DELIVERY_SLOT_WAIT, and holds it while its requests are in flight, not through the
     writes after them). Deliveries of several integrations are written pending and listed in
-    the result's `send_now`: the caller sends them after the commit, each integration in a thread and a transaction of its own
-    (`deliveries_send_new`), so a destination that hangs holds up neither the others' sends
-    nor their request slots.
+    the result's `send_now`: the caller sends them after the commit, each integration in a
+    thread and a transaction of its own (`deliveries_send_new`), so a destination that hangs
+    holds up neither the others' sends nor their request slots.
     """
     db = store()
     result_send_now: dict[int, list] = {}
