@@ -140,6 +140,7 @@ class DeliveryStore(Protocol):
     def claim(
         self, *, integration_id: int, limit: int, due_by: datetime | None, only: list | None
     ) -> list[Claimed]: ...
+    def pending_any(self, *, ids: list) -> bool: ...
     def attempt_insert(self, *, attempt: Attempt) -> int: ...
     def mark_delivered(
         self, *, ids: list, attempt_id: int, status_code: int | None, now: datetime
@@ -163,6 +164,11 @@ def activity_row(activity: Activity) -> ActivityRow:
         customer_public_id=str(activity.customer.public_id),
         customer_fields=activity.customer_fields or activity.customer.custom_fields or {},
     )
+
+
+def _uuids(ids: list) -> list[uuid.UUID]:
+    """Ids as UUIDs (sent in binary: no text form made and parsed per id)."""
+    return [x if isinstance(x, uuid.UUID) else uuid.UUID(str(x)) for x in ids]
 
 
 def _loads(value) -> dict:
@@ -365,7 +371,7 @@ class PostgresStore:
                 "JOIN integrations_delivery d ON d.id = o.id "
                 "WHERE d.integration_id = %s AND d.status = 'pending' LIMIT %s FOR UPDATE OF d SKIP LOCKED"
             )
-            params: list = [[str(x) for x in only], integration_id, limit]
+            params: list = [_uuids(only), integration_id, limit]
         else:
             params = [integration_id]
             where = "integration_id = %s AND status = 'pending'"
@@ -380,6 +386,15 @@ class PostgresStore:
         with raw_cursor() as cursor:
             cursor.execute(sql, params)
             return [Claimed(r[0], r[1].encode(), r[2]) for r in cursor.fetchall()]
+
+    def pending_any(self, *, ids: list) -> bool:
+        with raw_cursor() as cursor:
+            cursor.execute(
+                "SELECT EXISTS (SELECT 1 FROM integrations_delivery WHERE id = ANY(%b::uuid[]) "
+                "AND status = 'pending')",
+                [_uuids(ids)],
+            )
+            return bool(cursor.fetchone()[0])
 
     def attempt_insert(self, *, attempt: Attempt) -> int:
         with raw_cursor() as cursor:
@@ -518,6 +533,9 @@ class OrmStore:
             qs = qs.filter(next_attempt_at__lte=due_by)
         rows = qs.order_by("next_attempt_at").values_list("id", "message", "action")[:limit]
         return [Claimed(r[0], r[1].encode(), r[2]) for r in rows]
+
+    def pending_any(self, *, ids: list) -> bool:
+        return Delivery.objects.filter(pk__in=ids, status=Delivery.Status.PENDING).exists()
 
     def attempt_insert(self, *, attempt: Attempt) -> int:
         attempt.save()
