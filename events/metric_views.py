@@ -19,7 +19,7 @@ from django.views.decorators.http import require_POST
 from hub.errors import Conflict, HubError, NotFound
 from hub.models import App
 from hub.selectors import app_get_for_user
-from hub.services.customers import customer_get
+from hub.services.customer_refs import customer_get
 
 from . import selectors
 from .metrics.definitions import AGGREGATIONS, FILTER_OPS, MetricDefinitionError, definition_validate

@@ -19,7 +19,7 @@ from hub.api import CustomerView, ErrorSerializer, customer_json
 from hub.authentication import HasApiKey
 from hub.errors import HubError, NotFound
 from hub.request_body import json_body
-from hub.services.customers import customer_get
+from hub.services.customer_refs import customer_get
 
 from .metrics.definitions import AGGREGATIONS, FILTER_OPS, definition_validate
 from .metrics.periods import PERIODS

@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from hub.errors import HubError, PayloadTooLarge
 from hub.models import App, Customer
-from hub.services.customers import customer_ids_resolve, reference_cache_clear
+from hub.services.customer_refs import customer_ids_resolve, reference_cache_clear
 from hub.task_coalescing import CoalescedTask
 from hub.timestamps import parse_timestamp
 

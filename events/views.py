@@ -13,7 +13,7 @@ from django.shortcuts import render
 from django.utils import timezone
 
 from hub.selectors import app_get_for_user, customer_lifecycle_get
-from hub.services.customers import customer_get
+from hub.services.customer_refs import customer_get
 from hub.timestamps import parse_datetime_local
 
 from . import selectors

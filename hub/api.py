@@ -18,7 +18,8 @@ from .errors import HubError, NotFound
 from .models import Customer
 from .races import CONFLICT_MESSAGE, is_unique_violation
 from .request_body import json_body
-from .services.customers import customer_get, customer_identify
+from .services.customer_refs import customer_get
+from .services.customers import customer_identify
 from .timestamps import parse_timestamp
 
 if TYPE_CHECKING:

@@ -12,7 +12,7 @@ from rest_framework import authentication, exceptions, permissions
 from .errors import AuthenticationError
 from .models import ApiKey, App, Customer
 from .services.accounts import api_key_authenticate
-from .services.customers import customer_by_token
+from .services.customer_refs import customer_by_token
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from .errors import HubError, NotFound
 from .models import Customer, Installation, Plan, Subscription
 from .request_body import json_body
 from .services import lifecycle, plans
-from .services.customers import customer_get
+from .services.customer_refs import customer_get
 
 _MAX_BODY = 64 * 1024
 

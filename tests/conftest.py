@@ -109,7 +109,7 @@ def _every_hour_row_kept(settings):
 def _fresh_reference_cache():
     """Customer-reference caching is per process; tests must not see each other's ids."""
     from hub.services.accounts import api_key_cache_clear
-    from hub.services.customers import reference_cache_clear
+    from hub.services.customer_refs import reference_cache_clear
 
     reference_cache_clear()
     api_key_cache_clear()

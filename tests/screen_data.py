@@ -16,7 +16,8 @@ from events.services import usage_events_ingest
 from hub.config_apply import config_apply
 from hub.models import App, Customer, Workspace
 from hub.services import lifecycle
-from hub.services.customers import customer_get, customer_identify
+from hub.services.customer_refs import customer_get
+from hub.services.customers import customer_identify
 from hub.services.plans import plan_get
 from integrations import delivery_fanout
 from integrations.models import Integration

@@ -1,17 +1,12 @@
-"""Customers of an app: identify (create or update), API tokens, and resolving references.
+"""Customers of an app: identify (create or update, with their API tokens) and contacts.
 
-A customer reference, as usage events send it in `customerId`, may be the hub's id (a UUID), the
-customer's API token, its platform id or its myshopify domain.
+Resolving the references usage events send is `customer_refs`; what the destinations get of a
+customer or contact is `customer_forwards`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import math
 import secrets
-import uuid
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -21,20 +16,13 @@ from django.db import IntegrityError, transaction
 from django.db.models import ForeignObjectRel, Q
 from django.utils import timezone
 
-from ..errors import AuthenticationError, Conflict, HubError
+from ..errors import Conflict, HubError
 from ..locks import app_usage_lock
 from ..models import Activity, App, Contact, Customer, CustomerForward, Installation
 from ..raw_cursor import JoinedRows, RowsInsert, raw_cursor
-from ..task_coalescing import CoalescedTask
-from ..ttl_cache import TTLCache
+from .customer_forwards import contact_forward, customer_forward, customer_snapshot, customers_forward_soon
 from .customer_merge import customer_merge_run
-
-TOKEN_PREFIX = "hub_ct_"
-_SHOPIFY_SUFFIX = ".myshopify.com"
-
-
-def customer_token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
+from .customer_refs import TOKEN_PREFIX, customer_token_hash, reference_cache_clear
 
 
 def _new_token() -> str:
@@ -129,7 +117,7 @@ def _customer_merge(*, keep: Customer, remove: Customer) -> Customer:
                 **{rel.field.name: keep}
             )
     remove.delete()
-    _reference_cache.clear()
+    reference_cache_clear()
     return keep
 
 
@@ -403,165 +391,3 @@ def contact_upsert(
     contact.save()
     contact_forward(contact=contact, customer=customer)
     return contact
-
-
-def customer_snapshot(customer: Customer) -> dict[str, Any]:
-    """The customer as the destinations get it (a `CustomerForward`'s snapshot; a backfill's)."""
-    return {
-        "id": str(customer.public_id),
-        "platform": customer.platform,
-        "platform_id": customer.platform_id,
-        "myshopify_domain": customer.myshopify_domain,
-        "name": customer.name,
-        "email": customer.email,
-        "platform_plan_name": customer.platform_plan_name,
-        "custom_fields": customer.custom_fields or {},
-        "tags": customer.tags or [],
-        "created_at": customer.platform_created_at.isoformat() if customer.platform_created_at else None,
-    }
-
-
-def contact_snapshot(contact: Contact, customer: Customer) -> dict[str, Any]:
-    """A contact with its customer, as the destinations get it."""
-    return {
-        "email": contact.email, "name": contact.name, "phone": contact.phone, "label": contact.label,
-        "customer": customer_snapshot(customer),
-    }  # fmt: skip
-
-
-def _forwards_customers(app_id: int) -> bool:
-    return App.objects.filter(pk=app_id, forward_customers=True).exists()
-
-
-def customer_forward(*, customer: Customer) -> None:
-    """Leave the customer as it is now for the destinations subscribed to customers (in the
-    caller's transaction), and ask for the forwarder after commit."""
-    if not _forwards_customers(customer.app_id):
-        return
-    CustomerForward.objects.create(
-        app_id=customer.app_id, kind=CustomerForward.Kind.CUSTOMER, object_id=customer.pk,
-        snapshot=customer_snapshot(customer),
-    )  # fmt: skip
-    transaction.on_commit(customers_forward_soon)
-
-
-def contact_forward(*, contact: Contact, customer: Customer) -> None:
-    """The same for a contact (with its customer as it is now)."""
-    if not _forwards_customers(customer.app_id):
-        return
-    CustomerForward.objects.create(
-        app_id=customer.app_id, kind=CustomerForward.Kind.CONTACT, object_id=contact.pk,
-        snapshot=contact_snapshot(contact, customer),
-    )  # fmt: skip
-    transaction.on_commit(customers_forward_soon)
-
-
-# The integrations' forwarder, by name (the core does not import integrations).
-customers_forward_soon = CoalescedTask("integrations.customers_forward", seconds=0.02)
-
-
-def customer_by_token(*, app: App, token: str) -> Customer:
-    """The app's customer holding this API token, or AuthenticationError."""
-    token = (token or "").strip()
-    if not token:
-        raise AuthenticationError("Missing customer API token.")
-    customer = Customer.objects.filter(app=app, api_token_hash=customer_token_hash(token)).first()
-    if customer is None:
-        raise AuthenticationError("Invalid customer API token.")
-    return customer
-
-
-def _placeholder_fields(reference: str) -> dict:
-    if reference.lower().endswith(_SHOPIFY_SUFFIX):
-        return {"myshopify_domain": reference.lower()}
-    return {"platform_id": reference}
-
-
-# Per-process map of (app pk, reference) to customer pk: hot ingest paths skip the lookup. Only
-# stable references are kept (hub ids, platform ids, domains; never tokens, which can be rotated),
-# with no expiry: a pk that went stale (a placeholder merged away) makes the insert fail on its
-# foreign key, and the caller clears the cache and retries.
-_reference_cache: TTLCache[int] = TTLCache(ttl=math.inf, maxsize=50_000)
-
-
-def customer_ids_resolve(*, app: App, references: Iterable[str], use_cache: bool = True) -> dict[str, int]:
-    """Like customers_resolve, but only primary keys, served from a per-process cache when possible."""
-    refs = {r for r in references if r}
-    result: dict[str, int] = {}
-    if use_cache:
-        for r in refs:
-            pk = _reference_cache.get((app.pk, r))
-            if pk is not None:
-                result[r] = pk
-    missing = refs - result.keys()
-    if missing:
-        for r, customer in customers_resolve(app=app, references=missing).items():
-            result[r] = customer.pk
-            if not r.startswith(TOKEN_PREFIX):
-                _reference_cache.set((app.pk, r), customer.pk)
-    return result
-
-
-def reference_cache_clear() -> None:
-    """Forget this process's cached customer references (a cached pk went stale)."""
-    _reference_cache.clear()
-
-
-def customers_resolve(*, app: App, references: Iterable[str], create: bool = True) -> dict[str, Customer]:
-    """Map each reference to the app's customer, creating placeholders for unknown ones.
-
-    Two queries whatever the number of references (three when placeholders are created).
-    A reference that looks like a customer token but matches none raises HubError.
-    """
-    refs = {r for r in references if r}
-    if not refs:
-        return {}
-    found = _match_references(app, refs)
-    missing = refs - found.keys()
-    bad_tokens = sorted(r for r in missing if r.startswith(TOKEN_PREFIX))
-    if bad_tokens:
-        raise HubError("Unknown customer API token in customerId.")
-    if missing and create:
-        Customer.objects.bulk_create(
-            # Sorted, so concurrent requests lock the same new keys in the same order.
-            [Customer(app=app, is_placeholder=True, **_placeholder_fields(r)) for r in sorted(missing)],
-            ignore_conflicts=True,
-        )
-        found.update(_match_references(app, missing))
-    return found
-
-
-def _match_references(app: App, refs: set[str]) -> dict[str, Customer]:
-    uuids = set()
-    for r in refs:
-        with contextlib.suppress(ValueError):
-            uuids.add(uuid.UUID(r))
-    hashes = {customer_token_hash(r): r for r in refs if r.startswith(TOKEN_PREFIX)}
-    lowered = {r.lower() for r in refs}
-    rows = Customer.objects.filter(app=app).filter(
-        Q(public_id__in=uuids)
-        | Q(api_token_hash__in=hashes.keys())
-        | Q(platform_id__in=refs)
-        | Q(myshopify_domain__in=lowered)
-    )
-    by_key: dict[str, Customer] = {}
-    for c in rows:
-        for key in (str(c.public_id), c.platform_id, c.myshopify_domain):
-            if key:
-                by_key.setdefault(key, c)
-        if c.api_token_hash in hashes:
-            by_key[hashes[c.api_token_hash]] = c
-    result: dict[str, Customer] = {}
-    for r in refs:
-        match = by_key.get(r) or by_key.get(r.lower())
-        if match is None:
-            with contextlib.suppress(ValueError):
-                match = by_key.get(str(uuid.UUID(r)))
-        if match is not None:
-            result[r] = match
-    return result
-
-
-def customer_get(*, app: App, reference: str) -> Customer | None:
-    """The app's customer for a reference (id, token, platform id or domain), or None."""
-    return customers_resolve(app=app, references=[reference], create=False).get(reference)

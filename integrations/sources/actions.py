@@ -17,7 +17,8 @@ from django.db import transaction
 from events.services import EventError, EventInput, InvalidEvents, usage_event_validate, usage_events_store
 from hub.errors import HubError
 from hub.models import App
-from hub.services.customers import contact_upsert, customer_identify, customers_resolve
+from hub.services.customer_refs import customers_resolve
+from hub.services.customers import contact_upsert, customer_identify
 from hub.timestamps import parse_timestamp
 
 

@@ -9,7 +9,7 @@ from django.utils import timezone
 from events.metric_views import number_display
 from events.metrics.periods import day_start
 from events.metrics.selectors import customer_usage, metric_report, metrics_daily_values
-from hub.services.customers import customer_get
+from hub.services.customer_refs import customer_get
 from tests.events.test_metric_screens import chart_data, ev, ingest, make_metric
 
 pytestmark = pytest.mark.django_db

@@ -11,7 +11,7 @@ from events.metrics.periods import day_start
 from events.metrics.rollups import metrics_rebuild, rollups_drain
 from events.models import Metric
 from events.services import usage_events_ingest
-from hub.services.customers import customer_get
+from hub.services.customer_refs import customer_get
 from tests.browser import chromium_page
 from tests.factories import AppFactory, MembershipFactory, UserFactory
 

@@ -16,7 +16,7 @@ from events.metrics.selectors import metric_report, metric_value, metrics_values
 from events.metrics.services import metric_create
 from events.models import Metric, PlanUsageLimit
 from events.services import usage_events_ingest
-from hub.services.customers import customer_get
+from hub.services.customer_refs import customer_get
 from tests.factories import AppFactory, MembershipFactory, PlanFactory, UserFactory
 
 pytestmark = pytest.mark.django_db

@@ -6,7 +6,8 @@ from events.models import UsageEvent
 from events.services import usage_events_ingest
 from hub.errors import Conflict
 from hub.models import Customer
-from hub.services.customers import customer_identify, customer_ids_resolve
+from hub.services.customer_refs import customer_ids_resolve
+from hub.services.customers import customer_identify
 
 pytestmark = pytest.mark.django_db
 

@@ -3,7 +3,8 @@
 import pytest
 
 from hub.errors import HubError
-from hub.services.customers import customer_identify, customer_ids_resolve
+from hub.services.customer_refs import customer_ids_resolve
+from hub.services.customers import customer_identify
 
 pytestmark = pytest.mark.django_db
 

@@ -9,7 +9,9 @@ import psycopg
 import pytest
 
 from hub.models import Activity, App, Customer, CustomerForward, Installation
-from hub.services.customers import customer_by_token, customer_identify, customer_snapshot
+from hub.services.customer_forwards import customer_snapshot
+from hub.services.customer_refs import customer_by_token
+from hub.services.customers import customer_identify
 from hub.services.lifecycle import installation_uninstall
 
 pytestmark = pytest.mark.django_db
