@@ -24,10 +24,10 @@ from django.utils import timezone
 from events.models import UsageEvent
 from hub.errors import HubError
 from hub.models import Contact, Customer, CustomerForward
-from hub.services.customers import contact_snapshot, customer_snapshot
+from hub.services.customer_forwards import contact_snapshot, customer_snapshot
 
 from .delivery_fanout import FanoutResult, deliveries_create
-from .delivery_store import NewDelivery
+from .delivery_rows import NewDelivery
 from .forwarding import (
     EVENT_FIELDS,
     contact_message,

@@ -33,7 +33,8 @@ from django.utils import timezone
 
 from .connectors import connector_for
 from .delivery_http import REQUEST_EXCERPT_BYTES, Outcome, error_text, excerpt, request_post
-from .delivery_store import Claimed, RetryMark, retry_states, store
+from .delivery_rows import Claimed, RetryMark, retry_states
+from .delivery_store import store
 from .models import Attempt, Delivery, Integration
 
 logger = logging.getLogger(__name__)

@@ -17,7 +17,8 @@ from django.utils import timezone
 from .connectors import connector_for
 from .delivery import attention_note, backoff_delay, batches_split, circuit_open, oversize_error
 from .delivery_http import REQUEST_EXCERPT_BYTES, Outcome, error_text, excerpt, request_post
-from .delivery_store import NewDelivery, store
+from .delivery_rows import NewDelivery
+from .delivery_store import store
 from .models import Attempt, Delivery, Integration
 
 

@@ -36,7 +36,7 @@ from hub.raw_cursor import raw_cursor
 
 from .connectors import MessageRefused, connector_for
 from .delivery_fanout import FanoutResult, deliveries_create
-from .delivery_store import NewDelivery, delivery_id_for, iso_ms
+from .delivery_rows import NewDelivery, delivery_id_for, iso_ms
 from .models import Delivery, Integration, Subscription
 from .sources.mapping_engine import (
     CompiledMapping,

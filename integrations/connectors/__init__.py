@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from integrations.delivery_store import ActivityRow
+    from integrations.delivery_rows import ActivityRow
     from integrations.models import Integration
 
 

@@ -11,7 +11,7 @@ def _fill_messages(apps, schema_editor):
     import orjson
 
     from integrations.connectors import connector_for
-    from integrations.delivery_store import ActivityRow, iso_ms
+    from integrations.delivery_rows import ActivityRow, iso_ms
 
     Delivery = apps.get_model("integrations", "Delivery")
     Attempt = apps.get_model("integrations", "Attempt")

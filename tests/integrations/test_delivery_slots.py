@@ -13,7 +13,9 @@ from django.db import DatabaseError, connection, transaction
 from hub.models import Activity
 from integrations import delivery_fanout
 from integrations.delivery_fanout import BACKLOG_CHUNK
-from integrations.delivery_store import _FANOUT_SLOTS, _SEND_SLOTS, PostgresStore, store
+from integrations.delivery_rows import FANOUT_SLOTS, SEND_SLOTS
+from integrations.delivery_store import store
+from integrations.delivery_store_pg import PostgresStore
 from integrations.models import Delivery
 from tests.integrations.conftest import make_customer
 
@@ -32,7 +34,7 @@ def _slots_held(integration_id: int) -> int:
             "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = %s "
             "AND objid BETWEEN %s AND %s AND granted "
             "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
-            [_SEND_SLOTS, integration_id * 64, integration_id * 64 + 63],
+            [SEND_SLOTS, integration_id * 64, integration_id * 64 + 63],
         ).fetchone()[0]
 
 
@@ -67,7 +69,7 @@ def test_all_slots_taken_elsewhere_means_no_slot(segment):
         prepare_threshold=None,
     ) as other:  # fmt: skip
         for slot in range(2):
-            other.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_SEND_SLOTS, segment.pk * 64 + slot])
+            other.execute("SELECT pg_advisory_xact_lock(%s, %s)", [SEND_SLOTS, segment.pk * 64 + slot])
         with transaction.atomic(), store().send_slot(integration_id=segment.pk, slots=2) as ok:
             assert not ok
         other.rollback()
@@ -108,7 +110,7 @@ def test_a_backlogs_fan_out_waits_for_a_request_slot_and_sends_its_chunk_itself(
     _backlog(app, BACKLOG_CHUNK)
     with _other_connection() as other:
         for slot in range(2):
-            other.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_SEND_SLOTS, segment.pk * 64 + slot])
+            other.execute("SELECT pg_advisory_xact_lock(%s, %s)", [SEND_SLOTS, segment.pk * 64 + slot])
         threading.Timer(0.5, other.rollback).start()  # the requests in flight end
         started = time.monotonic()
         created = delivery_fanout.activities_fanout()
@@ -126,7 +128,7 @@ def test_a_backlogs_fan_out_writes_its_chunk_pending_when_no_slot_frees_in_time(
     _backlog(app, BACKLOG_CHUNK)
     with _other_connection() as other:
         for slot in range(2):
-            other.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_SEND_SLOTS, segment.pk * 64 + slot])
+            other.execute("SELECT pg_advisory_xact_lock(%s, %s)", [SEND_SLOTS, segment.pk * 64 + slot])
         created = delivery_fanout.activities_fanout()
         other.rollback()
     assert created.waiting == {segment.pk}
@@ -139,7 +141,7 @@ def test_a_few_new_activities_never_wait_for_a_slot(segment, app, standin, setti
     _backlog(app, 3)
     with _other_connection() as other:
         for slot in range(2):
-            other.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_SEND_SLOTS, segment.pk * 64 + slot])
+            other.execute("SELECT pg_advisory_xact_lock(%s, %s)", [SEND_SLOTS, segment.pk * 64 + slot])
         started = time.monotonic()
         created = delivery_fanout.activities_fanout()
         assert time.monotonic() - started < 1.0
@@ -153,7 +155,7 @@ def test_a_backlog_is_fanned_out_by_at_most_parallel_fan_outs_at_once(segment, a
     _backlog(app, 10)
     with _other_connection() as other:
         for slot in range(2):
-            other.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_FANOUT_SLOTS, slot])
+            other.execute("SELECT pg_advisory_xact_lock(%s, %s)", [FANOUT_SLOTS, slot])
         assert delivery_fanout.activities_fanout() == {}
         assert Activity.objects.filter(dispatched_at__isnull=True).count() == 10
         other.rollback()

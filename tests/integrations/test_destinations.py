@@ -317,7 +317,7 @@ def test_rows_left_pending_for_busy_request_slots_go_with_that_destinations_next
     from django.db import connection
 
     from integrations import tasks
-    from integrations.delivery_store import _SEND_SLOTS
+    from integrations.delivery_rows import SEND_SLOTS
 
     settings.HUB_DELIVERY_PATIENCE = 30  # the task waits for its send threads to finish
     enqueued = []
@@ -331,9 +331,7 @@ def test_rows_left_pending_for_busy_request_slots_go_with_that_destinations_next
         params = connection.get_connection_params()
         with psycopg.connect(**params) as holder:
             for slot in range(settings.HUB_DELIVERY_MAX_IN_FLIGHT):
-                holder.execute(
-                    "SELECT pg_advisory_xact_lock(%s, %s)", [_SEND_SLOTS, metronome.pk * 64 + slot]
-                )
+                holder.execute("SELECT pg_advisory_xact_lock(%s, %s)", [SEND_SLOTS, metronome.pk * 64 + slot])
             ingest(app, customer, ("api_call", "ev-1", {}), ("api_call", "ev-2", {}))
             tasks._after_fanout(forwarding.usage_events_forward())
             # Then: Kable got its rows, Metronome's wait, a sender was asked for them.

@@ -112,7 +112,7 @@ def test_every_inbound_format_answers_an_item_it_does_not_take_with_an_error(ite
 
 def test_only_segment_renders_activities_the_other_connectors_refuse_them():
     from integrations.connectors import MessageRefused
-    from integrations.delivery_store import ActivityRow
+    from integrations.delivery_rows import ActivityRow
     from integrations.models import Integration
 
     activity = ActivityRow(

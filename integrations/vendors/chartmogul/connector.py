@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 from django.utils import timezone
 
 from integrations.connectors import Action, BaseConnector, BatchRequest, MessageRefused
-from integrations.delivery_store import iso_ms
+from integrations.delivery_rows import iso_ms
 
 if TYPE_CHECKING:
     from integrations.models import Integration

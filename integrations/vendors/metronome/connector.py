@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from django.utils import timezone
 
 from integrations.connectors import Action, BaseConnector, BatchRequest
-from integrations.delivery_store import iso_ms
+from integrations.delivery_rows import iso_ms
 
 if TYPE_CHECKING:
     from integrations.models import Integration

@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from hub.models import Activity
 from integrations.connectors import Action, BaseConnector, BatchRequest, MessageRefused
-from integrations.delivery_store import ActivityRow, iso_ms
+from integrations.delivery_rows import ActivityRow, iso_ms
 
 if TYPE_CHECKING:
     from integrations.models import Integration

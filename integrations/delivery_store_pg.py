@@ -1,0 +1,296 @@
+"""The delivery engine's tables on PostgreSQL: set-based SQL, a few statements per request
+whatever its size (deliveries inserted from arrays, claimed with `FOR UPDATE SKIP LOCKED` as plain
+tuples, marked by id arrays)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+
+import orjson
+from django.db import connection, transaction
+
+from hub.raw_cursor import raw_cursor
+
+from .delivery_rows import (
+    FANOUT_SLOTS,
+    PROBE_SLOT,
+    SEND_SLOTS,
+    ActivityRow,
+    Claimed,
+    NewDelivery,
+    RetryMark,
+    json_dict,
+    uuid_list,
+    xact_lock_any,
+)
+from .models import Attempt
+
+
+class PostgresStore:
+    """Raw SQL through psycopg's server-binding cursor (prepared on the connection)."""
+
+    @contextmanager
+    def send_slot(self, *, integration_id: int, slots: int, wait: float = 0.0) -> Iterator[bool]:
+        """Take one of the integration's `slots` request slots (True), or none when all are taken
+        (False), for the rest of the caller's transaction: seen by every process at once and freed
+        when that transaction ends, however it ends (commit, rollback, the holder's death). With
+        `wait`, try again for up to that many seconds while all are taken (a backlog's fan-out,
+        which would otherwise write its deliveries pending, for a sender to claim and update).
+
+        Transaction-level advisory locks, not session ones: behind a pooler in transaction mode
+        (PgBouncer) consecutive transactions of one client may run on different server
+        connections, so a session lock could be taken on one and "released" on another, and stay
+        held for good. The slot is therefore held until commit, not only while the block runs.
+        """
+        if not connection.in_atomic_block:
+            raise RuntimeError("send_slot holds its lock until the transaction ends: call it inside one")
+        keys = [integration_id * 64 + slot for slot in range(slots)]
+        yield xact_lock_any(SEND_SLOTS, keys, wait)
+
+    @contextmanager
+    def request_slot(self, *, integration_id: int, slots: int, wait: float = 0.0) -> Iterator[bool]:
+        """One of the integration's request slots, as `send_slot`, but only while the block runs:
+        taken in a savepoint that is rolled back when the block ends (which frees a transaction-level
+        lock taken since, and only that: the block must not write). For requests whose outcome
+        is written afterwards, in the same transaction (a fan-out's inline send): the slot covers
+        the requests in flight, not the writes and the commit after them."""
+        savepoint = transaction.savepoint()
+        try:
+            with self.send_slot(integration_id=integration_id, slots=slots, wait=wait) as ok:
+                yield ok
+        finally:
+            transaction.savepoint_rollback(savepoint)
+
+    @contextmanager
+    def fanout_slot(self, *, slots: int) -> Iterator[bool]:
+        """One of `slots` fan-outs of a backlog at once (True), or False, for the rest of the
+        caller's transaction, like `send_slot`: a backlog is split over that many parallel
+        fan-outs, and a task that finds them all running leaves it to them."""
+        if not connection.in_atomic_block:
+            raise RuntimeError("fanout_slot holds its lock until the transaction ends: call it inside one")
+        yield xact_lock_any(FANOUT_SLOTS, list(range(slots)), 0.0)
+
+    @contextmanager
+    def probe_slot(self, *, integration_id: int) -> Iterator[bool]:
+        """The integration's one probe slot (True), or False when a probe is out already, for the
+        rest of the caller's transaction, like `send_slot`. An advisory lock, not the integration's
+        row: a row lock held through a hanging probe would block every insert of the
+        integration's deliveries and attempts (their foreign-key checks) for as long."""
+        if not connection.in_atomic_block:
+            raise RuntimeError("probe_slot holds its lock until the transaction ends: call it inside one")
+        with raw_cursor() as cursor:
+            cursor.execute("SELECT pg_try_advisory_xact_lock(%s, %s)", [PROBE_SLOT, integration_id])
+            taken = bool(cursor.fetchone()[0])
+        yield taken
+
+    def activities_waiting(self, *, limit: int) -> int:
+        with raw_cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM (SELECT 1 FROM hub_activity WHERE dispatched_at IS NULL LIMIT %s) AS w",
+                [limit],
+            )
+            return cursor.fetchone()[0]
+
+    def activities_claim(self, *, ids: list[str] | None, limit: int, now: datetime) -> list[ActivityRow]:
+        # Picked (and locked) on their own in the undispatched index's order, marked dispatched in
+        # the same statement (one write per row), then joined: a plan that starts from the join
+        # can scan that index once per customer. The picked ids are an array, found by primary
+        # key: as `IN (subquery)` the planner hashes them and scans the whole table, every
+        # activity ever recorded, once per chunk.
+        where = "dispatched_at IS NULL"
+        params: list = [now]
+        if ids is not None:
+            where += " AND id = ANY(%b::uuid[])"
+            params.append(ids)
+        params.append(limit)
+        sql = (
+            "WITH picked AS (UPDATE hub_activity SET dispatched_at = %s WHERE id = ANY(ARRAY(SELECT id FROM "
+            f"hub_activity WHERE {where} ORDER BY created_at LIMIT %s FOR UPDATE SKIP LOCKED)) "
+            "RETURNING id, app_id, kind, occurred_at, properties, customer_fields, customer_id, created_at) "
+            "SELECT p.id::text, p.app_id, p.kind, "
+            """to_char(p.occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'), """
+            "p.properties::text, p.customer_fields::text, c.public_id::text, c.custom_fields::text "
+            "FROM picked p JOIN hub_customer c ON c.id = p.customer_id ORDER BY p.created_at"
+        )
+        with raw_cursor() as cursor:
+            cursor.execute(sql, params)
+            rows = cursor.fetchall()
+        return [
+            ActivityRow(
+                id=r[0],
+                app_id=r[1],
+                kind=r[2],
+                timestamp=r[3],
+                properties=json_dict(r[4]),
+                customer_public_id=r[6],
+                # Activities recorded before snapshots existed fall back to the customer's fields now.
+                customer_fields=json_dict(r[5]) or json_dict(r[7]),
+            )
+            for r in rows
+        ]
+
+    _COLUMNS = (
+        ("id", "uuid"),
+        ("integration_id", "bigint"),
+        ("activity_id", "uuid"),
+        ("item_kind", "text"),
+        ("item_id", "text"),
+        ("action", "text"),
+        ("message_id", "text"),
+        ("message", "text"),
+        ("status", "text"),
+        ("attempts", "int"),
+        ("next_attempt_at", "timestamptz"),
+        ("delivered_at", "timestamptz"),
+        ("last_status_code", "int"),
+        ("last_error", "text"),
+        ("last_attempt_id", "bigint"),
+    )
+
+    def deliveries_insert(self, *, rows: list[NewDelivery], now: datetime) -> dict[int, int]:
+        if not rows:
+            return {}
+        for r in rows:
+            if r.status == "pending" and r.next_attempt_at is None:
+                r.next_attempt_at = now
+        # One array per column that varies; a column with one value for every row is one parameter.
+        selects, arrays, scalar_params, array_params = [], [], [], []
+        for name, pgtype in self._COLUMNS:
+            values = [getattr(r, name) for r in rows]
+            first = values[0]
+            if name != "id" and all(v == first for v in values):
+                selects.append(f"%s::{pgtype}")
+                scalar_params.append(first)
+            else:
+                selects.append(f"t.{name}")
+                arrays.append((name, pgtype))
+                array_params.append(values)
+        columns = ", ".join(name for name, _ in self._COLUMNS)
+        source = (
+            "FROM unnest("
+            + ", ".join(f"%b::{pgtype}[]" for _, pgtype in arrays)
+            + ") AS t("
+            + ", ".join(name for name, _ in arrays)
+            + ")"
+        )
+        sql = (
+            f"INSERT INTO integrations_delivery ({columns}, retry_window_start, created_at, updated_at) "
+            f"SELECT {', '.join(selects)}, %s, %s, %s {source} "
+            "ON CONFLICT (id) DO NOTHING RETURNING integration_id"
+        )
+        created: dict[int, int] = {}
+        with raw_cursor() as cursor:
+            cursor.execute(sql, [*scalar_params, now, now, now, *array_params])
+            for (integration_id,) in cursor.fetchall():
+                created[integration_id] = created.get(integration_id, 0) + 1
+        return created
+
+    def claim(
+        self, *, integration_id: int, limit: int, due_by: datetime | None, only: list | None
+    ) -> list[Claimed]:
+        if only is not None:
+            # Each id looked up by the primary key, in no particular order. As a plain join the
+            # planner, misled by statistics that lag a fast-growing table, hash-joined the ids with
+            # all of the integration's rows (16 ms a claim of a hundred in bench.destinations); a
+            # lateral subquery with its own row lock is never flattened into such a join.
+            sql = (
+                "SELECT d.id, d.message, d.action FROM unnest(%b::uuid[]) AS o(id) "
+                "CROSS JOIN LATERAL (SELECT id, message, action, integration_id, status "
+                "FROM integrations_delivery WHERE id = o.id OFFSET 0 FOR UPDATE SKIP LOCKED) d "
+                "WHERE d.integration_id = %s AND d.status = 'pending' LIMIT %s"
+            )
+            params: list = [uuid_list(only), integration_id, limit]
+        else:
+            params = [integration_id]
+            where = "integration_id = %s AND status = 'pending'"
+            if due_by is not None:
+                where += " AND next_attempt_at <= %s"
+                params.append(due_by)
+            params.append(limit)
+            sql = (
+                "SELECT id, message, action FROM integrations_delivery "
+                f"WHERE {where} ORDER BY next_attempt_at LIMIT %s FOR UPDATE SKIP LOCKED"
+            )
+        with raw_cursor() as cursor:
+            cursor.execute(sql, params)
+            return [Claimed(r[0], r[1].encode(), r[2]) for r in cursor.fetchall()]
+
+    def pending_any(self, *, ids: list) -> bool:
+        with raw_cursor() as cursor:
+            cursor.execute(
+                # By the primary key, id by id (OFFSET 0 keeps the subquery from being flattened
+                # into a join the planner may run over every pending row instead).
+                "SELECT EXISTS (SELECT 1 FROM unnest(%b::uuid[]) AS o(id) CROSS JOIN LATERAL "
+                "(SELECT status FROM integrations_delivery d WHERE d.id = o.id OFFSET 0) x "
+                "WHERE x.status = 'pending')",
+                [uuid_list(ids)],
+            )
+            return bool(cursor.fetchone()[0])
+
+    def attempt_insert(self, *, attempt: Attempt) -> int:
+        with raw_cursor() as cursor:
+            cursor.execute(
+                "INSERT INTO integrations_attempt (integration_id, delivery_ids, probe, created_at, url, "
+                "message_count, request_bytes, request_headers, request_excerpt, status_code, latency_ms, "
+                "response_excerpt, error, outcome) "
+                "VALUES (%s, %s::jsonb, %s, %s, %s, %s, %s, %s::jsonb, %s, %s, %s, %s, %s, %s) RETURNING id",
+                [
+                    attempt.integration_id,
+                    orjson.dumps(attempt.delivery_ids).decode(),
+                    attempt.probe,
+                    attempt.created_at,
+                    attempt.url,
+                    attempt.message_count,
+                    attempt.request_bytes,
+                    orjson.dumps(attempt.request_headers).decode(),
+                    attempt.request_excerpt,
+                    attempt.status_code,
+                    attempt.latency_ms,
+                    attempt.response_excerpt,
+                    attempt.error,
+                    attempt.outcome,
+                ],
+            )
+            return cursor.fetchone()[0]
+
+    def mark_delivered(self, *, ids: list, attempt_id: int, status_code: int | None, now: datetime) -> None:
+        with raw_cursor() as cursor:
+            cursor.execute(
+                "UPDATE integrations_delivery SET status = 'delivered', attempts = attempts + 1, "
+                "delivered_at = %s, next_attempt_at = NULL, last_error = '', last_status_code = %s, "
+                "last_attempt_id = %s, updated_at = %s WHERE id = ANY(%b::uuid[])",
+                [now, status_code, attempt_id, now, ids],
+            )
+
+    def mark_failed(
+        self, *, ids: list, attempt_id: int, status_code: int | None, error: str, now: datetime
+    ) -> None:
+        with raw_cursor() as cursor:
+            cursor.execute(
+                "UPDATE integrations_delivery SET status = 'failed', attempts = attempts + 1, "
+                "next_attempt_at = NULL, last_error = %s, last_status_code = %s, last_attempt_id = %s, "
+                "updated_at = %s WHERE id = ANY(%b::uuid[])",
+                [error, status_code, attempt_id, now, ids],
+            )
+
+    def mark_retry(
+        self, *, marks: list[RetryMark], attempt_id: int, status_code: int | None, now: datetime
+    ) -> None:
+        with raw_cursor() as cursor:
+            cursor.execute(
+                "UPDATE integrations_delivery d SET status = t.s, attempts = d.attempts + 1, "
+                "next_attempt_at = t.n, last_error = t.e, last_status_code = %s, last_attempt_id = %s, "
+                "updated_at = %s FROM unnest(%b::uuid[], %b::text[], %b::timestamptz[], %b::text[]) "
+                "AS t(i, s, n, e) WHERE d.id = t.i",
+                [
+                    status_code,
+                    attempt_id,
+                    now,
+                    [m.id for m in marks],
+                    [m.status for m in marks],
+                    [m.next_attempt_at for m in marks],
+                    [m.error for m in marks],
+                ],
+            )
