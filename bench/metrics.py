@@ -213,24 +213,29 @@ def _ms(values: list[float]) -> str:
     return f"p50 {p50:.1f} ms, p95 {p95:.1f} ms, max {top:.1f} ms"
 
 
+def _pending_batches(conn, app_pk: int) -> int:
+    return conn.execute("SELECT count(*) FROM events_rollupbatch WHERE app_id = %s", (app_pk,)).fetchone()[0]
+
+
+def _wait_drained(conn, app_pk: int, timeout: float) -> float:
+    """Wait until the app has no rollup batch pending (every stored event counted); the time then."""
+    deadline = time.monotonic() + timeout
+    while _pending_batches(conn, app_pk):
+        if time.monotonic() > deadline:
+            pending = _pending_batches(conn, app_pk)
+            raise RuntimeError(f"{pending} rollup batches still pending after {timeout:.0f} s")
+        time.sleep(0.02)
+    return time.perf_counter()
+
+
 def ingest_run(env: dict[str, str], *, app: dict, bodies: list[bytes], clients: int, dsn: str) -> dict:
     """Bulk-ingest `bodies` through gunicorn; time until stored and until no rollup batch is pending."""
     headers = {"Content-Type": "application/json", "X-Mantle-App-Id": app["id"],
                "X-Mantle-App-Api-Key": app["secret"]}  # fmt: skip
     with psycopg.connect(dsn, autocommit=True) as conn:
 
-        def pending() -> int:
-            return conn.execute(
-                "SELECT count(*) FROM events_rollupbatch WHERE app_id = %s", (app["pk"],)
-            ).fetchone()[0]
-
         def wait_drained(timeout: float) -> float:
-            deadline = time.monotonic() + timeout
-            while pending():
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"{pending()} rollup batches still pending after {timeout:.0f} s")
-                time.sleep(0.02)
-            return time.perf_counter()
+            return _wait_drained(conn, app["pk"], timeout)
 
         with gunicorn(env, workers=2) as port, celery_worker(env):
             # Warm up: connections open, customer ids cached, code paths hot; then nothing pending.
@@ -429,18 +434,8 @@ def fresh_counts_run(env: dict[str, str], *, app: dict, dsn: str, bulk: list[byt
                            customers=customers, now=now, seed=5)  # fmt: skip
     with psycopg.connect(dsn, autocommit=True) as conn:
 
-        def pending() -> int:
-            return conn.execute(
-                "SELECT count(*) FROM events_rollupbatch WHERE app_id = %s", (app["pk"],)
-            ).fetchone()[0]
-
         def wait_drained(timeout: float) -> float:
-            deadline = time.monotonic() + timeout
-            while pending():
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"{pending()} rollup batches still pending after {timeout:.0f} s")
-                time.sleep(0.02)
-            return time.perf_counter()
+            return _wait_drained(conn, app["pk"], timeout)
 
         with gunicorn(env, workers=2) as port, celery_worker(env) as worker:
             warm = http_load(port, "POST", "/v1/usage_events", headers, bulk[:2], clients=2)
