@@ -103,3 +103,41 @@ def test_children_stop_when_hub_run_is_killed(tmp_path):
             os.kill(pid, signal.SIGKILL)
     assert survivors == [], (tmp_path / "out.log").read_text()
     assert list((tmp_path / "home").iterdir()) == []
+
+
+def _child(parent_pid: int, marker: str, word: str) -> int | None:
+    """The child of hub_run whose command line has `word` (worker, beat, gunicorn)."""
+    for pid in _processes_with_env(marker):
+        with contextlib.suppress(OSError):
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            if int(stat.rsplit(")", 1)[1].split()[1]) == parent_pid and word.encode() in cmdline:
+                return pid
+    return None
+
+
+def test_a_child_that_dies_is_started_again(tmp_path):
+    """The Celery worker killed outside hub_run's control (as when it exits on a broker connection
+    loss) is started again, and the hub still stops cleanly afterwards."""
+    proc, _ = _start([sys.executable, "manage.py", "hub_run"], tmp_path)
+    marker = f"HUB_VAR_DIR={tmp_path}"
+    worker = _child(proc.pid, marker, "worker")
+    assert worker is not None
+    os.kill(worker, signal.SIGKILL)
+    deadline = time.monotonic() + 60
+    again = None
+    while time.monotonic() < deadline:
+        again = _child(proc.pid, marker, "worker")
+        if again not in (None, worker) and "worker started again" in (tmp_path / "out.log").read_text():
+            break
+        time.sleep(0.5)
+    output = (tmp_path / "out.log").read_text()
+    assert again not in (None, worker), output
+    assert "worker exited with code -9; starting it again in 1 s." in output
+    # The new worker is up before the hub is stopped (a worker stopped while starting logs errors).
+    while time.monotonic() < deadline and output.count("ready.") < 2:
+        time.sleep(0.5)
+        output = (tmp_path / "out.log").read_text()
+    assert proc.poll() is None, output
+    _stop_and_check(proc, tmp_path, signal.SIGTERM, proc.pid)
+    assert proc.returncode == 0

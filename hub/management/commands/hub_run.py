@@ -5,7 +5,8 @@ sends SIGTERM to the main process of web, worker and scheduler, each of which st
 children as it does in production (a signal to a whole group would reach Celery's pool processes
 directly, which the worker reports as errors). Each child runs in a session of its own, so a
 terminal's Ctrl-C reaches only this process, and is told by the kernel to stop should this process
-die without stopping it (PR_SET_PDEATHSIG).
+die without stopping it (PR_SET_PDEATHSIG). A child that exits on its own is started again (see
+`_Restarts`), as a process supervisor would in production.
 """
 
 from __future__ import annotations
@@ -88,10 +89,10 @@ class Command(BaseCommand):
         signal.signal(signal.SIGINT, stop)
         signal.signal(signal.SIGTERM, stop)
         parent = _Parent()
-        procs = {
-            name: subprocess.Popen(cmd, start_new_session=True, preexec_fn=_stop_with_parent)
-            for name, cmd in commands.items()
-        }
+        procs = {name: _spawn(cmd) for name, cmd in commands.items()}
+        supervisor = _Restarts()
+        for name, proc in procs.items():
+            supervisor.started(name, proc)
         url = f"http://{host}:{port}/"
         self.stdout.write(self.style.SUCCESS(f"\nThe hub is running at {url}"))
         self.stdout.write(f"  Admin console:  {url}admin/   API docs: {url}api/docs/")
@@ -110,16 +111,27 @@ class Command(BaseCommand):
         self.stdout.write(f"  Send a usage event:\n\n    {curl}\n")
         self.stdout.write("  Press Ctrl-C to stop web, worker and scheduler.\n")
 
-        exit_code = 0
         while not stopping:
             if parent.stopping():
                 break
-            for name, proc in procs.items():
-                if proc.poll() is not None:
-                    self.stderr.write(f"{name} exited with code {proc.returncode}; stopping the rest.")
-                    exit_code = 1
-                    stopping = True
-                    break
+            for name, proc in list(procs.items()):
+                if proc.poll() is None:
+                    continue
+                # A child that dies is started again, as a process supervisor would (systemd's
+                # Restart=always): Celery's worker, for one, exits on some broker connection losses
+                # (a Redis restart). One that keeps dying waits longer each time, up to 30 s.
+                delay = supervisor.delay(name, proc)
+                if delay is None:
+                    continue  # already waiting to be started again
+                with contextlib.suppress(ProcessLookupError):  # what is left of its group
+                    os.killpg(proc.pid, signal.SIGKILL)
+                self.stderr.write(
+                    f"{name} exited with code {proc.returncode}; starting it again in {delay:.0f} s."
+                )
+            for name in supervisor.due():
+                procs[name] = _spawn(commands[name])
+                supervisor.started(name, procs[name])
+                self.stderr.write(f"{name} started again (pid {procs[name].pid}).")
             time.sleep(0.5)
         for proc in procs.values():
             if proc.poll() is None:
@@ -134,8 +146,6 @@ class Command(BaseCommand):
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
         self.stdout.write("Stopped.")
-        if exit_code:
-            sys.exit(exit_code)
 
 
 def _stop_with_parent() -> None:
@@ -189,3 +199,41 @@ class _Parent:
         if os.getppid() != self.pid:
             return True
         return self.watch_handlers and bool(self.caught & ~self._caught())
+
+
+def _spawn(command: list[str]) -> subprocess.Popen:
+    return subprocess.Popen(command, start_new_session=True, preexec_fn=_stop_with_parent)
+
+
+class _Restarts:
+    """When to start a dead child again: after 1 s, then twice as long each time it dies again
+    within a minute of its start, up to 30 s; a child that ran for a minute starts over at 1 s."""
+
+    STEADY_SECONDS = 60.0
+    MAX_DELAY = 30.0
+
+    def __init__(self) -> None:
+        self.started_at: dict[str, float] = {}
+        self.failures: dict[str, int] = {}
+        self.waiting: dict[str, float] = {}  # name: when to start it again
+        self.noted: set[int] = set()  # pids whose exit was handled
+
+    def delay(self, name: str, proc: subprocess.Popen) -> float | None:
+        if proc.pid in self.noted:
+            return None
+        self.noted.add(proc.pid)
+        now = time.monotonic()
+        ran = now - self.started_at.get(name, 0.0)
+        failures = 0 if ran >= self.STEADY_SECONDS else self.failures.get(name, 0)
+        self.failures[name] = failures + 1
+        delay = min(self.MAX_DELAY, 2.0**failures)
+        self.waiting[name] = now + delay
+        return delay
+
+    def due(self) -> list[str]:
+        now = time.monotonic()
+        return [name for name, at in self.waiting.items() if at <= now]
+
+    def started(self, name: str, proc: subprocess.Popen) -> None:
+        self.waiting.pop(name, None)
+        self.started_at[name] = time.monotonic()
