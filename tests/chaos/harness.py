@@ -48,6 +48,9 @@ class ChaosReport:
     messages_received: int = 0  # by the stand-in, duplicates included
     delivery_wait: float = 0  # seconds from the end of the load until everything had arrived
     faults: collections.Counter = field(default_factory=collections.Counter)
+    # Celery workers that exited on their own and were started again, as a supervisor would
+    # (`hub_run` does; systemd's Restart=always in production): {the worker's last error: times}.
+    worker_exits: collections.Counter = field(default_factory=collections.Counter)
 
     def lines(self) -> list[str]:
         faults = ", ".join(f"{k} x{v}" for k, v in sorted(self.faults.items())) or "none"
@@ -58,6 +61,8 @@ class ChaosReport:
             f"chaos: {self.requests_ok} requests ok, {self.requests_failed} failed during faults and retried",
             f"chaos: {self.lifecycle_ok} lifecycle calls answered 2xx, {self.lifecycle_failed} failed during "
             f"faults and retried, {self.lifecycle_committed_unanswered} committed with the answer lost",
+            "chaos: Celery workers that exited on their own and were started again: "
+            + (", ".join(f"{why} x{n}" for why, n in self.worker_exits.items()) or "none"),
             f"chaos: {self.activities_stored} activities stored, {self.activities_delivered} delivered "
             f"(each at least once) in {self.messages_received} messages "
             f"({self.messages_received - self.activities_delivered} resent under the same messageId), "
@@ -78,6 +83,7 @@ class ChaosHub:
         self.web: subprocess.Popen | None = None
         self.worker: CeleryWorker | None = None
         self.workers_started = 0
+        self.worker_lock = threading.Lock()  # the supervisor and the worker fault take turns
 
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -161,9 +167,37 @@ class ChaosHub:
 
     def kill_celery_worker(self) -> None:
         """SIGKILL the worker's whole process group (main, pool and beat), then start a new one."""
-        self.worker.kill(signal.SIGKILL)
-        self.worker.stop()  # closes its log
-        self.start_celery_worker()
+        with self.worker_lock:
+            self.worker.kill(signal.SIGKILL)
+            self.worker.stop()  # closes its log
+            self.start_celery_worker()
+
+    def supervise(self, report: ChaosReport, stop: threading.Event) -> threading.Thread:
+        """Start again a worker that exits on its own, as a process supervisor would: Celery's
+        worker exits ("Unrecoverable error") on some broker connection losses, such as a Redis
+        restart that races its reconnection (kombu's Redis transport). The report counts them."""
+
+        def run():
+            while not stop.wait(0.5):
+                with self.worker_lock:
+                    proc = self.worker.proc
+                    if proc is None or proc.poll() is None:
+                        continue
+                    errors = [
+                        line for line in self.worker.output().splitlines() if "Unrecoverable error" in line
+                    ]
+                    why = (
+                        errors[-1].split("Unrecoverable error: ", 1)[-1][:120]
+                        if errors
+                        else f"exit {proc.returncode}"
+                    )
+                    report.worker_exits[why] += 1
+                    self.worker.stop()
+                    self.start_celery_worker()
+
+        thread = threading.Thread(target=run, name="supervisor", daemon=True)
+        thread.start()
+        return thread
 
     def restart_redis(self) -> None:
         self.redis.restart()
@@ -172,8 +206,9 @@ class ChaosHub:
         self.pg.restart(mode="immediate")
 
     def stop(self) -> None:
-        if self.worker:
-            self.worker.stop()
+        with self.worker_lock:
+            if self.worker:
+                self.worker.stop()
         if self.web and self.web.poll() is None:
             os.killpg(self.web.pid, signal.SIGTERM)
             self.web.wait(timeout=30)
@@ -283,9 +318,24 @@ def _wait_all_delivered(hub: ChaosHub, ids: set[str], timeout: float) -> None:
             "SELECT status, count(*), max(last_error) FROM integrations_delivery GROUP BY status"
         ).fetchall()
     missing = ids - set(hub.standin.message_ids())
+    with hub.db() as conn:
+        # Where the missing ones are stuck: not fanned out (dispatched or not), or fanned out
+        # without reaching the stand-in; and what the database is doing (a transaction holding
+        # claimed rows, a lock).
+        stuck = conn.execute(
+            "SELECT a.dispatched_at IS NOT NULL, d.status, count(*) FROM hub_activity a "
+            "LEFT JOIN integrations_delivery d ON d.activity_id = a.id "
+            "WHERE a.id = ANY(%s::uuid[]) GROUP BY 1, 2",
+            [sorted(missing)],
+        ).fetchall()
+        busy = conn.execute(
+            "SELECT pid, state, now() - xact_start, wait_event_type, wait_event, left(query, 200) "
+            "FROM pg_stat_activity WHERE state <> 'idle' AND pid <> pg_backend_pid()"
+        ).fetchall()
     raise AssertionError(
         f"{len(missing)} of {len(ids)} activities never reached the stand-in in {timeout:.0f} s; "
-        f"deliveries by status: {statuses}; worker log tail: {hub.worker.output()[-2000:]}"
+        f"deliveries by status: {statuses}; the missing ones by (dispatched, delivery status): {stuck}; "
+        f"busy sessions: {busy}; worker log tail: {hub.worker.output()[-4000:]}"
     )
 
 
@@ -308,6 +358,7 @@ def run_chaos(base: Path, *, seconds: float, fault_every: float = 3.0) -> ChaosR
     report = ChaosReport()
     hub = ChaosHub(base)
     stop, lock = threading.Event(), threading.Lock()
+    supervising = threading.Event()  # set: the supervisor stops (after the delivery wait)
     acked_events: set = set()
     acked_changes: collections.Counter = collections.Counter()
     errors: list[str] = []
@@ -320,6 +371,7 @@ def run_chaos(base: Path, *, seconds: float, fault_every: float = 3.0) -> ChaosR
     ]  # fmt: skip
     try:
         hub.start()
+        hub.supervise(report, supervising)
         started = time.monotonic()
         for t in clients:
             t.start()
@@ -377,5 +429,6 @@ def run_chaos(base: Path, *, seconds: float, fault_every: float = 3.0) -> ChaosR
         report.messages_received = sum(hub.standin.message_ids().values())
     finally:
         stop.set()
+        supervising.set()
         hub.stop()
     return report
