@@ -2,8 +2,11 @@
 
 On a scratch database (`hub_bench_metrics`), prints from one run:
   1. the COPY load of N events (--events, 10,000,000 by default) spread over --days days and
-     --customers customers (skewed: a few heavy customers, many light ones), and the build of
-     four metrics from them with the product's `metrics_rebuild` (rows/s);
+     --customers customers (skewed: a few heavy customers, many light ones), stored as a hub
+     that received them at their timestamps holds them: each in the monthly partition of its
+     month (the partitions made by the maintenance code), with dedupe keys for the last
+     HUB_USAGE_EVENT_DEDUPE_DAYS days only; and the build of four metrics from them with the
+     product's `metrics_rebuild` (rows/s);
   2. p50/p95 of --queries random report calls (each metric, daily/weekly/monthly, app-wide and
      per customer) and of the customer usage object of random customers, through HTTP on
      gunicorn when the report API exists, in-process otherwise (the output says which);
