@@ -2,8 +2,11 @@
 
 On a scratch database (`hub_bench_metrics`), prints from one run:
   1. the COPY load of N events (--events, 10,000,000 by default) spread over --days days and
-     --customers customers (skewed: a few heavy customers, many light ones), and the build of
-     four metrics from them with the product's `metrics_rebuild` (rows/s);
+     --customers customers (skewed: a few heavy customers, many light ones), stored as a hub
+     that received them at their timestamps holds them: each in the monthly partition of its
+     month (the partitions made by the maintenance code), with dedupe keys for the last
+     HUB_USAGE_EVENT_DEDUPE_DAYS days only; and the build of four metrics from them with the
+     product's `metrics_rebuild` (rows/s);
   2. p50/p95 of --queries random report calls (each metric, daily/weekly/monthly, app-wide and
      per customer) and of the customer usage object of random customers, through HTTP on
      gunicorn when the report API exists, in-process otherwise (the output says which);
@@ -30,6 +33,7 @@ Targets: report p95 <= 50 ms; ingest ratio >= 0.8; counted/stored >= 0.5; steady
 from __future__ import annotations
 
 import argparse
+import bisect
 import http.client
 import json
 import os
@@ -101,16 +105,18 @@ def _properties(rng: random.Random, customer: int) -> str:
 
 
 def _copy_slice(args: tuple) -> int:
-    """COPY events `first`..`last` (time-ordered across the span) into the events table."""
-    dsn, app_pk, customer_pks, first, last, total, start_ts, span_s, received = args
+    """COPY events `first`..`last` (time-ordered across the span) into the events table, each with
+    the id and `received_at` ingest would have given it when it arrived, at its timestamp."""
+    dsn, app_pk, customer_pks, first, last, total, start_ts, span_s, months, seq_base = args
     rng = random.Random(first)
     cum = []
     acc = 0.0
     for w in customer_weights(len(customer_pks)):
         acc += w
         cum.append(acc)
+    month_starts = [start for start, _ in months]
     sql = (
-        "COPY events_usageevent (app_id, customer_id, event_id, event_name, timestamp, properties,"
+        "COPY events_usageevent (id, app_id, customer_id, event_id, event_name, timestamp, properties,"
         " received_at) FROM STDIN"
     )
     with psycopg.connect(dsn) as conn, conn.cursor() as cur, cur.copy(sql) as copy:
@@ -122,25 +128,78 @@ def _copy_slice(args: tuple) -> int:
             for i, c in zip(range(lo, hi), picks, strict=True):
                 ts = start_ts + span_s * (i + rng.random()) / total
                 at = datetime.fromtimestamp(ts, UTC).isoformat()
+                # Its month's id base plus the sequence value it would have drawn (events arrive
+                # in time order, so the values grow across the months as a real hub's do).
+                pk = months[bisect.bisect_right(month_starts, ts) - 1][1] + seq_base + i
                 lines.append(
-                    f"{app_pk}\t{customer_pks[c]}\tcopy-{i}\t{_event_name(rng.random())}\t{at}\t"
-                    f"{_properties(rng, c)}\t{received}\n"
+                    f"{pk}\t{app_pk}\t{customer_pks[c]}\tcopy-{i}\t{_event_name(rng.random())}\t{at}\t"
+                    f"{_properties(rng, c)}\t{at}\n"
                 )
             copy.write("".join(lines))
     return last - first
 
 
+def history_partitions_make(now: datetime, days: int) -> None:
+    """The partitions of a hub that has stored events by month for the last `days` days: the
+    migration's partition of the events stored before it, empty in a fresh database, dropped (a
+    year on, the scheduler has long retired it, with the same DROP TABLE); each month of the span's
+    partition made by the maintenance code."""
+    from django.db import connection
+
+    from events.partitions import month_start, usage_event_partitions, usage_event_partitions_ensure
+
+    with connection.cursor() as cursor:
+        for partition in usage_event_partitions():
+            if partition.low_id is None:
+                cursor.execute(f"SELECT EXISTS (SELECT 1 FROM {partition.name})")
+                assert not cursor.fetchone()[0], f"{partition.name} is not empty"
+                cursor.execute(f"DROP TABLE {partition.name}")
+    first = month_start(now - timedelta(days=days))
+    months = (now.year - first.year) * 12 + now.month - first.month
+    made = usage_event_partitions_ensure(now=first, ahead=months)
+    assert len(made) == months, made  # every month of the span but this one (the migration made it)
+
+
 def copy_events(app_pk: int, customer_pks: list[int], n: int, days: int, now: datetime, procs: int) -> None:
-    """Load `n` events with COPY from `procs` processes, each a contiguous stretch of time."""
-    start_ts = (now - timedelta(days=days)).timestamp()
+    """Load `n` events with COPY from `procs` processes, each a contiguous stretch of time: each
+    event in the partition of its month, as received at its timestamp, with ids from a stretch of
+    the id sequence taken for them (so ingest's ids never meet them)."""
+    from events.partitions import ID_SEQUENCE, id_base, month_after, month_start
+
+    start = now - timedelta(days=days)
+    months = []
+    month = month_start(start)
+    while month <= now:
+        months.append((month.timestamp(), id_base(month)))
+        month = month_after(month)
+    with psycopg.connect(database_url(DB), autocommit=True) as conn:
+        seq_base = conn.execute(
+            f"SELECT setval('{ID_SEQUENCE}', nextval('{ID_SEQUENCE}') + %s) - %s", (n, n)
+        ).fetchone()[0]
     bounds = [n * k // procs for k in range(procs + 1)]
     jobs = [
-        (database_url(DB), app_pk, customer_pks, bounds[k], bounds[k + 1], n, start_ts, days * 86400,
-         now.isoformat())
+        (database_url(DB), app_pk, customer_pks, bounds[k], bounds[k + 1], n, start.timestamp(), days * 86400,
+         months, seq_base)
         for k in range(procs)
     ]  # fmt: skip
     with get_context("spawn").Pool(procs) as pool:
         pool.map(_copy_slice, jobs)
+
+
+def dedupe_keys_load(app_pk: int, now: datetime) -> int:
+    """The dedupe keys of the app's events received within the window, in time order, as ingest
+    stored them (older ones the maintenance task has pruned); the number stored."""
+    from django.conf import settings
+
+    days = settings.HUB_USAGE_EVENT_DEDUPE_DAYS
+    cutoff = now - timedelta(days=days) if days else datetime(1970, 1, 1, tzinfo=UTC)
+    with psycopg.connect(database_url(DB), autocommit=True) as conn:
+        return conn.execute(
+            "INSERT INTO events_usageeventkey (app_id, event_id, received_at) "
+            "SELECT app_id, event_id, received_at FROM events_usageevent "
+            "WHERE app_id = %s AND received_at >= %s ORDER BY received_at",
+            (app_pk, cutoff),
+        ).rowcount
 
 
 def ingest_bodies(n: int, prefix: str, customers: int, now: datetime, seed: int) -> list[bytes]:
@@ -554,12 +613,14 @@ def main(argv: list[str] | None = None) -> int:
         {"workspace": "Bench", "apps": [{"name": "Empty table", "api_keys": ["bench"]},
                                         {"name": "Stored events", "api_keys": ["bench"]}]})))  # fmt: skip
     _setup_django(env)
+    from django.conf import settings
     from django.db import connection
 
     from events.metrics.definitions import definition_validate
     from events.metrics.rollups import metrics_rebuild
     from events.metrics.services import metric_create
     from events.models import Metric
+    from events.partitions import id_base
     from hub.models import App, Customer
 
     apps = {}
@@ -582,6 +643,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"sizes: {args.events:,} events over {args.days} days, {args.customers:,} customers "
           f"(Zipf 0.8), {len(METRICS)} metrics, {args.ingest:,} events per ingest run",
           flush=True)  # fmt: skip
+    # Before either ingest run, so that both meet the same partitions.
+    history_partitions_make(now, args.days)
 
     # 1. Ingest on an empty events table (another app with the same metrics, built: ready).
     if not args.fresh_only:
@@ -601,18 +664,19 @@ def main(argv: list[str] | None = None) -> int:
     copy_events(full["pk"], full["customer_pks"], args.events, args.days, now, args.copy_procs)
     copy_s = time.perf_counter() - start
     start = time.perf_counter()
+    keys = dedupe_keys_load(full["pk"], now)
     with psycopg.connect(dsn, autocommit=True) as conn:
-        # Their dedupe keys too, as ingest would have stored them (all received now: in the window).
-        conn.execute(
-            "INSERT INTO events_usageeventkey (app_id, event_id, received_at) "
-            "SELECT app_id, event_id, received_at FROM events_usageevent WHERE app_id = %s",
-            (full["pk"],),
-        )
         conn.execute("VACUUM ANALYZE events_usageevent")
         conn.execute("VACUUM ANALYZE events_usageeventkey")
+        current = conn.execute(
+            "SELECT count(*) FROM events_usageevent WHERE app_id = %s AND id >= %s",
+            (full["pk"], id_base(now)),
+        ).fetchone()[0]
     vacuum_s = time.perf_counter() - start
     print(f"load: {args.events:,} events by COPY in {copy_s:.1f} s = {args.events / copy_s:,.0f} rows/s "
-          f"(then their dedupe keys and VACUUM ANALYZE {vacuum_s:.1f} s)", flush=True)  # fmt: skip
+          f"({current:,} in this month's partition; then the {keys:,} dedupe keys of the last "
+          f"{settings.HUB_USAGE_EVENT_DEDUPE_DAYS} days and VACUUM ANALYZE {vacuum_s:.1f} s)",
+          flush=True)  # fmt: skip
     full_metrics = metrics_create(full["model"])
     start = time.perf_counter()
     built = metrics_rebuild(app_pk=full["pk"])
