@@ -1,9 +1,9 @@
 """The usage-event table behind one small interface per database, chosen once per connection vendor.
 
-Storing events is one statement on PostgreSQL (the dedupe keys, the events, the rollup batch of
-their new ids and, for apps that forward usage events, the forward batch, all in one
-data-modifying CTE; the table's partitions are in `events.partitions`); SQLite
-(`make run`) gets the same rows from a few statements in one transaction. The ingest service
+Storing events is one statement on PostgreSQL (the dedupe keys, the events, the rollup batches of
+their new ids, one per shard of their customers, and, for apps that forward usage events, the
+forward batch, all in one data-modifying CTE; the table's partitions are in `events.partitions`);
+SQLite (`make run`) gets the same rows from a few statements in one transaction. The ingest service
 (`events.services`) never branches on the database.
 """
 
@@ -18,7 +18,7 @@ from django.db import connection, transaction
 from hub.models import App
 from hub.raw_cursor import raw_cursor
 
-from .models import ForwardBatch, RollupBatch
+from .models import ROLLUP_SHARDS, ForwardBatch, RollupBatch
 from .partitions import id_base
 
 # (app id, customer id, event id, event name, timestamp, properties as JSON text, received at)
@@ -35,16 +35,18 @@ _COLUMNS = "(app_id, customer_id, event_id, event_name, timestamp, properties, r
 # Arrays are sent in binary (%b): psycopg escapes every element of a text-format array in
 # Python, several times slower for JSON documents (and formats each timestamp as text).
 _INSERT_PG = (
-    "WITH u AS (SELECT DISTINCT ON (i) c, i, n, t, p, o FROM unnest(%b::bigint[], %b::text[], "
+    "WITH u AS (SELECT DISTINCT ON (i) c, i, n, t, p, o FROM unnest(%b::bigint[], %b::text[], "  # noqa: S608 (constants)
     "%b::text[], %b::timestamptz[], %b::text[]::jsonb[]) WITH ORDINALITY AS u(c, i, n, t, p, o) "
     "ORDER BY i, o), "
     "k AS (INSERT INTO events_usageeventkey (app_id, event_id, received_at) SELECT %s, i, %s FROM u "
     "ON CONFLICT (app_id, event_id) DO NOTHING RETURNING event_id), "
     "ins AS (INSERT INTO events_usageevent (id, app_id, customer_id, event_id, event_name, timestamp, "
     "properties, received_at) SELECT %s::bigint + nextval('events_usageevent_id_seq'), %s, c, i, n, t, p, %s "
-    "FROM u JOIN k ON k.event_id = u.i ORDER BY o RETURNING id, event_id), "
-    "batch AS (INSERT INTO events_rollupbatch (app_id, event_ids, created_at) "
-    "SELECT %s, to_jsonb(array_agg(id)), %s FROM ins HAVING count(*) > 0), "
+    "FROM u JOIN k ON k.event_id = u.i ORDER BY o RETURNING id, event_id, customer_id), "
+    # One rollup batch per shard of the events' customers (`RollupBatch`).
+    "batch AS (INSERT INTO events_rollupbatch (app_id, shard, event_ids, created_at) "
+    f"SELECT %s, mod(customer_id, {ROLLUP_SHARDS}), to_jsonb(array_agg(id ORDER BY id)), %s FROM ins "
+    f"GROUP BY mod(customer_id, {ROLLUP_SHARDS}) ORDER BY 2), "
     # Read in this statement, so an app whose destinations subscribed a moment ago is seen.
     "forward AS (INSERT INTO events_forwardbatch (app_id, event_ids, created_at) "
     "SELECT %s, to_jsonb(array_agg(id)), %s FROM ins "
@@ -85,7 +87,7 @@ class SqliteUsageEventStore:
         app_pk, received_at = rows[0][0], rows[0][6]
         forward = False
         with transaction.atomic(), raw_cursor() as cursor:
-            ids, stored = [], []
+            ids, customers, stored = [], [], []
             for i in range(0, len(rows), ROWS_PER_STATEMENT):
                 # The dedupe keys first, as on PostgreSQL; then the events whose key was new (the
                 # table's own unique (app_id, event_id), where it still has it, refuses the rest).
@@ -103,14 +105,23 @@ class SqliteUsageEventStore:
                 values = ", ".join([_VALUES_ROW] * len(part))
                 cursor.execute(
                     f"INSERT INTO events_usageevent {_COLUMNS} VALUES {values} "  # noqa: S608
-                    "ON CONFLICT DO NOTHING RETURNING id, event_id",
+                    "ON CONFLICT DO NOTHING RETURNING id, event_id, customer_id",
                     [v for row in part for v in row],
                 )
-                for pk, event_id in cursor.fetchall():
+                for pk, event_id, customer_pk in cursor.fetchall():
                     ids.append(pk)
+                    customers.append(customer_pk)
                     stored.append(event_id)
             if ids:
-                RollupBatch.objects.create(app_id=app_pk, event_ids=ids, created_at=received_at)
+                shards: dict[int, list[int]] = {}
+                for pk, customer_pk in zip(ids, customers, strict=True):
+                    shards.setdefault(customer_pk % ROLLUP_SHARDS, []).append(pk)
+                RollupBatch.objects.bulk_create(
+                    [
+                        RollupBatch(app_id=app_pk, shard=shard, event_ids=shard_ids, created_at=received_at)
+                        for shard, shard_ids in sorted(shards.items())
+                    ]
+                )
                 forward = App.objects.filter(pk=app_pk, forward_usage_events=True).exists()
                 if forward:
                     ForwardBatch.objects.create(app_id=app_pk, event_ids=ids, created_at=received_at)

@@ -93,21 +93,30 @@ class UsageEventRetention(models.Model):
         return f"app {self.app_id}: {self.days} days"
 
 
+# Customers' shards of the rollup batches (customer pk modulo this): one batch of stored events is
+# one `RollupBatch` per shard of their customers.
+ROLLUP_SHARDS = 4
+
+
 class RollupBatch(models.Model):
     """Ids of usage events stored together and not yet counted into the metrics' rollups.
 
     Written in the same statement as the events (so a batch and its events commit together) and
     deleted in the transaction that adds them to the rollups: each event is counted exactly once.
+    The events of one batch belong to customers of one `shard`: drains of one app at once take
+    different shards (`rollup_store`), so they never merge into the same customer's rows, where
+    the second would wait for the first's whole transaction.
     """
 
     id = models.BigAutoField(primary_key=True)
     app = models.ForeignKey(App, on_delete=models.CASCADE, related_name="+")
+    shard = models.SmallIntegerField(default=0)  # the events' customer pk % ROLLUP_SHARDS
     event_ids = models.JSONField()  # a bigint[] in PostgreSQL (see migration); a JSON list elsewhere
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
         verbose_name_plural = "rollup batches"
-        indexes = [models.Index(fields=["app", "id"], name="rollup_batch_app")]
+        indexes = [models.Index(fields=["app", "shard", "id"], name="rollup_batch_shard")]
 
     def __str__(self) -> str:
         return f"{len(self.event_ids)} event(s) of app {self.app_id}"

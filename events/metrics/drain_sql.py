@@ -1,18 +1,19 @@
 """The drain of an app's pending rollup batches as one statement (PostgreSQL).
 
-One statement claims up to `%(limit)s` of the app's `RollupBatch` rows (oldest first, `FOR UPDATE
-SKIP LOCKED`: several workers drain one app at once, each its own batches) and deletes them, reads
-their events once, evaluates every metric that has a SQL plan (`metric_sql`) over them, and merges
-the results into the rollup tables: one `INSERT ... SELECT ... GROUP BY ... ON CONFLICT DO UPDATE`
-per kind of row (customer and app-wide rows of the value metrics; distinct values and their
-counters of the unique counts). The sub-statements write disjoint rows (other metrics, or customer
-rows against app-wide ones), and each writes in one sorted order, so concurrent drains lock rows in
-the same order. It answers one row: the batches and events taken and, when asked for, the events'
-ids (for metrics only Python evaluates), the (customer, metric) pairs touched (for usage limits)
-and the events SQL left to Python (values whose canonical text only Python computes).
+One statement claims up to `%(limit)s` of the app's `RollupBatch` rows of one shard of its
+customers, the one the caller holds (oldest first, `FOR UPDATE SKIP LOCKED`: several workers drain
+one app at once, each its own batches), and deletes them, reads their events once, evaluates every
+metric that has a SQL plan (`metric_sql`) over them, and merges the results into the rollup tables:
+one `INSERT ... SELECT ... GROUP BY ... ON CONFLICT DO UPDATE` per kind of row (customer and
+app-wide rows of the value metrics; distinct values and their counters of the unique counts). The
+sub-statements write disjoint rows (other metrics, or customer rows against app-wide ones), and each
+writes in one sorted order, so concurrent drains lock rows in the same order. It answers one row:
+the batches and events taken and, when asked for, the events' ids (for metrics only Python
+evaluates), the (customer, metric) pairs touched (for usage limits) and the events SQL left to
+Python (values whose canonical text only Python computes).
 
-Parameters: `app` (the app's pk), `limit` (batches), `since` (the first hour whose hour rows are
-written, or NULL: every hour).
+Parameters: `app` (the app's pk), `shard`, `limit` (batches), `since` (the first hour whose hour
+rows are written, or NULL: every hour).
 """
 
 from __future__ import annotations
@@ -94,7 +95,7 @@ def drain_statement(plans: list[SqlMetric], *, want_ids: bool, want_touched: boo
     ctes = [
         # Oldest first; batches another drain holds are skipped, not waited for.
         "claimed AS (DELETE FROM events_rollupbatch WHERE id IN (SELECT id FROM events_rollupbatch "
-        "WHERE app_id = %(app)s ORDER BY id LIMIT %(limit)s FOR UPDATE SKIP LOCKED) "
+        "WHERE app_id = %(app)s AND shard = %(shard)s ORDER BY id LIMIT %(limit)s FOR UPDATE SKIP LOCKED) "
         "RETURNING event_ids)",
         "ids AS MATERIALIZED (SELECT x::bigint AS id "
         "FROM claimed, jsonb_array_elements_text(claimed.event_ids) x)",

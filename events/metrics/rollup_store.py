@@ -22,7 +22,7 @@ from django.db.models import DateTimeField
 from hub.locks import app_usage_lock, app_usage_lock_held
 from hub.raw_cursor import raw_cursor
 
-from ..models import Metric, MetricRollup, RollupBatch
+from ..models import ROLLUP_SHARDS, Metric, MetricRollup, RollupBatch
 from .drain_sql import drain_statement
 from .metric_sql import SqlMetric, metric_sql
 from .rollup_delta import RollupDelta
@@ -37,6 +37,8 @@ from .rollup_sql import (
 
 # The advisory-lock class of "a rebuild of this app runs" (only one at a time).
 REBUILD_LOCK = 7312
+# The advisory-lock class of "a drain counts this shard of this app" (object: app pk * shards + shard).
+SHARD_LOCK = 7314
 _EVENT_COLUMNS = "id, customer_id, event_name, timestamp, {properties}"
 # One rollup row: metric, group key, granularity, bucket, count, value count, sum, min, max,
 # latest value, latest at, latest event id (a customer's rows, without the customer).
@@ -177,6 +179,27 @@ _UNIQUE_COUNTED_CUSTOMER = unique_counted_insert(_UNNEST_UNIQUES, app_wide=False
 _UNIQUE_COUNTED_APP = unique_counted_insert(_UNNEST_UNIQUES, app_wide=True)
 
 
+def _shard_take(cursor: Any, app_pk: int) -> int | None:
+    """Hold (until the transaction ends) a shard of the app's customers with pending batches that no
+    other drain holds, the one of the oldest batch first; None when every such shard is held.
+
+    Drains of one app at once then never merge into the same customer's rows (a busy customer has
+    events in every batch): on such a row the second would wait for the first to commit, and two
+    drains would count no faster than one. They still meet on the app-wide rows, written last.
+    """
+    cursor.execute(
+        "SELECT shard FROM events_rollupbatch WHERE app_id = %s GROUP BY shard ORDER BY min(id)", [app_pk]
+    )
+    shards: list[int] = [row[0] for row in cursor.fetchall()]
+    for shard in shards:
+        cursor.execute(
+            "SELECT pg_try_advisory_xact_lock(%s, %s)", [SHARD_LOCK, app_pk * ROLLUP_SHARDS + shard]
+        )
+        if cursor.fetchone()[0]:
+            return shard
+    return None
+
+
 class PostgresRollupStore(_BaseRollupStore):
     properties_column = "properties::text"
 
@@ -185,10 +208,14 @@ class PostgresRollupStore(_BaseRollupStore):
 
     def batches_drain(self, *, app_pk: int, plans: list[SqlMetric], limit: int, hours_since: datetime | None,
                       want_ids: bool, want_touched: bool) -> Drained:  # fmt: skip
-        """One statement (`drain_sql`): the batches claimed, their events read once, every plan counted."""
+        """One statement (`drain_sql`): the batches of a shard no other drain holds claimed, their
+        events read once, every plan counted."""
         sql = drain_statement(plans, want_ids=want_ids, want_touched=want_touched)
         with raw_cursor() as cursor:
-            cursor.execute(sql, {"app": app_pk, "limit": limit, "since": hours_since})
+            shard = _shard_take(cursor, app_pk)
+            if shard is None:
+                return Drained(batches=0, events=0)
+            cursor.execute(sql, {"app": app_pk, "shard": shard, "limit": limit, "since": hours_since})
             row = list(cursor.fetchone())
         out = Drained(batches=row.pop(0), events=row.pop(0))
         if want_ids:

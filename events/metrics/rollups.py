@@ -92,8 +92,9 @@ def rollups_drain_app(*, app_pk: int, max_batches: int = 200) -> DrainResult:
 def rollups_drain(*, app_pks: Iterable[int] | None = None, max_rounds: int = 50) -> int:
     """Drain pending batches of these apps (default: every app with some); return events counted.
 
-    Each round takes about DRAIN_EVENTS events: the number of batches follows the size of the
-    batches just taken (a bulk request's thousand events, or single events).
+    Each round takes about DRAIN_EVENTS events of one shard of the app's customers: the number of
+    batches follows the size of the batches just taken (a bulk request's thousand events, or single
+    events). The app is done when a round finds no batch in the shards no other drain holds.
     """
     apps = list(app_pks) if app_pks is not None else rollups_pending_apps()
     total = 0
@@ -102,9 +103,10 @@ def rollups_drain(*, app_pks: Iterable[int] | None = None, max_rounds: int = 50)
         for _ in range(max_rounds):
             result = rollups_drain_app(app_pk=app_pk, max_batches=batches)
             total += result.events
-            if result.batches < batches:
+            if not result.batches:
                 break
-            batches = max(1, min(MAX_BATCHES, DRAIN_EVENTS * result.batches // max(result.events, 1)))
+            if result.batches == batches:
+                batches = max(1, min(MAX_BATCHES, DRAIN_EVENTS * result.batches // max(result.events, 1)))
     return total
 
 

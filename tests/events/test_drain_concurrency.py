@@ -1,6 +1,6 @@
-"""Several drains of one app count at once, each its own batches: every event is counted exactly
-once, a drain never waits for another's batches, and a usage limit crossed by two drains that
-commit together is still signalled."""
+"""Several drains of one app count at once, each a shard of its customers: every event is counted
+exactly once, a drain never waits for another's shard, and a usage limit crossed by two drains
+that commit together is still signalled."""
 
 import random
 import threading
@@ -10,11 +10,20 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.db import OperationalError, connection, transaction
 
+from events.metrics import rollup_store
 from events.metrics.definitions import definition_validate
 from events.metrics.limits import LIMITS_LOCK, plan_usage_limit_set
 from events.metrics.rollups import metrics_rebuild, rollups_drain, rollups_drain_app
 from events.metrics.services import metric_create, metric_delete
-from events.models import Metric, MetricRollup, MetricUniqueValue, RollupBatch, UsageSignal
+from events.models import (
+    ROLLUP_SHARDS,
+    Metric,
+    MetricRollup,
+    MetricUniqueValue,
+    RollupBatch,
+    UsageEvent,
+    UsageSignal,
+)
 from events.services import usage_events_ingest
 from hub.models import Customer, Subscription
 from hub.services.customers import customer_identify
@@ -41,13 +50,15 @@ def _app_with_metrics(definitions=DEFINITIONS):
     return app, metrics
 
 
-def _ingest(app, batches: int, per_batch: int, seed: int = 1, days: range = range(40)) -> int:
-    """`batches` stored batches of random events on these days before now."""
+def _ingest(app, batches: int, per_batch: int, seed: int = 1, days: range = range(40),
+            customers: list[str] | None = None) -> int:  # fmt: skip
+    """`batches` stored batches of random events on these days before now (of these customers)."""
     rng = random.Random(seed)
+    customers = customers or [f"shop-{k}" for k in range(5)]
     for b in range(batches):
         usage_events_ingest(app=app, raw_events=[
             {"eventName": rng.choice(["api_call", "api_call", "export"]), "eventId": f"{seed}-{b}-{i}",
-             "customerId": f"shop-{rng.randrange(5)}",
+             "customerId": rng.choice(customers),
              "timestamp": (NOW - timedelta(days=rng.choice(days), hours=rng.randrange(24))).isoformat(),
              "properties": {"units": rng.randrange(-3, 20), "user": f"u{rng.randrange(12)}",
                             "plan": rng.choice(["free", "pro"])}}
@@ -115,15 +126,32 @@ def _advisory_waits(lock_class: int, app_pk: int) -> int:
         return cursor.fetchone()[0]
 
 
-def test_a_drain_takes_the_batches_another_drain_does_not_hold_without_waiting():
-    """Drain A holds two batches in an open transaction; drain B counts every other batch at once.
+def test_a_stored_batch_is_one_rollup_batch_per_shard_of_its_customers():
+    app = AppFactory()
+    _ingest(app, batches=1, per_batch=40)
+    batches = list(RollupBatch.objects.filter(app=app).values_list("shard", "event_ids"))
+    customers = dict(UsageEvent.objects.filter(app=app).values_list("pk", "customer_id"))
 
-    A's events fall on other days than B's, so that no rollup row is theirs both (a drain does
+    assert sorted(shard for shard, _ in batches) == sorted({pk % ROLLUP_SHARDS for pk in customers.values()})
+    assert len(batches) > 1
+    for shard, ids in batches:
+        assert {customers[pk] % ROLLUP_SHARDS for pk in ids} == {shard}
+    assert sorted(pk for _, ids in batches for pk in ids) == sorted(customers)
+
+
+def test_a_drain_takes_a_shard_another_drain_does_not_hold_without_waiting():
+    """Drain A holds the oldest batches' shard in an open transaction; drain B counts the batches of
+    every other shard at once, and leaves A's shard alone (the rest of it waits for A).
+
+    A's events fall on other days than B's, so that no app-wide row is theirs both (a drain does
     wait for a row another drain merged into, until that one commits).
     """
     app, metrics = _app_with_metrics([d for d in DEFINITIONS if d.get("aggregation") != "unique_count"])
-    events = _ingest(app, batches=2, per_batch=7, days=range(60, 70))
-    events += _ingest(app, batches=10, per_batch=7, seed=3, days=range(30))
+    events = _ingest(app, batches=2, per_batch=7, days=range(60, 70), customers=["shop-0"])
+    held = Customer.objects.get(app=app, platform_id="shop-0").pk % ROLLUP_SHARDS
+    events += _ingest(app, batches=10, per_batch=7, seed=3, days=range(30),
+                      customers=[f"shop-{k}" for k in range(1, 12)])  # fmt: skip
+    others = [c.pk for c in Customer.objects.filter(app=app) if c.pk % ROLLUP_SHARDS != held]
     a_holds = threading.Event()
     b_done = threading.Event()
 
@@ -136,15 +164,20 @@ def test_a_drain_takes_the_batches_another_drain_does_not_hold_without_waiting()
 
     join_a = _in_thread(drain_a)
     assert a_holds.wait(30)
+    b_events = 0
     with transaction.atomic():
         with connection.cursor() as cursor:
             cursor.execute("SET LOCAL lock_timeout = '5s'")  # B must not wait for A: a wait fails
-        b = rollups_drain_app(app_pk=app.pk, max_batches=100)
+        while (result := rollups_drain_app(app_pk=app.pk, max_batches=100)).batches:
+            b_events += result.events
+    pending = set(RollupBatch.objects.filter(app=app).values_list("shard", flat=True))
     b_done.set()
     a = join_a()
 
-    assert (a.batches, b.batches) == (2, 10)
-    assert a.events + b.events == events
+    assert a.batches == 2
+    assert pending == {held}  # B took every other shard, none of A's
+    assert b_events == UsageEvent.objects.filter(app=app, customer_id__in=others).count() > 0
+    assert a.events + b_events + rollups_drain(app_pks=[app.pk]) == events
     assert not RollupBatch.objects.filter(app=app).exists()
     counted = _rows(metrics)
     assert counted == _rebuilt_rows(metrics)
@@ -172,9 +205,13 @@ def test_drains_running_at_once_count_every_event_exactly_once():
     assert _rows(metrics) == _rebuilt_rows(metrics)
 
 
-def test_a_limit_crossed_by_two_drains_committing_together_is_signalled():
+def test_a_limit_crossed_by_two_drains_committing_together_is_signalled(monkeypatch):
     """90 counted; drain A adds 5 and keeps its transaction open; drain B adds 5: B's check waits
-    for A's commit and reads 100."""
+    for A's commit and reads 100.
+
+    Drains take different shards of the customers, so two drains count one customer at once only
+    when its batches are in two shards (processes with another ROLLUP_SHARDS, during a deploy):
+    B here takes A's shard regardless of A's lock."""
     app = AppFactory()
     customer_identify(app=app, platform_id="shop-1")
     customer = Customer.objects.get(app=app, platform_id="shop-1")
@@ -207,6 +244,7 @@ def test_a_limit_crossed_by_two_drains_committing_together_is_signalled():
     join_a = _in_thread(drain_a)
     assert a_checked.wait(30)
     assert not UsageSignal.objects.filter(customer=customer).exists()  # A saw 95
+    monkeypatch.setattr(rollup_store, "_shard_take", lambda cursor, app_pk: customer.pk % ROLLUP_SHARDS)
     join_b = _in_thread(lambda: rollups_drain_app(app_pk=app.pk, max_batches=1))
     deadline = time.monotonic() + 30
     while not _advisory_waits(LIMITS_LOCK, app.pk):  # B counted its batch; its check waits for A
