@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from django.conf import settings
-from drf_spectacular.utils import OpenApiExample, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_view, inline_serializer
 from rest_framework import serializers
-from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from hub.api import ErrorSerializer
+from hub.api_dispatch import DirectPostView
 from hub.errors import HubError
 from hub.request_body import json_body
 
@@ -55,10 +54,8 @@ def events_of(body) -> list:
     raise HubError('The body must be an event object or {"events": [...]}.')
 
 
-class UsageEventsView(APIView):
-    """Send one usage event or many; each is stored once per event id."""
-
-    @extend_schema(
+@extend_schema_view(
+    post=extend_schema(
         operation_id="usage_events_create",
         request=_Event,
         responses={200: _Accepted, 400: ErrorSerializer, 401: ErrorSerializer, 413: ErrorSerializer,
@@ -67,10 +64,14 @@ class UsageEventsView(APIView):
                                                   "eventId": "e-1", "timestamp": 1709315224000,
                                                   "properties": {"total": 12.5}})],
         tags=["Usage events"],
-    )  # fmt: skip
-    def post(self, request):
+    )
+)  # fmt: skip
+class UsageEventsView(DirectPostView):
+    """Send one usage event or many; each is stored once per event id."""
+
+    def answer(self, request):
         body = json_body(request, max_bytes=settings.HUB_USAGE_EVENTS_MAX_REQUEST_BYTES)
         result = usage_events_ingest(
             app=request.user.app, raw_events=events_of(body), customer=request.user.customer
         )
-        return Response({"success": True, "accepted": result.accepted, "duplicates": result.duplicates})
+        return {"success": True, "accepted": result.accepted, "duplicates": result.duplicates}

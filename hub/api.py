@@ -6,13 +6,14 @@ from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from .api_dispatch import DirectPostView
 from .authentication import HasApiKey
 from .errors import HubError, NotFound
 from .models import Customer
@@ -156,19 +157,21 @@ _IdentifyIn = inline_serializer(
 )
 
 
-class IdentifyView(APIView):
-    """Create or update a customer (matched by platform id or myshopify domain); return its token."""
-
-    permission_classes = [HasApiKey]
-
-    @extend_schema(
+@extend_schema_view(
+    post=extend_schema(
         operation_id="identify",
         request=_IdentifyIn,
         responses={200: inline_serializer("IdentifyOut", {"apiToken": serializers.CharField()}),
                    400: ErrorSerializer, 401: ErrorSerializer, 403: ErrorSerializer, 409: ErrorSerializer},
         tags=["Customers"],
-    )  # fmt: skip
-    def post(self, request: ApiRequest) -> Response:
+    )
+)  # fmt: skip
+class IdentifyView(DirectPostView):
+    """Create or update a customer (matched by platform id or myshopify domain); return its token."""
+
+    permission_classes = [HasApiKey]
+
+    def answer(self, request: ApiRequest) -> dict[str, Any]:
         body = json_body(request, max_bytes=settings.HUB_IDENTIFY_MAX_REQUEST_BYTES)
         if not isinstance(body, dict):
             raise HubError("The body must be a JSON object.")
@@ -195,7 +198,7 @@ class IdentifyView(APIView):
             created_at=created_at,
             rotate_api_token=rotate,
         )
-        return Response({"apiToken": result.api_token})
+        return {"apiToken": result.api_token}
 
 
 class CustomerView(APIView):

@@ -22,34 +22,37 @@ from django.db.models import Model
 @contextmanager
 def raw_cursor() -> Iterator:
     """A cursor of the driver (PostgreSQL), or Django's own cursor on other databases."""
-    if connection.vendor != "postgresql":
-        with connection.cursor() as cursor:
+    # The connection itself, not Django's proxy of it: each attribute read through the proxy is a
+    # thread-local lookup, a dozen of them here on every statement of the hot paths.
+    db: Any = connections[DEFAULT_DB_ALIAS]  # with the attributes this module keeps on it
+    if db.vendor != "postgresql":
+        with db.cursor() as cursor:
             yield cursor
         return
-    _health_check()
-    connection.ensure_connection()
+    _health_check(db)
+    db.ensure_connection()
     # Django's connection makes client-side binding cursors: ask for a server-binding one. The
     # connection keeps one idle between uses: a new cursor looks up again how to send each type of
     # parameter (arrays especially), a sizeable share of a one-event insert. A cursor asked for
     # while the idle one is out (nested uses) is a new one.
-    driver = connection.connection
-    cursor = getattr(connection, "_hub_idle_cursor", None)
-    connection._hub_idle_cursor = None
+    driver = db.connection
+    cursor = getattr(db, "_hub_idle_cursor", None)
+    db._hub_idle_cursor = None
     if cursor is None or cursor.closed or cursor.connection is not driver:
         cursor = psycopg.Cursor(driver)
     try:
-        with connection.wrap_database_errors:
+        with db.wrap_database_errors:
             yield cursor
     except BaseException:
         cursor.close()
         raise
-    if connection._hub_idle_cursor is None and connection.connection is driver:
-        connection._hub_idle_cursor = cursor
+    if db._hub_idle_cursor is None and db.connection is driver:
+        db._hub_idle_cursor = cursor
     else:
         cursor.close()
 
 
-def _health_check() -> None:
+def _health_check(db: Any) -> None:
     """Django's health check of a reused connection, without its round trip when it cannot fail.
 
     With CONN_HEALTH_CHECKS, the first query of each request is preceded by a `SELECT 1`. A server
@@ -57,8 +60,8 @@ def _health_check() -> None:
     message and closes it: so an idle connection with nothing to read on its socket was not ended,
     and the `SELECT 1` is skipped; anything waiting there, and any other state, gets Django's check.
     """
-    driver = connection.connection
-    if driver is not None and connection.health_check_enabled and not connection.health_check_done:
+    driver = db.connection
+    if driver is not None and db.health_check_enabled and not db.health_check_done:
         try:
             quiet = (
                 not driver.closed
@@ -68,9 +71,9 @@ def _health_check() -> None:
         except (OSError, ValueError, psycopg.Error):
             quiet = False
         if quiet:
-            connection.health_check_done = True
+            db.health_check_done = True
             return
-    connection.close_if_health_check_failed()
+    db.close_if_health_check_failed()
 
 
 class JoinedRows:
