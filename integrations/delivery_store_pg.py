@@ -87,32 +87,31 @@ class PostgresStore:
 
     def activities_waiting(self, *, limit: int) -> int:
         with raw_cursor() as cursor:
-            cursor.execute(
-                "SELECT count(*) FROM (SELECT 1 FROM hub_activity WHERE dispatched_at IS NULL LIMIT %s) AS w",
-                [limit],
-            )
+            cursor.execute("SELECT count(*) FROM (SELECT 1 FROM hub_activityoutbox LIMIT %s) AS w", [limit])
             return cursor.fetchone()[0]
 
     def activities_claim(self, *, ids: list[str] | None, limit: int, now: datetime) -> list[ActivityRow]:
-        # Picked (and locked) on their own in the undispatched index's order, marked dispatched in
-        # the same statement (one write per row), then joined: a plan that starts from the join
-        # can scan that index once per customer. The picked ids are an array, found by primary
-        # key: as `IN (subquery)` the planner hashes them and scans the whole table, every
-        # activity ever recorded, once per chunk.
-        where = "dispatched_at IS NULL"
-        params: list = [now]
+        # Claimed by deleting their outbox rows (picked and locked on their own, oldest first),
+        # then joined: nothing is written to hub_activity, whose rows are large and indexed
+        # several times (an update of each claimed activity was the fan-out's largest cost in
+        # PostgreSQL). The picked ids are an array: as `IN (subquery)` the planner may hash them
+        # and scan the whole queue, dead rows included, once per chunk. An outbox row whose
+        # activity is gone (deleted in SQL) is deleted and joins nothing.
+        where = ""
+        params: list = []
         if ids is not None:
-            where += " AND id = ANY(%b::uuid[])"
+            where = "WHERE activity_id = ANY(%b::uuid[]) "
             params.append(ids)
         params.append(limit)
         sql = (
-            "WITH picked AS (UPDATE hub_activity SET dispatched_at = %s WHERE id = ANY(ARRAY(SELECT id FROM "
-            f"hub_activity WHERE {where} ORDER BY created_at LIMIT %s FOR UPDATE SKIP LOCKED)) "
-            "RETURNING id, app_id, kind, occurred_at, properties, customer_fields, customer_id, created_at) "
-            "SELECT p.id::text, p.app_id, p.kind, "
-            """to_char(p.occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'), """
-            "p.properties::text, p.customer_fields::text, c.public_id::text, c.custom_fields::text "
-            "FROM picked p JOIN hub_customer c ON c.id = p.customer_id ORDER BY p.created_at"
+            "WITH picked AS (DELETE FROM hub_activityoutbox WHERE id = ANY(ARRAY(SELECT id FROM "
+            f"hub_activityoutbox {where}ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED)) "
+            "RETURNING id, activity_id) "
+            "SELECT a.id::text, a.app_id, a.kind, "
+            """to_char(a.occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'), """
+            "a.properties::text, a.customer_fields::text, c.public_id::text, c.custom_fields::text "
+            "FROM picked p JOIN hub_activity a ON a.id = p.activity_id "
+            "JOIN hub_customer c ON c.id = a.customer_id ORDER BY p.id"
         )
         with raw_cursor() as cursor:
             cursor.execute(sql, params)
