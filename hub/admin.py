@@ -396,6 +396,20 @@ class CustomerForwardAdmin(admin.ModelAdmin):
         return False
 
 
+@admin.register(ActivityOutbox)
+class ActivityOutboxAdmin(admin.ModelAdmin):
+    """Activities the fan-out has not taken yet: a long list here means no worker fans out."""
+
+    list_display = ["id", "activity_id"]
+    readonly_fields = ["activity"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
 class DispatchedFilter(admin.SimpleListFilter):
     """Activities whose deliveries are created, or still queued in the outbox."""
 
