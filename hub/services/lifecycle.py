@@ -31,10 +31,14 @@ FANOUT_TASK = "integrations.activities_fanout"
 # of commits a second the broker sees tens of fan-out tasks, not hundreds. A fan-out task costs
 # the workers some milliseconds of CPU whatever it carries (the task, a transaction, a request),
 # so the window sets the CPU per activity at moderate rates: 40 ms rather than 20 ms makes about
-# 40 % fewer tasks at 200/s, for some 20 ms more commit-to-received (docs/segment.md). A task carries
-# at most 1,000 ids (the fan-out claims 2,500 at a time); if the broker is down, the
-# integrations' periodic sweep dispatches the activities anyway.
-fanout_soon: CoalescedTask[str] = CoalescedTask(FANOUT_TASK, seconds=0.04, chunk=1000)
+# 40 % fewer tasks at 200/s, for some 20 ms more commit-to-received (docs/segment.md). A process
+# recording 400/s or more (16 in a window) waits 100 ms instead: at 2,000/s over four processes,
+# 40 tasks a second rather than 100, the tasks' CPU a quarter of the machine otherwise
+# (bench.segment_delivery). A task carries at most 1,000 ids (the fan-out claims 2,500 at a time);
+# if the broker is down, the integrations' periodic sweep dispatches the activities anyway.
+fanout_soon: CoalescedTask[str] = CoalescedTask(
+    FANOUT_TASK, seconds=0.04, chunk=1000, busy_items=16, busy_seconds=0.1
+)
 
 
 def _customer_properties(customer: Customer) -> dict[str, Any]:
