@@ -91,21 +91,21 @@ class PostgresStore:
             return cursor.fetchone()[0]
 
     def activities_claim(self, *, ids: list[str] | None, limit: int, now: datetime) -> list[ActivityRow]:
-        # Claimed by deleting their outbox rows (picked and locked on their own, oldest first),
-        # then joined: nothing is written to hub_activity, whose rows are large and indexed
-        # several times (an update of each claimed activity was the fan-out's largest cost in
-        # PostgreSQL). The picked ids are an array: as `IN (subquery)` the planner may hash them
-        # and scan the whole queue, dead rows included, once per chunk. An outbox row whose
-        # activity is gone (deleted in SQL) is deleted and joins nothing.
-        where = ""
+        # Claimed by deleting their outbox rows (picked and locked on their own, oldest first
+        # unless given), then joined: nothing is written to hub_activity, whose rows are large and
+        # indexed several times (an update of each claimed activity was the fan-out's largest cost
+        # in PostgreSQL). The picked ids are an array: as `IN (subquery)` the planner may hash
+        # them and scan the whole queue. An outbox row whose activity is gone (deleted in SQL) is
+        # deleted and joins nothing.
+        where, order = "", "ORDER BY id "
         params: list = []
         if ids is not None:
-            where = "WHERE activity_id = ANY(%b::uuid[]) "
-            params.append(ids)
+            where, order = "WHERE activity_id = ANY(%b::uuid[]) ", ""
+            params.append(uuid_list(ids))
         params.append(limit)
         sql = (
             "WITH picked AS (DELETE FROM hub_activityoutbox WHERE id = ANY(ARRAY(SELECT id FROM "
-            f"hub_activityoutbox {where}ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED)) "
+            f"hub_activityoutbox {where}{order}LIMIT %s FOR UPDATE SKIP LOCKED)) "
             "RETURNING id, activity_id) "
             "SELECT a.id::text, a.app_id, a.kind, "
             """to_char(a.occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'), """
@@ -114,8 +114,14 @@ class PostgresStore:
             "JOIN hub_customer c ON c.id = a.customer_id ORDER BY p.id"
         )
         with raw_cursor() as cursor:
+            # A queue's table holds few live rows and, until the next vacuum, every row claimed
+            # since: its statistics say "small", its pages are many, and a sequential scan reads
+            # them all (1,700 pages, 17-32 ms a claim of 20 after 50,000 claimed, against 270
+            # pages and 0.5 ms by its indexes). For this statement, its indexes only.
+            cursor.execute("SET LOCAL enable_seqscan = off")
             cursor.execute(sql, params)
             rows = cursor.fetchall()
+            cursor.execute("RESET enable_seqscan")
         return [
             ActivityRow(
                 id=r[0],
