@@ -133,6 +133,33 @@ def test_a_claim_writes_nothing_to_the_activity_table_and_a_rolled_back_one_leav
     ]
 
 
+def test_a_claim_reads_the_outbox_by_its_indexes_even_when_claimed_rows_make_it_large(segment, app):
+    """Until a vacuum the queue's table holds every row claimed since, and its statistics may say
+    it is small: a claim must still go by its indexes, not read every page."""
+    customer = make_customer(app, "dead-rows")
+    Activity.objects.bulk_create([Activity(app=app, customer=customer, kind="reviewed") for _ in range(3000)])
+    with transaction.atomic():
+        assert len(store().activities_claim(ids=None, limit=5000, now=timezone.now())) == 3001
+    Activity.objects.bulk_create([Activity(app=app, customer=customer, kind="reviewed") for _ in range(20)])
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE hub_activityoutbox")  # twenty live rows, and the dead ones' pages
+    given = [str(pk) for pk in ActivityOutbox.objects.values_list("activity_id", flat=True)[:5]]
+
+    def seq_scans() -> int:  # of the outbox, by this transaction so far
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT seq_scan FROM pg_stat_xact_user_tables WHERE relname = 'hub_activityoutbox'"
+            )
+            return cursor.fetchone()[0]
+
+    with transaction.atomic():
+        before = seq_scans()
+        rows = store().activities_claim(ids=given, limit=2500, now=timezone.now())
+        assert sorted(r.id for r in rows) == sorted(given) and seq_scans() == before
+        rows = store().activities_claim(ids=None, limit=2500, now=timezone.now())
+        assert len(rows) == 15 and seq_scans() == before
+
+
 def test_a_fan_out_finds_its_activities_by_key_not_by_scanning_every_activity_ever_recorded(segment, app):
     """The activity table keeps the whole history: a claim must cost the chunk, not the table."""
     customer = make_customer(app, "history")
