@@ -2,6 +2,7 @@
 
 from django import forms
 from django.contrib import admin, messages
+from django.db import models
 from django.template.response import TemplateResponse
 
 from .models import ApiKey, App, Contact, Customer, Invitation, Membership, Workspace
@@ -214,7 +215,15 @@ class ContactAdmin(admin.ModelAdmin):
 
 from .errors import HubError  # noqa: E402
 from .forms import PlanChoiceForm, ReviewForm  # noqa: E402
-from .models import Activity, CustomerForward, Installation, Plan, Review, Subscription  # noqa: E402
+from .models import (  # noqa: E402
+    Activity,
+    ActivityOutbox,
+    CustomerForward,
+    Installation,
+    Plan,
+    Review,
+    Subscription,
+)
 from .services import lifecycle, plans  # noqa: E402
 
 
@@ -387,12 +396,41 @@ class CustomerForwardAdmin(admin.ModelAdmin):
         return False
 
 
+@admin.register(ActivityOutbox)
+class ActivityOutboxAdmin(admin.ModelAdmin):
+    """Activities the fan-out has not taken yet: a long list here means no worker fans out."""
+
+    list_display = ["id", "activity_id"]
+    readonly_fields = ["activity"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+class DispatchedFilter(admin.SimpleListFilter):
+    """Activities whose deliveries are created, or still queued in the outbox."""
+
+    title = "dispatched"
+    parameter_name = "dispatched"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "Dispatched"), ("no", "Queued")]
+
+    def queryset(self, request, queryset):
+        if self.value() in ("yes", "no"):
+            return queryset.filter(queued=self.value() == "no")
+        return queryset
+
+
 @admin.register(Activity)
 class ActivityAdmin(admin.ModelAdmin):
-    """The outbox: read-only."""
+    """What the lifecycle recorded: read-only."""
 
-    list_display = ["kind", "customer", "app", "occurred_at", "dispatched_at"]
-    list_filter = ["kind", ("dispatched_at", admin.EmptyFieldListFilter), "app__workspace"]
+    list_display = ["kind", "customer", "app", "occurred_at", "dispatched"]
+    list_filter = ["kind", DispatchedFilter, "app__workspace"]
     search_fields = ["id", "customer__name", "customer__platform_id"]
     readonly_fields = [
         "id",
@@ -402,9 +440,17 @@ class ActivityAdmin(admin.ModelAdmin):
         "occurred_at",
         "properties",
         "created_at",
-        "dispatched_at",
+        "dispatched",
     ]
     show_full_result_count = False
+
+    def get_queryset(self, request):
+        queued = ActivityOutbox.objects.filter(activity=models.OuterRef("pk"))
+        return super().get_queryset(request).annotate(queued=models.Exists(queued))
+
+    @admin.display(boolean=True, description="dispatched")
+    def dispatched(self, obj: Activity) -> bool:
+        return not obj.queued
 
     def has_add_permission(self, request):
         return False

@@ -328,10 +328,11 @@ class Review(models.Model):
 
 
 class Activity(models.Model):
-    """A lifecycle change, recorded in the transaction that made it: the outbox of what to send out.
+    """A lifecycle change, recorded in the transaction that made it: what to send out.
 
-    `id` is the Segment messageId on every retry. `dispatched_at` is set by the integrations
-    package once it has created the deliveries; rows still NULL are picked up by its sweep.
+    `id` is the Segment messageId on every retry. Each new row is queued in `ActivityOutbox` by
+    the database itself (a trigger, in the same statement), until the integrations package has
+    created its deliveries; what stays queued is picked up by its sweep.
     """
 
     class Kind(models.TextChoices):
@@ -367,8 +368,8 @@ class Activity(models.Model):
     USAGE_KINDS = ("usage_limit_approaching", "usage_limit_reached", "upgrade_suggested")
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    # No index of its own: `activity_app_occurred` leads with it (each index is written again by
-    # every fan-out's update of dispatched_at).
+    # No index of its own: `activity_app_occurred` leads with it (an index is one more write per
+    # activity recorded).
     app = models.ForeignKey(App, on_delete=models.CASCADE, related_name="activities", db_index=False)
     customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="activities")
     kind = models.CharField(max_length=30, choices=Kind.choices)
@@ -378,7 +379,6 @@ class Activity(models.Model):
     # come from), so a message rendered later is the message of that moment.
     customer_fields = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
-    dispatched_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["-occurred_at"]
@@ -409,15 +409,37 @@ class Activity(models.Model):
         ]
         indexes = [
             models.Index(fields=["app", "-occurred_at"], name="activity_app_occurred"),
-            models.Index(
-                fields=["created_at"],
-                condition=models.Q(dispatched_at__isnull=True),
-                name="activity_undispatched",
-            ),
         ]
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} ({self.occurred_at:%Y-%m-%d %H:%M})"
+
+
+class ActivityOutbox(models.Model):
+    """An activity whose deliveries are not created yet: the fan-out's queue.
+
+    A row is inserted with each activity by a trigger on `hub_activity` (migration 0012), so every
+    way of recording one (the lifecycle services, identify's one-statement insert, a bulk insert)
+    queues it in the same statement and transaction. The fan-out claims rows by deleting them
+    (`DELETE ... RETURNING`, `FOR UPDATE SKIP LOCKED`) in the transaction that inserts the
+    deliveries: a crash before its commit leaves them queued. A claim writes nothing to
+    `hub_activity`: marking the activities themselves dispatched rewrote each row and every index
+    on it, the fan-out's largest cost in PostgreSQL. `id` orders the queue (oldest first).
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    # No foreign-key constraint: its check would lock the activity's row (a write to it) for each
+    # row queued, and the trigger inserts the id of the row being inserted. Deleting an activity
+    # through the ORM deletes its row here; a row left without its activity is dropped by the claim.
+    activity = models.OneToOneField(
+        Activity, on_delete=models.CASCADE, related_name="outbox", db_constraint=False
+    )
+
+    class Meta:
+        verbose_name_plural = "activity outbox"
+
+    def __str__(self) -> str:
+        return f"queued {self.activity_id}"
 
 
 class CustomerForward(models.Model):

@@ -23,12 +23,27 @@ Item = TypeVar("Item", int, str)
 
 class CoalescedTask(Generic[Item]):
     """Call it (after commit) to have `task_name` sent within `seconds`; with `item`s, the task gets
-    their sorted list as its one argument (one task per `chunk` items, when `chunk` is given)."""
+    their sorted list as its one argument (one task per `chunk` items, when `chunk` is given).
 
-    def __init__(self, task_name: str, *, seconds: float = 0.05, chunk: int | None = None) -> None:
+    With `busy_items`, a process whose last send carried at least that many items waits
+    `busy_seconds` instead: under a high rate, fewer and larger tasks (a task costs the workers
+    some milliseconds whatever it carries), for a longer wait that only such a rate pays.
+    """
+
+    def __init__(
+        self,
+        task_name: str,
+        *,
+        seconds: float = 0.05,
+        chunk: int | None = None,
+        busy_items: int | None = None,
+        busy_seconds: float | None = None,
+    ) -> None:
         self.task_name = task_name
         self.seconds = seconds
         self.chunk = chunk
+        self.busy_items = busy_items
+        self.busy_seconds = busy_seconds if busy_seconds is not None else seconds
         self._reset()
         # A forked child (a web or Celery worker process) has no timer thread of its parent's.
         os.register_at_fork(after_in_child=self._reset)
@@ -36,7 +51,14 @@ class CoalescedTask(Generic[Item]):
     def _reset(self) -> None:
         self._items: set[Item] = set()
         self._scheduled = False
+        self._last_sent = 0
         self._lock = threading.Lock()
+
+    def window(self) -> float:
+        """Seconds the next window waits: longer after a busy one (`busy_items`)."""
+        if self.busy_items is not None and self._last_sent >= self.busy_items:
+            return self.busy_seconds
+        return self.seconds
 
     def __call__(self, item: Item | None = None) -> None:
         with self._lock:
@@ -47,7 +69,7 @@ class CoalescedTask(Generic[Item]):
             self._scheduled = True
         # The send runs in the context of the first ask of its window: the task carries that
         # request's id (hub.observability.request_id).
-        timer = threading.Timer(self.seconds, contextvars.copy_context().run, args=(self.send,))
+        timer = threading.Timer(self.window(), contextvars.copy_context().run, args=(self.send,))
         timer.daemon = True
         timer.start()
 
@@ -61,6 +83,7 @@ class CoalescedTask(Generic[Item]):
             items = sorted(self._items)
             self._items.clear()
             self._scheduled = False
+            self._last_sent = len(items)
         size = self.chunk or len(items) or 1
         for args in [[items[i : i + size]] for i in range(0, len(items), size)] or [[]]:
             try:

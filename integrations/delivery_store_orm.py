@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 
-from hub.models import Activity
+from hub.models import ActivityOutbox
 
 from .delivery_rows import ActivityRow, Claimed, NewDelivery, RetryMark, activity_row
 from .models import Attempt, Delivery
@@ -34,15 +34,15 @@ class OrmStore:
         yield True  # one writer at a time already
 
     def activities_waiting(self, *, limit: int) -> int:
-        return Activity.objects.filter(dispatched_at__isnull=True)[:limit].count()
+        return ActivityOutbox.objects.all()[:limit].count()
 
     def activities_claim(self, *, ids: list[str] | None, limit: int, now: datetime) -> list[ActivityRow]:
-        qs = Activity.objects.filter(dispatched_at__isnull=True).select_related("customer")
+        queued = ActivityOutbox.objects.select_related("activity__customer")
         if ids is not None:
-            qs = qs.filter(pk__in=ids)
-        picked = list(qs.order_by("created_at")[:limit])
-        Activity.objects.filter(pk__in=[a.pk for a in picked]).update(dispatched_at=now)
-        return [activity_row(a) for a in picked]
+            queued = queued.filter(activity_id__in=ids)
+        picked = list(queued.order_by("id")[:limit])
+        ActivityOutbox.objects.filter(pk__in=[q.pk for q in picked]).delete()
+        return [activity_row(q.activity) for q in picked]
 
     def deliveries_insert(self, *, rows: list[NewDelivery], now: datetime) -> dict[int, int]:
         created: dict[int, int] = {}

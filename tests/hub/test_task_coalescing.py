@@ -37,6 +37,24 @@ def test_asks_within_a_window_are_sent_once_with_all_their_items(sent):
     assert sent == [("tests.task", [["a", "b"]])]
 
 
+def test_a_process_whose_last_send_was_busy_waits_the_longer_window_then_the_short_one_again(sent):
+    task = CoalescedTask("tests.task", seconds=0.05, busy_items=3, busy_seconds=0.5)
+
+    def window_of(*items: str) -> float:
+        with task._lock:  # a window open already: no timer of its own in this test
+            task._scheduled = True
+        for item in items:
+            task(item)
+        task.send()
+        return task.window()
+
+    assert task.window() == 0.05
+    assert window_of("a", "b") == 0.05  # two items: not busy
+    assert window_of("a", "b", "c") == 0.5
+    assert window_of("d") == 0.05
+    assert [args for _, args in sent] == [[["a", "b"]], [["a", "b", "c"]], [["d"]]]
+
+
 def test_lifecycle_fanout_sends_at_most_a_thousand_activity_ids_per_task(sent, monkeypatch):
     monkeypatch.setattr(lifecycle.fanout_soon, "seconds", 60)  # the window's timer stays out of it
     try:

@@ -8,7 +8,7 @@ import pytest
 from django.db import connection, transaction
 from django.utils import timezone
 
-from hub.models import Activity
+from hub.models import Activity, ActivityOutbox
 from hub.services import lifecycle
 from hub.services.customers import customer_identify
 from integrations import delivery, delivery_fanout, delivery_retention
@@ -84,20 +84,89 @@ def test_a_fan_out_that_runs_twice_makes_no_second_delivery(segment, app, standi
     make_customer(app, "s-1")
     activity = Activity.objects.get()
     delivery_fanout.activities_fanout(send=False)
-    Activity.objects.filter(pk=activity.pk).update(dispatched_at=None)  # as if the mark were lost
+    ActivityOutbox.objects.create(activity=activity)  # as if its claim were lost
     delivery_fanout.activities_fanout(send=False)
     assert Delivery.objects.filter(integration=segment).count() == 1
+
+
+def test_every_activity_is_queued_once_however_it_is_inserted_and_only_if_it_commits(segment, app):
+    """The outbox is filled by the database: identify's one-statement insert, a lifecycle service,
+    a bulk insert; a rolled-back transaction queues nothing."""
+    customer = make_customer(app, "queued")  # the installed activity, in identify's one statement
+    lifecycle.review_create(customer=customer, rating=5)
+    Activity.objects.bulk_create([Activity(app=app, customer=customer, kind="reviewed") for _ in range(3)])
+    with pytest.raises(RuntimeError), transaction.atomic():
+        lifecycle.review_create(customer=customer, rating=1)
+        raise RuntimeError("rolled back")
+    recorded = list(Activity.objects.order_by("created_at").values_list("pk", flat=True))
+    assert len(recorded) == 5
+    assert list(ActivityOutbox.objects.order_by("id").values_list("activity_id", flat=True)) == recorded
+
+
+def test_a_claim_writes_nothing_to_the_activity_table_and_a_rolled_back_one_leaves_the_queue_as_it_was(
+    segment, app
+):
+    """Claimed by deleting outbox rows: the activities' large, indexed rows are never rewritten,
+    and a fan-out that dies before its commit leaves its activities queued."""
+    customer = make_customer(app, "claims")
+    Activity.objects.bulk_create([Activity(app=app, customer=customer, kind="reviewed") for _ in range(9)])
+
+    def activity_writes() -> int:  # updates of the activity table by this transaction so far
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT n_tup_upd + n_tup_del FROM pg_stat_xact_user_tables WHERE relname = 'hub_activity'"
+            )
+            return cursor.fetchone()[0]
+
+    with pytest.raises(RuntimeError), transaction.atomic():
+        before = activity_writes()
+        rows = store().activities_claim(ids=None, limit=4, now=timezone.now())
+        assert len(rows) == 4 and activity_writes() == before
+        assert ActivityOutbox.objects.count() == 6
+        raise RuntimeError("the fan-out died")
+    assert ActivityOutbox.objects.count() == 10
+    with transaction.atomic():
+        rows = store().activities_claim(ids=None, limit=100, now=timezone.now())
+    assert len(rows) == 10 and not ActivityOutbox.objects.exists()
+    assert [r.id for r in rows] == [
+        str(pk) for pk in Activity.objects.order_by("created_at").values_list("pk", flat=True)
+    ]
+
+
+def test_a_claim_reads_the_outbox_by_its_indexes_even_when_claimed_rows_make_it_large(segment, app):
+    """Until a vacuum the queue's table holds every row claimed since, and its statistics may say
+    it is small: a claim must still go by its indexes, not read every page."""
+    customer = make_customer(app, "dead-rows")
+    Activity.objects.bulk_create([Activity(app=app, customer=customer, kind="reviewed") for _ in range(3000)])
+    with transaction.atomic():
+        assert len(store().activities_claim(ids=None, limit=5000, now=timezone.now())) == 3001
+    Activity.objects.bulk_create([Activity(app=app, customer=customer, kind="reviewed") for _ in range(20)])
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE hub_activityoutbox")  # twenty live rows, and the dead ones' pages
+    given = [str(pk) for pk in ActivityOutbox.objects.values_list("activity_id", flat=True)[:5]]
+
+    def seq_scans() -> int:  # of the outbox, by this transaction so far
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT seq_scan FROM pg_stat_xact_user_tables WHERE relname = 'hub_activityoutbox'"
+            )
+            return cursor.fetchone()[0]
+
+    with transaction.atomic():
+        before = seq_scans()
+        rows = store().activities_claim(ids=given, limit=2500, now=timezone.now())
+        assert sorted(r.id for r in rows) == sorted(given) and seq_scans() == before
+        rows = store().activities_claim(ids=None, limit=2500, now=timezone.now())
+        assert len(rows) == 15 and seq_scans() == before
 
 
 def test_a_fan_out_finds_its_activities_by_key_not_by_scanning_every_activity_ever_recorded(segment, app):
     """The activity table keeps the whole history: a claim must cost the chunk, not the table."""
     customer = make_customer(app, "history")
-    Activity.objects.bulk_create(
-        [
-            Activity(app=app, customer=customer, kind="reviewed", dispatched_at=timezone.now())
-            for _ in range(5000)
-        ]
+    history = Activity.objects.bulk_create(
+        [Activity(app=app, customer=customer, kind="reviewed") for _ in range(5000)]
     )
+    ActivityOutbox.objects.filter(activity__in=history).delete()  # dispatched long ago
     Activity.objects.bulk_create([Activity(app=app, customer=customer, kind="reviewed") for _ in range(20)])
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE hub_activity")
@@ -298,7 +367,7 @@ def test_a_sweep_that_finds_a_backlog_starts_the_parallel_fan_outs_before_its_ow
     monkeypatch.setattr(tasks, "FANOUT_CHUNK", 10)
     customer = make_customer(app, "backlog")
     Activity.objects.bulk_create([Activity(app=app, customer=customer, kind="reviewed") for _ in range(25)])
-    waiting = Activity.objects.filter(dispatched_at__isnull=True).count()  # and the install
+    waiting = ActivityOutbox.objects.count()  # and the install
     calls: list[str] = []
     monkeypatch.setattr(tasks.activities_fanout, "delay", lambda *a: calls.append("fan-out task"))
     claim = delivery_fanout.activities_fanout
@@ -310,4 +379,4 @@ def test_a_sweep_that_finds_a_backlog_starts_the_parallel_fan_outs_before_its_ow
     monkeypatch.setattr(delivery_fanout, "activities_fanout", sweep_chunk)
     tasks._deliveries_sweep()
     assert calls == ["fan-out task"] * 3 + ["sweep's chunk"]
-    assert Activity.objects.filter(dispatched_at__isnull=True).count() == waiting - 10
+    assert ActivityOutbox.objects.count() == waiting - 10

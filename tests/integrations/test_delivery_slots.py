@@ -10,7 +10,7 @@ import psycopg
 import pytest
 from django.db import DatabaseError, connection, transaction
 
-from hub.models import Activity
+from hub.models import Activity, ActivityOutbox
 from integrations import delivery_fanout
 from integrations.delivery_fanout import BACKLOG_CHUNK
 from integrations.delivery_rows import FANOUT_SLOTS, SEND_SLOTS
@@ -157,7 +157,7 @@ def test_a_backlog_is_fanned_out_by_at_most_parallel_fan_outs_at_once(segment, a
         for slot in range(2):
             other.execute("SELECT pg_advisory_xact_lock(%s, %s)", [FANOUT_SLOTS, slot])
         assert delivery_fanout.activities_fanout() == {}
-        assert Activity.objects.filter(dispatched_at__isnull=True).count() == 10
+        assert ActivityOutbox.objects.count() == 10
         other.rollback()
     assert delivery_fanout.activities_fanout() == {segment.pk: 10}
 
