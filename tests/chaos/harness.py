@@ -323,7 +323,8 @@ def _wait_all_delivered(hub: ChaosHub, ids: set[str], timeout: float) -> None:
         # without reaching the stand-in; and what the database is doing (a transaction holding
         # claimed rows, a lock).
         stuck = conn.execute(
-            "SELECT a.dispatched_at IS NOT NULL, d.status, count(*) FROM hub_activity a "
+            "SELECT NOT EXISTS (SELECT 1 FROM hub_activityoutbox o WHERE o.activity_id = a.id), d.status, "
+            "count(*) FROM hub_activity a "
             "LEFT JOIN integrations_delivery d ON d.activity_id = a.id "
             "WHERE a.id = ANY(%s::uuid[]) GROUP BY 1, 2",
             [sorted(missing)],
