@@ -5,12 +5,17 @@ for against what counts events: the events package's rollup drains take it share
 of one app run at once, each counting batches of its own), the customer merge and the metric
 rebuilds take it exclusive (no drain runs meanwhile). On other databases (SQLite: one writer at a
 time anyway) it does nothing.
+
+`xact_lock_first_free` takes the first free lock of several (a shard, a send slot) without
+waiting on any one of them: the rollup drains and the delivery engine's slots both use it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import Any
 
 import psycopg
 from django.db import connection
@@ -56,3 +61,20 @@ def app_usage_lock_held(app_pk: int, *, only_one: int | None = None) -> Iterator
     finally:
         holder.rollback()
         holder.close()
+
+
+def xact_lock_first_free(cursor: Any, lock_class: int, keys: Sequence[int], wait: float = 0.0) -> int | None:
+    """Take, until the current transaction ends, the first free advisory lock (lock_class, key) of
+    `keys`, in their order, and return its key; None when every one is held. With `wait`, poll (a
+    few milliseconds apart, growing to 20 ms) for up to that many seconds while none is free."""
+    deadline = time.monotonic() + wait
+    pause = 0.002
+    while True:
+        for key in keys:
+            cursor.execute("SELECT pg_try_advisory_xact_lock(%s, %s)", [lock_class, key])
+            if cursor.fetchone()[0]:
+                return key
+        if time.monotonic() + pause > deadline:
+            return None
+        time.sleep(pause)
+        pause = min(0.02, pause * 2)

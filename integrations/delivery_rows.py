@@ -6,7 +6,6 @@ makes (`NewDelivery`), what a claim returns (`Claimed`), retry marks, ids derive
 from __future__ import annotations
 
 import hashlib
-import time
 import uuid
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ from typing import Protocol
 
 import orjson
 
+from hub.locks import xact_lock_first_free
 from hub.models import Activity
 from hub.raw_cursor import raw_cursor
 
@@ -178,17 +178,7 @@ FANOUT_SLOTS = 0x48554246  # the advisory-lock class of "a fan-out of a backlog 
 
 
 def xact_lock_any(lock_class: int, keys: list[int], wait: float) -> bool:
-    """Take the first free transaction-level advisory lock of `keys`; with `wait`, poll (a few
-    milliseconds apart, growing to 20 ms) for up to that many seconds while none is free."""
-    deadline = time.monotonic() + wait
-    pause = 0.002
+    """Take the first free transaction-level advisory lock of `keys`; with `wait`, poll for up to
+    that many seconds while none is free (`hub.locks.xact_lock_first_free`)."""
     with raw_cursor() as cursor:
-        while True:
-            for key in keys:
-                cursor.execute("SELECT pg_try_advisory_xact_lock(%s, %s)", [lock_class, key])
-                if cursor.fetchone()[0]:
-                    return True
-            if time.monotonic() + pause > deadline:
-                return False
-            time.sleep(pause)
-            pause = min(0.02, pause * 2)
+        return xact_lock_first_free(cursor, lock_class, keys, wait) is not None

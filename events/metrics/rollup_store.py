@@ -19,7 +19,7 @@ from typing import Any, Protocol
 from django.db import connection, transaction
 from django.db.models import DateTimeField
 
-from hub.locks import app_usage_lock, app_usage_lock_held
+from hub.locks import app_usage_lock, app_usage_lock_held, xact_lock_first_free
 from hub.raw_cursor import raw_cursor
 
 from ..models import ROLLUP_SHARDS, Metric, MetricRollup, RollupBatch
@@ -191,13 +191,9 @@ def _shard_take(cursor: Any, app_pk: int) -> int | None:
         "SELECT shard FROM events_rollupbatch WHERE app_id = %s GROUP BY shard ORDER BY min(id)", [app_pk]
     )
     shards: list[int] = [row[0] for row in cursor.fetchall()]
-    for shard in shards:
-        cursor.execute(
-            "SELECT pg_try_advisory_xact_lock(%s, %s)", [SHARD_LOCK, app_pk * ROLLUP_SHARDS + shard]
-        )
-        if cursor.fetchone()[0]:
-            return shard
-    return None
+    base = app_pk * ROLLUP_SHARDS
+    key = xact_lock_first_free(cursor, SHARD_LOCK, [base + shard for shard in shards])
+    return None if key is None else key - base
 
 
 class PostgresRollupStore(_BaseRollupStore):
