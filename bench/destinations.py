@@ -8,7 +8,8 @@ local stand-ins of Metronome (`/v1/ingest`), Kable (`/api/v1/events/create`) and
    at its stand-in, against segment-analytics-python sending N track calls to a stand-in in the
    same run (in-memory queue, nothing durable). Target: ratio at least 2 for each destination.
    Then the CPU budget that target implies on this machine (every process of the run sharing its
-   cores) next to the CPU measured per ingested event and per delivery.
+   cores) next to the CPU measured per ingested event and per delivery, and a floor no design can
+   go under: PostgreSQL's CPU to store the same events by COPY plus the stand-ins' CPU per event.
 2. Latency: events posted at a steady rate (1,000/s by default, in requests of 10); p99 from the
    ingest answer to receipt at each stand-in. Target: at most 1 s.
 3. Backfill: M usage events (50,000 by default) stored in bulk in a second app before any
@@ -166,7 +167,7 @@ def _lib_rate(baseline_standin: StandIn, events: list[dict], meter: _Meter) -> f
     return lib_rate
 
 
-def _feasibility(lib_rate: float, n: int, destinations: int, used: dict[str, float]) -> None:
+def _feasibility(lib_rate: float, n: int, destinations: int, used: dict[str, float], copy_us: float) -> None:
     """The CPU per event the throughput target leaves on this machine, against what was measured."""
     cores = len(os.sched_getaffinity(0))
     target = 2 * lib_rate
@@ -188,6 +189,49 @@ def _feasibility(lib_rate: float, n: int, destinations: int, used: dict[str, flo
         f"  the target needs {per_event / budget:.1f}x less CPU per event; at the CPU measured these cores "
         f"carry {cores / per_event * 1e6:,.0f} events/s to {destinations} destinations, ingest included"
     )
+    # The floor no design of the hub can go under here: PostgreSQL taking each event by COPY (the
+    # cheapest way it stores rows; the hub answers only after the event is committed) and the same
+    # stand-ins taking each delivery (their CPU per event in this run, shared by any sender).
+    standins_us = used["stand-in"] / n * 1e6
+    floor = copy_us + standins_us
+    print(
+        f"  floor: PostgreSQL storing an event by COPY into a table of the events' shape {copy_us:.1f} µs + "
+        f"the stand-ins taking its {destinations} deliveries {standins_us:.1f} µs = {floor:.1f} µs a "
+        f"event, {floor / budget:.2f}x the budget: at the target's rate these two alone need "
+        f"{floor * target / 1e6:.2f} of the {cores} cores"
+        + (" (the target is beyond this machine whatever the hub does)" if floor > budget else "")
+    )
+
+
+def _copy_floor(events: list[dict], meter: _Meter) -> float:
+    """PostgreSQL's CPU (µs an event, its backend read from /proc) to store `events` by COPY, 1,000 a
+    transaction, into a scratch table shaped as the events table with its unique (app, event id)."""
+    import psycopg
+
+    from bench.harness import database_url
+
+    with psycopg.connect(database_url(DB)) as conn:
+        conn.execute("DROP TABLE IF EXISTS bench_copy_floor")
+        conn.execute("CREATE TABLE bench_copy_floor (LIKE events_usageevent INCLUDING ALL)")
+        conn.execute("ALTER TABLE bench_copy_floor ADD UNIQUE (app_id, event_id)")
+        conn.commit()
+        now = datetime.now(UTC)
+        rows = [
+            (1, i % 200, e["eventId"], e["eventName"], datetime.fromtimestamp(e["timestamp"] / 1000, UTC),
+             json.dumps(e["properties"]), now)
+            for i, e in enumerate(events)
+        ]  # fmt: skip
+        columns = "app_id, customer_id, event_id, event_name, timestamp, properties, received_at"
+        meter.start()
+        for i in range(0, len(rows), 1000):
+            with conn.cursor().copy(f"COPY bench_copy_floor ({columns}) FROM STDIN") as copy:
+                for row in rows[i : i + 1000]:
+                    copy.write_row(row)
+            conn.commit()
+        _, used = meter.stop_parts()
+        conn.execute("DROP TABLE bench_copy_floor")
+        conn.commit()
+    return used["postgres"] / len(rows) * 1e6
 
 
 def _backfill_phase(
@@ -349,7 +393,7 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"{name}: {n} events delivered = {rate:,.0f} events/s; ratio {ratio:.2f} "
                           f"(target >= 2) {_verdict(ratio >= 2)}")  # fmt: skip
                     failed |= ratio < 2
-                _feasibility(lib_rate, n, len(standins), used)
+                _feasibility(lib_rate, n, len(standins), used, _copy_floor(events, meter))
 
             if "latency" in phases:
                 for s in standins.values():
