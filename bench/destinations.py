@@ -37,7 +37,18 @@ import time
 import uuid
 from datetime import UTC, datetime
 
-from bench.harness import client_pool, dumps, gunicorn, http_load, hub_env, manage, recreate_database
+from bench.harness import (
+    EVENT_COLUMNS,
+    client_pool,
+    database_url,
+    dumps,
+    gunicorn,
+    http_load,
+    hub_env,
+    manage,
+    recreate_database,
+    scratch_events_table,
+)
 from bench.segment_delivery import CpuMeter, StandIn, _setup_django, _start_worker
 
 DB = "hub_bench_destinations"
@@ -208,23 +219,17 @@ def _copy_floor(events: list[dict], meter: _Meter) -> float:
     transaction, into a scratch table shaped as the events table with its unique (app, event id)."""
     import psycopg
 
-    from bench.harness import database_url
-
     with psycopg.connect(database_url(DB)) as conn:
-        conn.execute("DROP TABLE IF EXISTS bench_copy_floor")
-        conn.execute("CREATE TABLE bench_copy_floor (LIKE events_usageevent INCLUDING ALL)")
-        conn.execute("ALTER TABLE bench_copy_floor ADD UNIQUE (app_id, event_id)")
-        conn.commit()
+        scratch_events_table(conn, "bench_copy_floor")
         now = datetime.now(UTC)
         rows = [
             (1, i % 200, e["eventId"], e["eventName"], datetime.fromtimestamp(e["timestamp"] / 1000, UTC),
              json.dumps(e["properties"]), now)
             for i, e in enumerate(events)
         ]  # fmt: skip
-        columns = "app_id, customer_id, event_id, event_name, timestamp, properties, received_at"
         meter.start()
         for i in range(0, len(rows), 1000):
-            with conn.cursor().copy(f"COPY bench_copy_floor ({columns}) FROM STDIN") as copy:
+            with conn.cursor().copy(f"COPY bench_copy_floor ({EVENT_COLUMNS}) FROM STDIN") as copy:
                 for row in rows[i : i + 1000]:
                     copy.write_row(row)
             conn.commit()

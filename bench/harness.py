@@ -313,3 +313,36 @@ class ServerCpu:
     def per_request(self, requests: int) -> str:
         return (f"server CPU per request: web {self.web / requests * 1000:.2f} ms, "
                 f"PostgreSQL {self.postgres / requests * 1000:.2f} ms")  # fmt: skip
+
+
+# --- The raw baselines: the events' rows stored by plain psycopg, no hub -------------------------
+
+EVENT_COLUMNS = "app_id, customer_id, event_id, event_name, timestamp, properties, received_at"
+
+
+def scratch_events_table(conn: psycopg.Connection, name: str) -> None:
+    """(Re)create `name` shaped as the events table with its unique (app_id, event_id), committed.
+
+    The events table is partitioned and its dedupe key lives in events_usageeventkey: the
+    baselines keep the one-table shape, its unique (app_id, event_id) included."""
+    conn.execute(f"DROP TABLE IF EXISTS {name}")
+    conn.execute(f"CREATE TABLE {name} (LIKE events_usageevent INCLUDING ALL)")
+    conn.execute(f"ALTER TABLE {name} ADD UNIQUE (app_id, event_id)")
+    conn.commit()
+
+
+def raw_insert_rate(db: str, rows: list[tuple]) -> float:
+    """Rows/s of psycopg executemany INSERT ... ON CONFLICT DO NOTHING of `rows` (EVENT_COLUMNS),
+    1,000 rows a transaction, into a scratch table shaped as the events table."""
+    sql = (
+        f"INSERT INTO bench_scratch ({EVENT_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s)"
+        " ON CONFLICT (app_id, event_id) DO NOTHING"
+    )
+    with psycopg.connect(database_url(db)) as conn:
+        scratch_events_table(conn, "bench_scratch")
+        start = time.perf_counter()
+        with conn.cursor() as cur:
+            for i in range(0, len(rows), 1000):
+                cur.executemany(sql, rows[i : i + 1000])
+                conn.commit()
+        return len(rows) / (time.perf_counter() - start)

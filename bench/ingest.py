@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -34,6 +33,7 @@ from bench.harness import (
     http_load,
     hub_env,
     manage,
+    raw_insert_rate,
     recreate_database,
 )
 
@@ -72,29 +72,13 @@ def identify_bodies(n: int, prefix: str) -> list[bytes]:
 
 def raw_baseline(events: list[dict], app_pk: int, customer_pks: dict[str, int]) -> float:
     """Rows/s of psycopg executemany INSERT ... ON CONFLICT DO NOTHING, 1,000 rows a transaction."""
-    with psycopg.connect(database_url(DB)) as conn:
-        conn.execute("DROP TABLE IF EXISTS bench_scratch")
-        conn.execute("CREATE TABLE bench_scratch (LIKE events_usageevent INCLUDING ALL)")
-        # The events table is partitioned and its dedupe key lives in events_usageeventkey: the
-        # baseline keeps the one-table shape, its unique (app_id, event_id) included.
-        conn.execute("ALTER TABLE bench_scratch ADD UNIQUE (app_id, event_id)")
-        conn.commit()
-        sql = (
-            "INSERT INTO bench_scratch (app_id, customer_id, event_id, event_name, timestamp, properties,"
-            " received_at) VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (app_id, event_id) DO NOTHING"
-        )
-        now = datetime.now(UTC)
-        rows = [
-            (app_pk, customer_pks[e["customerId"]], e["eventId"], e["eventName"],
-             datetime.fromtimestamp(e["timestamp"] / 1000, UTC), json.dumps(e["properties"]), now)
-            for e in events
-        ]  # fmt: skip
-        start = time.perf_counter()
-        with conn.cursor() as cur:
-            for i in range(0, len(rows), 1000):
-                cur.executemany(sql, rows[i : i + 1000])
-                conn.commit()
-        return len(rows) / (time.perf_counter() - start)
+    now = datetime.now(UTC)
+    rows = [
+        (app_pk, customer_pks[e["customerId"]], e["eventId"], e["eventName"],
+         datetime.fromtimestamp(e["timestamp"] / 1000, UTC), json.dumps(e["properties"]), now)
+        for e in events
+    ]  # fmt: skip
+    return raw_insert_rate(DB, rows)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -42,6 +42,7 @@ from bench.harness import (
     hub_env,
     manage,
     paced_load,
+    raw_insert_rate,
     recreate_database,
 )
 
@@ -67,29 +68,13 @@ def make_messages(n: int, prefix: str) -> list[dict]:
 
 def raw_baseline(messages: list[dict], app_pk: int, customer_pks: dict[str, int]) -> float:
     """Rows/s of psycopg executemany INSERT ... ON CONFLICT DO NOTHING, 1,000 rows a transaction."""
-    with psycopg.connect(database_url(DB)) as conn:
-        conn.execute("DROP TABLE IF EXISTS bench_scratch")
-        conn.execute("CREATE TABLE bench_scratch (LIKE events_usageevent INCLUDING ALL)")
-        # The events table is partitioned and its dedupe key lives in events_usageeventkey: the
-        # baseline keeps the one-table shape, its unique (app_id, event_id) included.
-        conn.execute("ALTER TABLE bench_scratch ADD UNIQUE (app_id, event_id)")
-        conn.commit()
-        sql = (
-            "INSERT INTO bench_scratch (app_id, customer_id, event_id, event_name, timestamp, properties,"
-            " received_at) VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (app_id, event_id) DO NOTHING"
-        )
-        now = datetime.now(UTC)
-        rows = [
-            (app_pk, customer_pks[m["properties"]["shop"]], m["messageId"], m["event"],
-             datetime.fromisoformat(m["timestamp"]), json.dumps(m["properties"]), now)
-            for m in messages
-        ]  # fmt: skip
-        start = time.perf_counter()
-        with conn.cursor() as cur:
-            for i in range(0, len(rows), 1000):
-                cur.executemany(sql, rows[i : i + 1000])
-                conn.commit()
-        return len(rows) / (time.perf_counter() - start)
+    now = datetime.now(UTC)
+    rows = [
+        (app_pk, customer_pks[m["properties"]["shop"]], m["messageId"], m["event"],
+         datetime.fromisoformat(m["timestamp"]), json.dumps(m["properties"]), now)
+        for m in messages
+    ]  # fmt: skip
+    return raw_insert_rate(DB, rows)
 
 
 def _count(sql: str, *params) -> int:
