@@ -1,9 +1,16 @@
-"""WSGI entry point: `gunicorn hub.wsgi`."""
+"""WSGI entry point: `gunicorn hub.wsgi`.
+
+Django's `get_wsgi_application`, with the API's paths through a shorter middleware chain
+(hub.api_handler).
+"""
 
 import os
 
-from django.core.wsgi import get_wsgi_application
+import django
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hub.settings")
+django.setup(set_prefix=False)
 
-application = get_wsgi_application()
+from hub.api_handler import HubWSGIHandler  # noqa: E402  # after django.setup()
+
+application = HubWSGIHandler()
