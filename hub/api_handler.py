@@ -7,7 +7,10 @@ nothing for it but cost CPU on the busiest path: in `bench.ingest` (2026-12-04),
 request took 0.87-0.88 ms of web CPU through this chain against 0.91-0.96 ms through the whole one.
 `HubWSGIHandler` sends `/v1/` requests through the same middleware minus those five, built from
 `settings.MIDDLEWARE` at start-up like Django's own chain, and everything else through Django's.
-Answers are byte for byte the same (tests/hub/test_api_handler.py compares both chains).
+Answers are byte for byte the same (tests/hub/test_api_handler.py compares both chains), but for
+one case by design: a request that carries a browser's session or CSRF cookie gets no Set-Cookie
+(nor `Vary: Cookie`) here, where the whole chain would clear a stale session cookie or rotate a bad
+CSRF one; an API client has no use for either.
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ from hub.api_handler import API_SKIPPED_MIDDLEWARE, ApiWSGIHandler, HubWSGIHandl
 
 pytestmark = pytest.mark.django_db
 
+# Present on every answer of both chains (checked below), its value new each request.
 _VARYING = {"x-request-id"}
 
 
@@ -38,6 +39,8 @@ def _call(handler, method: str, path: str, body: bytes = b"", headers=None, cont
 
     def start_response(status, response_headers, exc_info=None):
         seen["status"] = int(status.split()[0])
+        names = {k.lower() for k, _ in response_headers}
+        assert names >= _VARYING, f"no request id header: {sorted(names)}"
         seen["headers"] = sorted((k.lower(), v) for k, v in response_headers if k.lower() not in _VARYING)
 
     response = handler(request.environ, start_response)
@@ -72,7 +75,9 @@ def test_building_the_api_chain_leaves_the_settings_as_they_were(settings):
         ("POST", "/v1/usage_events", {"eventName": "", "customerId": "c"}, None, None, 400),
         ("POST", "/v1/usage_events", b"{not json", None, None, 400),
         ("POST", "/v1/usage_events", b"eventName=job", None, "application/x-www-form-urlencoded", 415),
+        # Over the view's 1 MB limit, then over HUB_MAX_BODY_BYTES (the middleware's, unread).
         ("POST", "/v1/usage_events", b"x" * (2 * 1024 * 1024), None, None, 413),
+        ("POST", "/v1/usage_events", b"x" * (6 * 1024 * 1024), None, None, 413),
         (
             "POST",
             "/v1/usage_events",
@@ -131,3 +136,41 @@ def test_the_hub_handler_sends_only_api_paths_to_the_short_chain(handlers, api_k
     _call(hub, "GET", "/healthz")
     _call(hub, "GET", "/v1", content_type="text/html")
     assert seen == ["/v1/usage_events"]
+
+
+def test_the_body_limit_middleware_answers_on_the_short_chain(handlers, app, api_key, monkeypatch):
+    """A body over HUB_MAX_BODY_BYTES is refused before the view reads it, on both chains."""
+    import hub.middleware
+
+    seen = []
+    real = hub.middleware.BodySizeLimitMiddleware.__call__
+
+    def spy(self, request):
+        response = real(self, request)
+        seen.append(response.status_code)
+        return response
+
+    monkeypatch.setattr(hub.middleware.BodySizeLimitMiddleware, "__call__", spy)
+    credentials = {"X-Mantle-App-Id": str(app.public_id), "X-Mantle-App-Api-Key": api_key[1]}
+    short = ApiWSGIHandler()
+    assert _call(short, "POST", "/v1/usage_events", b"x" * (6 * 1024 * 1024), credentials)[0] == 413
+    assert seen == [413]
+
+
+def test_browser_cookies_get_no_cookie_answer_on_the_api(handlers, app, api_key):
+    """Where the chains differ, by design: a stale session cookie or a bad CSRF cookie sent to the
+    API gets no Set-Cookie (nor Vary: Cookie) from the short chain, which has no sessions or CSRF;
+    the whole chain would clear or rotate them. Everything else of the answer is the same."""
+    credentials = {"X-Mantle-App-Id": str(app.public_id), "X-Mantle-App-Api-Key": api_key[1]}
+    for cookie in ("sessionid=stale", "csrftoken=bad"):
+        headers = {**credentials, "Cookie": cookie}
+        whole = _call(handlers["whole"], "GET", "/v1/app", b"", headers)
+        short = _call(handlers["hub"], "GET", "/v1/app", b"", headers)
+        assert whole[0] == short[0] == 200
+        assert any(name == "set-cookie" for name, _ in whole[1])
+        assert not any(name == "set-cookie" for name, _ in short[1])
+        assert short[2] == whole[2]
+        cookie_free = [
+            (n, v) for n, v in whole[1] if n != "set-cookie" and not (n == "vary" and v == "Cookie")
+        ]
+        assert short[1] == cookie_free
