@@ -107,7 +107,7 @@ def test_api_answers_are_byte_for_byte_those_of_the_whole_chain(
     assert answers["hub"] == answers["whole"]
 
 
-def test_screens_keep_sessions_and_csrf(handlers, client, user):
+def test_screens_keep_sessions_and_csrf(handlers):
     """The hub's handler sends every other path through the whole chain: a login page sets the
     CSRF cookie, and a POST without its token is refused."""
     status, headers, _content = _call(handlers["hub"], "GET", "/login/", content_type="text/html")
@@ -120,7 +120,7 @@ def test_screens_keep_sessions_and_csrf(handlers, client, user):
     assert refused[0] == 403
 
 
-def test_the_hub_handler_sends_only_api_paths_to_the_short_chain(handlers, api_key, app):
+def test_the_hub_handler_sends_only_api_paths_to_the_short_chain(api_key, app):
     hub = HubWSGIHandler()
     seen = []
     short = hub.api
@@ -138,7 +138,7 @@ def test_the_hub_handler_sends_only_api_paths_to_the_short_chain(handlers, api_k
     assert seen == ["/v1/usage_events"]
 
 
-def test_the_body_limit_middleware_answers_on_the_short_chain(handlers, app, api_key, monkeypatch):
+def test_the_body_limit_middleware_answers_on_the_short_chain(app, api_key, monkeypatch):
     """A body over HUB_MAX_BODY_BYTES is refused before the view reads it, on both chains."""
     import hub.middleware
 

@@ -38,30 +38,19 @@ def assert_each_activity_once_by_id(standin, activities):
     standin.assert_each_once_by_id(a.pk for a in activities)
 
 
-def wait_delivered(integration, count, timeout=40):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if Delivery.objects.filter(integration=integration, status="delivered").count() == count:
-            return
-        time.sleep(0.2)
-    statuses = list(Delivery.objects.filter(integration=integration).values_list("status", "last_error"))
-    delivered = sum(1 for status, _ in statuses if status == "delivered")
-    raise AssertionError(f"{delivered} of {count} delivered after {timeout} s: {statuses[:5]}")
-
-
-def wait_delivered_supervised(worker: CeleryWorker, integration, count: int, timeout: float) -> int:
-    """`wait_delivered`, with the worker started again whenever it exits, as the process supervisor
-    docs/scaling.md asks for (and `hub_run`) would; returns how many times. Only Celery's exit on
-    kombu's Redis reconnection race ("Unrecoverable error": celery/celery#10205, #9054) is
-    accepted; any other exit fails the test."""
+def wait_delivered(integration, count, timeout=40, supervised: CeleryWorker | None = None) -> int:
+    """Wait until `count` of the integration's deliveries are delivered. With `supervised`, start
+    that worker again whenever it exits, as the process supervisor docs/scaling.md asks for (and
+    `hub_run`) would, and return how many times: only Celery's exit on kombu's Redis reconnection
+    race ("Unrecoverable error": celery/celery#10205, #9054) is accepted, any other fails."""
     restarts = 0
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if worker.proc.poll() is not None:
-            output = worker.output()
+        if supervised is not None and supervised.proc.poll() is not None:
+            output = supervised.output()
             assert "Unrecoverable error" in output, output[-3000:]
-            worker.stop()
-            worker.start()
+            supervised.stop()
+            supervised.start()
             restarts += 1
         if Delivery.objects.filter(integration=integration, status="delivered").count() == count:
             return restarts
@@ -147,7 +136,7 @@ def test_redis_restarted_mid_run_loses_nothing(segment, app, standin, tmp_path):
             activities = list(Activity.objects.filter(app=app))
             # The worker and beat reconnect with backoff: on a loaded machine that takes a while.
             # Or the worker exits on kombu's reconnection race and its supervisor starts it again.
-            wait_delivered_supervised(worker, segment, len(activities), timeout=120)
+            wait_delivered(segment, len(activities), timeout=120, supervised=worker)
             assert_each_activity_once_by_id(standin, activities)
     finally:
         redis.stop()
