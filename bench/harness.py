@@ -129,6 +129,17 @@ class LoadResult:
     def summary(self) -> str:
         return f"p50 {self.pct(50):.1f} ms, p99 {self.pct(99):.1f} ms"
 
+    @classmethod
+    def merged(cls, parts: list[LoadResult]) -> LoadResult:
+        """One result of several runs of a phase: their requests over their summed time."""
+        statuses: dict[int, int] = {}
+        for part in parts:
+            for code, n in part.statuses.items():
+                statuses[code] = statuses.get(code, 0) + n
+        return cls(sum(p.requests for p in parts), sum(p.seconds for p in parts),
+                   [x for p in parts for x in p.latencies], statuses,
+                   sum(p.client_cpu for p in parts))  # fmt: skip
+
 
 def _request(conn, port: int, method: str, path: str, body, headers: dict[str, str]):
     """Send one request on `conn`, once more on a new connection if the old one broke."""
@@ -302,13 +313,14 @@ class ServerCpu:
 
     @contextmanager
     def measure(self) -> Iterator[ServerCpu]:
-        """Within the block, `web` and `postgres` become the CPU seconds each spent meanwhile (a
-        process started meanwhile counts whole; one that ended meanwhile is missed)."""
+        """Within the block, `web` and `postgres` grow by the CPU seconds each spent meanwhile (a
+        process started meanwhile counts whole; one that ended meanwhile is missed): blocks of a
+        phase run in rounds add up."""
         web0, pg0 = self._sample()
         yield self
         web1, pg1 = self._sample()
-        self.web = sum(cpu - web0.get(pid, 0.0) for pid, cpu in web1.items())
-        self.postgres = sum(cpu - pg0.get(pid, 0.0) for pid, cpu in pg1.items())
+        self.web += sum(cpu - web0.get(pid, 0.0) for pid, cpu in web1.items())
+        self.postgres += sum(cpu - pg0.get(pid, 0.0) for pid, cpu in pg1.items())
 
     def per_request(self, requests: int) -> str:
         return (f"server CPU per request: web {self.web / requests * 1000:.2f} ms, "

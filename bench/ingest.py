@@ -1,18 +1,22 @@
 """Usage-event ingest benchmark (issue: usage events in).
 
-Starts the hub under gunicorn (2 sync workers) on a scratch PostgreSQL database and drives it
-from separate client processes. Prints, from one run:
+Starts the hub under gunicorn (4 sync workers: two a core, within gunicorn's advice of 2-4 a
+core; with 2 a worker waiting for its commit leaves a core idle) on a scratch PostgreSQL database
+and drives it from separate client processes. Prints, from one run:
   (a) bulk ingest events/s (1,000-event requests, dedupe on) and its ratio to a raw psycopg
       executemany of INSERT ... ON CONFLICT DO NOTHING of the same rows into a same-shaped
       scratch table;
-  (b) single-event requests/s and its ratio to a trivial JSON view (/healthz) on the same server;
+  (b) single-event requests/s and its ratio to a trivial JSON view (/healthz) on the same server,
+      the two phases taking turns in rounds (`--rounds`), so a drift of the machine's speed during
+      the run weighs on both alike; the ratio is of their totals, each round's printed beside;
   (c) identify (`POST /v1/identify`) of new customers, then of the same customers again, each in
       requests/s and as a ratio to (b)'s single-event rate;
   p50/p99 latency for each, and the CPU the server (gunicorn workers, PostgreSQL backends) spent
   per request, read from /proc (robust on a busy machine, where rates are not).
   Targets: every ratio >= 0.5.
 
-    python -m bench.ingest [--events 100000] [--single 5000] [--identify 3000] [--clients 4]
+    python -m bench.ingest [--events 100000] [--single 6000] [--rounds 3] [--identify 3000]
+                           [--clients 4] [--workers 4]
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 
 from bench.harness import (
+    LoadResult,
     ServerCpu,
     database_url,
     dumps,
@@ -86,10 +91,16 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--events", type=int, default=100_000, help="events for the bulk test")
-    parser.add_argument("--single", type=int, default=5_000, help="requests for the single-event test")
+    parser.add_argument(
+        "--single",
+        type=int,
+        default=6_000,
+        help="requests for the single-event test (and as many for the trivial view)",
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="turns of the single and trivial phases")
     parser.add_argument("--identify", type=int, default=3_000, help="customers for the identify test")
     parser.add_argument("--clients", type=int, default=4, help="client processes")
-    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
+    parser.add_argument("--workers", type=int, default=4, help="gunicorn workers")
     parser.add_argument("--threads", type=int, default=1, help="threads per gunicorn worker (gthread)")
     args = parser.parse_args(argv)
 
@@ -121,11 +132,15 @@ def main(argv: list[str] | None = None) -> int:
         assert bulk.statuses == {200: len(bulk_bodies)}, bulk.statuses
         dups = http_load(port, "POST", "/v1/usage_events", headers, dup_bodies, clients=args.clients)
         assert dups.statuses == {200: len(dup_bodies)}, dups.statuses
-        with cpu["single"].measure():
-            single = http_load(port, "POST", "/v1/usage_events", headers, single_bodies, clients=args.clients)
+        singles, trivials, clients = [], [], args.clients
+        for r in range(args.rounds):
+            bodies = single_bodies[r :: args.rounds]
+            with cpu["single"].measure():
+                singles.append(http_load(port, "POST", "/v1/usage_events", headers, bodies, clients=clients))
+            with cpu["trivial"].measure():
+                trivials.append(http_load(port, "GET", "/healthz", {}, [None] * len(bodies), clients=clients))
+        single, trivial = LoadResult.merged(singles), LoadResult.merged(trivials)
         assert single.statuses == {200: len(single_bodies)}, single.statuses
-        with cpu["trivial"].measure():
-            trivial = http_load(port, "GET", "/healthz", {}, [None] * args.single, clients=args.clients)
         with cpu["new"].measure():
             new = http_load(port, "POST", "/v1/identify", headers, identify, clients=args.clients)
         assert new.statuses == {200: len(identify)}, new.statuses
@@ -165,6 +180,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  trivial JSON view: {trivial.rate:,.0f} requests/s ({trivial.summary()}; "
           f"{cpu['trivial'].per_request(trivial.requests)})")  # fmt: skip
     print(ratio_line("single/trivial"))
+    print("    by round: " + ", ".join(f"{s.rate:,.0f}/{t.rate:,.0f} = {s.rate / t.rate:.2f}"
+                                       for s, t in zip(singles, trivials, strict=True)))  # fmt: skip
     print(f"identify, new customers: {new.rate:,.0f} requests/s ({new.summary()}; "
           f"{cpu['new'].per_request(new.requests)})")  # fmt: skip
     print(ratio_line("identify-new/single"))
