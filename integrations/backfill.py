@@ -148,7 +148,7 @@ def backfill_step(*, backfill_id: int) -> tuple[bool, FanoutResult]:
             return False, FanoutResult()
         size, items, last = chunk
         groups = {backfill.integration_id: (backfill.integration, items)} if items else {}
-        result = deliveries_create(groups, now=now, send=False) if groups else FanoutResult()
+        result = deliveries_create(groups, now=now, send=False, may_exist=True) if groups else FanoutResult()
         Backfill.objects.filter(pk=backfill.pk).update(
             done=backfill.done + size,
             queued=backfill.queued + sum(result.values()),

@@ -110,7 +110,11 @@ def activities_backlog(*, at_least: int) -> bool:
 
 
 def deliveries_create(
-    groups: dict[int, tuple[Integration, list[NewDelivery]]], *, now: datetime, send: bool
+    groups: dict[int, tuple[Integration, list[NewDelivery]]],
+    *,
+    now: datetime,
+    send: bool,
+    may_exist: bool = False,
 ) -> FanoutResult:
     """Insert new deliveries, grouped by integration, in the caller's transaction (a fan-out's).
 
@@ -118,7 +122,9 @@ def deliveries_create(
     are written, so a delivery usually takes one insert in its final state, when one of its
     HUB_DELIVERY_MAX_IN_FLIGHT request slots is free (a backlog's chunk waits for one up to
     HUB_DELIVERY_SLOT_WAIT, and holds it while its requests are in flight, not through the
-    writes after them). Deliveries of several integrations are written pending and listed in
+    writes after them). `may_exist`: some of the items may have their delivery already (a
+    backfill's), which are left as they are (they always are, but faster when said). Deliveries
+    of several integrations are written pending and listed in
     the result's `send_now`: the caller sends them after the commit, each integration in a
     thread and a transaction of its own (`deliveries_send_new`), so a destination that hangs
     holds up neither the others' sends nor their request slots.
@@ -153,7 +159,7 @@ def deliveries_create(
     else:
         result_send_now = {integration.pk: [i.id for i in pending] for integration, pending in sendable}
     new = [item for _, items in groups.values() for item in items]
-    created = db.deliveries_insert(rows=new, now=now)
+    created = db.deliveries_insert(rows=new, now=now, may_exist=may_exist)
     # An integration whose circuit is open needs no sender for its new rows: its probe is
     # scheduled already (and the sweep enqueues every due probe). Senders enqueued for each chunk
     # would only flood the queue while it is down, ahead of the other destinations' tasks.

@@ -44,7 +44,9 @@ class OrmStore:
         ActivityOutbox.objects.filter(pk__in=[q.pk for q in picked]).delete()
         return [activity_row(q.activity) for q in picked]
 
-    def deliveries_insert(self, *, rows: list[NewDelivery], now: datetime) -> dict[int, int]:
+    def deliveries_insert(
+        self, *, rows: list[NewDelivery], now: datetime, may_exist: bool = False
+    ) -> dict[int, int]:
         created: dict[int, int] = {}
         for r in rows:
             _, new = Delivery.objects.get_or_create(

@@ -1,0 +1,72 @@
+"""New deliveries go in by a plain insert, and a message whose delivery is there already is kept as
+it was, whether the caller said it might be (`may_exist`, a backfill) or not (a fan-out, whose plain
+insert then conflicts and is done again in its savepoint's place)."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+from django.db import connection, transaction
+from django.utils import timezone
+
+from integrations.delivery_rows import NewDelivery
+from integrations.delivery_store import store
+from integrations.models import Delivery
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _new(integration_id: int, message_id: str, status: str = "pending") -> NewDelivery:
+    return NewDelivery(
+        integration_id=integration_id,
+        item_kind=Delivery.ItemKind.ACTIVITY,
+        item_id=message_id,
+        action="",
+        message_id=message_id,
+        message=f'{{"messageId": "{message_id}"}}',
+        status=status,
+    )
+
+
+def _insert(rows: list[NewDelivery], **kwargs) -> dict[int, int]:
+    return store().deliveries_insert(rows=rows, now=timezone.now(), **kwargs)
+
+
+@pytest.mark.parametrize("may_exist", [False, True])
+@pytest.mark.parametrize("in_transaction", [False, True])
+def test_a_delivery_there_already_is_kept_and_the_new_ones_go_in(segment, may_exist, in_transaction):
+    first = _new(segment.pk, "m-1", status="delivered")
+    assert _insert([first]) == {segment.pk: 1}
+    again = [_new(segment.pk, "m-1"), _new(segment.pk, "m-2"), _new(segment.pk, "m-3")]
+    if in_transaction:
+        with transaction.atomic():
+            created = _insert(again, may_exist=may_exist)
+            # The transaction is still usable: the failed plain insert was its savepoint's only.
+            assert Delivery.objects.filter(integration=segment).count() == 3
+    else:
+        created = _insert(again, may_exist=may_exist)
+    assert created == {segment.pk: 2}
+    rows = dict(Delivery.objects.filter(integration=segment).values_list("message_id", "status"))
+    assert rows == {"m-1": "delivered", "m-2": "pending", "m-3": "pending"}
+
+
+def test_new_deliveries_take_the_plain_insert_and_only_a_conflict_the_other(segment, monkeypatch):
+    if connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL's statements")
+    inserts: list[str] = []
+    execute = psycopg.Cursor.execute
+
+    def watch(cursor, query, params=None, **kwargs):
+        if "INSERT INTO integrations_delivery" in str(query):
+            inserts.append("on conflict" if "ON CONFLICT" in str(query) else "plain")
+        return execute(cursor, query, params, **kwargs)
+
+    monkeypatch.setattr(psycopg.Cursor, "execute", watch)
+    assert _insert([_new(segment.pk, "n-1"), _new(segment.pk, "n-2")]) == {segment.pk: 2}
+    assert inserts == ["plain"]
+    inserts.clear()
+    assert _insert([_new(segment.pk, "n-2"), _new(segment.pk, "n-3")]) == {segment.pk: 1}
+    assert inserts == ["plain", "on conflict"]
+    inserts.clear()
+    assert _insert([_new(segment.pk, "n-3"), _new(segment.pk, "n-4")], may_exist=True) == {segment.pk: 1}
+    assert inserts == ["on conflict"]
