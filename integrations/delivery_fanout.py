@@ -122,12 +122,12 @@ def deliveries_create(
     are written, so a delivery usually takes one insert in its final state, when one of its
     HUB_DELIVERY_MAX_IN_FLIGHT request slots is free (a backlog's chunk waits for one up to
     HUB_DELIVERY_SLOT_WAIT, and holds it while its requests are in flight, not through the
-    writes after them). `may_exist`: some of the items may have their delivery already (a
-    backfill's), which are left as they are (they always are, but faster when said). Deliveries
-    of several integrations are written pending and listed in
+    writes after them). Deliveries of several integrations are written pending and listed in
     the result's `send_now`: the caller sends them after the commit, each integration in a
     thread and a transaction of its own (`deliveries_send_new`), so a destination that hangs
-    holds up neither the others' sends nor their request slots.
+    holds up neither the others' sends nor their request slots. A delivery that exists already
+    is left as it is; `may_exist` says some well may (a backfill's), which skips the plain
+    insert tried first.
     """
     db = store()
     result_send_now: dict[int, list] = {}
