@@ -151,7 +151,10 @@ class Customer(TimeStampedModel):
     return it again; neither reveals a usable token from a copy of the database alone.
     """
 
-    app = models.ForeignKey(App, on_delete=models.CASCADE, related_name="customers")
+    # Indexed by customer_app_created (app first): an index of the app alone would be one more write
+    # per customer, and one the planner may take for a lookup by platform id
+    # (hub.services.customers._matching_sql).
+    app = models.ForeignKey(App, on_delete=models.CASCADE, related_name="customers", db_index=False)
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     platform = models.CharField(max_length=50, default="shopify")
     # NULL, not "", when unknown: the partial unique constraints below skip NULLs.
@@ -165,22 +168,26 @@ class Customer(TimeStampedModel):
     platform_created_at = models.DateTimeField(null=True, blank=True)
     is_placeholder = models.BooleanField(default=False)
     identified_at = models.DateTimeField(null=True, blank=True)
-    api_token_hash = models.CharField(max_length=64, null=True, blank=True, unique=True, editable=False)
+    # Unique by a constraint, not `unique=True`: that adds a second index for LIKE, never used here.
+    api_token_hash = models.CharField(max_length=64, null=True, blank=True, editable=False)
     api_token = EncryptedTextField(blank=True, default="", editable=False)
 
     class Meta:
         ordering = ["-created_at"]
+        # The platform id and the domain lead their indexes: a lookup by either finds its row
+        # whatever the planner believes of the app's size (hub.services.customers._matching_sql).
         constraints = [
             models.UniqueConstraint(
-                fields=["app", "platform", "platform_id"],
+                fields=["platform_id", "platform", "app"],
                 condition=models.Q(platform_id__isnull=False),
                 name="customer_unique_platform_id",
             ),
             models.UniqueConstraint(
-                fields=["app", "myshopify_domain"],
+                fields=["myshopify_domain", "app"],
                 condition=models.Q(myshopify_domain__isnull=False),
                 name="customer_unique_myshopify_domain",
             ),
+            models.UniqueConstraint(fields=["api_token_hash"], name="customer_unique_api_token_hash"),
         ]
         indexes = [models.Index(fields=["app", "-created_at"], name="customer_app_created")]
 

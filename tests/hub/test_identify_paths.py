@@ -13,6 +13,7 @@ from hub.services.customer_forwards import customer_snapshot
 from hub.services.customer_refs import customer_by_token
 from hub.services.customers import customer_identify
 from hub.services.lifecycle import installation_uninstall
+from tests.query_plans import customers_with_lagging_statistics, rows_read, statements_with_params
 
 pytestmark = pytest.mark.django_db
 
@@ -130,3 +131,19 @@ def test_a_new_platform_id_for_a_domain_taken_by_a_placeholder_fills_the_placeho
     assert result.customer.pk == placeholder.pk
     assert Customer.objects.filter(app=app).count() == 1
     assert Installation.objects.filter(customer=placeholder).count() == 1
+
+
+@pytest.mark.parametrize("fields", [{}, {"name": "Renamed"}, {"contacts": [{"email": "a@example.com"}]}])
+def test_the_lookup_reads_two_unique_index_entries_while_the_statistics_lag(app, fields):
+    """The lookup (unlocked, and the locked path's) reads only the unique indexes' entries, not every
+    customer of the app (which the app's index offered, and the planner took, when the statistics
+    made the app look small)."""
+    customers_with_lagging_statistics(app, 2000)
+    identify(app)
+    with statements_with_params() as sent:
+        identify(app, **fields)
+    lookups = [(q, p) for q, p in sent if "platform_id" in q and q.lstrip().startswith("SELECT")]
+    assert lookups, sent
+    for query, params in lookups:
+        read = rows_read(query, params, "hub_customer")
+        assert read and all(n <= 2 for n in read), (query, read)
