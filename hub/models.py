@@ -169,7 +169,8 @@ class Customer(TimeStampedModel):
     is_placeholder = models.BooleanField(default=False)
     identified_at = models.DateTimeField(null=True, blank=True)
     # Unique by a constraint, not `unique=True`: that adds a second index for LIKE, never used here.
-    api_token_hash = models.CharField(max_length=64, null=True, blank=True, editable=False)
+    # NULL, not "", until a token is made: the unique constraint skips NULLs.
+    api_token_hash = models.CharField(max_length=64, null=True, blank=True, editable=False)  # noqa: DJ001
     api_token = EncryptedTextField(blank=True, default="", editable=False)
 
     class Meta:
