@@ -34,8 +34,9 @@ def _nodes(plan: dict) -> Iterator[dict]:
 
 
 def rows_read(query: str, params: object, table: str) -> list[int]:
-    """For each scan of `table` in the statement's executed plan, the rows it read (returned plus
-    removed by its filter). The statement runs (EXPLAIN ANALYZE) in the test's transaction."""
+    """For each scan of `table` (or of its partitions, `table_p...`) in the statement's executed
+    plan, the rows it read (returned plus removed by its filter). The statement runs (EXPLAIN
+    ANALYZE) in the test's transaction, under the settings of the moment."""
     with connection.connection.cursor() as cursor:
         cursor.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) {query}", params)
         (explained,) = cursor.fetchone()
@@ -43,7 +44,7 @@ def rows_read(query: str, params: object, table: str) -> list[int]:
     return [
         n["Actual Rows"] * n["Actual Loops"] + n.get("Rows Removed by Filter", 0)
         for n in _nodes(plan)
-        if n.get("Relation Name") == table
+        if n.get("Relation Name") == table or n.get("Relation Name", "").startswith(f"{table}_p")
     ]
 
 

@@ -1,0 +1,53 @@
+"""A backfill's chunk reads about a chunk's events, not every event left after its cursor, even
+where the statistics know nothing of the events (partitions filled since their last analyze)."""
+
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from events.services import usage_events_ingest
+from integrations import backfill as backfills
+from integrations.destinations import destination_save
+from tests.integrations.conftest import make_customer
+from tests.query_plans import rows_read, statements_with_params
+
+pytestmark = pytest.mark.django_db
+
+
+def test_a_chunk_reads_its_own_events_while_the_statistics_lag(workspace, app, fast_retries):
+    fast_retries.HUB_BACKFILL_CHUNK = 50
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE events_usageevent")  # the partitions, empty, as their statistics say
+    customers = [make_customer(app, f"shop-{n}") for n in range(3)]
+    day = timezone.now() - timedelta(days=1)
+    raw = [
+        {"eventName": "api_call", "eventId": f"e-{i}", "customerId": customers[i % 3].platform_id,
+         "timestamp": (day + timedelta(seconds=i)).isoformat()}
+        for i in range(600)
+    ]  # fmt: skip
+    usage_events_ingest(app=app, raw_events=raw[:300])
+    usage_events_ingest(app=app, raw_events=raw[300:])
+    metronome = destination_save(
+        workspace=workspace, kind="metronome", name="M", secret="mt_1", url="http://127.0.0.1:9/", apps=[app]
+    )
+    started = backfills.backfill_start(
+        integration=metronome, since=day - timedelta(hours=1), until=timezone.now(), enqueue=False
+    )
+    backfills.backfill_step(backfill_id=started.pk)  # the first chunk: the cursor moves past it
+    started.refresh_from_db()
+    with statements_with_params() as sent:
+        rows = backfills._chunk(started)
+    assert [r["event_id"] for r in rows] == [f"e-{i}" for i in range(50, 100)]
+    assert {r["customer__platform_id"] for r in rows} == {"shop-0", "shop-1", "shop-2"}
+    reads = []
+    with connection.cursor() as cursor:  # replayed in order: the SETs around the read hold for it
+        for query, params in sent:
+            if query.lstrip().upper().startswith("SET"):
+                cursor.execute(query, params)
+            elif "events_usageevent" in query:
+                reads.append(rows_read(query, params, "events_usageevent"))
+    assert reads, sent
+    for read in reads:
+        assert sum(read) <= 60, read  # the chunk (50), not the 550 events left
