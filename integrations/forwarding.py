@@ -119,9 +119,15 @@ _EVENTS_SQL = (
     "SELECT e.id, e.app_id, e.event_id, e.event_name, "
     """to_char(e.timestamp AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'), e.properties::text, """
     "c.public_id::text, c.platform_id, c.myshopify_domain, c.name, c.custom_fields::text "
-    "FROM events_usageevent e JOIN hub_customer c ON c.id = e.customer_id "
-    "WHERE e.id = ANY(%b::bigint[]) ORDER BY e.id"
+    "FROM unnest(%b::bigint[]) AS o(id) "
+    "CROSS JOIN LATERAL (SELECT * FROM events_usageevent WHERE id = o.id OFFSET 0) e "
+    "CROSS JOIN LATERAL (SELECT * FROM hub_customer WHERE id = e.customer_id OFFSET 0) c "
+    "ORDER BY e.id"
 )
+# Each id looked up by primary key (LATERAL, kept from being pulled up by OFFSET 0), in its own
+# partition (pruned at run time), and each event's customer likewise: with `e.id = ANY(...)` and a
+# join, a partition or customers' table the statistics thought small was read whole (165,000 rows
+# for a chunk of 1,000 events, 20 ms, against 4 ms).
 
 
 def _json(text: str | None) -> Any:

@@ -1,5 +1,6 @@
-"""A backfill's chunk reads about a chunk's events, not every event left after its cursor, even
-where the statistics know nothing of the events (partitions filled since their last analyze)."""
+"""A backfill's chunk, and the forwarder's, read about a chunk's events (and their customers),
+not every event of a partition or every event left after a cursor, even where the statistics know
+nothing of the events (partitions filled since their last analyze)."""
 
 from datetime import timedelta
 
@@ -7,21 +8,21 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
+from events.models import UsageEvent
 from events.services import usage_events_ingest
 from integrations import backfill as backfills
 from integrations.destinations import destination_save
+from integrations.forwarding import events_load
 from tests.integrations.conftest import make_customer
 from tests.query_plans import rows_read, statements_with_params
 
 pytestmark = pytest.mark.django_db
 
 
-def test_a_chunk_reads_its_own_events_while_the_statistics_lag(workspace, app, fast_retries):
-    fast_retries.HUB_BACKFILL_CHUNK = 50
+def _events_with_lagging_statistics(app, day):
     with connection.cursor() as cursor:
-        cursor.execute("ANALYZE events_usageevent")  # the partitions, empty, as their statistics say
+        cursor.execute("ANALYZE events_usageevent, hub_customer")  # empty, as their statistics say
     customers = [make_customer(app, f"shop-{n}") for n in range(3)]
-    day = timezone.now() - timedelta(days=1)
     raw = [
         {"eventName": "api_call", "eventId": f"e-{i}", "customerId": customers[i % 3].platform_id,
          "timestamp": (day + timedelta(seconds=i)).isoformat()}
@@ -29,6 +30,12 @@ def test_a_chunk_reads_its_own_events_while_the_statistics_lag(workspace, app, f
     ]  # fmt: skip
     usage_events_ingest(app=app, raw_events=raw[:300])
     usage_events_ingest(app=app, raw_events=raw[300:])
+
+
+def test_a_chunk_reads_its_own_events_while_the_statistics_lag(workspace, app, fast_retries):
+    fast_retries.HUB_BACKFILL_CHUNK = 50
+    day = timezone.now() - timedelta(days=1)
+    _events_with_lagging_statistics(app, day)
     metronome = destination_save(
         workspace=workspace, kind="metronome", name="M", secret="mt_1", url="http://127.0.0.1:9/", apps=[app]
     )
@@ -51,3 +58,15 @@ def test_a_chunk_reads_its_own_events_while_the_statistics_lag(workspace, app, f
     assert reads, sent
     for read in reads:
         assert sum(read) <= 60, read  # the chunk (50), not the 550 events left
+
+
+def test_the_forwarders_read_takes_its_events_by_primary_key_while_the_statistics_lag(app):
+    _events_with_lagging_statistics(app, timezone.now() - timedelta(days=1))
+    chunk = list(UsageEvent.objects.filter(app=app).order_by("id").values_list("id", flat=True)[100:150])
+    with statements_with_params() as sent:
+        rows = events_load(chunk)
+    assert [r["id"] for r in rows] == chunk
+    assert {r["customer__platform_id"] for r in rows} == {"shop-0", "shop-1", "shop-2"}
+    (query, params), *_ = [(q, p) for q, p in sent if "events_usageevent" in q]
+    assert sum(rows_read(query, params, "events_usageevent")) <= 50
+    assert sum(rows_read(query, params, "hub_customer")) <= 50
