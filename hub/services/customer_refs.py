@@ -13,6 +13,8 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
+from django.db import connection
+from django.db.models import Q
 from django.db.models.expressions import RawSQL
 
 from ..errors import AuthenticationError, HubError
@@ -119,17 +121,19 @@ def _match_references(app: App, refs: set[str]) -> dict[str, Customer]:
             uuids.add(uuid.UUID(r))
     hashes = {customer_token_hash(r): r for r in refs if r.startswith(TOKEN_PREFIX)}
     lowered = {r.lower() for r in refs}
-    rows = Customer.objects.filter(
-        pk__in=_referenced_ids(
-            app,
-            {
-                "public_id": list(uuids),
-                "api_token_hash": list(hashes),
-                "platform_id": list(refs),
-                "myshopify_domain": list(lowered),
-            },
-        )
-    )
+    by_column = {
+        "public_id": list(uuids),
+        "api_token_hash": list(hashes),
+        "platform_id": list(refs),
+        "myshopify_domain": list(lowered),
+    }
+    if connection.vendor == "postgresql":
+        rows = Customer.objects.filter(pk__in=_referenced_ids(app, by_column))
+    else:  # SQLite (`make run`): no arrays, and a planner of its own
+        matching = Q()
+        for column, values in by_column.items():
+            matching |= Q(**{f"{column}__in": values})
+        rows = Customer.objects.filter(matching, app=app)
     by_key: dict[str, Customer] = {}
     for c in rows:
         for key in (str(c.public_id), c.platform_id, c.myshopify_domain):

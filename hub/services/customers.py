@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import ForeignObjectRel, Q
 from django.utils import timezone
 
@@ -242,11 +242,13 @@ def _identify_lookup(app: App, platform: str, platform_id: str | None, domain: s
     settings decide what identify records) and installation, read without a lock in one statement.
     The installation is a LATERAL subquery kept from being pulled up (OFFSET 0): looked up by
     customer for each row found, never joined to a scan of its table."""
-    joins = (
-        f"JOIN {App._meta.db_table} a ON a.id = c.app_id "  # noqa: S608
-        f"LEFT JOIN LATERAL (SELECT * FROM {Installation._meta.db_table} "
-        "WHERE customer_id = c.id OFFSET 0) i ON true"
+    table = Installation._meta.db_table
+    installation = (
+        f"LEFT JOIN LATERAL (SELECT * FROM {table} WHERE customer_id = c.id OFFSET 0) i ON true"  # noqa: S608
+        if connection.vendor == "postgresql"
+        else f"LEFT JOIN {table} i ON i.customer_id = c.id"  # SQLite: no LATERAL
     )
+    joins = f"JOIN {App._meta.db_table} a ON a.id = c.app_id {installation}"
     with raw_cursor() as cursor:
         cursor.execute(
             _matching_sql(_IDENTIFY_ROWS.columns("c", "a", "i"), joins) + " ORDER BY 1",
