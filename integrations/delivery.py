@@ -128,7 +128,8 @@ def _retry_marks(
     return marks
 
 
-def _record(integration: Integration, out: Outcome, rows: list[Claimed], report: SendReport) -> None:
+def attempt_record(integration: Integration, out: Outcome, rows: list[Claimed], report: SendReport) -> None:
+    """Record one request: its attempt, and each claimed delivery's state from its answer."""
     db = store()
     attempt = out.attempt
     attempt.delivery_ids = [str(r.id) for r in rows]
@@ -229,7 +230,7 @@ def _fail_oversize(integration: Integration, row: Claimed, limit: int, report: S
         error=oversize_error(len(row.message), limit),
         outcome=Attempt.Outcome.FAILED,
     )
-    _record(integration, Outcome(attempt), [row], report)
+    attempt_record(integration, Outcome(attempt), [row], report)
 
 
 def circuit_open(integration: Integration, out: Outcome, now: datetime) -> datetime:
@@ -313,7 +314,7 @@ def _send_batch(
             )
             out = request_post(integration, request)
             out.attempt.probe = probing
-            _record(integration, out, batch, report)
+            attempt_record(integration, out, batch, report)
             report.requests += 1
             if out.attempt.outcome == Attempt.Outcome.RETRY:
                 # The rest of the claim stays as it was (released with this transaction).

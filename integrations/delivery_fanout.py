@@ -5,17 +5,28 @@ commit (see `deliveries_create`). Sending and recording later tries is `integrat
 
 from __future__ import annotations
 
+import threading
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 
 import orjson
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from . import send_threads
 from .connectors import connector_for
-from .delivery import attention_note, backoff_delay, batches_split, circuit_open, oversize_error
+from .delivery import (
+    SendReport,
+    attempt_record,
+    attention_note,
+    backoff_delay,
+    batches_split,
+    circuit_open,
+    oversize_error,
+)
 from .delivery_http import REQUEST_EXCERPT_BYTES, Outcome, error_text, excerpt, request_post
 from .delivery_rows import NewDelivery
 from .delivery_store import store
@@ -57,6 +68,9 @@ class FanoutResult(dict):
         self.batches = 0  # the forward batches (or customer changes) taken
         self.more = False  # the chunk was full: more may be waiting
         self.send_now: dict[int, list] = {}  # pending deliveries to send after the commit
+        # Integrations whose new deliveries all went out at once, before the insert (a request
+        # slot was free): after the commit, what earlier fan-outs left them goes too.
+        self.sent_inline: set[int] = set()
 
 
 def activities_fanout(
@@ -131,6 +145,7 @@ def deliveries_create(
     """
     db = store()
     result_send_now: dict[int, list] = {}
+    sent_inline: set[int] = set()
     sendable = [
         (integration, [i for i in items if i.status == Delivery.Status.PENDING])
         for integration, items in (groups.values() if send else ())
@@ -156,8 +171,9 @@ def deliveries_create(
             posted = _fanout_post(integration, pending) if ok else None
         if posted is not None:
             _fanout_record(integration, posted, now=now)
-    else:
-        result_send_now = {integration.pk: [i.id for i in pending] for integration, pending in sendable}
+            sent_inline = _all_went(integration, posted)
+    elif sendable:
+        result_send_now, sent_inline = _fanout_post_several(sendable, now=now)
     new = [item for _, items in groups.values() for item in items]
     created = db.deliveries_insert(rows=new, now=now, may_exist=may_exist)
     # An integration whose circuit is open needs no sender for its new rows: its probe is
@@ -171,7 +187,121 @@ def deliveries_create(
     }
     result = FanoutResult(created, waiting)
     result.send_now = result_send_now
+    result.sent_inline = sent_inline
     return result
+
+
+class _Inline:
+    """One destination's part of a several-destination inline send, between its send thread and
+    the fan-out: whichever comes second (the thread with its answers, or the fan-out giving up on
+    them) decides who records them."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.no_slot = False  # every request slot of the destination was taken
+        self.posted: _Posted | None = None
+        self.left = False  # the fan-out stopped waiting: the thread records, after its commit
+        self.committed = threading.Event()
+
+
+# How long a send thread whose answers came after the fan-out stopped waiting waits for that
+# fan-out's commit (its deliveries' rows); past it (the fan-out rolled back, or the process is
+# going), it leaves them: the rows are sent again when their lease ends.
+LATE_COMMIT_WAIT = 30.0
+
+
+def _inline_job(integration: Integration, items: list[NewDelivery], box: _Inline) -> None:
+    """Send one destination's part in a send thread, holding one of its request slots in a
+    transaction of the thread's own connection: for as long as its requests are in flight and,
+    when the fan-out stopped waiting for them, until their answers are recorded (`_late_record`),
+    so that a destination that hangs never has more requests out than its slots, whatever number
+    of fan-outs gave up on it."""
+    db = store()
+    with (
+        transaction.atomic(),
+        db.send_slot(integration_id=integration.pk, slots=settings.HUB_DELIVERY_MAX_IN_FLIGHT) as ok,
+    ):
+        if not ok:
+            # Written pending for the senders; or, when the fan-out stopped waiting before this
+            # thread even started, under a lease that the senders wait out.
+            with box.lock:
+                box.no_slot = True
+            return
+        posted = _fanout_post(integration, items)
+        with box.lock:
+            box.posted = posted
+            if not box.left:
+                return
+        if box.committed.wait(LATE_COMMIT_WAIT):
+            _late_record(integration, posted)
+
+
+def _late_record(integration: Integration, posted: _Posted) -> None:
+    """Record answers that came after the fan-out stopped waiting, as a sender would: the rows,
+    written pending under a lease (`_lease_end`), are claimed by id, so that any a sender took
+    meanwhile are left to it."""
+    db = store()
+    report = SendReport()
+    for batch, out in zip(posted.batches, posted.outs, strict=False):
+        ids = [i.id for i in batch]
+        rows = db.claim(integration_id=integration.pk, limit=len(batch), due_by=None, only=ids)
+        attempt_record(integration, out, rows, report)
+        if out.attempt.outcome == Attempt.Outcome.RETRY:
+            circuit_open(integration, out, timezone.now())
+
+
+def _lease_end(integration: Integration, pending: list[NewDelivery], now: datetime) -> datetime:
+    """When rows whose requests may still be in flight become due for the senders: after every
+    request of theirs has had its timeout."""
+    batches, _ = batches_split(connector_for(integration.kind), integration, pending, lambda i: i.raw)
+    return now + timedelta(seconds=settings.HUB_DELIVERY_TIMEOUT * max(1, len(batches)) + 5)
+
+
+def _all_went(integration: Integration, posted: _Posted) -> set[int]:
+    """{the integration} when every request of an inline send was answered without a retry."""
+    went = all(out.attempt.outcome != Attempt.Outcome.RETRY for out in posted.outs)
+    return {integration.pk} if went and len(posted.outs) == len(posted.batches) else set()
+
+
+def _fanout_post_several(
+    sendable: list[tuple[Integration, list[NewDelivery]]], *, now: datetime
+) -> tuple[dict[int, list], set[int]]:
+    """Send several destinations' new deliveries at once, each in a send thread that holds one
+    of the destination's request slots (`_inline_job`): those answered within their destination's
+    patience (`send_threads`) are recorded here, so that each of their deliveries takes one insert
+    in its final state, as with one destination. A destination slow in this process, or without a
+    free slot, has its deliveries written pending and returned, {integration id: delivery ids},
+    for the senders after the commit (with the integrations whose deliveries all went). One
+    that outlasts its patience now (it counts as slow from then on) has them written pending
+    under a lease, and its thread records its answers after the commit: a destination that hangs
+    holds the others' deliveries for its patience (a few times its usual answer time), once per
+    process."""
+    later: dict[int, list] = {}
+    went: set[int] = set()
+    jobs, boxes = [], []
+    for integration, pending in sendable:
+        if send_threads.is_slow(integration.pk):
+            later[integration.pk] = [i.id for i in pending]
+            continue
+        box = _Inline()
+        boxes.append((integration, pending, box))
+        jobs.append(partial(_inline_job, integration, pending, box))
+    send_threads.run_patiently(jobs)
+    for integration, pending, box in boxes:
+        with box.lock:
+            posted = box.posted
+            box.left = posted is None and not box.no_slot
+        if box.no_slot:
+            later[integration.pk] = [i.id for i in pending]
+        elif posted is not None:
+            _fanout_record(integration, posted, now=now)
+            went |= _all_went(integration, posted)
+        else:
+            lease_end = _lease_end(integration, pending, now)
+            for item in pending:
+                item.next_attempt_at = lease_end
+            transaction.on_commit(box.committed.set)
+    return later, went
 
 
 @dataclass

@@ -59,6 +59,10 @@ def _send_new(created, integration_id: int, ids: list) -> None:
     if delivery.deliveries_send_new(integration_id=integration_id, ids=ids):
         _senders_for_new(created, integration_id)
         return
+    _send_leftovers(integration_id)
+
+
+def _send_leftovers(integration_id: int) -> None:
     # Every row of this fan-out went out, so a request slot was free: take along the rows earlier
     # fan-outs left pending when both slots were taken. Their senders give up when no slot is free,
     # and under steady forwarding nothing else would send them before the sweep: each destination's
@@ -75,6 +79,7 @@ def _after_fanout(created) -> None:
     # sender; the integrations left with pending ones (not sent, or answered with a retry) get one.
     send_threads.run_patiently(
         [partial(_send_new, created, integration_id, ids) for integration_id, ids in created.send_now.items()]
+        + [partial(_send_leftovers, integration_id) for integration_id in sorted(created.sent_inline)]
     )
     for integration_id in created.waiting - set(created.send_now):
         _senders_for_new(created, integration_id)

@@ -37,6 +37,7 @@ class StandIn:
         self.requests: list[tuple[dict, bytes]] = []  # (headers, body) of every request
         self.violations: list[str] = []
         self.faults: list[tuple[int, dict]] = []
+        self.delay = 0.0  # seconds each answer waits (a slow destination)
         self.lock = threading.Lock()
         self.server: ThreadingHTTPServer | None = None
 
@@ -59,6 +60,8 @@ class StandIn:
                 with standin.lock:
                     standin.requests.append((headers, raw))
                     fault = standin.faults.pop(0) if standin.faults else None
+                if standin.delay:
+                    time.sleep(standin.delay)
                 if fault:
                     status, body = fault
                 else:

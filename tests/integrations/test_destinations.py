@@ -349,3 +349,88 @@ def test_rows_left_pending_for_busy_request_slots_go_with_that_destinations_next
         }
     finally:
         kable_server.stop()
+
+
+@pytest.fixture
+def kable(workspace, app, fast_retries):
+    server = KableStandIn(client_id="kci_1", secret="kcs_1").start()
+    destination = destination_save(workspace=workspace, kind="kable", name="Kable", secret="kcs_1",
+                                   url=server.url, apps=[app], config={"client_id": "kci_1"})  # fmt: skip
+    yield destination, server
+    server.stop()
+
+
+@pytest.fixture
+def fresh_send_threads():
+    from integrations import send_threads
+
+    send_threads._slow.clear()
+    send_threads._answer_time.clear()
+    yield
+    send_threads._slow.clear()
+    send_threads._answer_time.clear()
+
+
+def test_a_chunk_for_several_destinations_is_sent_before_its_rows_are_written(
+    app, metronome, metronome_server, kable, fresh_send_threads
+):
+    """Each destination's requests go out at once, in threads of their own, and each delivery is
+    written once, in its final state: no pending row, no claim, no update."""
+    from integrations import tasks
+    from tests.query_plans import statements_with_params
+
+    _, kable_server = kable
+    customer = make_customer(app, "shop-1")
+    ingest(app, customer, *[("api_call", f"ev-{i}", {}) for i in range(5)])
+    with statements_with_params() as sent:
+        tasks._after_fanout(forwarding.usage_events_forward())
+    assert sorted(e["transaction_id"] for e in metronome_server.items) == [f"ev-{i}" for i in range(5)]
+    assert sorted(e["transactionId"] for e in kable_server.items) == [f"ev-{i}" for i in range(5)]
+    writes = [q for q, _ in sent if "integrations_delivery" in q and not q.lstrip().startswith("SELECT")]
+    assert len(writes) == 1 and writes[0].lstrip().startswith("INSERT"), writes
+    assert set(Delivery.objects.values_list("status", "attempts")) == {("delivered", 1)}
+    for destination in (metronome, kable[0]):
+        attempt = destination.attempts.get()
+        assert (attempt.outcome, attempt.message_count) == ("delivered", 5)
+
+
+def test_a_destination_slower_than_its_patience_holds_the_others_only_that_long(
+    app, metronome, metronome_server, kable, fresh_send_threads, settings
+):
+    """The fan-out waits for a slow destination no longer than its patience: the others' rows
+    are written delivered, the slow one's pending under a lease (no sender resends them while its
+    request may still be answered), and its answer, when it comes, is recorded by its thread:
+    one request each, nothing sent twice."""
+    import time
+
+    from django.utils import timezone
+
+    from integrations import send_threads
+
+    settings.HUB_DELIVERY_PATIENCE = 0.2
+    kable_integration, kable_server = kable
+    kable_server.delay = 0.7  # within the request timeout (1 s), past the patience
+    customer = make_customer(app, "shop-1")
+    ingest(app, customer, ("api_call", "ev-1", {}), ("api_call", "ev-2", {}))
+    started = time.monotonic()
+    created = forwarding.usage_events_forward()
+    waited = time.monotonic() - started
+    assert waited < 0.6, waited  # the patience, not Kable's answer
+    assert send_threads.is_slow(kable_integration.pk)
+    assert sorted(e["transaction_id"] for e in metronome_server.items) == ["ev-1", "ev-2"]
+    assert set(Delivery.objects.filter(integration=metronome).values_list("status", flat=True)) == {
+        "delivered"
+    }
+    held = Delivery.objects.filter(integration=kable_integration)
+    assert set(held.values_list("status", flat=True)) == {"pending"}
+    assert all(d.next_attempt_at > timezone.now() for d in held)  # leased: not due for a sender
+    assert kable_integration.pk not in created.send_now
+    assert delivery.deliveries_send(integration_id=kable_integration.pk, budget_seconds=1).requests == 0
+    deadline = time.monotonic() + 5
+    while set(held.values_list("status", flat=True)) != {"delivered"} and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert set(held.values_list("status", "attempts")) == {("delivered", 1)}
+    assert len(kable_server.requests) == 1
+    assert sorted(e["transactionId"] for e in kable_server.items) == ["ev-1", "ev-2"]
+    attempt = kable_integration.attempts.get()
+    assert (attempt.outcome, sorted(attempt.delivery_ids)) == ("delivered", sorted(str(d.pk) for d in held))
