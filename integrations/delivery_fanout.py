@@ -193,14 +193,17 @@ def deliveries_create(
 
 class _Inline:
     """One destination's part of a several-destination inline send, between its send thread and
-    the fan-out: whichever comes second (the thread with its answers, or the fan-out giving up on
-    them) decides who records them."""
+    the fan-out. `state` moves under `lock`: "new" (the thread has no slot yet), then "posting"
+    (its requests are out) and "posted" (`posted` holds the answers), or "dropped" (no slot, or
+    the fan-out stopped waiting before the thread had one: the rows go to the senders). When the
+    fan-out stops waiting while the thread is "posting", `left` makes the thread record the
+    answers itself, after the fan-out's commit."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.no_slot = False  # every request slot of the destination was taken
+        self.state = "new"
         self.posted: _Posted | None = None
-        self.left = False  # the fan-out stopped waiting: the thread records, after its commit
+        self.left = False
         self.committed = threading.Event()
 
 
@@ -221,15 +224,14 @@ def _inline_job(integration: Integration, items: list[NewDelivery], box: _Inline
         transaction.atomic(),
         db.send_slot(integration_id=integration.pk, slots=settings.HUB_DELIVERY_MAX_IN_FLIGHT) as ok,
     ):
-        if not ok:
-            # Written pending for the senders; or, when the fan-out stopped waiting before this
-            # thread even started, under a lease that the senders wait out.
-            with box.lock:
-                box.no_slot = True
-            return
+        with box.lock:
+            if box.state != "new" or not ok:
+                box.state = "dropped"
+                return
+            box.state = "posting"
         posted = _fanout_post(integration, items)
         with box.lock:
-            box.posted = posted
+            box.posted, box.state = posted, "posted"
             if not box.left:
                 return
         if box.committed.wait(LATE_COMMIT_WAIT):
@@ -289,11 +291,13 @@ def _fanout_post_several(
     send_threads.run_patiently(jobs)
     for integration, pending, box in boxes:
         with box.lock:
-            posted = box.posted
-            box.left = posted is None and not box.no_slot
-        if box.no_slot:
+            if box.state == "new":
+                box.state = "dropped"
+            state, posted = box.state, box.posted
+            box.left = state == "posting"
+        if state == "dropped":
             later[integration.pk] = [i.id for i in pending]
-        elif posted is not None:
+        elif state == "posted":
             _fanout_record(integration, posted, now=now)
             went |= _all_went(integration, posted)
         else:
