@@ -116,10 +116,8 @@ def _sort_disabled() -> Iterator[None]:
         return
     with connection.cursor() as cursor:
         cursor.execute("SET LOCAL enable_sort = off")
-        try:
-            yield
-        finally:
-            cursor.execute("SET LOCAL enable_sort TO DEFAULT")
+        yield  # an error aborts the transaction, and the setting with it
+        cursor.execute("SET LOCAL enable_sort TO DEFAULT")
 
 
 _EVENT_OWN_FIELDS = [f for f in EVENT_FIELDS if not f.startswith("customer__")]
@@ -152,17 +150,31 @@ def _chunk(backfill: Backfill) -> list[dict]:
         with _sort_disabled():
             rows = list(page[: settings.HUB_BACKFILL_CHUNK])
         if rows:
-            customers = {
-                c["id"]: c
-                for c in Customer.objects.filter(pk__in={r["customer_id"] for r in rows}).values(
-                    "id", *_CUSTOMER_FIELDS
-                )
-            }
-            for row in rows:
-                customer = customers[row.pop("customer_id")]
-                row.update({f"customer__{f}": customer[f] for f in _CUSTOMER_FIELDS})
+            _with_customers(rows)
             return rows
     return []
+
+
+def _with_customers(rows: list[dict]) -> None:
+    """Add each event's customer fields (`customer__...`), read by primary key. A customer merged
+    away since the events were read (a placeholder: the merge moved its events) is looked up
+    again through its events."""
+    customers: dict[int, dict] = {}
+    for _ in range(3):
+        missing = {r["customer_id"] for r in rows} - customers.keys()
+        if not missing:
+            break
+        customers.update(
+            (c["id"], c) for c in Customer.objects.filter(pk__in=missing).values("id", *_CUSTOMER_FIELDS)
+        )
+        moved = [r["id"] for r in rows if r["customer_id"] not in customers]
+        if moved:
+            now_of = dict(UsageEvent.objects.filter(pk__in=moved).values_list("pk", "customer_id"))
+            for row in rows:
+                row["customer_id"] = now_of.get(row["id"], row["customer_id"])
+    for row in rows:
+        customer = customers[row.pop("customer_id")]
+        row.update({f"customer__{f}": customer[f] for f in _CUSTOMER_FIELDS})
 
 
 def backfill_step(*, backfill_id: int) -> tuple[bool, FanoutResult]:

@@ -220,7 +220,8 @@ def attention_note(integration: Integration, out: Outcome) -> None:
         Integration.objects.filter(pk=integration.pk).update(**changes)
 
 
-def _fail_oversize(integration: Integration, row: Claimed, limit: int, report: SendReport) -> None:
+def oversize_fail(integration: Integration, row: Claimed, limit: int, report: SendReport) -> None:
+    """Record a claimed delivery over the destination's message limit as failed (no request)."""
     attempt = Attempt(
         integration_id=integration.pk,
         created_at=timezone.now(),
@@ -305,7 +306,7 @@ def _send_batch(
                 return False
         batches, oversize = batches_split(connector, integration, rows, lambda r: r.message)
         for row in oversize:
-            _fail_oversize(integration, row, connector.max_message_bytes, report)
+            oversize_fail(integration, row, connector.max_message_bytes, report)
         if not batches:
             return True
         for batch in batches:

@@ -5,6 +5,7 @@ commit (see `deliveries_create`). Sending and recording later tries is `integrat
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import defaultdict
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from . import send_threads
+from . import outbound, send_threads
 from .connectors import connector_for
 from .delivery import (
     SendReport,
@@ -26,11 +27,14 @@ from .delivery import (
     batches_split,
     circuit_open,
     oversize_error,
+    oversize_fail,
 )
 from .delivery_http import REQUEST_EXCERPT_BYTES, Outcome, error_text, excerpt, request_post
 from .delivery_rows import NewDelivery
 from .delivery_store import store
 from .models import Attempt, Delivery, Integration
+
+logger = logging.getLogger(__name__)
 
 
 def _activity_links(app_ids: set[int]) -> dict[int, list[tuple[Integration, set[str]]]]:
@@ -208,9 +212,10 @@ class _Inline:
 
 
 # How long a send thread whose answers came after the fan-out stopped waiting waits for that
-# fan-out's commit (its deliveries' rows); past it (the fan-out rolled back, or the process is
-# going), it leaves them: the rows are sent again when their lease ends.
-LATE_COMMIT_WAIT = 30.0
+# fan-out's commit (its deliveries' rows: a fan-out commits within moments of its sends); past it
+# (the fan-out rolled back, or the process is going) it leaves them, and frees its slot: the rows
+# are made and sent again, under the same ids.
+LATE_COMMIT_WAIT = 10.0
 
 
 def _inline_job(integration: Integration, items: list[NewDelivery], box: _Inline) -> None:
@@ -218,45 +223,64 @@ def _inline_job(integration: Integration, items: list[NewDelivery], box: _Inline
     transaction of the thread's own connection: for as long as its requests are in flight and,
     when the fan-out stopped waiting for them, until their answers are recorded (`_late_record`),
     so that a destination that hangs never has more requests out than its slots, whatever number
-    of fan-outs gave up on it."""
-    db = store()
-    with (
-        transaction.atomic(),
-        db.send_slot(integration_id=integration.pk, slots=settings.HUB_DELIVERY_MAX_IN_FLIGHT) as ok,
-    ):
+    of fan-outs gave up on it. An error drops the part (its rows go to the senders, under the
+    same ids) rather than fail the fan-out of every destination."""
+    try:
+        with (
+            transaction.atomic(),
+            store().send_slot(integration_id=integration.pk, slots=settings.HUB_DELIVERY_MAX_IN_FLIGHT) as ok,
+        ):
+            with box.lock:
+                if box.state != "new" or not ok:
+                    box.state = "dropped"
+                    return
+                box.state = "posting"
+            posted = _fanout_post(integration, items)
+            with box.lock:
+                if box.state == "posting":  # not dropped by an error path of the fan-out
+                    box.posted, box.state = posted, "posted"
+                if not box.left:
+                    return
+            if box.committed.wait(LATE_COMMIT_WAIT):
+                _late_record(integration, posted)
+    except Exception:
+        logger.exception("inline send to integration %s failed; its deliveries go to senders", integration.pk)
         with box.lock:
-            if box.state != "new" or not ok:
+            if box.state != "posted" or box.left:
                 box.state = "dropped"
-                return
-            box.state = "posting"
-        posted = _fanout_post(integration, items)
-        with box.lock:
-            box.posted, box.state = posted, "posted"
-            if not box.left:
-                return
-        if box.committed.wait(LATE_COMMIT_WAIT):
-            _late_record(integration, posted)
 
 
 def _late_record(integration: Integration, posted: _Posted) -> None:
     """Record answers that came after the fan-out stopped waiting, as a sender would: the rows,
     written pending under a lease (`_lease_end`), are claimed by id, so that any a sender took
-    meanwhile are left to it."""
+    meanwhile (the lease over, or the circuit closed by a probe, which makes every waiting row due)
+    are left to it; the requests are shown in the delivery log either way."""
     db = store()
     report = SendReport()
+    connector = connector_for(integration.kind)
+    for item in posted.oversize:
+        for row in db.claim(integration_id=integration.pk, limit=1, due_by=None, only=[item.id]):
+            oversize_fail(integration, row, connector.max_message_bytes, report)
     for batch, out in zip(posted.batches, posted.outs, strict=False):
         ids = [i.id for i in batch]
         rows = db.claim(integration_id=integration.pk, limit=len(batch), due_by=None, only=ids)
+        if not rows:
+            out.attempt.delivery_ids, out.attempt.message_count = [str(i) for i in ids], len(ids)
+            db.attempt_insert(attempt=out.attempt)
+            continue
         attempt_record(integration, out, rows, report)
         if out.attempt.outcome == Attempt.Outcome.RETRY:
             circuit_open(integration, out, timezone.now())
 
 
-def _lease_end(integration: Integration, pending: list[NewDelivery], now: datetime) -> datetime:
-    """When rows whose requests may still be in flight become due for the senders: after every
-    request of theirs has had its timeout."""
+def _lease_end(integration: Integration, pending: list[NewDelivery]) -> datetime:
+    """When rows whose requests may still be in flight become due for the senders: once every
+    request of theirs has had its connect and read timeouts, and their thread its wait for the
+    fan-out's commit."""
     batches, _ = batches_split(connector_for(integration.kind), integration, pending, lambda i: i.raw)
-    return now + timedelta(seconds=settings.HUB_DELIVERY_TIMEOUT * max(1, len(batches)) + 5)
+    timeout = settings.HUB_DELIVERY_TIMEOUT
+    per_request = min(timeout, outbound.CONNECT_TIMEOUT) + timeout
+    return timezone.now() + timedelta(seconds=per_request * max(1, len(batches)) + LATE_COMMIT_WAIT + 5)
 
 
 def _all_went(integration: Integration, posted: _Posted) -> set[int]:
@@ -288,11 +312,17 @@ def _fanout_post_several(
         box = _Inline()
         boxes.append((integration, pending, box))
         jobs.append(partial(_inline_job, integration, pending, box))
-    send_threads.run_patiently(jobs)
+    try:
+        send_threads.run_patiently(jobs)
+    finally:
+        # Whatever happened, a part whose thread has no slot yet is dropped: it sends nothing for
+        # a fan-out that may not commit.
+        for _, _, box in boxes:
+            with box.lock:
+                if box.state == "new":
+                    box.state = "dropped"
     for integration, pending, box in boxes:
         with box.lock:
-            if box.state == "new":
-                box.state = "dropped"
             state, posted = box.state, box.posted
             box.left = state == "posting"
         if state == "dropped":
@@ -301,10 +331,10 @@ def _fanout_post_several(
             _fanout_record(integration, posted, now=now)
             went |= _all_went(integration, posted)
         else:
-            lease_end = _lease_end(integration, pending, now)
+            lease_end = _lease_end(integration, pending)
             for item in pending:
                 item.next_attempt_at = lease_end
-            transaction.on_commit(box.committed.set)
+            transaction.on_commit(box.committed.set, robust=True)
     return later, went
 
 

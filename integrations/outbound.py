@@ -40,6 +40,10 @@ class OutboundResponse:
     latency_ms: float
 
 
+# Seconds a request may take to connect, at most (its timeout, when lower); then its read timeout.
+CONNECT_TIMEOUT = 5.0
+
+
 @functools.lru_cache(maxsize=8)
 def _networks(spec: tuple[str, ...]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
     return tuple(ipaddress.ip_network(s.strip(), strict=False) for s in spec if s.strip())
@@ -152,7 +156,7 @@ def post(
         data=data,
         headers={"Content-Type": "application/json", **(headers or {})},
         auth=auth,
-        timeout=(min(timeout, 5.0), timeout),
+        timeout=(min(timeout, CONNECT_TIMEOUT), timeout),
         allow_redirects=False,
         stream=True,
     )

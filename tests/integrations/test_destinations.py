@@ -3,6 +3,7 @@ engine, through subscriptions (trigger + mapping) with Segment's default mapping
 strict local stand-ins (tests/destination_standins.py)."""
 
 import json
+from unittest.mock import ANY
 
 import pytest
 from standardwebhooks.webhooks import Webhook
@@ -434,3 +435,34 @@ def test_a_destination_slower_than_its_patience_holds_the_others_only_that_long(
     assert sorted(e["transactionId"] for e in kable_server.items) == ["ev-1", "ev-2"]
     attempt = kable_integration.attempts.get()
     assert (attempt.outcome, sorted(attempt.delivery_ids)) == ("delivered", sorted(str(d.pk) for d in held))
+
+
+def test_an_error_in_one_destinations_inline_send_leaves_its_rows_to_the_senders(
+    app, metronome, metronome_server, kable, fresh_send_threads, monkeypatch
+):
+    """A connector that raises while a several-destination chunk is sent fails neither the
+    fan-out nor the other destinations: its rows are written pending and sent afterwards."""
+    from integrations import delivery_fanout, tasks
+
+    kable_integration, kable_server = kable
+    post = delivery_fanout._fanout_post
+    failing = {"left": 1}
+
+    def flaky(integration, items):
+        if integration.pk == kable_integration.pk and failing["left"]:
+            failing["left"] -= 1
+            raise RuntimeError("a connector's bug")
+        return post(integration, items)
+
+    monkeypatch.setattr(delivery_fanout, "_fanout_post", flaky)
+    customer = make_customer(app, "shop-1")
+    ingest(app, customer, ("api_call", "ev-1", {}), ("api_call", "ev-2", {}))
+    created = forwarding.usage_events_forward()
+    assert sorted(e["transaction_id"] for e in metronome_server.items) == ["ev-1", "ev-2"]
+    assert created.send_now == {kable_integration.pk: ANY}
+    assert set(Delivery.objects.filter(integration=kable_integration).values_list("status", flat=True)) == {
+        "pending"
+    }
+    tasks._after_fanout(created)
+    assert sorted(e["transactionId"] for e in kable_server.items) == ["ev-1", "ev-2"]
+    assert set(Delivery.objects.values_list("status", "attempts")) == {("delivered", 1)}
