@@ -1,4 +1,5 @@
-"""What a statement reads: the SQL a block of code sends, and its plan as PostgreSQL executes it."""
+"""The SQL a block of code sends (with its parameters), and what a statement reads as PostgreSQL
+executes it."""
 
 from __future__ import annotations
 

@@ -121,7 +121,7 @@ def _match_references(app: App, refs: set[str]) -> dict[str, Customer]:
             uuids.add(uuid.UUID(r))
     hashes = {customer_token_hash(r): r for r in refs if r.startswith(TOKEN_PREFIX)}
     lowered = {r.lower() for r in refs}
-    by_column = {
+    by_column: dict[str, list[Any]] = {
         "public_id": list(uuids),
         "api_token_hash": list(hashes),
         "platform_id": list(refs),

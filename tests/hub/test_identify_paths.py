@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 
-import psycopg
 import pytest
 
 from hub.models import Activity, App, Customer, CustomerForward, Installation
@@ -20,19 +19,12 @@ pytestmark = pytest.mark.django_db
 
 @contextmanager
 def statements():
-    """The SQL statements sent meanwhile, through Django's cursors and psycopg's own alike."""
-    sent: list[str] = []
-    execute = psycopg.Cursor.execute
-
-    def counting(self, query, *args, **kwargs):
-        sent.append(str(query))
-        return execute(self, query, *args, **kwargs)
-
-    psycopg.Cursor.execute = counting
-    try:
-        yield sent
-    finally:
-        psycopg.Cursor.execute = execute
+    """The SQL statements sent meanwhile, through Django's cursors and psycopg's own alike (the
+    list is filled when the block ends)."""
+    with statements_with_params() as sent:
+        queries: list[str] = []
+        yield queries
+    queries.extend(q for q, _ in sent)
 
 
 def identify(app, **fields):

@@ -11,6 +11,7 @@ import pytest
 from django.db import ProgrammingError, connection
 
 from hub.raw_cursor import raw_cursor
+from tests.query_plans import statements_with_params
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -21,19 +22,9 @@ def new_request() -> None:
 
 
 def sent_during(fn) -> list[str]:
-    sent: list[str] = []
-    execute = psycopg.Cursor.execute
-
-    def counting(self, query, *args, **kwargs):
-        sent.append(str(query))
-        return execute(self, query, *args, **kwargs)
-
-    psycopg.Cursor.execute = counting
-    try:
+    with statements_with_params() as sent:
         fn()
-    finally:
-        psycopg.Cursor.execute = execute
-    return sent
+    return [query for query, _ in sent]
 
 
 def select_backend_pid() -> int:
