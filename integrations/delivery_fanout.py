@@ -1,7 +1,9 @@
 """The delivery engine's fan-out: items → Delivery rows with their message rendered once and
-stored, in the caller's transaction; with one integration in a chunk, sent at once before the rows
-are written (one insert in their final state), with several, left for senders right after the
-commit (see `deliveries_create`). Sending and recording later tries is `integrations.delivery`."""
+stored, in the caller's transaction; sent at once before the rows are written (one insert in
+their final state), one integration's requests in the fan-out's own thread, several integrations'
+each in a send thread; what a busy or slow destination cannot take now is left for senders right
+after the commit (see `deliveries_create`). Sending and recording later tries is
+`integrations.delivery`."""
 
 from __future__ import annotations
 
@@ -140,8 +142,10 @@ def deliveries_create(
     are written, so a delivery usually takes one insert in its final state, when one of its
     HUB_DELIVERY_MAX_IN_FLIGHT request slots is free (a backlog's chunk waits for one up to
     HUB_DELIVERY_SLOT_WAIT, and holds it while its requests are in flight, not through the
-    writes after them). Deliveries of several integrations are written pending and listed in
-    the result's `send_now`: the caller sends them after the commit, each integration in a
+    writes after them). Deliveries of several integrations go out at once as well, each
+    integration's in a send thread holding one of its slots (`_fanout_post_several`); those of
+    an integration slow in this process, or without a free slot, are written pending and listed
+    in the result's `send_now`: the caller sends them after the commit, each integration in a
     thread and a transaction of its own (`deliveries_send_new`), so a destination that hangs
     holds up neither the others' sends nor their request slots. A delivery that exists already
     is left as it is; `may_exist` says some well may (a backfill's), which skips the plain
