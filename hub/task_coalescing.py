@@ -13,6 +13,7 @@ import contextvars
 import logging
 import os
 import threading
+from collections.abc import Callable
 from typing import Generic, TypeVar
 
 logger = logging.getLogger(__name__)
@@ -28,6 +29,10 @@ class CoalescedTask(Generic[Item]):
     With `busy_items`, a process whose last send carried at least that many items waits
     `busy_seconds` instead: under a high rate, fewer and larger tasks (a task costs the workers
     some milliseconds whatever it carries), for a longer wait that only such a rate pays.
+
+    With `backlog_above`, a window that gathered more items than that is sent as a backlog:
+    `backlog_tasks()` tasks without arguments, which find their work themselves (oldest first, in
+    parallel) instead of one task per `chunk` of ids.
     """
 
     def __init__(
@@ -38,12 +43,16 @@ class CoalescedTask(Generic[Item]):
         chunk: int | None = None,
         busy_items: int | None = None,
         busy_seconds: float | None = None,
+        backlog_above: int | None = None,
+        backlog_tasks: Callable[[], int] = lambda: 1,
     ) -> None:
         self.task_name = task_name
         self.seconds = seconds
         self.chunk = chunk
         self.busy_items = busy_items
         self.busy_seconds = busy_seconds if busy_seconds is not None else seconds
+        self.backlog_above = backlog_above
+        self.backlog_tasks = backlog_tasks
         self._reset()
         # A forked child (a web or Celery worker process) has no timer thread of its parent's.
         os.register_at_fork(after_in_child=self._reset)
@@ -85,7 +94,10 @@ class CoalescedTask(Generic[Item]):
             self._scheduled = False
             self._last_sent = len(items)
         size = self.chunk or len(items) or 1
-        for args in [[items[i : i + size]] for i in range(0, len(items), size)] or [[]]:
+        sends = [[items[i : i + size]] for i in range(0, len(items), size)] or [[]]
+        if self.backlog_above is not None and len(items) > self.backlog_above:
+            sends = [[] for _ in range(max(1, self.backlog_tasks()))]
+        for args in sends:
             try:
                 # No result is wanted: Redis's result backend would subscribe to one on every send.
                 celery_app.send_task(self.task_name, args=args, retry=False, ignore_result=True)

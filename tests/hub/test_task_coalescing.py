@@ -68,6 +68,25 @@ def test_lifecycle_fanout_sends_at_most_a_thousand_activity_ids_per_task(sent, m
     assert sorted(i for _, args in sent for i in args[0]) == [f"{i:05}" for i in range(2500)]
 
 
+def test_a_lifecycle_window_of_more_than_a_chunk_is_sent_as_parallel_backlog_fanouts(
+    sent, monkeypatch, settings
+):
+    """An import's thousands of activities in one window: HUB_DELIVERY_PARALLEL fan-outs without
+    ids (each claims the oldest chunk by chunk), not a task per 1,000 ids; the next window, small
+    again, carries its ids."""
+    settings.HUB_DELIVERY_PARALLEL = 3
+    monkeypatch.setattr(lifecycle.fanout_soon, "seconds", 60)  # the window's timer stays out of it
+    try:
+        for i in range(2501):
+            lifecycle.fanout_soon(f"{i:05}")
+        lifecycle.fanout_soon.send()
+        lifecycle.fanout_soon("later")
+        lifecycle.fanout_soon.send()
+    finally:
+        lifecycle.fanout_soon._reset()
+    assert sent == [(lifecycle.FANOUT_TASK, [])] * 3 + [(lifecycle.FANOUT_TASK, [["later"]])]
+
+
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 def test_a_forked_worker_sends_the_lifecycle_fanout_its_parent_had_pending(sent):
     """A web or Celery worker forked while its parent had a fan-out pending (asked for, its timer
