@@ -163,14 +163,22 @@ class PostgresStore:
         for r in rows:
             if r.status == "pending" and r.next_attempt_at is None:
                 r.next_attempt_at = now
-        # One array per column that varies; a column with one value for every row is one parameter.
+        # One array per column that varies; a column with one value for every row is one parameter,
+        # and one whose values are another column's of its type (an activity's item id is its message
+        # id) reads that column's array: each array costs the client its dumping and the server its
+        # parsing, element by element.
         selects, arrays, scalar_params, array_params = [], [], [], []
         for name, pgtype in self._COLUMNS:
             values = [getattr(r, name) for r in rows]
             first = values[0]
-            if name != "id" and all(v == first for v in values):
+            if name != "id" and values.count(first) == len(values):
                 selects.append(f"%s::{pgtype}")
                 scalar_params.append(first)
+                continue
+            same = next((n for (n, t), v in zip(arrays, array_params, strict=True)
+                         if t == pgtype and v == values), None)  # fmt: skip
+            if same is not None:
+                selects.append(f"t.{same}")
             else:
                 selects.append(f"t.{name}")
                 arrays.append((name, pgtype))
@@ -197,20 +205,23 @@ class PostgresStore:
         # in plainly, in a savepoint, and only a conflict sends them again with ON CONFLICT.
         rows_returned: list = []
         with raw_cursor() as cursor:
+            # The rows made, counted by integration in the statement: a row a delivery back to
+            # the client was a sizeable share of the client's part.
+            count = ") SELECT integration_id, count(*) FROM ins GROUP BY integration_id"
             if not may_exist:
                 try:
                     with transaction.atomic():
-                        cursor.execute(sql + "RETURNING integration_id", params)
+                        cursor.execute("WITH ins AS (" + sql + "RETURNING integration_id" + count, params)
                         rows_returned = cursor.fetchall()
                 except psycopg.errors.UniqueViolation:  # raised as psycopg's: the cursor is the driver's
                     may_exist = True
             if may_exist:
-                cursor.execute(sql + "ON CONFLICT (id) DO NOTHING RETURNING integration_id", params)
+                cursor.execute(
+                    "WITH ins AS (" + sql + "ON CONFLICT (id) DO NOTHING RETURNING integration_id" + count,
+                    params,
+                )
                 rows_returned = cursor.fetchall()
-        created: dict[int, int] = {}
-        for (integration_id,) in rows_returned:
-            created[integration_id] = created.get(integration_id, 0) + 1
-        return created
+        return dict(rows_returned)
 
     def claim(
         self, *, integration_id: int, limit: int, due_by: datetime | None, only: list | None

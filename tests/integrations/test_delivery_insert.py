@@ -70,3 +70,36 @@ def test_new_deliveries_take_the_plain_insert_and_only_a_conflict_the_other(segm
     inserts.clear()
     assert _insert([_new(segment.pk, "n-3"), _new(segment.pk, "n-4")], may_exist=True) == {segment.pk: 1}
     assert inserts == ["on conflict"]
+
+
+def test_columns_equal_to_another_share_its_array_and_each_row_keeps_its_own_values(segment, monkeypatch):
+    """A column whose values are another's of its type (an activity's item id is its message id)
+    is read from that column's array, one array fewer to send; a column that differs in one row
+    gets its own, and every row is stored with its own values either way."""
+    if connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL's statements")
+    queries: list[str] = []
+    execute = psycopg.Cursor.execute
+
+    def watch(cursor, query, params=None, **kwargs):
+        if "INSERT INTO integrations_delivery" in str(query):
+            queries.append(str(query))
+        return execute(cursor, query, params, **kwargs)
+
+    monkeypatch.setattr(psycopg.Cursor, "execute", watch)
+    same = [_new(segment.pk, f"s-{i}") for i in range(3)]
+    assert _insert(same) == {segment.pk: 3}
+    assert "t.message_id" not in queries[-1] and "t.item_id" in queries[-1]
+    differ = [_new(segment.pk, f"d-{i}") for i in range(3)]
+    differ[1].item_id = "other-item"
+    assert _insert(differ) == {segment.pk: 3}
+    assert "t.message_id" in queries[-1] and "t.item_id" in queries[-1]
+    stored = dict(Delivery.objects.filter(integration=segment).values_list("message_id", "item_id"))
+    assert stored == {
+        "s-0": "s-0",
+        "s-1": "s-1",
+        "s-2": "s-2",
+        "d-0": "d-0",
+        "d-1": "other-item",
+        "d-2": "d-2",
+    }
