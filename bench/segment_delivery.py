@@ -18,6 +18,9 @@ an outage and isolation from a hanging destination, all on loopback.
    integration of another workspace takes 200/s: the healthy one's p99 against its figure without
    the fault (target at most 2x), and how many requests the hanging one held at once.
 
+With BENCH_DUMP_LATENCY=<file>, each latency phase appends its [commit time, receipt time] pairs to
+that file as a JSON line (to see when slow deliveries happen, not only how many).
+
 Each phase prints the CPU seconds each part used (PostgreSQL backends of the bench database, the
 Celery worker processes, the stand-in, the producers).
 
@@ -352,6 +355,9 @@ def steady(
 
 
 def latency(commits: dict[str, float], received: dict[str, float]) -> tuple[float, float, int]:
+    if os.environ.get("BENCH_DUMP_LATENCY"):
+        with open(os.environ["BENCH_DUMP_LATENCY"], "ab") as f:
+            f.write(orjson.dumps([[t, received.get(k)] for k, t in commits.items()]) + b"\n")
     lat = sorted((received[k] - t) * 1000 for k, t in commits.items() if k in received)
     missing = sum(1 for k in commits if k not in received)
     if not lat:

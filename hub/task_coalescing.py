@@ -26,9 +26,12 @@ class CoalescedTask(Generic[Item]):
     """Call it (after commit) to have `task_name` sent within `seconds`; with `item`s, the task gets
     their sorted list as its one argument (one task per `chunk` items, when `chunk` is given).
 
-    With `busy_items`, a process whose last send carried at least that many items waits
-    `busy_seconds` instead: under a high rate, fewer and larger tasks (a task costs the workers
-    some milliseconds whatever it carries), for a longer wait that only such a rate pays.
+    With `busy_items`, a process whose last window gathered items at the rate of at least
+    `busy_items` per `seconds` waits `busy_seconds` instead: under a high rate, fewer and larger
+    tasks (a task costs the workers some milliseconds whatever it carries), for a longer wait that
+    only such a rate pays. The rate, not the count: a longer window gathers more at the same rate,
+    and counting would keep a process in the long window at any rate above `busy_items` per
+    `busy_seconds` once one short window had been busy.
 
     With `backlog_above`, a window that gathered more items than that is sent as a backlog:
     `backlog_tasks()` tasks without arguments, which find their work themselves (oldest first, in
@@ -61,11 +64,15 @@ class CoalescedTask(Generic[Item]):
         self._items: set[Item] = set()
         self._scheduled = False
         self._last_sent = 0
+        self._window = self._last_window = self.seconds
         self._lock = threading.Lock()
 
     def window(self) -> float:
         """Seconds the next window waits: longer after a busy one (`busy_items`)."""
-        if self.busy_items is not None and self._last_sent >= self.busy_items:
+        # items / last window >= busy_items / seconds, without a division
+        if self.busy_items is not None and (
+            self._last_sent * self.seconds >= self.busy_items * self._last_window
+        ):
             return self.busy_seconds
         return self.seconds
 
@@ -76,9 +83,10 @@ class CoalescedTask(Generic[Item]):
             if self._scheduled:
                 return
             self._scheduled = True
+            window = self._window = self.window()
         # The send runs in the context of the first ask of its window: the task carries that
         # request's id (hub.observability.request_id).
-        timer = threading.Timer(self.window(), contextvars.copy_context().run, args=(self.send,))
+        timer = threading.Timer(window, contextvars.copy_context().run, args=(self.send,))
         timer.daemon = True
         timer.start()
 
@@ -92,7 +100,7 @@ class CoalescedTask(Generic[Item]):
             items = sorted(self._items)
             self._items.clear()
             self._scheduled = False
-            self._last_sent = len(items)
+            self._last_sent, self._last_window = len(items), self._window
         size = self.chunk or len(items) or 1
         sends = [[items[i : i + size]] for i in range(0, len(items), size)] or [[]]
         if self.backlog_above is not None and len(items) > self.backlog_above:

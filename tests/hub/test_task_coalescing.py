@@ -55,6 +55,32 @@ def test_a_process_whose_last_send_was_busy_waits_the_longer_window_then_the_sho
     assert [args for _, args in sent] == [[["a", "b"]], [["a", "b", "c"]], [["d"]]]
 
 
+def test_a_long_window_at_a_moderate_rate_is_followed_by_the_short_one(sent):
+    """Busy is a rate: 3 items in a 0.05 s window are 60/s, 3 in a 0.5 s window 6/s. A process at
+    a moderate rate that had one busy window goes back to the short one (counting items kept it in
+    the long window for good: at 200 activities/s, 20 in every 0.1 s window, every one of them
+    waited 100 ms)."""
+    task = CoalescedTask("tests.task", seconds=0.05, busy_items=3, busy_seconds=0.5)
+    with task._lock:  # a window open already: no timer of its own in this test
+        task._scheduled, task._window = True, 0.05
+    for item in ("a", "b", "c"):
+        task(item)
+    task.send()
+    assert task.window() == 0.5
+    with task._lock:  # the next window, the long one, at a moderate rate
+        task._scheduled, task._window = True, task.window()
+    for item in ("d", "e", "f", "g"):
+        task(item)
+    task.send()
+    assert task.window() == 0.05
+    with task._lock:  # and a long one at a high rate stays long
+        task._scheduled, task._window = True, 0.5
+    for i in range(30):
+        task(f"h{i:02}")
+    task.send()
+    assert task.window() == 0.5
+
+
 def test_lifecycle_fanout_sends_at_most_a_thousand_activity_ids_per_task(sent, monkeypatch):
     monkeypatch.setattr(lifecycle.fanout_soon, "seconds", 60)  # the window's timer stays out of it
     try:
