@@ -121,7 +121,11 @@ def activities_fanout(
                         activity_id=row.id,
                     )
                 )
-        return deliveries_create(groups, now=now, send=send)
+        result = deliveries_create(groups, now=now, send=send)
+        # Full by its activities, not its deliveries: a chunk of activities no integration takes
+        # makes none, and the next chunk may still make many.
+        result.more = len(rows) >= limit
+        return result
 
 
 def activities_backlog(*, at_least: int) -> bool:

@@ -98,7 +98,7 @@ def activities_fanout(activity_ids: list[str] | None = None) -> int | None:
 def _activities_fanout(activity_ids: list[str] | None) -> int:
     created = delivery_fanout.activities_fanout(activity_ids=activity_ids, limit=FANOUT_CHUNK)
     _after_fanout(created)
-    if activity_ids is None and sum(created.values()) and _chunk_was_full(created):
+    if activity_ids is None and created.more:
         activities_fanout.delay()
     return sum(created.values())
 
@@ -150,12 +150,6 @@ def _backfill_run(backfill_id: int) -> bool:
     return more
 
 
-def _chunk_was_full(created: dict[int, int]) -> bool:
-    # The chunk counts activities, `created` deliveries: a full chunk made at least FANOUT_CHUNK
-    # deliveries unless some activities had no integration; asking once too often costs one query.
-    return sum(created.values()) >= FANOUT_CHUNK // max(1, len(created))
-
-
 @shared_task(name="integrations.deliveries_send", ignore_result=True)
 def deliveries_send(integration_id: int) -> int | None:
     """Send an integration's due deliveries (in a send thread: a destination that hangs keeps the
@@ -203,7 +197,7 @@ def _deliveries_sweep() -> dict:
     created = delivery_fanout.activities_fanout(limit=FANOUT_CHUNK)
     dispatched = sum(created.values())
     _after_fanout(created)
-    if created and _chunk_was_full(created) and not backlog:
+    if created.more and not backlog:
         for _ in range(settings.HUB_DELIVERY_PARALLEL):
             activities_fanout.delay()
     forwarded = forwarding.usage_events_forward()

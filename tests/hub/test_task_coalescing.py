@@ -81,8 +81,9 @@ def test_a_long_window_at_a_moderate_rate_is_followed_by_the_short_one(sent):
     assert task.window() == 0.5
 
 
-def test_lifecycle_fanout_sends_at_most_a_thousand_activity_ids_per_task(sent, monkeypatch):
-    monkeypatch.setattr(lifecycle.fanout_soon, "seconds", 60)  # the window's timer stays out of it
+def test_lifecycle_fanout_sends_at_most_a_thousand_activity_ids_per_task(sent):
+    with lifecycle.fanout_soon._lock:  # a window open already: no timer of its own in this test
+        lifecycle.fanout_soon._scheduled = True
     try:
         for i in range(2500):
             lifecycle.fanout_soon(f"{i:05}")
@@ -94,20 +95,19 @@ def test_lifecycle_fanout_sends_at_most_a_thousand_activity_ids_per_task(sent, m
     assert sorted(i for _, args in sent for i in args[0]) == [f"{i:05}" for i in range(2500)]
 
 
-def test_a_lifecycle_window_of_more_than_a_chunk_is_sent_as_parallel_backlog_fanouts(
-    sent, monkeypatch, settings
-):
+def test_a_lifecycle_window_of_more_than_a_chunk_is_sent_as_parallel_backlog_fanouts(sent, settings):
     """An import's thousands of activities in one window: HUB_DELIVERY_PARALLEL fan-outs without
     ids (each claims the oldest chunk by chunk), not a task per 1,000 ids; the next window, small
     again, carries its ids."""
     settings.HUB_DELIVERY_PARALLEL = 3
-    monkeypatch.setattr(lifecycle.fanout_soon, "seconds", 60)  # the window's timer stays out of it
+    fanout = lifecycle.fanout_soon
     try:
-        for i in range(2501):
-            lifecycle.fanout_soon(f"{i:05}")
-        lifecycle.fanout_soon.send()
-        lifecycle.fanout_soon("later")
-        lifecycle.fanout_soon.send()
+        for items in ([f"{i:05}" for i in range(2501)], ["later"]):
+            with fanout._lock:  # a window open already: no timer of its own in this test
+                fanout._scheduled = True
+            for item in items:
+                fanout(item)
+            fanout.send()
     finally:
         lifecycle.fanout_soon._reset()
     assert sent == [(lifecycle.FANOUT_TASK, [])] * 3 + [(lifecycle.FANOUT_TASK, [["later"]])]

@@ -380,3 +380,29 @@ def test_a_sweep_that_finds_a_backlog_starts_the_parallel_fan_outs_before_its_ow
     tasks._deliveries_sweep()
     assert calls == ["fan-out task"] * 3 + ["sweep's chunk"]
     assert ActivityOutbox.objects.count() == waiting - 10
+
+
+def test_a_backlog_fan_out_goes_on_after_a_full_chunk_that_made_no_deliveries(
+    segment, app, standin, monkeypatch
+):
+    """A chunk is full by its activities: one whose activities no integration sends (here a kind
+    the integration left out) makes no delivery, and the fan-out still asks for the next chunk,
+    which holds activities to send (judged by deliveries, the backlog waited for the sweep)."""
+    from integrations import tasks
+
+    monkeypatch.setattr(tasks, "FANOUT_CHUNK", 10)
+    Integration.objects.filter(pk=segment.pk).update(activities=["installed"])
+    customer = make_customer(app, "chunks")
+    ActivityOutbox.objects.all().delete()  # the customer's install, left out of the chunks
+    Activity.objects.bulk_create([Activity(app=app, customer=customer, kind="reviewed") for _ in range(10)])
+    sent = Activity.objects.bulk_create(
+        [Activity(app=app, customer=customer, kind="installed") for _ in range(5)]
+    )
+    asked: list[str] = []
+    monkeypatch.setattr(tasks.activities_fanout, "delay", lambda *a: asked.append("next chunk"))
+    assert tasks._activities_fanout(None) == 0
+    assert asked == ["next chunk"]
+    assert ActivityOutbox.objects.count() == 5
+    assert tasks._activities_fanout(None) == 5  # not full: the chain ends here
+    assert asked == ["next chunk"]
+    standin.wait_for([str(a.pk) for a in sent])
