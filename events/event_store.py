@@ -16,7 +16,7 @@ from typing import Protocol
 from django.db import connection, transaction
 
 from hub.models import App
-from hub.raw_cursor import raw_cursor
+from hub.raw_cursor import DirectStatement, raw_cursor
 
 from .models import ROLLUP_SHARDS, ForwardBatch, RollupBatch
 from .partitions import id_base
@@ -65,6 +65,9 @@ _STORE_PG = (
 )
 _INSERT_PG = _ROWS_PG + _STORE_PG
 _INSERT_ONE_PG = _ROW_PG + _STORE_PG
+# Most requests: one event, through libpq itself (no psycopg cursor); its stored id and whether a
+# forward batch was written come back as text.
+_INSERT_ONE = DirectStatement("usage_event_one", _INSERT_ONE_PG, (bytes.decode, b"t".__eq__))
 _VALUES_ROW = "(%s, %s, %s, %s, %s, %s, %s)"
 ROWS_PER_STATEMENT = 20  # SQLite: rows per INSERT (its limit of bound parameters)
 
@@ -80,17 +83,16 @@ class UsageEventStore(Protocol):
 class PostgresUsageEventStore:
     def insert(self, rows: list[EventRow]) -> tuple[list[str], bool]:
         app_pk, received_at = rows[0][0], rows[0][6]
+        tail = [app_pk, received_at, id_base(received_at), app_pk, received_at, app_pk, received_at,
+                app_pk, received_at, app_pk]  # fmt: skip
         if len(rows) == 1:
-            sql, params = _INSERT_ONE_PG, list(rows[0][1:6])
+            fetched = _INSERT_ONE.rows([*rows[0][1:6], *tail])
         else:
-            sql = _INSERT_PG
             params = [[r[1] for r in rows], [r[2] for r in rows], [r[3] for r in rows], [r[4] for r in rows],
-                      [r[5] for r in rows]]  # fmt: skip
-        params += [app_pk, received_at, id_base(received_at), app_pk, received_at, app_pk, received_at,
-                   app_pk, received_at, app_pk]  # fmt: skip
-        with raw_cursor() as cursor:
-            cursor.execute(sql, params)
-            fetched = cursor.fetchall()
+                      [r[5] for r in rows], *tail]  # fmt: skip
+            with raw_cursor() as cursor:
+                cursor.execute(_INSERT_PG, params)
+                fetched = cursor.fetchall()
         return [r[0] for r in fetched], bool(fetched) and fetched[0][1]
 
 

@@ -10,22 +10,32 @@ from contextlib import contextmanager
 import psycopg
 from django.db import connection
 
+from hub.raw_cursor import DirectStatement
+
 
 @contextmanager
 def statements_with_params() -> Iterator[list[tuple[str, object]]]:
-    """The statements sent meanwhile (Django's cursors and psycopg's own), with their parameters."""
+    """The statements sent meanwhile (Django's cursors, psycopg's own and the hub's statements sent
+    through libpq directly), with their parameters."""
     sent: list[tuple[str, object]] = []
     execute = psycopg.Cursor.execute
+    run_direct = DirectStatement._run
 
     def recording(self, query, params=None, *args, **kwargs):
         sent.append((str(query), params))
         return execute(self, query, params, *args, **kwargs)
 
+    def recording_direct(self, db, driver, values, params):
+        sent.append((self.sql, list(params)))
+        return run_direct(self, db, driver, values, params)
+
     psycopg.Cursor.execute = recording
+    DirectStatement._run = recording_direct  # type: ignore[method-assign]
     try:
         yield sent
     finally:
         psycopg.Cursor.execute = execute
+        DirectStatement._run = run_direct  # type: ignore[method-assign]
 
 
 def _nodes(plan: dict) -> Iterator[dict]:
