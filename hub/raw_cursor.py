@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import re
 import select
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import date, datetime
 from typing import Any
 
 import psycopg
-from django.db import DEFAULT_DB_ALIAS, connection, connections
+from django.db import DEFAULT_DB_ALIAS, ProgrammingError, connection, connections
 from django.db.models import Model
 from psycopg import pq
 
@@ -71,20 +72,26 @@ class DirectStatement:
     turned into Django's, as on any cursor.
 
     It goes through `raw_cursor` as before (its rows as psycopg gives them) inside a transaction
-    (Django's `atomic`: psycopg opens it lazily, with its first statement), on other databases,
-    and for a value it does not send as text itself: anything else, and a string holding a NUL
-    (a text parameter of libpq ends at the first NUL, where psycopg refuses the value).
+    (Django's `atomic`: psycopg opens it lazily, with its first statement; or any other open
+    transaction or pipeline of the connection), on other databases, with a client encoding other
+    than UTF-8, and for a value it does not send as text itself: anything else, and a string holding
+    a NUL (a text parameter of libpq ends at the first NUL, where psycopg refuses the value).
     """
 
     def __init__(self, name: str, sql: str, decoders: Sequence[Callable[[bytes], Any]]):
         """`sql` has `%s` placeholders (and `%%` for a percent sign), as for a cursor."""
+        if re.search(r"%[^s%]", re.sub(r"%%|%s", "", sql)):
+            raise ValueError("DirectStatement takes %s placeholders only")
         self.sql = sql
         self.name = f"hub_{name}".encode()
         self.decoders = tuple(decoders)
-        numbers = iter(range(1, sql.count("%s") + 1))
+        self.placeholders = sum(1 for m in re.finditer(r"%%|%s", sql) if m[0] == "%s")
+        numbers = iter(range(1, self.placeholders + 1))
         self._sql_pg = re.sub(r"%%|%s", lambda m: "%" if m[0] == "%%" else f"${next(numbers)}", sql).encode()
 
     def rows(self, params: Sequence[Any]) -> list[Row]:
+        if len(params) != self.placeholders:  # as psycopg refuses it, before anything is sent
+            raise ProgrammingError(f"the statement takes {self.placeholders} values, not {len(params)}")
         db: Any = connections[DEFAULT_DB_ALIAS]
         if db.vendor == "postgresql":
             values = _as_text(params)
@@ -92,24 +99,29 @@ class DirectStatement:
                 _health_check(db)
                 db.ensure_connection()
                 driver = db.connection
-                if driver.autocommit:
+                pgconn = driver.pgconn
+                if (
+                    driver.autocommit
+                    and pgconn.transaction_status == pq.TransactionStatus.IDLE
+                    and not pgconn.pipeline_status
+                    and pgconn.parameter_status(b"client_encoding") == b"UTF8"
+                ):
                     with db.wrap_database_errors, driver.lock:
-                        return self._run(db, driver, values, params)
+                        return self._run(driver, values, params)
         with raw_cursor() as cursor:
             cursor.execute(self.sql, params)
             return cursor.fetchall()
 
     def _run(
-        self, db: Any, driver: psycopg.Connection, values: list[bytes | None], params: Sequence[Any]
+        self, driver: psycopg.Connection, values: list[bytes | None], params: Sequence[Any]
     ) -> list[Row]:
         """The rows of the statement run with `values` (`params` as text) through libpq."""
         pgconn = driver.pgconn
         if driver.prepare_threshold is None:
             result = _checked(pgconn, pgconn.exec_params(self._sql_pg, values))
         else:
-            if getattr(db, "_hub_prepared_on", None) is not driver:
-                db._hub_prepared_on, db._hub_prepared = driver, set()
-            prepared: set[bytes] = db._hub_prepared
+            # The names prepared on this connection of the driver (whichever Django wrapper holds it).
+            prepared = _PREPARED.setdefault(driver, set())
             result = None
             if self.name in prepared:
                 result = pgconn.exec_prepared(self.name, values)
@@ -117,7 +129,10 @@ class DirectStatement:
                     result = None  # deallocated meanwhile (DEALLOCATE ALL, DISCARD ALL): again
             if result is None:
                 prepared.discard(self.name)
-                _checked(pgconn, pgconn.prepare(self.name, self._sql_pg))
+                made = pgconn.prepare(self.name, self._sql_pg)
+                # 42P05: prepared already (by an earlier holder of the connection): as good.
+                if made.error_field(pq.DiagnosticField.SQLSTATE) != b"42P05":
+                    _checked(pgconn, made)
                 prepared.add(self.name)
                 result = pgconn.exec_prepared(self.name, values)
             _checked(pgconn, result)
@@ -131,6 +146,9 @@ class DirectStatement:
         ]
 
 
+_PREPARED: weakref.WeakKeyDictionary[psycopg.Connection, set[bytes]] = weakref.WeakKeyDictionary()
+
+
 def _as_text(params: Sequence[Any]) -> list[bytes | None] | None:
     """Each value in PostgreSQL's text form, or None if one of them is not sent as text here."""
     values: list[bytes | None] = []
@@ -140,11 +158,11 @@ def _as_text(params: Sequence[Any]) -> list[bytes | None] | None:
         elif isinstance(value, str):
             if "\x00" in value:
                 return None
-            values.append(value.encode())
+            values.append(str.encode(value))  # a subclass's own __str__ is not the value
         elif isinstance(value, bool):
             values.append(b"t" if value else b"f")
         elif isinstance(value, int):
-            values.append(str(value).encode())
+            values.append(int.__repr__(value).encode())  # an IntEnum's str() is its name
         elif isinstance(value, datetime | date):
             values.append(value.isoformat().encode())
         else:

@@ -25,9 +25,9 @@ def statements_with_params() -> Iterator[list[tuple[str, object]]]:
         sent.append((str(query), params))
         return execute(self, query, params, *args, **kwargs)
 
-    def recording_direct(self, db, driver, values, params):
+    def recording_direct(self, driver, values, params):
         sent.append((self.sql, list(params)))
-        return run_direct(self, db, driver, values, params)
+        return run_direct(self, driver, values, params)
 
     psycopg.Cursor.execute = recording
     DirectStatement._run = recording_direct  # type: ignore[method-assign]
