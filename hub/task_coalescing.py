@@ -9,7 +9,8 @@ sweep as the backstop.
 The sends of a process run on one thread of its own, started on the first ask and kept: a thread
 per window cost the web process about 1.7 ms of CPU per send (the thread, and Celery's result
 backend and producer, which are made once per thread), against about 0.4 ms on a thread that has
-them already.
+them already. It sends one task at a time: a broker that hangs (rather than refusing connections)
+holds the process's later sends for its connection timeout each, and the sweeps stay the backstop.
 """
 
 from __future__ import annotations
