@@ -101,26 +101,37 @@ def activities_fanout(
         rows = db.activities_claim(ids=activity_ids, limit=limit, now=now)
         if not rows:
             return FanoutResult()
-        by_app = _activity_links({r.app_id for r in rows})
         groups: dict[int, tuple[Integration, list[NewDelivery]]] = {}
+        # Per app, what each of its integrations needs, looked up once a fan-out, not per activity:
+        # (integration, its kinds, its connector's renderer, its group's list).
+        links = {
+            app_id: [
+                (integration, kinds, connector_for(integration.kind).activity_message,
+                 groups.setdefault(integration.pk, (integration, []))[1])
+                for integration, kinds in targets
+            ]
+            for app_id, targets in _activity_links({r.app_id for r in rows}).items()
+        }  # fmt: skip
+        kind = str(Delivery.ItemKind.ACTIVITY)
         for row in rows:
-            for integration, kinds in by_app.get(row.app_id, ()):
+            for integration, kinds, render, group in links.get(row.app_id, ()):
                 if row.kind not in kinds:
                     continue
-                connector = connector_for(integration.kind)
-                message = connector.activity_message(integration=integration, activity=row)
-                group = groups.setdefault(integration.pk, (integration, []))[1]
+                raw = orjson.dumps(render(integration=integration, activity=row))
                 group.append(
                     NewDelivery(
                         integration_id=integration.pk,
-                        item_kind=Delivery.ItemKind.ACTIVITY,
+                        item_kind=kind,
                         item_id=row.id,
                         action="",
                         message_id=row.id,
-                        message=orjson.dumps(message).decode(),
+                        message=raw.decode(),
                         activity_id=row.id,
+                        raw=raw,
                     )
                 )
+        # An integration none of whose kinds came up has no group.
+        groups = {pk: group for pk, group in groups.items() if group[1]}
         result = deliveries_create(groups, now=now, send=send)
         # Full by its activities, not its deliveries: a chunk of activities no integration takes
         # makes none, and the next chunk may still make many.

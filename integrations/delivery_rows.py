@@ -53,11 +53,21 @@ _UUID4_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))
 _UUID4_SET = (4 << 76) | (0x8000 << 48)
 
 
+_new_object = object.__new__
+_set_attribute = object.__setattr__
+_SAFE_UNKNOWN = uuid.SafeUUID.unknown
+
+
 def delivery_id_for(integration_id: int, message_id: str) -> uuid.UUID:
     """A delivery's id, derived from what makes it unique (one message id per integration): the
     primary key itself keeps a fan-out that runs twice from creating a second delivery."""
     digest = hashlib.blake2b(f"{integration_id}:{message_id}".encode(), digest_size=16).digest()
-    return uuid.UUID(int=(int.from_bytes(digest) & _UUID4_CLEAR) | _UUID4_SET)
+    # uuid.UUID(int=...) checks its arguments, which cost more than the hash (1.3 against 0.7 µs,
+    # once per delivery): the value is in range by construction, so it is set as UUID itself does.
+    value = _new_object(uuid.UUID)
+    _set_attribute(value, "int", (int.from_bytes(digest) & _UUID4_CLEAR) | _UUID4_SET)
+    _set_attribute(value, "is_safe", _SAFE_UNKNOWN)
+    return value
 
 
 @dataclass(slots=True)
@@ -85,7 +95,8 @@ class NewDelivery:
     def __post_init__(self) -> None:
         if self.id is None:
             self.id = delivery_id_for(self.integration_id, self.message_id)
-        self.raw = self.message.encode()
+        if not self.raw:  # given by a maker that has the bytes already
+            self.raw = self.message.encode()
 
 
 @dataclass(frozen=True)

@@ -103,3 +103,27 @@ def test_columns_equal_to_another_share_its_array_and_each_row_keeps_its_own_val
         "d-1": "other-item",
         "d-2": "d-2",
     }
+
+
+def test_delivery_ids_are_the_uuids_uuid_itself_makes_of_the_hash():
+    """`delivery_id_for` sets the UUID's value as uuid.UUID does, without its argument checks:
+    the same value, text, bytes, hash and version 4 as `uuid.UUID(int=...)` for the same hash,
+    and usable as a key and a query parameter."""
+    import hashlib
+    import uuid
+
+    from integrations.delivery_rows import delivery_id_for
+
+    for integration_id, message_id in [(1, "m-1"), (7, "a" * 100), (123456, "é/€"), (2, "")]:
+        made = delivery_id_for(integration_id, message_id)
+        digest = hashlib.blake2b(f"{integration_id}:{message_id}".encode(), digest_size=16).digest()
+        expected = uuid.UUID(bytes=digest, version=4)
+        assert (made, str(made), made.bytes, hash(made)) == (
+            expected,
+            str(expected),
+            expected.bytes,
+            hash(expected),
+        )
+        assert (made.version, made.variant, made.is_safe) == (4, uuid.RFC_4122, uuid.SafeUUID.unknown)
+        assert {made: 1}[expected] == 1
+        assert uuid.UUID(str(made)) == made
