@@ -24,3 +24,20 @@ def test_worker_logs_go_through_the_redaction_filter():
         output = worker.output()
     assert "hub.ping" in output and "succeeded" in output
     assert secret not in output and "s" * 40 not in output
+
+
+def test_a_pool_process_freezes_what_it_starts_with():
+    """Each pool process moves its starting objects out of the collector's reach (hub.celery)."""
+    import gc
+
+    from celery.signals import worker_process_init
+
+    import hub.celery  # noqa: F401 - connects the handler
+
+    gc.unfreeze()
+    assert gc.get_freeze_count() == 0
+    try:
+        worker_process_init.send(sender=None)
+        assert gc.get_freeze_count() > 1000
+    finally:
+        gc.unfreeze()
