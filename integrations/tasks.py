@@ -86,12 +86,16 @@ def _after_fanout(created) -> None:
 
 
 @shared_task(name="integrations.activities_fanout", ignore_result=True)
-def activities_fanout(activity_ids: list[str] | None = None) -> int | None:
+def activities_fanout(activity_ids: list[str] | None = None, spread: int = 1) -> int | None:
     """Create deliveries for recorded activities (the core enqueues this after commit by name).
 
     Without ids it takes the oldest undispatched chunk and, when the chunk was full, asks for
-    another task: parallel fan-out tasks split a backlog with SKIP LOCKED.
+    another task: parallel fan-out tasks split a backlog with SKIP LOCKED. With `spread`, it first
+    starts `spread - 1` more such tasks (a backlog handed over in one send: the worker sends the
+    rest at once, where a busy producer's thread would send them one by one).
     """
+    for _ in range(max(0, spread - 1)):
+        activities_fanout.delay()
     return _patiently(_activities_fanout, activity_ids)
 
 

@@ -38,13 +38,14 @@ FANOUT_TASK = "integrations.activities_fanout"
 # (bench.segment_delivery). A task carries at most 1,000 ids (the fan-out claims 2,500 at a time);
 # if the broker is down, the integrations' periodic sweep dispatches the activities anyway.
 # A window of more than a fan-out chunk (an import, or a transaction that recorded thousands) is
-# a backlog: HUB_DELIVERY_PARALLEL tasks without ids, which claim the oldest activities chunk by
-# chunk and go on while their chunks are full, as the sweep's would; ids would make many small
-# claims by id (about 20 % more CPU a delivery in bench.segment_delivery) and leave the split
-# over the workers to the broker.
+# a backlog, sent as soon as it has that many: one task without ids that starts
+# HUB_DELIVERY_PARALLEL - 1 more, which all claim the oldest activities chunk by chunk and go on
+# while their chunks are full, as the sweep's would; ids would make many small claims by id (about
+# 20 % more CPU a delivery in bench.segment_delivery) and leave the split over the workers to the
+# broker.
 fanout_soon: CoalescedTask[str] = CoalescedTask(
     FANOUT_TASK, seconds=0.04, chunk=1000, busy_items=16, busy_seconds=0.1,
-    backlog_above=2500, backlog_tasks=lambda: settings.HUB_DELIVERY_PARALLEL,
+    backlog_above=2500, backlog_args=lambda: [None, settings.HUB_DELIVERY_PARALLEL],
 )  # fmt: skip
 
 

@@ -99,22 +99,47 @@ def test_lifecycle_fanout_sends_at_most_a_thousand_activity_ids_per_task(sent):
     assert sorted(i for _, args in sent for i in args[0]) == [f"{i:05}" for i in range(2500)]
 
 
-def test_a_lifecycle_window_of_more_than_a_chunk_is_sent_as_parallel_backlog_fanouts(sent, settings):
-    """An import's thousands of activities in one window: HUB_DELIVERY_PARALLEL fan-outs without
-    ids (each claims the oldest chunk by chunk), not a task per 1,000 ids; the next window, small
-    again, carries its ids."""
+def test_a_lifecycle_window_of_more_than_a_chunk_is_sent_as_one_spreading_backlog_fanout(sent, settings):
+    """An import's thousands of activities in one window: one fan-out without ids that starts
+    HUB_DELIVERY_PARALLEL of them (each claims the oldest chunk by chunk), not a task per 1,000
+    ids; what the window gathers after it goes at the window's end, with its ids."""
     settings.HUB_DELIVERY_PARALLEL = 3
     fanout = lifecycle.fanout_soon
     try:
-        for items in ([f"{i:05}" for i in range(2501)], ["later"]):
-            with fanout._lock:  # a window open already: no timer of its own in this test
-                fanout._scheduled = True
-            for item in items:
-                fanout(item)
-            fanout.send()
+        with fanout._lock:  # a window open already: no timer of its own in this test
+            fanout._scheduled = True
+        for i in range(2501):
+            fanout(f"{i:05}")
+        _wait_for(sent)
+        assert sent == [(lifecycle.FANOUT_TASK, [None, 3])]  # before the window's end
+        fanout("later")
+        fanout.send()  # the window's end
+        assert sent[1:] == [(lifecycle.FANOUT_TASK, [["later"]])]
+        with fanout._lock:  # the next window: nothing after its backlog, so nothing at its end
+            fanout._scheduled = True
+        for i in range(2501):
+            fanout(f"next-{i:05}")
+        _wait_for(sent[2:])
+        fanout.send()
+        time.sleep(0.05)
     finally:
         lifecycle.fanout_soon._reset()
-    assert sent == [(lifecycle.FANOUT_TASK, [])] * 3 + [(lifecycle.FANOUT_TASK, [["later"]])]
+    assert sent[2:] == [(lifecycle.FANOUT_TASK, [None, 3])]
+
+
+def test_the_backlog_goes_at_once_not_at_the_windows_end(sent):
+    """A backlog is sent as soon as the window has one: with a 10 s window, the task is out
+    within moments of the ask that made the backlog, and the window's own end sends nothing more."""
+    task = CoalescedTask("tests.task", seconds=10, backlog_above=3, backlog_args=lambda: ["spread"])
+    started = time.monotonic()
+    for item in ("a", "b", "c", "d"):
+        task(item)
+    _wait_for(sent)
+    assert sent == [("tests.task", ["spread"])]
+    assert time.monotonic() - started < 2
+    task.send()  # the window's end: everything went with the backlog
+    assert sent == [("tests.task", ["spread"])]
+    assert task.window() == 10  # and the next window is a new one
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")

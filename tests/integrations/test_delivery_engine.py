@@ -406,3 +406,18 @@ def test_a_backlog_fan_out_goes_on_after_a_full_chunk_that_made_no_deliveries(
     assert tasks._activities_fanout(None) == 5  # not full: the chain ends here
     assert asked == ["next chunk"]
     standin.wait_for([str(a.pk) for a in sent])
+
+
+def test_a_backlog_handed_over_in_one_send_starts_its_parallel_fan_outs_first(segment, app, monkeypatch):
+    """The lifecycle hands a backlog over as one task with a spread (hub.task_coalescing): the
+    worker starts the other fan-outs before its own chunk, so they claim in parallel with it."""
+    from integrations import tasks
+
+    order: list[str] = []
+    monkeypatch.setattr(tasks.activities_fanout, "delay", lambda *a: order.append("another fan-out"))
+    monkeypatch.setattr(tasks, "_activities_fanout", lambda ids: order.append(f"own chunk {ids}") or 0)
+    tasks.activities_fanout(None, 3)
+    assert order == ["another fan-out", "another fan-out", "own chunk None"]
+    order.clear()
+    tasks.activities_fanout(["an-id"])  # a task of ids (or of an older sender): no spread
+    assert order == ["own chunk ['an-id']"]
