@@ -127,3 +127,31 @@ def test_delivery_ids_are_the_uuids_uuid_itself_makes_of_the_hash():
         assert (made.version, made.variant, made.is_safe) == (4, uuid.RFC_4122, uuid.SafeUUID.unknown)
         assert {made: 1}[expected] == 1
         assert uuid.UUID(str(made)) == made
+
+
+@pytest.mark.parametrize("odd", ["", "with\x1ethe separator", "line\nbreak, comma and 'quote'"])
+def test_each_column_is_stored_as_given_whether_it_went_as_one_string_or_as_an_array(segment, odd):
+    """Text columns go as one string the server splits, unless a value holds the separator (ASCII
+    RS): then as an array. An activity's id (a uuid column) is its item id's text, cast."""
+    import uuid
+
+    activity_ids = [str(uuid.uuid4()) for _ in range(3)]
+    rows = [
+        NewDelivery(
+            integration_id=segment.pk,
+            item_kind=Delivery.ItemKind.ACTIVITY,
+            item_id=activity_id,
+            action="",
+            message_id=activity_id,
+            message=f'{{"n": {n}, "odd": "{odd}"}}' if n else odd,
+            activity_id=activity_id,
+            last_error=f"{odd}{n}",
+        )
+        for n, activity_id in enumerate(activity_ids)
+    ]
+    assert _insert(rows) == {segment.pk: 3}
+    stored = {
+        str(d.activity_id): (d.item_id, d.message_id, d.message, d.last_error, d.pk)
+        for d in Delivery.objects.filter(integration=segment)
+    }
+    assert stored == {r.activity_id: (r.item_id, r.message_id, r.message, r.last_error, r.id) for r in rows}
