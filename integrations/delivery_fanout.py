@@ -404,7 +404,8 @@ def _fanout_record(integration: Integration, posted: _Posted, *, now: datetime) 
         item.status, item.attempts, item.last_error = Delivery.Status.FAILED, 1, attempt.error
         item.last_attempt_id = db.attempt_insert(attempt=attempt)
     for batch, out in zip(posted.batches, posted.outs, strict=False):
-        out.attempt.delivery_ids = [str(i.id) for i in batch]
+        # UUIDs: the insert's JSON encoder writes them in C (str() of each was a share of this loop).
+        out.attempt.delivery_ids = [i.id for i in batch]
         out.attempt.message_count = len(batch)
         attempt_id = db.attempt_insert(attempt=out.attempt)
         outcome = out.attempt.outcome

@@ -90,6 +90,7 @@ class OrmStore:
         return Delivery.objects.filter(pk__in=ids, status=Delivery.Status.PENDING).exists()
 
     def attempt_insert(self, *, attempt: Attempt) -> int:
+        attempt.delivery_ids = [str(i) for i in attempt.delivery_ids]  # ids may be UUIDs
         attempt.save()
         return attempt.pk
 

@@ -288,7 +288,7 @@ class PostgresStore:
                 "VALUES (%s, %s::jsonb, %s, %s, %s, %s, %s, %s::jsonb, %s, %s, %s, %s, %s, %s) RETURNING id",
                 [
                     attempt.integration_id,
-                    orjson.dumps(attempt.delivery_ids).decode(),
+                    orjson.dumps(attempt.delivery_ids).decode(),  # strings or UUIDs
                     attempt.probe,
                     attempt.created_at,
                     attempt.url,
