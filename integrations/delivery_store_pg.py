@@ -22,7 +22,6 @@ from .delivery_rows import (
     Claimed,
     NewDelivery,
     RetryMark,
-    json_dict,
     uuid_list,
     xact_lock_any,
 )
@@ -112,7 +111,10 @@ class PostgresStore:
             "RETURNING id, activity_id) "
             "SELECT a.id::text, a.app_id, a.kind, "
             """to_char(a.occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'), """
-            "a.properties::text, a.customer_fields::text, c.public_id::text, c.custom_fields::text "
+            # The customer's fields as they were (or, for activities older than snapshots, as they
+            # are): one column, parsed once.
+            "a.properties::text, c.public_id::text, "
+            "COALESCE(NULLIF(a.customer_fields, '{}'::jsonb), c.custom_fields, '{}'::jsonb)::text "
             "FROM picked p JOIN hub_activity a ON a.id = p.activity_id "
             "JOIN hub_customer c ON c.id = a.customer_id ORDER BY p.id"
         )
@@ -125,19 +127,9 @@ class PostgresStore:
             cursor.execute(sql, params)
             rows = cursor.fetchall()
             cursor.execute("RESET enable_seqscan")
-        return [
-            ActivityRow(
-                id=r[0],
-                app_id=r[1],
-                kind=r[2],
-                timestamp=r[3],
-                properties=json_dict(r[4]),
-                customer_public_id=r[6],
-                # Activities recorded before snapshots existed fall back to the customer's fields now.
-                customer_fields=json_dict(r[5]) or json_dict(r[7]),
-            )
-            for r in rows
-        ]
+        loads = orjson.loads
+        # Positional: (id, app_id, kind, timestamp, properties, customer_public_id, customer_fields).
+        return [ActivityRow(r[0], r[1], r[2], r[3], loads(r[4]), r[5], loads(r[6])) for r in rows]
 
     _COLUMNS = (
         ("id", "uuid"),

@@ -68,6 +68,28 @@ def test_an_activity_keeps_the_custom_fields_of_its_moment(workspace, app, stand
     assert Delivery.objects.get(integration=integration).status == "delivered"
 
 
+def test_an_activity_recorded_before_snapshots_takes_the_customers_fields_and_its_own_otherwise(
+    workspace, app, standin
+):
+    """An activity without a snapshot of the customer's fields (recorded before snapshots existed)
+    is rendered with the customer's fields as they are; one with a snapshot, with its own."""
+    integration_save(
+        workspace=workspace, name="Prod", write_key="wk_live_123", region="custom", custom_host=standin.url,
+        apps=[app], activities=["reviewed"], user_id_field="crm_id",
+    )  # fmt: skip
+    customer = make_customer(app, "shop-1", custom_fields={"crm_id": "now"})
+    ActivityOutbox.objects.all().delete()
+    older = Activity.objects.create(app=app, customer=customer, kind="reviewed", customer_fields={})
+    newer = Activity.objects.create(
+        app=app, customer=customer, kind="reviewed", customer_fields={"crm_id": "then"}
+    )
+    delivery_fanout.activities_fanout()
+    assert {m["messageId"]: m["userId"] for m in standin.messages} == {
+        str(older.pk): "now",
+        str(newer.pk): "then",
+    }
+
+
 def test_one_attempt_row_per_request_knows_its_deliveries(segment, app, standin):
     customers = [make_customer(app, f"s-{i}") for i in range(30)]
     created = delivery_fanout.activities_fanout()
