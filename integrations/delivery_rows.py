@@ -12,8 +12,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
-import orjson
-
 from hub.locks import xact_lock_first_free
 from hub.models import Activity
 from hub.raw_cursor import raw_cursor
@@ -179,14 +177,6 @@ def activity_row(activity: Activity) -> ActivityRow:
 def uuid_list(ids: list) -> list[uuid.UUID]:
     """Ids as UUIDs (sent in binary: no text form made and parsed per id)."""
     return [x if isinstance(x, uuid.UUID) else uuid.UUID(str(x)) for x in ids]
-
-
-def json_dict(value) -> dict:
-    if value is None:
-        return {}
-    if isinstance(value, dict):
-        return value
-    return orjson.loads(value)
 
 
 SEND_SLOTS = 0x48554253  # the advisory-lock class of "requests in flight to an integration"
