@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
+from operator import attrgetter
 
 import orjson
 import psycopg
@@ -149,6 +150,8 @@ class PostgresStore:
         ("last_attempt_id", "bigint"),
     )
 
+    _VALUES = attrgetter(*(name for name, _ in _COLUMNS))
+
     def deliveries_insert(
         self, *, rows: list[NewDelivery], now: datetime, may_exist: bool = False
     ) -> dict[int, int]:
@@ -162,8 +165,9 @@ class PostgresStore:
         # id) reads that column's array: each array costs the client its dumping and the server its
         # parsing, element by element.
         selects, arrays, scalar_params, array_params = [], [], [], []
-        for name, pgtype in self._COLUMNS:
-            values = [getattr(r, name) for r in rows]
+        # Column by column, transposed in C (a list comprehension of getattr per column cost twice).
+        by_column = zip(*map(self._VALUES, rows), strict=True)
+        for (name, pgtype), values in zip(self._COLUMNS, by_column, strict=True):
             first = values[0]
             if name != "id" and values.count(first) == len(values):
                 selects.append(f"%s::{pgtype}")
@@ -192,6 +196,7 @@ class PostgresStore:
                     array_params[i] = joined
                     unnested.append("string_to_array(%s, E'\\x1e')")
                     continue
+            array_params[i] = list(values)  # a tuple would be dumped as a record
             unnested.append(f"%b::{pgtype}[]")
         columns = ", ".join(name for name, _ in self._COLUMNS)
         source = (
