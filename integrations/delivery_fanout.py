@@ -32,7 +32,7 @@ from .delivery import (
     oversize_fail,
 )
 from .delivery_http import REQUEST_EXCERPT_BYTES, Outcome, error_text, excerpt, request_post
-from .delivery_rows import NewDelivery
+from .delivery_rows import NewDelivery, activity_delivery
 from .delivery_store import store
 from .models import Attempt, Delivery, Integration
 
@@ -112,24 +112,12 @@ def activities_fanout(
             ]
             for app_id, targets in _activity_links({r.app_id for r in rows}).items()
         }  # fmt: skip
-        kind = str(Delivery.ItemKind.ACTIVITY)
         for row in rows:
             for integration, kinds, render, group in links.get(row.app_id, ()):
                 if row.kind not in kinds:
                     continue
                 raw = orjson.dumps(render(integration=integration, activity=row))
-                group.append(
-                    NewDelivery(
-                        integration_id=integration.pk,
-                        item_kind=kind,
-                        item_id=row.id,
-                        action="",
-                        message_id=row.id,
-                        message=raw.decode(),
-                        activity_id=row.id,
-                        raw=raw,
-                    )
-                )
+                group.append(activity_delivery(integration.pk, row.id, raw))
         # An integration none of whose kinds came up has no group.
         groups = {pk: group for pk, group in groups.items() if group[1]}
         result = deliveries_create(groups, now=now, send=send)

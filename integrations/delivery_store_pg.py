@@ -31,6 +31,14 @@ from .models import Attempt
 _SEPARATOR = "\x1e"
 
 
+def _plain_join(values: tuple) -> str:
+    """The values' text run together, or the separator when one is not a string."""
+    try:
+        return "".join(values)
+    except TypeError:
+        return _SEPARATOR
+
+
 class PostgresStore:
     """Raw SQL through psycopg's server-binding cursor (prepared on the connection)."""
 
@@ -190,12 +198,13 @@ class PostgresStore:
         # (ASCII RS) is raw in no JSON text; a column whose values may hold it goes as an array.
         unnested = []
         for i, ((_, pgtype), values) in enumerate(zip(arrays, array_params, strict=True)):
-            if pgtype == "text" and all(type(v) is str for v in values):
-                joined = _SEPARATOR.join(values)
-                if joined.count(_SEPARATOR) == len(values) - 1:
-                    array_params[i] = joined
-                    unnested.append("string_to_array(%s, E'\\x1e')")
-                    continue
+            # Joined without the separator first: a join raises on a value that is not a string,
+            # and `in` finds a character with memchr (counting the separators in the joined text
+            # cost 2,500 instructions a delivery, its message scanned byte by byte).
+            if pgtype == "text" and _SEPARATOR not in _plain_join(values):
+                array_params[i] = _SEPARATOR.join(values)
+                unnested.append("string_to_array(%s, E'\\x1e')")
+                continue
             array_params[i] = list(values)  # a tuple would be dumped as a record
             unnested.append(f"%b::{pgtype}[]")
         columns = ", ".join(name for name, _ in self._COLUMNS)
