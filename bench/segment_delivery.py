@@ -378,7 +378,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=15)
     parser.add_argument("--outage", type=float, default=60)
     parser.add_argument("--backlog", type=int, default=20_000)
-    parser.add_argument("--concurrency", type=int, default=4)
+    # The hub's own defaults (`manage.py hub_run`: CELERY_CONCURRENCY 2; HUB_DELIVERY_PARALLEL 2):
+    # on 2 cores, 4 processes with 4 fan-outs at once took more CPU a delivery in contention
+    # (2026-12-06: ratio 1.76-1.94 in 8 runs against 1.96-2.20 in 5 with 2, alternated).
+    parser.add_argument("--concurrency", type=int, default=2, help="the Celery worker's processes")
+    parser.add_argument(
+        "--parallel", type=int, default=None,
+        help="HUB_DELIVERY_PARALLEL, the fan-outs of a backlog at once (default: the hub's own)",
+    )  # fmt: skip
     parser.add_argument("--handoff", action=argparse.BooleanOptionalAction, default=True,
                         help="throughput: hand the committed activities to the fan-out as the lifecycle "
                         "service does (--no-handoff: leave them to the sweep)")  # fmt: skip
@@ -400,10 +407,11 @@ def main(argv: list[str] | None = None) -> int:
         CELERY_RESULT_BACKEND=broker,
         HUB_OUTBOUND_ALLOW_NETWORKS="127.0.0.0/8",
         HUB_DELIVERY_SWEEP_SECONDS="0.5",
-        HUB_DELIVERY_PARALLEL=str(args.concurrency),
         HUB_DELIVERY_TIMEOUT="10",
         DATABASE_CONN_MAX_AGE="600",
     )
+    if args.parallel is not None:
+        env["HUB_DELIVERY_PARALLEL"] = str(args.parallel)
     manage(env, "migrate", "--noinput")
     standin = StandIn(f"/tmp/{DB}-received.json")
     _setup_django(env)
@@ -447,6 +455,8 @@ def main(argv: list[str] | None = None) -> int:
         return rows
 
     worker = _start_worker(env, args.concurrency, f"/tmp/{DB}-worker.log")
+    print(f"Celery worker: {args.concurrency} processes with beat; fan-outs of a backlog at once "
+          f"(HUB_DELIVERY_PARALLEL): {env.get('HUB_DELIVERY_PARALLEL') or 'the default'}")  # fmt: skip
     meter = CpuMeter(worker.pid, [standin])
     failed = False
     try:
