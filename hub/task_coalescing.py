@@ -155,6 +155,8 @@ class CoalescedTask(Generic[Item]):
     def send(self) -> None:
         """Send the task now with what was asked for (the sender's thread calls it)."""
         with self._lock:
+            if not self._scheduled:  # sent already (a window's timer after an early `send()`)
+                return
             items = sorted(self._items)
             self._items.clear()
             self._scheduled = False

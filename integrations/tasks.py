@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from functools import partial
 
 from celery import shared_task
 from django.conf import settings
 from django.utils import timezone
+from kombu.exceptions import OperationalError
 
 from . import (
     backfill,
@@ -17,6 +19,8 @@ from . import (
     forwarding,
     send_threads,
 )
+
+logger = logging.getLogger(__name__)
 
 FANOUT_CHUNK = 2500
 
@@ -94,8 +98,11 @@ def activities_fanout(activity_ids: list[str] | None = None, spread: int = 1) ->
     starts `spread - 1` more such tasks (a backlog handed over in one send: the worker sends the
     rest at once, where a busy producer's thread would send them one by one).
     """
-    for _ in range(max(0, spread - 1)):
-        activities_fanout.delay()
+    try:
+        for _ in range(max(0, spread - 1)):
+            activities_fanout.delay()
+    except OperationalError as exc:  # the broker is gone: this task's own chunk still goes
+        logger.warning("broker unavailable, the backlog's other fan-outs left for the sweep: %s", exc)
     return _patiently(_activities_fanout, activity_ids)
 
 

@@ -443,3 +443,21 @@ def test_a_backlog_handed_over_in_one_send_starts_its_parallel_fan_outs_first(se
     order.clear()
     tasks.activities_fanout(["an-id"])  # a task of ids (or of an older sender): no spread
     assert order == ["own chunk ['an-id']"]
+
+
+def test_a_backlog_task_whose_broker_is_gone_still_fans_out_its_own_chunk(monkeypatch):
+    """Starting the other fan-outs needs the broker; if it is gone, the task's own chunk still
+    goes (the sweep starts the others later) rather than the task failing before its claim."""
+    from kombu.exceptions import OperationalError
+
+    from integrations import tasks
+
+    order: list[str] = []
+
+    def broker_gone(*args):
+        raise OperationalError("connection refused")
+
+    monkeypatch.setattr(tasks.activities_fanout, "delay", broker_gone)
+    monkeypatch.setattr(tasks, "_activities_fanout", lambda ids: order.append(f"own chunk {ids}") or 0)
+    tasks.activities_fanout(None, 3)
+    assert order == ["own chunk None"]

@@ -168,3 +168,22 @@ def test_an_attempts_delivery_ids_are_not_compressed():
             "AND attname = 'delivery_ids'"
         )
         assert cursor.fetchone()[0] == "e"
+
+
+def test_an_activitys_delivery_made_by_position_equals_the_one_made_by_keywords():
+    """`activity_delivery` passes `NewDelivery`'s fields by position: a field added or moved in the
+    dataclass must not shift the values into the wrong ones."""
+    from integrations.delivery_rows import NewDelivery, activity_delivery
+
+    raw = b'{"type":"track"}'
+    made = activity_delivery(7, "0b6c7c2e-5f1e-4c8e-9f65-1d3c2f1b9a10", raw)
+    assert made == NewDelivery(
+        integration_id=7,
+        item_kind="activity",
+        item_id="0b6c7c2e-5f1e-4c8e-9f65-1d3c2f1b9a10",
+        action="",
+        message_id="0b6c7c2e-5f1e-4c8e-9f65-1d3c2f1b9a10",
+        message=raw.decode(),
+        activity_id="0b6c7c2e-5f1e-4c8e-9f65-1d3c2f1b9a10",
+        raw=raw,
+    )
