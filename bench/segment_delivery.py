@@ -249,7 +249,7 @@ class CpuMeter:
         parts = []
         for name, pids in after.items():
             used = sum(v - self.before[name].get(p, 0.0) for p, v in pids.items())
-            parts.append(f"{name} {used:.1f} s")
+            parts.append(f"{name} {used:.2f} s")
             if name == "workers" and per:
                 parts[-1] += f" ({used / per * 1000:.2f} ms an activity)"
         # A virtual machine's host may run others on its cores: the time it took from this one

@@ -187,3 +187,48 @@ def test_an_activitys_delivery_made_by_position_equals_the_one_made_by_keywords(
         activity_id="0b6c7c2e-5f1e-4c8e-9f65-1d3c2f1b9a10",
         raw=raw,
     )
+
+
+@pytest.mark.parametrize("may_exist", [False, True])
+def test_a_large_insert_runs_on_a_generic_plan_and_leaves_the_setting_as_it_was(segment, monkeypatch, may_exist):
+    """A custom plan folds the bound text into an array while planning and copies it through the
+    planner (a fifth of a large fan-out's server CPU): a large insert asks for a generic plan for
+    itself only, keeps each row's own message through a conflict, and resets the setting after."""
+    if connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL's statements")
+    from integrations.delivery_store_pg import GENERIC_PLAN_ROWS
+
+    seen: list[str] = []
+    execute = psycopg.Cursor.execute
+
+    def watch(cursor, query, params=None, **kwargs):
+        text = str(query)
+        if "plan_cache_mode" in text or "INSERT INTO integrations_delivery" in text:
+            seen.append("insert" if "INSERT" in text else text)
+        return execute(cursor, query, params, **kwargs)
+
+    def setting() -> str:
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW plan_cache_mode")
+            return cursor.fetchone()[0]
+
+    n = GENERIC_PLAN_ROWS + 6
+    with transaction.atomic():
+        assert _insert([_new(segment.pk, "g-0", status="delivered")]) == {segment.pk: 1}
+        monkeypatch.setattr(psycopg.Cursor, "execute", watch)
+        rows = [_new(segment.pk, f"g-{i}") for i in range(n)]
+        assert _insert(rows, may_exist=may_exist) == {segment.pk: n - 1}
+        monkeypatch.undo()
+        assert setting() == "auto"
+    assert seen[0] == "SET LOCAL plan_cache_mode = force_generic_plan"
+    assert seen[-1] == "RESET plan_cache_mode"
+    assert "insert" in seen[1:-1]
+    stored = dict(Delivery.objects.filter(integration=segment).values_list("message_id", "message"))
+    assert stored == {f"g-{i}": f'{{"messageId": "g-{i}"}}' for i in range(n)}
+    assert Delivery.objects.get(message_id="g-0").status == "delivered"
+    # A small insert plans as before: no extra round trips.
+    seen.clear()
+    monkeypatch.setattr(psycopg.Cursor, "execute", watch)
+    with transaction.atomic():
+        assert _insert([_new(segment.pk, "s-1")]) == {segment.pk: 1}
+    assert seen == ["insert"]
