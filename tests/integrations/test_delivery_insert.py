@@ -190,7 +190,9 @@ def test_an_activitys_delivery_made_by_position_equals_the_one_made_by_keywords(
 
 
 @pytest.mark.parametrize("may_exist", [False, True])
-def test_a_large_insert_runs_on_a_generic_plan_and_leaves_the_setting_as_it_was(segment, monkeypatch, may_exist):
+def test_a_large_insert_runs_on_a_generic_plan_and_leaves_the_setting_as_it_was(
+    segment, monkeypatch, may_exist
+):
     """A custom plan folds the bound text into an array while planning and copies it through the
     planner (a fifth of a large fan-out's server CPU): a large insert asks for a generic plan for
     itself only, keeps each row's own message through a conflict, and resets the setting after."""
