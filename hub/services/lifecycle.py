@@ -35,9 +35,9 @@ FANOUT_TASK = "integrations.activities_fanout"
 # 40 % fewer tasks at 200/s, for some 20 ms more commit-to-received (docs/segment.md). A process
 # recording 400/s or more (16 in a window) waits 100 ms instead: at 2,000/s over four processes,
 # 40 tasks a second rather than 100, the tasks' CPU a quarter of the machine otherwise
-# (bench.segment_delivery). A task carries at most 1,000 ids (the fan-out claims 2,500 at a time);
+# (bench.segment_delivery). A task carries at most 1,000 ids (a backlog's fan-out claims 5,000);
 # if the broker is down, the integrations' periodic sweep dispatches the activities anyway.
-# A window of more than a fan-out chunk (an import, or a transaction that recorded thousands) is
+# A window of more than 2,500 activities (an import, or a transaction that recorded thousands) is
 # a backlog, sent as soon as it has that many: one task without ids that starts
 # HUB_DELIVERY_PARALLEL - 1 more, which all claim the oldest activities chunk by chunk and go on
 # while their chunks are full, as the sweep's would; ids would make many small claims by id (about
