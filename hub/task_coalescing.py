@@ -118,6 +118,7 @@ class CoalescedTask(Generic[Item]):
         self._items: set[Item] = set()
         self._scheduled = False
         self._backlog_sent = 0  # items of the open window that went early, as a backlog
+        self._not_kept = 0  # items of the open window past a second backlog's worth
         self._last_sent = 0
         self._window = self._last_window = self.seconds
         self._lock = threading.Lock()
@@ -133,8 +134,14 @@ class CoalescedTask(Generic[Item]):
 
     def __call__(self, item: Item | None = None) -> None:
         with self._lock:
+            # After a backlog went early, once more than `backlog_above` gathered again the
+            # window's end sends another backlog, whose tasks find their items themselves: those
+            # are not kept (an import of millions in one window holds a few thousand ids, not all).
             if item is not None:
-                self._items.add(item)
+                if self._backlog_sent and len(self._items) > self.backlog_above:
+                    self._not_kept += 1  # counted for the busy window
+                else:
+                    self._items.add(item)
             if self._scheduled:
                 if self.backlog_above is None or self._backlog_sent or len(self._items) <= self.backlog_above:
                     return
@@ -157,18 +164,19 @@ class CoalescedTask(Generic[Item]):
         with self._lock:
             if not self._scheduled:  # sent already (a window's timer after an early `send()`)
                 return
-            items = sorted(self._items)
-            self._items.clear()
+            gathered, self._items = self._items, set()
             self._scheduled = False
             early, self._backlog_sent = self._backlog_sent, 0
-            self._last_sent, self._last_window = early + len(items), self._window
-        if early and not items:
+            not_kept, self._not_kept = self._not_kept, 0
+            self._last_sent, self._last_window = early + len(gathered) + not_kept, self._window
+        if early and not gathered:
             return  # everything went with the backlog
+        if self.backlog_above is not None and len(gathered) > self.backlog_above:
+            self._send_all([self.backlog_args()])  # its tasks find the items: not sorted here
+            return
+        items = sorted(gathered)
         size = self.chunk or len(items) or 1
-        sends = [[items[i : i + size]] for i in range(0, len(items), size)] or [[]]
-        if self.backlog_above is not None and len(items) > self.backlog_above:
-            sends = [self.backlog_args()]
-        self._send_all(sends)
+        self._send_all([[items[i : i + size]] for i in range(0, len(items), size)] or [[]])
 
     def _send_all(self, sends: list[list]) -> None:
         from kombu.exceptions import OperationalError

@@ -142,6 +142,32 @@ def test_the_backlog_goes_at_once_not_at_the_windows_end(sent):
     assert sent == [("tests.task", ["spread"])]
 
 
+def test_a_window_past_its_second_backlog_keeps_no_more_ids_and_its_end_sends_a_backlog(sent):
+    """An import recording hundreds of thousands in one window: after the early backlog, the ids
+    gathered past another backlog's worth are not kept (its tasks find them in the database), the
+    window's end sends one more backlog, and the busy window still counts every item."""
+    task = CoalescedTask(
+        "tests.task",
+        seconds=10,
+        backlog_above=3,
+        backlog_args=lambda: ["spread"],
+        busy_items=50,
+        busy_seconds=20,
+    )
+    for i in range(4):  # the early backlog
+        task(f"a{i}")
+    _wait_for(sent)
+    assert sent == [("tests.task", ["spread"])]
+    for i in range(100):
+        task(f"b{i}")
+    with task._lock:
+        assert len(task._items) == 4  # a backlog's worth and one, not 100
+    task.send()  # the window's end
+    assert sent == [("tests.task", ["spread"])] * 2
+    assert task._last_sent == 104
+    assert task.window() == 20  # 104 items in a window: busy
+
+
 def test_a_windows_timer_that_fires_after_its_window_was_sent_sends_nothing(sent):
     """A window sent early (a test's own `send()`) leaves its timer queued on the process's send
     thread: when it fires, there is no window open, and it must not send an empty task."""
