@@ -138,7 +138,8 @@ class CoalescedTask(Generic[Item]):
             # window's end sends another backlog, whose tasks find their items themselves: those
             # are not kept (an import of millions in one window holds a few thousand ids, not all).
             if item is not None:
-                if self._backlog_sent and len(self._items) > self.backlog_above:
+                above = self.backlog_above
+                if self._backlog_sent and above is not None and len(self._items) > above:
                     self._not_kept += 1  # counted for the busy window
                 else:
                     self._items.add(item)
