@@ -5,7 +5,7 @@ tuples, marked by id arrays)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import datetime
 from operator import attrgetter
 
@@ -40,6 +40,25 @@ def _plain_join(values: tuple) -> str:
         return "".join(values)
     except TypeError:
         return _SEPARATOR
+
+
+@contextmanager
+def _local_setting(cursor, name: str, value: str) -> Iterator[None]:
+    """`name` at `value` for the block's statements, then back to what it was, for the rest of the
+    transaction only (set_config's local form: neither a session's own value nor a later statement
+    of the transaction is touched). Left alone when the block failed the transaction, whose
+    rollback ends the setting anyway."""
+    cursor.execute(
+        "SELECT s.previous, set_config(%s, %s, true) "
+        "FROM (SELECT current_setting(%s) AS previous OFFSET 0) s",
+        [name, value, name],
+    )
+    previous = cursor.fetchone()[0]
+    try:
+        yield
+    finally:
+        if cursor.connection.info.transaction_status != psycopg.pq.TransactionStatus.INERROR:
+            cursor.execute("SELECT set_config(%s, %s, true)", [name, previous])
 
 
 class PostgresStore:
@@ -118,7 +137,9 @@ class PostgresStore:
             params.append(uuid_list(ids))
         params.append(limit)
         # Deleted by the row versions the subquery locked (a TID scan): by id, each row cost a
-        # descent of the primary key's index again. A locked row cannot move before the delete.
+        # descent of the primary key's index again. A locked row cannot move before the delete,
+        # and outbox rows are never updated. A ctid names a row of one table only: were the
+        # outbox ever partitioned or inherited, select and match `tableoid` too.
         sql = (
             "WITH picked AS (DELETE FROM hub_activityoutbox WHERE ctid = ANY(ARRAY(SELECT ctid FROM "
             f"hub_activityoutbox {where}{order}LIMIT %s FOR UPDATE SKIP LOCKED)) "
@@ -132,15 +153,13 @@ class PostgresStore:
             "FROM picked p JOIN hub_activity a ON a.id = p.activity_id "
             "JOIN hub_customer c ON c.id = a.customer_id ORDER BY p.id"
         )
-        with raw_cursor() as cursor:
-            # A queue's table holds few live rows and, until the next vacuum, every row claimed
-            # since: its statistics say "small", its pages are many, and a sequential scan reads
-            # them all (1,700 pages, 17-32 ms a claim of 20 after 50,000 claimed, against 270
-            # pages and 0.5 ms by its indexes). For this statement, its indexes only.
-            cursor.execute("SET LOCAL enable_seqscan = off")
+        # A queue's table holds few live rows and, until the next vacuum, every row claimed
+        # since: its statistics say "small", its pages are many, and a sequential scan reads
+        # them all (1,700 pages, 17-32 ms a claim of 20 after 50,000 claimed, against 270
+        # pages and 0.5 ms by its indexes). For this statement, its indexes only.
+        with raw_cursor() as cursor, _local_setting(cursor, "enable_seqscan", "off"):
             cursor.execute(sql, params)
             rows = cursor.fetchall()
-            cursor.execute("RESET enable_seqscan")
         loads = orjson.loads
         # Positional: (id, app_id, kind, timestamp, properties, customer_public_id, customer_fields).
         return [ActivityRow(r[0], r[1], r[2], r[3], loads(r[4]), r[5], loads(r[6])) for r in rows]
@@ -237,26 +256,29 @@ class PostgresStore:
             # the text once, at execution. For large inserts only: the extra round trips would
             # cost a small fan-out more than its planning.
             generic = len(rows) >= GENERIC_PLAN_ROWS and connection.in_atomic_block
-            if generic:
-                cursor.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+            plan = (
+                _local_setting(cursor, "plan_cache_mode", "force_generic_plan") if generic else nullcontext()
+            )
             # The rows made, counted by integration in the statement: a row a delivery back to
             # the client was a sizeable share of the client's part.
             count = ") SELECT integration_id, count(*) FROM ins GROUP BY integration_id"
-            if not may_exist:
-                try:
-                    with transaction.atomic():
-                        cursor.execute("WITH ins AS (" + sql + "RETURNING integration_id" + count, params)
-                        rows_returned = cursor.fetchall()
-                except psycopg.errors.UniqueViolation:  # raised as psycopg's: the cursor is the driver's
-                    may_exist = True
-            if may_exist:
-                cursor.execute(
-                    "WITH ins AS (" + sql + "ON CONFLICT (id) DO NOTHING RETURNING integration_id" + count,
-                    params,
-                )
-                rows_returned = cursor.fetchall()
-            if generic:
-                cursor.execute("RESET plan_cache_mode")
+            with plan:
+                if not may_exist:
+                    try:
+                        with transaction.atomic():
+                            cursor.execute("WITH ins AS (" + sql + "RETURNING integration_id" + count, params)
+                            rows_returned = cursor.fetchall()
+                    except psycopg.errors.UniqueViolation:  # raised as psycopg's: the cursor is the driver's
+                        may_exist = True
+                if may_exist:
+                    cursor.execute(
+                        "WITH ins AS ("
+                        + sql
+                        + "ON CONFLICT (id) DO NOTHING RETURNING integration_id"
+                        + count,
+                        params,
+                    )
+                    rows_returned = cursor.fetchall()
         return dict(rows_returned)
 
     def claim(

@@ -189,48 +189,70 @@ def test_an_activitys_delivery_made_by_position_equals_the_one_made_by_keywords(
     )
 
 
+@pytest.mark.parametrize("session_value", ["", "force_custom_plan"])
 @pytest.mark.parametrize("may_exist", [False, True])
 def test_a_large_insert_runs_on_a_generic_plan_and_leaves_the_setting_as_it_was(
-    segment, monkeypatch, may_exist
+    segment, monkeypatch, may_exist, session_value
 ):
     """A custom plan folds the bound text into an array while planning and copies it through the
-    planner (a fifth of a large fan-out's server CPU): a large insert asks for a generic plan for
-    itself only, keeps each row's own message through a conflict, and resets the setting after."""
+    planner (a fifth of a large fan-out's server CPU): a large insert runs on a generic plan, keeps
+    each row's own message through a conflict, and leaves the setting as it was, a session's own
+    value included; a small insert, or one outside a transaction, asks for nothing."""
     if connection.vendor != "postgresql":
         pytest.skip("PostgreSQL's statements")
     from integrations.delivery_store_pg import GENERIC_PLAN_ROWS
-
-    seen: list[str] = []
-    execute = psycopg.Cursor.execute
-
-    def watch(cursor, query, params=None, **kwargs):
-        text = str(query)
-        if "plan_cache_mode" in text or "INSERT INTO integrations_delivery" in text:
-            seen.append("insert" if "INSERT" in text else text)
-        return execute(cursor, query, params, **kwargs)
 
     def setting() -> str:
         with connection.cursor() as cursor:
             cursor.execute("SHOW plan_cache_mode")
             return cursor.fetchone()[0]
 
+    if session_value:
+        with connection.cursor() as cursor:
+            cursor.execute(f"SET plan_cache_mode = {session_value}")
+    before = setting()
+    modes: list[str] = []  # the setting each insert statement ran under
+    execute = psycopg.Cursor.execute
+
+    def watch(cursor, query, params=None, **kwargs):
+        if "INSERT INTO integrations_delivery" in str(query):
+            modes.append(cursor.connection.execute("SHOW plan_cache_mode").fetchone()[0])
+        return execute(cursor, query, params, **kwargs)
+
     n = GENERIC_PLAN_ROWS + 6
-    with transaction.atomic():
-        assert _insert([_new(segment.pk, "g-0", status="delivered")]) == {segment.pk: 1}
-        monkeypatch.setattr(psycopg.Cursor, "execute", watch)
-        rows = [_new(segment.pk, f"g-{i}") for i in range(n)]
-        assert _insert(rows, may_exist=may_exist) == {segment.pk: n - 1}
-        monkeypatch.undo()
-        assert setting() == "auto"
-    assert seen[0] == "SET LOCAL plan_cache_mode = force_generic_plan"
-    assert seen[-1] == "RESET plan_cache_mode"
-    assert "insert" in seen[1:-1]
-    stored = dict(Delivery.objects.filter(integration=segment).values_list("message_id", "message"))
-    assert stored == {f"g-{i}": f'{{"messageId": "g-{i}"}}' for i in range(n)}
-    assert Delivery.objects.get(message_id="g-0").status == "delivered"
-    # A small insert plans as before: no extra round trips.
-    seen.clear()
-    monkeypatch.setattr(psycopg.Cursor, "execute", watch)
-    with transaction.atomic():
-        assert _insert([_new(segment.pk, "s-1")]) == {segment.pk: 1}
-    assert seen == ["insert"]
+    try:
+        with transaction.atomic():
+            kept = _new(segment.pk, "g-0", status="delivered")
+            kept.message = '{"messageId": "g-0", "first": true}'
+            kept.raw = b""
+            kept.__post_init__()
+            assert _insert([kept]) == {segment.pk: 1}
+            monkeypatch.setattr(psycopg.Cursor, "execute", watch)
+            rows = [_new(segment.pk, f"g-{i}") for i in range(n)]
+            assert _insert(rows, may_exist=may_exist) == {segment.pk: n - 1}
+            monkeypatch.undo()
+            assert modes and set(modes) == {"force_generic_plan"}
+            assert setting() == before  # within the transaction, right after
+        assert setting() == before  # and after it
+        stored = dict(Delivery.objects.filter(integration=segment).values_list("message_id", "message"))
+        assert stored == {
+            "g-0": '{"messageId": "g-0", "first": true}',
+            **{f"g-{i}": f'{{"messageId": "g-{i}"}}' for i in range(1, n)},
+        }
+        # A small insert, and a large one outside a transaction, plan as the session says.
+        for rows, atomic in (
+            ([_new(segment.pk, "s-1")], True),
+            ([_new(segment.pk, f"o-{i}") for i in range(n)], False),
+        ):
+            modes.clear()
+            monkeypatch.setattr(psycopg.Cursor, "execute", watch)
+            if atomic:
+                with transaction.atomic():
+                    assert _insert(rows) == {segment.pk: len(rows)}
+            else:
+                assert _insert(rows) == {segment.pk: len(rows)}
+            monkeypatch.undo()
+            assert modes == [before]
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("RESET plan_cache_mode")
