@@ -4,7 +4,8 @@ psycopg's cursor binds parameters on the server and prepares repeated statements
 faster for batches than Django's client-binding cursor. It keeps Django's behaviour where it
 matters: the health check of a reused connection before use, and database errors converted to
 Django's (and the connection marked, so a broken one is closed at the end of the request).
-`JoinedRows` turns such a cursor's rows back into model instances.
+`JoinedRows` turns such a cursor's rows back into model instances; `local_setting` sets a
+PostgreSQL setting for a block of such statements.
 """
 
 from __future__ import annotations
@@ -57,6 +58,25 @@ def raw_cursor() -> Iterator:
 
 
 Row = tuple[Any, ...]
+
+
+@contextmanager
+def local_setting(cursor, name: str, value: str) -> Iterator[None]:
+    """`name` at `value` for the block's statements, then back to what it was, for the rest of the
+    transaction only (set_config's local form: neither a session's own value nor a later statement
+    of the transaction is touched). Left alone when the block failed the transaction, whose
+    rollback ends the setting anyway."""
+    cursor.execute(
+        "SELECT s.previous, set_config(%s, %s, true) "
+        "FROM (SELECT current_setting(%s) AS previous OFFSET 0) s",
+        [name, value, name],
+    )
+    previous = cursor.fetchone()[0]
+    try:
+        yield
+    finally:
+        if cursor.connection.info.transaction_status != pq.TransactionStatus.INERROR:
+            cursor.execute("SELECT set_config(%s, %s, true)", [name, previous])
 
 
 class DirectStatement:

@@ -25,6 +25,7 @@ from django.utils import timezone
 from events.models import UsageEvent
 from hub.errors import HubError
 from hub.models import Contact, Customer, CustomerForward
+from hub.raw_cursor import local_setting
 from hub.services.customer_forwards import contact_snapshot, customer_snapshot
 
 from .delivery_fanout import FanoutResult, deliveries_create
@@ -109,15 +110,14 @@ def backfill_cancel(*, backfill: Backfill) -> None:
 
 @contextmanager
 def _sort_disabled() -> Iterator[None]:
-    """PostgreSQL's planner without sorts for the statements run meanwhile (SET LOCAL: it holds in
-    the caller's transaction at most, and is put back before that ends). Elsewhere, nothing."""
+    """PostgreSQL's planner without sorts for the statements run meanwhile (`local_setting`: it
+    holds in the caller's transaction at most, and is put back before that ends). Elsewhere,
+    nothing."""
     if connection.vendor != "postgresql":
         yield
         return
-    with connection.cursor() as cursor:
-        cursor.execute("SET LOCAL enable_sort = off")
-        yield  # an error aborts the transaction, and the setting with it
-        cursor.execute("SET LOCAL enable_sort TO DEFAULT")
+    with connection.cursor() as cursor, local_setting(cursor, "enable_sort", "off"):
+        yield
 
 
 _EVENT_OWN_FIELDS = [f for f in EVENT_FIELDS if not f.startswith("customer__")]

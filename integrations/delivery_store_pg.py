@@ -13,7 +13,7 @@ import orjson
 import psycopg
 from django.db import connection, transaction
 
-from hub.raw_cursor import raw_cursor
+from hub.raw_cursor import local_setting, raw_cursor
 
 from .delivery_rows import (
     FANOUT_SLOTS,
@@ -40,25 +40,6 @@ def _plain_join(values: tuple) -> str:
         return "".join(values)
     except TypeError:
         return _SEPARATOR
-
-
-@contextmanager
-def _local_setting(cursor, name: str, value: str) -> Iterator[None]:
-    """`name` at `value` for the block's statements, then back to what it was, for the rest of the
-    transaction only (set_config's local form: neither a session's own value nor a later statement
-    of the transaction is touched). Left alone when the block failed the transaction, whose
-    rollback ends the setting anyway."""
-    cursor.execute(
-        "SELECT s.previous, set_config(%s, %s, true) "
-        "FROM (SELECT current_setting(%s) AS previous OFFSET 0) s",
-        [name, value, name],
-    )
-    previous = cursor.fetchone()[0]
-    try:
-        yield
-    finally:
-        if cursor.connection.info.transaction_status != psycopg.pq.TransactionStatus.INERROR:
-            cursor.execute("SELECT set_config(%s, %s, true)", [name, previous])
 
 
 class PostgresStore:
@@ -157,7 +138,7 @@ class PostgresStore:
         # since: its statistics say "small", its pages are many, and a sequential scan reads
         # them all (1,700 pages, 17-32 ms a claim of 20 after 50,000 claimed, against 270
         # pages and 0.5 ms by its indexes). For this statement, its indexes only.
-        with raw_cursor() as cursor, _local_setting(cursor, "enable_seqscan", "off"):
+        with raw_cursor() as cursor, local_setting(cursor, "enable_seqscan", "off"):
             cursor.execute(sql, params)
             rows = cursor.fetchall()
         loads = orjson.loads
@@ -257,7 +238,7 @@ class PostgresStore:
             # cost a small fan-out more than its planning.
             generic = len(rows) >= GENERIC_PLAN_ROWS and connection.in_atomic_block
             plan = (
-                _local_setting(cursor, "plan_cache_mode", "force_generic_plan") if generic else nullcontext()
+                local_setting(cursor, "plan_cache_mode", "force_generic_plan") if generic else nullcontext()
             )
             # The rows made, counted by integration in the statement: a row a delivery back to
             # the client was a sizeable share of the client's part.
