@@ -49,9 +49,9 @@ def test_a_chunk_reads_its_own_events_while_the_statistics_lag(workspace, app, f
     assert [r["event_id"] for r in rows] == [f"e-{i}" for i in range(50, 100)]
     assert {r["customer__platform_id"] for r in rows} == {"shop-0", "shop-1", "shop-2"}
     reads = []
-    with connection.cursor() as cursor:  # replayed in order: the SETs around the read hold for it
+    with connection.cursor() as cursor:  # replayed in order: the settings around the read hold for it
         for query, params in sent:
-            if query.lstrip().upper().startswith("SET"):
+            if query.lstrip().upper().startswith("SET") or "set_config(" in query:
                 cursor.execute(query, params)
             elif "events_usageevent" in query:
                 reads.append(rows_read(query, params, "events_usageevent"))

@@ -15,7 +15,9 @@ from tests.processes import CeleryWorker
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
-N = 4000
+# Enough that a fast worker is still mid-way when the test sees 200 done and kills it (4,000 were
+# all processed before the kill landed once, on a fast machine).
+N = 12000
 
 
 def _wait(predicate, timeout: float, what: str, step: float = 0.02):
