@@ -82,11 +82,14 @@ SERVER_PIDS: dict[int, int] = {}
 
 
 @contextmanager
-def gunicorn(env: dict[str, str], *, workers: int = 2, threads: int = 1) -> Iterator[int]:
-    """Run `gunicorn hub.wsgi` with `workers` processes (`threads` each: gthread); yield its port."""
+def gunicorn(
+    env: dict[str, str], *, workers: int = 2, threads: int = 1, app: str = "hub.wsgi"
+) -> Iterator[int]:
+    """Run `gunicorn hub.wsgi` (or `app`) with `workers` processes (`threads` each: gthread); yield
+    its port."""
     port = free_port()
     proc = subprocess.Popen(
-        [str(BIN / "gunicorn"), "hub.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
+        [str(BIN / "gunicorn"), app, "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
          "--threads", str(threads), "--log-level", "warning"],
         cwd=ROOT, env=env, start_new_session=True,
     )  # fmt: skip

@@ -9,11 +9,16 @@ and drives it from separate client processes. Prints, from one run:
   (b) single-event requests/s and its ratio to a trivial JSON view (/healthz) on the same server,
       the two phases taking turns in rounds (`--rounds`), so a drift of the machine's speed during
       the run weighs on both alike; the ratio is of their totals, each round's printed beside;
+  (b') the floors of (b): the same bodies, through the same server and middleware, to bench-only
+      endpoints (`bench.ingest_floor`) that parse the body and answer (no database), also commit
+      one row (one durable round trip at its cheapest), or also commit the hub's own one-event
+      statement (no authentication, validation or DRF); each as a ratio to the trivial view, in
+      the same rounds, and the hub's single rate as a ratio to the statement's floor;
   (c) identify (`POST /v1/identify`) of new customers, then of the same customers again, each in
       requests/s and as a ratio to (b)'s single-event rate;
   p50/p99 latency for each, and the CPU the server (gunicorn workers, PostgreSQL backends) spent
   per request, read from /proc (robust on a busy machine, where rates are not).
-  Targets: every ratio >= 0.5.
+  Targets: every ratio >= 0.5 (the floors are printed for what they tell, without a target).
 
     python -m bench.ingest [--events 100000] [--single 6000] [--rounds 3] [--identify 3000]
                            [--clients 4] [--workers 4]
@@ -44,6 +49,15 @@ from bench.harness import (
 
 DB = "hub_bench_ingest"
 TARGET = 0.5
+# The floors of the single-event phase: bench-only endpoints of `bench.ingest_floor` (the server
+# this bench runs), under /v1/bench-floor/<name>.
+FLOORS = {
+    "post": "parse the body and answer, no database",
+    "one-row": "and commit one row (primary key only)",
+    "statement": "and commit the hub's one-event statement",
+}
+SCRATCH_TABLE = "bench_floor_row"  # the one-row floor's table, in the bench's database
+SCRATCH_DDL = f"CREATE TABLE {SCRATCH_TABLE} (id bigserial PRIMARY KEY, body text NOT NULL)"
 
 
 def verdict(ok: bool) -> str:
@@ -107,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     recreate_database(DB)
     env = hub_env(DB)
     manage(env, "migrate", "--verbosity", "0")
+    with psycopg.connect(database_url(DB), autocommit=True) as conn:
+        conn.execute(SCRATCH_DDL)
     created = json.loads(manage(env, "hub_apply", "-", stdin=json.dumps(
         {"workspace": "Bench", "apps": [{"name": "Bench app", "api_keys": ["bench"]}]})))  # fmt: skip
     app = created["apps"][0]
@@ -118,12 +134,13 @@ def main(argv: list[str] | None = None) -> int:
     # Half of every request repeats ids already sent: dedupe is exercised, not skipped.
     dup_bodies = [dumps({"events": bulk_events[i : i + 500] + bulk_events[i + 500 : i + 1000]})
                   for i in range(0, min(len(bulk_events), 10_000), 1000)]  # fmt: skip
-    single_events = make_events(args.single, f"single-{uuid.uuid4().hex[:6]}")
+    run = uuid.uuid4().hex[:6]
+    single_events = make_events(args.single, f"single-{run}")
     single_bodies = [dumps(e) for e in single_events]
     identify = identify_bodies(args.identify, f"idn-{uuid.uuid4().hex[:6]}")
 
-    with gunicorn(env, workers=args.workers, threads=args.threads) as port:
-        cpu = {name: ServerCpu(port, DB) for name in ("single", "trivial", "new", "known")}
+    with gunicorn(env, workers=args.workers, threads=args.threads, app="bench.ingest_floor") as port:
+        cpu = {name: ServerCpu(port, DB) for name in ("single", "trivial", "new", "known", *FLOORS)}
         # Warm up: customers exist, connections open, code paths hot.
         warm = http_load(port, "POST", "/v1/usage_events", headers,
                          [dumps({"events": make_events(1000, "warm")})] * 4, clients=2)  # fmt: skip
@@ -133,14 +150,24 @@ def main(argv: list[str] | None = None) -> int:
         dups = http_load(port, "POST", "/v1/usage_events", headers, dup_bodies, clients=args.clients)
         assert dups.statuses == {200: len(dup_bodies)}, dups.statuses
         singles, trivials, clients = [], [], args.clients
+        floor_parts: dict[str, list[LoadResult]] = {name: [] for name in FLOORS}
         for r in range(args.rounds):
             bodies = single_bodies[r :: args.rounds]
             with cpu["single"].measure():
                 singles.append(http_load(port, "POST", "/v1/usage_events", headers, bodies, clients=clients))
             with cpu["trivial"].measure():
                 trivials.append(http_load(port, "GET", "/healthz", {}, [None] * len(bodies), clients=clients))
+            for name in FLOORS:
+                # Events of their own (the statement's floor stores them as the hub would).
+                floor_bodies = [dumps(e) for e in make_events(len(bodies), f"floor-{name}-{r}-{run}")]
+                with cpu[name].measure():
+                    floor_parts[name].append(http_load(port, "POST", f"/v1/bench-floor/{name}", headers,
+                                                       floor_bodies, clients=clients))  # fmt: skip
         single, trivial = LoadResult.merged(singles), LoadResult.merged(trivials)
+        floors = {name: LoadResult.merged(parts) for name, parts in floor_parts.items()}
         assert single.statuses == {200: len(single_bodies)}, single.statuses
+        for name, floor in floors.items():
+            assert floor.statuses == {200: len(single_bodies)}, (name, floor.statuses)
         with cpu["new"].measure():
             new = http_load(port, "POST", "/v1/identify", headers, identify, clients=args.clients)
         assert new.statuses == {200: len(identify)}, new.statuses
@@ -182,6 +209,16 @@ def main(argv: list[str] | None = None) -> int:
     print(ratio_line("single/trivial"))
     print("    by round: " + ", ".join(f"{s.rate:,.0f}/{t.rate:,.0f} = {s.rate / t.rate:.2f}"
                                        for s, t in zip(singles, trivials, strict=True)))  # fmt: skip
+    print("  floors (the same bodies, server and middleware; no target):")
+    for name, what in FLOORS.items():
+        floor = floors[name]
+        by_round = ", ".join(f"{f.rate / t.rate:.2f}"
+                             for f, t in zip(floor_parts[name], trivials, strict=True))  # fmt: skip
+        print(f"    {what}: {floor.rate:,.0f} requests/s ({floor.summary()}; "
+              f"{cpu[name].per_request(floor.requests)}), {floor.rate / trivial.rate:.2f} of the trivial "
+              f"view; by round {by_round}")  # fmt: skip
+    statement_floor = floors["statement"].rate
+    print(f"    the hub's single events: {single_rate / statement_floor:.2f} of the statement's floor")
     print(f"identify, new customers: {new.rate:,.0f} requests/s ({new.summary()}; "
           f"{cpu['new'].per_request(new.requests)})")  # fmt: skip
     print(ratio_line("identify-new/single"))

@@ -1,0 +1,95 @@
+"""The hub's WSGI application plus three bench-only floor endpoints, for `bench.ingest`.
+
+`bench.ingest` serves this module instead of `hub.wsgi`: the same application, whose routes are
+unchanged, with three POST endpoints under `/v1/bench-floor/` (`bench.ingest.FLOORS`) that take
+the single-event phase's body through the same gunicorn and the same `/v1/` middleware chain,
+each doing less of the hub's work. They tell what a one-event request cannot avoid on this
+machine from what the hub adds to it:
+
+- `post`: reads and parses the JSON body and answers the hub's JSON (no database);
+- `one-row`: also commits one row (the body, into a scratch table with a primary key only) before
+  answering: one durable round trip at its cheapest;
+- `statement`: also commits the hub's own one-event statement (the dedupe key, the event and its
+  rollup batch: `events.event_store`), without authentication, validation, DRF or the rollup
+  drain's enqueue.
+
+Never part of the hub: nothing outside `bench/` imports this module.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import UTC, datetime
+
+import django
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hub.settings")
+django.setup()
+
+from django.http import JsonResponse  # noqa: E402 (after setup)
+from django.urls import include, path  # noqa: E402
+from django.views.decorators.csrf import csrf_exempt  # noqa: E402
+from django.views.decorators.http import require_POST  # noqa: E402
+
+import hub.urls  # noqa: E402
+from bench.ingest import FLOORS, SCRATCH_TABLE  # noqa: E402
+from events.event_store import _INSERT_ONE  # noqa: E402
+from events.partitions import id_base  # noqa: E402
+from hub.models import Customer  # noqa: E402
+from hub.raw_cursor import DirectStatement  # noqa: E402
+
+_ONE_ROW = DirectStatement(
+    "bench_floor_one_row",
+    f"INSERT INTO {SCRATCH_TABLE} (body) VALUES (%s) RETURNING id",
+    (bytes.decode,),
+)
+# (app id, customer reference) -> the customer's (app pk, customer pk), read once per process.
+_CUSTOMERS: dict[tuple[str, str], tuple[int, int]] = {}
+
+
+def _answer(accepted: int) -> JsonResponse:
+    return JsonResponse({"success": True, "accepted": accepted, "duplicates": 1 - accepted})
+
+
+@csrf_exempt
+@require_POST
+def post_only(request):
+    json.loads(request.body)
+    return _answer(1)
+
+
+@csrf_exempt
+@require_POST
+def one_row(request):
+    json.loads(request.body)
+    return _answer(len(_ONE_ROW.rows([request.body.decode()])))
+
+
+@csrf_exempt
+@require_POST
+def statement(request):
+    event = json.loads(request.body)
+    key = (request.headers["X-Mantle-App-Id"], event["customerId"])
+    if key not in _CUSTOMERS:
+        customer = Customer.objects.get(app__public_id=key[0], platform_id=key[1])
+        _CUSTOMERS[key] = (customer.app_id, customer.pk)
+    app_pk, customer_pk = _CUSTOMERS[key]
+    now = datetime.now(UTC)
+    timestamp = datetime.fromtimestamp(event["timestamp"] / 1000, UTC)
+    rows = _INSERT_ONE.rows([app_pk, event["eventId"], now, id_base(now), app_pk, customer_pk,
+                             event["eventName"], timestamp, json.dumps(event["properties"]), now,
+                             app_pk, now, app_pk, now, app_pk])  # fmt: skip
+    return _answer(len(rows))
+
+
+VIEWS = {"post": post_only, "one-row": one_row, "statement": statement}
+assert VIEWS.keys() == FLOORS.keys()
+# First, so the floors resolve at once (the hub's own paths pass one more prefix that fails).
+hub.urls.urlpatterns.insert(
+    0, path("v1/bench-floor/", include([path(name, view) for name, view in VIEWS.items()]))
+)
+
+from hub.wsgi import application  # noqa: E402
+
+__all__ = ["application"]
