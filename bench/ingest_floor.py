@@ -44,7 +44,8 @@ _ONE_ROW = DirectStatement(
     f"INSERT INTO {SCRATCH_TABLE} (body) VALUES (%s) RETURNING id",
     (bytes.decode,),
 )
-# (app id, customer reference) -> the customer's (app pk, customer pk), read once per process.
+# (app id, customer's platform id) -> (app pk, customer pk), read once per process (the hub's
+# own lookup keeps such references for a process too: hub.services.customer_refs).
 _CUSTOMERS: dict[tuple[str, str], tuple[int, int]] = {}
 
 
@@ -70,11 +71,11 @@ def one_row(request):
 @require_POST
 def statement(request):
     event = json.loads(request.body)
-    key = (request.headers["X-Mantle-App-Id"], event["customerId"])
-    if key not in _CUSTOMERS:
-        customer = Customer.objects.get(app__public_id=key[0], platform_id=key[1])
-        _CUSTOMERS[key] = (customer.app_id, customer.pk)
-    app_pk, customer_pk = _CUSTOMERS[key]
+    app_id = request.headers["X-Mantle-App-Id"]
+    if (app_id, event["customerId"]) not in _CUSTOMERS:  # the app's customers, in one query
+        for customer in Customer.objects.filter(app__public_id=app_id):
+            _CUSTOMERS[(app_id, customer.platform_id)] = (customer.app_id, customer.pk)
+    app_pk, customer_pk = _CUSTOMERS[(app_id, event["customerId"])]
     now = datetime.now(UTC)
     timestamp = datetime.fromtimestamp(event["timestamp"] / 1000, UTC)
     rows = _INSERT_ONE.rows([app_pk, event["eventId"], now, id_base(now), app_pk, customer_pk,
