@@ -183,7 +183,13 @@ def main(argv: list[str] | None = None) -> int:
         stored = conn.execute(
             "SELECT count(*) FROM events_usageevent WHERE event_id LIKE 'bulk-%%'"
         ).fetchone()[0]
+        # Each floor did its work: the statement's stored every event, the one-row floor a row each.
+        floor_stored = conn.execute(
+            "SELECT count(*) FROM events_usageevent WHERE event_id LIKE 'floor-statement-%%'"
+        ).fetchone()[0]
+        floor_rows = conn.execute(f"SELECT count(*) FROM {SCRATCH_TABLE}").fetchone()[0]
     assert stored == len(bulk_events), (stored, len(bulk_events))
+    assert floor_stored == floor_rows == len(single_bodies), (floor_stored, floor_rows, len(single_bodies))
     baseline = raw_baseline(bulk_events, app_pk, customers)
 
     bulk_rate = len(bulk_events) / bulk.seconds
