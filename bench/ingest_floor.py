@@ -34,8 +34,7 @@ from django.views.decorators.http import require_POST  # noqa: E402
 
 import hub.urls  # noqa: E402
 from bench.ingest import FLOORS, SCRATCH_TABLE  # noqa: E402
-from events.event_store import _INSERT_ONE  # noqa: E402
-from events.partitions import id_base  # noqa: E402
+from events.event_store import PostgresUsageEventStore  # noqa: E402
 from hub.models import Customer  # noqa: E402
 from hub.raw_cursor import DirectStatement  # noqa: E402
 
@@ -44,6 +43,7 @@ _ONE_ROW = DirectStatement(
     f"INSERT INTO {SCRATCH_TABLE} (body) VALUES (%s) RETURNING id",
     (bytes.decode,),
 )
+_STORE = PostgresUsageEventStore()
 # (app id, customer's platform id) -> (app pk, customer pk), read once per process (the hub's
 # own lookup keeps such references for a process too: hub.services.customer_refs).
 _CUSTOMERS: dict[tuple[str, str], tuple[int, int]] = {}
@@ -78,13 +78,11 @@ def statement(request):
         for customer in Customer.objects.filter(app__public_id=app_id):
             _CUSTOMERS[(app_id, customer.platform_id)] = (customer.app_id, customer.pk)
     app_pk, customer_pk = _CUSTOMERS[(app_id, event["customerId"])]
-    now = datetime.now(UTC)
     timestamp = datetime.fromtimestamp(event["timestamp"] / 1000, UTC)
-    properties = orjson.dumps(event["properties"]).decode()
-    rows = _INSERT_ONE.rows([app_pk, event["eventId"], now, id_base(now), app_pk, customer_pk,
-                             event["eventName"], timestamp, properties, now, app_pk, now, app_pk, now,
-                             app_pk])  # fmt: skip
-    return _answer(len(rows))
+    row = (app_pk, customer_pk, event["eventId"], event["eventName"], timestamp,
+           orjson.dumps(event["properties"]).decode(), datetime.now(UTC))  # fmt: skip
+    stored, _ = _STORE.insert([row])  # the hub's own one-event statement, as its ingest sends it
+    return _answer(len(stored))
 
 
 VIEWS = {"post": post_only, "one-row": one_row, "statement": statement}
