@@ -7,8 +7,10 @@ and drives it from separate client processes. Prints, from one run:
       executemany of INSERT ... ON CONFLICT DO NOTHING of the same rows into a same-shaped
       scratch table;
   (b) single-event requests/s and its ratio to a trivial JSON view (/healthz) on the same server,
-      the two phases taking turns in rounds (`--rounds`), so a drift of the machine's speed during
-      the run weighs on both alike; the ratio is of their totals, each round's printed beside;
+      the two phases taking turns in rounds (`--rounds`, 10 by default: short turns, so a drift of
+      the machine's speed, which moved single rounds by up to 40% on a shared 2-core machine,
+      weighs on both alike); the ratio is of their totals, each round's printed beside with their
+      median;
   (b') the floors of (b): the same bodies, through the same server and middleware, to bench-only
       endpoints (`bench.ingest_floor`) that parse the body and answer (no database), also commit
       one row (one durable round trip at its cheapest), or also commit the hub's own one-event
@@ -20,7 +22,7 @@ and drives it from separate client processes. Prints, from one run:
   per request, read from /proc (robust on a busy machine, where rates are not).
   Targets: every ratio >= 0.5 (the floors are printed for what they tell, without a target).
 
-    python -m bench.ingest [--events 100000] [--single 6000] [--rounds 3] [--identify 3000]
+    python -m bench.ingest [--events 100000] [--single 6000] [--rounds 10] [--identify 3000]
                            [--clients 4] [--workers 4]
 """
 
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -111,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         default=6_000,
         help="requests for the single-event test (and as many for the trivial view)",
     )
-    parser.add_argument("--rounds", type=int, default=3, help="turns of the single and trivial phases")
+    parser.add_argument("--rounds", type=int, default=10, help="turns of the single and trivial phases")
     parser.add_argument("--identify", type=int, default=3_000, help="customers for the identify test")
     parser.add_argument("--clients", type=int, default=4, help="client processes")
     parser.add_argument("--workers", type=int, default=4, help="gunicorn workers")
@@ -213,8 +216,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  trivial JSON view: {trivial.rate:,.0f} requests/s ({trivial.summary()}; "
           f"{cpu['trivial'].per_request(trivial.requests)})")  # fmt: skip
     print(ratio_line("single/trivial"))
-    print("    by round: " + ", ".join(f"{s.rate:,.0f}/{t.rate:,.0f} = {s.rate / t.rate:.2f}"
-                                       for s, t in zip(singles, trivials, strict=True)))  # fmt: skip
+    by_round = [s.rate / t.rate for s, t in zip(singles, trivials, strict=True)]
+    print(f"    by round (median {statistics.median(by_round):.2f}): "
+          + ", ".join(f"{s.rate:,.0f}/{t.rate:,.0f} = {s.rate / t.rate:.2f}"
+                      for s, t in zip(singles, trivials, strict=True)))  # fmt: skip
     print("  floors (the same bodies, server and middleware; no target):")
     for name, what in FLOORS.items():
         floor = floors[name]
