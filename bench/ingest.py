@@ -216,10 +216,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  trivial JSON view: {trivial.rate:,.0f} requests/s ({trivial.summary()}; "
           f"{cpu['trivial'].per_request(trivial.requests)})")  # fmt: skip
     print(ratio_line("single/trivial"))
-    by_round = [s.rate / t.rate for s, t in zip(singles, trivials, strict=True)]
-    print(f"    by round (median {statistics.median(by_round):.2f}): "
-          + ", ".join(f"{s.rate:,.0f}/{t.rate:,.0f} = {s.rate / t.rate:.2f}"
-                      for s, t in zip(singles, trivials, strict=True)))  # fmt: skip
+    round_ratios = [s.rate / t.rate for s, t in zip(singles, trivials, strict=True)]
+    print(f"    by round (median {statistics.median(round_ratios):.2f}): "
+          + ", ".join(f"{s.rate:,.0f}/{t.rate:,.0f} = {r:.2f}"
+                      for s, t, r in zip(singles, trivials, round_ratios, strict=True)))  # fmt: skip
     print("  floors (the same bodies, server and middleware; no target):")
     for name, what in FLOORS.items():
         floor = floors[name]

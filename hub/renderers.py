@@ -7,7 +7,8 @@ writes what DRF's compact, UTF-8 JSON writes, byte for byte (every code point of
 compared; U+2028 and U+2029 escaped as DRF escapes them), in a fraction of the time: DRF's
 `render` builds an encoder and reads the media type's parameters on every call, some 4 µs warm
 and 15-18 µs within a one-event request in-process. Anything else (floats, dates, nested values,
-an indent asked for, an integer beyond 64 bits, the non-default JSON settings) is DRF's.
+subclasses, an indent asked for, an integer beyond 64 bits, a lone surrogate, UNICODE_JSON or
+COMPACT_JSON turned off) is DRF's.
 """
 
 from __future__ import annotations
@@ -38,8 +39,8 @@ class JSONRenderer(renderers.JSONRenderer):
         ):
             try:
                 ret = orjson.dumps(data)
-            except orjson.JSONEncodeError:  # an integer beyond 64 bits: DRF writes it
-                pass
+            except orjson.JSONEncodeError:  # an integer beyond 64 bits (DRF writes it) or a lone
+                pass  # surrogate (DRF refuses it)
             else:
                 # As DRF: JavaScript's line and paragraph separators escaped.
                 return ret.replace(b"\xe2\x80\xa8", b"\\u2028").replace(b"\xe2\x80\xa9", b"\\u2029")
