@@ -16,6 +16,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
+from tests.standin_http import whole_body
+
 
 def _rfc3339(value) -> bool:
     if not isinstance(value, str) or "T" not in value:
@@ -55,7 +57,9 @@ class StandIn:
                 pass
 
             def do_POST(self):
-                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                raw = whole_body(self)
+                if raw is None:
+                    return
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 with standin.lock:
                     standin.requests.append((headers, raw))

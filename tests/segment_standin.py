@@ -18,6 +18,8 @@ from collections import Counter
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from tests.standin_http import whole_body
+
 MAX_BATCH_BYTES = 500 * 1024
 MAX_BATCH_MESSAGES = 2500
 MAX_MESSAGE_BYTES = 32 * 1024
@@ -80,7 +82,6 @@ class SegmentStandIn:
         self.hanging = 0  # requests being held right now, and the most held at once
         self.max_hanging = 0
         self.hung = 0  # requests held in all
-        self.aborted = 0  # requests whose sender went away before its whole body arrived
         self.faults: list[tuple] = []  # ("status", code, headers) | ("hang", seconds)
         self.on_request = None  # callable run after a valid request is recorded, before the answer
         self.lock = threading.Lock()
@@ -181,14 +182,8 @@ class SegmentStandIn:
             handler.close_connection = True  # the client gave up (timed out or was killed)
 
     def _handle(self, handler) -> None:
-        length = int(handler.headers.get("Content-Length") or 0)
-        raw = handler.rfile.read(length)
-        if len(raw) < length:
-            # The sender went away mid-body (a worker killed while another of its processes was
-            # sending): no request arrived, as a real server would see it; not a malformed one.
-            with self.lock:
-                self.aborted += 1
-            handler.close_connection = True
+        raw = whole_body(handler)
+        if raw is None:
             return
         with self.lock:
             self.requests += 1
