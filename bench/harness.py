@@ -120,6 +120,7 @@ class LoadResult:
     latencies: list[float]
     statuses: dict[int, int]
     client_cpu: float = 0.0  # CPU seconds the client processes spent sending (the load generator's cost)
+    machine_cpu: float = 0.0  # CPU seconds the whole machine was busy meanwhile (`machine_busy_seconds`)
 
     @property
     def rate(self) -> float:
@@ -141,7 +142,7 @@ class LoadResult:
                 statuses[code] = statuses.get(code, 0) + n
         return cls(sum(p.requests for p in parts), sum(p.seconds for p in parts),
                    [x for p in parts for x in p.latencies], statuses,
-                   sum(p.client_cpu for p in parts))  # fmt: skip
+                   sum(p.client_cpu for p in parts), sum(p.machine_cpu for p in parts))  # fmt: skip
 
 
 def _request(conn, port: int, method: str, path: str, body, headers: dict[str, str]):
@@ -157,6 +158,15 @@ def _request(conn, port: int, method: str, path: str, body, headers: dict[str, s
         response = conn.getresponse()
         response.read()
     return conn, response
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds the whole machine has been busy so far, over all its cores (/proc/stat's first
+    line: user, nice, system, irq and softirq; not idle, iowait or steal, the time another guest of
+    the host had the core; guest time is counted within user already)."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+    user, nice, system, _idle, _iowait, irq, softirq = (int(v) for v in fields[1:8])
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
 
 
 def _cpu_seconds() -> float:
@@ -207,18 +217,21 @@ def client_pool(clients: int) -> Iterator:
 def http_load(
     port: int, method: str, path: str, headers: dict[str, str], bodies: list[bytes | None], *, clients: int
 ) -> LoadResult:
-    """Send `bodies` from `clients` separate processes at once; time the whole run."""
+    """Send `bodies` from `clients` separate processes at once; time the whole run (and the
+    machine's busy CPU through it: the clients' start-up and exit fall outside)."""
     chunks = [bodies[i::clients] for i in range(clients)]
     with client_pool(clients) as pool:
+        busy = machine_busy_seconds()
         start = time.perf_counter()
         results = pool.map(_client_worker, [(port, method, path, headers, c) for c in chunks])
         seconds = time.perf_counter() - start
+        busy = machine_busy_seconds() - busy
     latencies = [x for lat, _, _ in results for x in lat]
     statuses: dict[int, int] = {}
     for _, st, _ in results:
         for k, v in st.items():
             statuses[k] = statuses.get(k, 0) + v
-    return LoadResult(len(bodies), seconds, latencies, statuses, sum(cpu for _, _, cpu in results))
+    return LoadResult(len(bodies), seconds, latencies, statuses, sum(cpu for _, _, cpu in results), busy)
 
 
 def _paced_worker(args) -> tuple[list[float], dict[int, int], float]:
@@ -325,9 +338,18 @@ class ServerCpu:
         self.web += sum(cpu - web0.get(pid, 0.0) for pid, cpu in web1.items())
         self.postgres += sum(cpu - pg0.get(pid, 0.0) for pid, cpu in pg1.items())
 
-    def per_request(self, requests: int) -> str:
-        return (f"server CPU per request: web {self.web / requests * 1000:.2f} ms, "
-                f"PostgreSQL {self.postgres / requests * 1000:.2f} ms")  # fmt: skip
+    def per_request(self, requests: int, load: LoadResult | None = None) -> str:
+        """The server's CPU per request; with the `load` it served, the whole machine's through it
+        too, the clients' share of that and the rest (the kernel's work outside those processes,
+        PostgreSQL's background processes, anything else running)."""
+        ms = 1000 / requests
+        line = f"server CPU per request: web {self.web * ms:.2f} ms, PostgreSQL {self.postgres * ms:.2f} ms"
+        if load is not None:
+            machine, clients = load.machine_cpu, load.client_cpu
+            rest = machine - self.web - self.postgres - clients
+            line += (f"; the machine's {machine * ms:.2f} ms: clients {clients * ms:.2f} ms, "
+                     f"the rest {rest * ms:.2f} ms")  # fmt: skip
+        return line
 
 
 # --- The raw baselines: the events' rows stored by plain psycopg, no hub -------------------------

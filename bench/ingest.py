@@ -19,7 +19,11 @@ and drives it from separate client processes. Prints, from one run:
   (c) identify (`POST /v1/identify`) of new customers, then of the same customers again, each in
       requests/s and as a ratio to (b)'s single-event rate;
   p50/p99 latency for each, and the CPU the server (gunicorn workers, PostgreSQL backends) spent
-  per request, read from /proc (robust on a busy machine, where rates are not).
+  per request, read from /proc (robust on a busy machine, where rates are not); beside it the
+  whole machine's busy CPU per request, the clients' share of it and the rest (the kernel's work
+  outside those processes, PostgreSQL's background processes, anything else running). The phases
+  keep both cores busy, so a ratio of rates is about the inverse ratio of the machine's CPU per
+  request.
   Targets: every ratio >= 0.5 (the floors are printed for what they tell, without a target).
 
     python -m bench.ingest [--events 100000] [--single 6000] [--rounds 10] [--identify 3000]
@@ -212,9 +216,9 @@ def main(argv: list[str] | None = None) -> int:
 
     print(ratio_line("bulk/raw"))
     print(f"single-event: {single_rate:,.0f} requests/s ({single.summary()}; "
-          f"{cpu['single'].per_request(single.requests)})")  # fmt: skip
+          f"{cpu['single'].per_request(single.requests, single)})")  # fmt: skip
     print(f"  trivial JSON view: {trivial.rate:,.0f} requests/s ({trivial.summary()}; "
-          f"{cpu['trivial'].per_request(trivial.requests)})")  # fmt: skip
+          f"{cpu['trivial'].per_request(trivial.requests, trivial)})")  # fmt: skip
     print(ratio_line("single/trivial"))
     round_ratios = [s.rate / t.rate for s, t in zip(singles, trivials, strict=True)]
     print(f"    by round (median {statistics.median(round_ratios):.2f}): "
@@ -226,15 +230,15 @@ def main(argv: list[str] | None = None) -> int:
         by_round = ", ".join(f"{f.rate / t.rate:.2f}"
                              for f, t in zip(floor_parts[name], trivials, strict=True))  # fmt: skip
         print(f"    {what}: {floor.rate:,.0f} requests/s ({floor.summary()}; "
-              f"{cpu[name].per_request(floor.requests)}), {floor.rate / trivial.rate:.2f} of the trivial "
-              f"view; by round {by_round}")  # fmt: skip
+              f"{cpu[name].per_request(floor.requests, floor)}), "
+              f"{floor.rate / trivial.rate:.2f} of the trivial view; by round {by_round}")  # fmt: skip
     statement_floor = floors["statement"].rate
     print(f"    the hub's single events: {single_rate / statement_floor:.2f} of the statement's floor")
     print(f"identify, new customers: {new.rate:,.0f} requests/s ({new.summary()}; "
-          f"{cpu['new'].per_request(new.requests)})")  # fmt: skip
+          f"{cpu['new'].per_request(new.requests, new)})")  # fmt: skip
     print(ratio_line("identify-new/single"))
     print(f"identify, the same customers again: {known.rate:,.0f} requests/s ({known.summary()}; "
-          f"{cpu['known'].per_request(known.requests)})")  # fmt: skip
+          f"{cpu['known'].per_request(known.requests, known)})")  # fmt: skip
     print(ratio_line("identify-known/single"))
     return 0 if all(r >= TARGET for r in ratios.values()) else 1
 

@@ -14,8 +14,10 @@ On a scratch database (`hub_bench_metrics`), prints from one run:
      rollups) of --ingest events, timed until every event is stored and counted (no pending
      rollup batch): first into an app of the same metrics on an empty events table (before the
      COPY), then into the app with the N events stored; the ratio full/empty (the verdict's),
-     then each once more (a second ratio, without a verdict); and PostgreSQL's
-     shared_buffers, which decides much of it (docs/scaling.md).
+     then each once more (a second ratio, without a verdict), each with what it cost (the
+     machine's CPU, PostgreSQL's buffers and WAL per event, checkpoints); and PostgreSQL's
+     shared_buffers, max_wal_size and checkpoint_timeout, which decide much of it
+     (docs/scaling.md).
   4. fresh counts under load (issue 18, item 2), into the app with the N events stored: bulk
      ingest (1,000-event requests from --clients processes) of --fresh-bulk events, the rate
      counted (until no batch is pending) against the rate stored (until the last answer); then
@@ -65,11 +67,14 @@ from bench.harness import (
     gunicorn,
     http_load,
     hub_env,
+    machine_busy_seconds,
     manage,
     recreate_database,
 )
 
 SHARED_BUFFERS_SIZED_MB = 4096  # what docs/scaling.md asks of a 24 GB machine
+MAX_WAL_SIZE_SIZED_MB = 8192  # and of its WAL (docs/scaling.md)
+CHECKPOINT_TIMEOUT_SIZED_MIN = 15
 DB = os.environ.get("BENCH_METRICS_DB", "hub_bench_metrics")  # another name for a second run at once
 USERS_PER_CUSTOMER = 50
 PLANS = ("free", "pro", "enterprise")
@@ -290,23 +295,71 @@ def _wait_drained(conn, app_pk: int, timeout: float) -> float:
     return time.perf_counter()
 
 
-def shared_buffers_line(dsn: str) -> str:
-    """PostgreSQL's shared_buffers, which the counting of an ingest into a large hub depends on: the
-    rollup and distinct-value indexes of 10 M events are some 2.5 GB (docs/scaling.md)."""
+def server_settings_line(dsn: str) -> str:
+    """PostgreSQL's settings that the counting of an ingest into a large hub depends on, each with a
+    note when below what docs/scaling.md asks: `shared_buffers` (the rollup and distinct-value
+    indexes of 10 M events are some 2.5 GB), and `max_wal_size` and `checkpoint_timeout` (at
+    PostgreSQL's defaults, 1 GB and 5 min, the build's WAL and then the ingest's own start
+    checkpoints seconds apart, and each makes the next change of every page it wrote log the
+    whole page again)."""
     with psycopg.connect(dsn, autocommit=True) as conn:
-        size = conn.execute("SELECT setting::bigint * 8192 FROM pg_settings WHERE name = 'shared_buffers'")
-        mb = size.fetchone()[0] // 2**20
-    note = "" if mb >= SHARED_BUFFERS_SIZED_MB else (
-        f" (below the {SHARED_BUFFERS_SIZED_MB:,} MB of docs/scaling.md: at 10 M events the counting is "
-        "bound by buffer reads, the ingest ratio about 0.7)"
-    )  # fmt: skip
-    return f"PostgreSQL shared_buffers: {mb:,} MB{note}"
+        settings = dict(conn.execute(
+            "SELECT name, setting::bigint * CASE unit WHEN '8kB' THEN 8192 WHEN 'MB' THEN 2^20 ELSE 1 END "
+            "FROM pg_settings WHERE name IN ('shared_buffers', 'max_wal_size', 'checkpoint_timeout')"
+        ).fetchall())  # fmt: skip
+    buffers_mb, wal_mb = int(settings["shared_buffers"]) // 2**20, int(settings["max_wal_size"]) // 2**20
+    timeout_min = int(settings["checkpoint_timeout"]) // 60
+    notes = []
+    if buffers_mb < SHARED_BUFFERS_SIZED_MB:
+        notes.append(f"shared_buffers below {SHARED_BUFFERS_SIZED_MB:,} MB: at 10 M events the counting is "
+                     "bound by buffer reads, the ingest ratio about 0.7")  # fmt: skip
+    if wal_mb < MAX_WAL_SIZE_SIZED_MB or timeout_min < CHECKPOINT_TIMEOUT_SIZED_MIN:
+        notes.append(f"max_wal_size below {MAX_WAL_SIZE_SIZED_MB:,} MB or checkpoint_timeout below "
+                     f"{CHECKPOINT_TIMEOUT_SIZED_MIN} min: checkpoints during the ingest runs")  # fmt: skip
+    note = f" ({'; '.join(notes)}; docs/scaling.md)" if notes else ""
+    return (f"PostgreSQL shared_buffers: {buffers_mb:,} MB, max_wal_size: {wal_mb:,} MB, "
+            f"checkpoint_timeout: {timeout_min} min{note}")  # fmt: skip
+
+
+def _database_counts(dsn: str, sessions: frozenset[int] = frozenset()) -> tuple[tuple, frozenset[int]]:
+    """The database's blocks read from outside shared_buffers (the OS's cache or the disk) and
+    found in them so far, and the server's WAL bytes, full-page images in it and checkpoints so far,
+    once no session but `sessions` is left (a session reports its counts when it ends, or after it
+    has idled a while: those of a run's gunicorn and Celery processes are complete once they have
+    exited); and the sessions then."""
+    others = (
+        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+        "AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
+    )
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        deadline = time.monotonic() + 30
+        while True:
+            pids = frozenset(pid for (pid,) in conn.execute(others))
+            if pids <= sessions or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        blocks = conn.execute(
+            "SELECT blks_read, blks_hit FROM pg_stat_database WHERE datname = current_database()"
+        ).fetchone()
+        wal = conn.execute(
+            "SELECT wal_bytes, wal_fpi, checkpoints_timed + checkpoints_req "
+            "FROM pg_stat_wal, pg_stat_bgwriter"
+        ).fetchone()
+        return (*blocks, *wal), pids
 
 
 def ingest_run(env: dict[str, str], *, app: dict, bodies: list[bytes], clients: int, dsn: str) -> dict:
-    """Bulk-ingest `bodies` through gunicorn; time until stored and until no rollup batch is pending."""
+    """Bulk-ingest `bodies` through gunicorn; time until stored and until no rollup batch is pending.
+
+    Also what the run cost: the whole machine's busy CPU per event over the timed window (the
+    clients' start, their requests, until every event was counted) and the share of its cores
+    that was; per event sent (the warm-up's too), the database's blocks PostgreSQL found in
+    shared_buffers and those it read from outside them, and the WAL written (bytes, full-page
+    images); and the checkpoints meanwhile (each makes the next change of every page write the
+    whole page to the WAL again)."""
     headers = {"Content-Type": "application/json", "X-Mantle-App-Id": app["id"],
                "X-Mantle-App-Api-Key": app["secret"]}  # fmt: skip
+    counts0, sessions = _database_counts(dsn)
     with psycopg.connect(dsn, autocommit=True) as conn:
 
         def wait_drained(timeout: float) -> float:
@@ -318,14 +371,25 @@ def ingest_run(env: dict[str, str], *, app: dict, bodies: list[bytes], clients: 
             assert warm.statuses == {200: 2}, warm.statuses
             wait_drained(300)
             timed = bodies[2:]
+            busy0 = machine_busy_seconds()
             start = time.perf_counter()
             load = http_load(port, "POST", "/v1/usage_events", headers, timed, clients=clients)
             stored = time.perf_counter()
             assert load.statuses == {200: len(timed)}, load.statuses
             drained = wait_drained(max(600, len(timed) * 2))
-    events = 1000 * len(timed)
+            busy = machine_busy_seconds() - busy0
+    counts1, _ = _database_counts(dsn, sessions)
+    read, hit, wal_bytes, fpi, checkpoints = (
+        after - before for after, before in zip(counts1, counts0, strict=True)
+    )
+    events, sent = 1000 * len(timed), 1000 * len(bodies)
     return {"events": events, "stored_s": stored - start, "total_s": drained - start,
-            "rate": events / (drained - start), "latency": load.summary()}  # fmt: skip
+            "rate": events / (drained - start), "latency": load.summary(),
+            "cost": f"the machine's CPU {busy / events * 1e6:.0f} µs an event "
+                    f"({busy / ((drained - start) * (os.cpu_count() or 1)):.0%} of its cores busy); "
+                    f"PostgreSQL's blocks an event: {hit / sent:.1f} in shared_buffers, "
+                    f"{read / sent:.2f} read from outside; WAL an event {wal_bytes / sent / 1024:.1f} kB, "
+                    f"{fpi / sent:.2f} full-page images; {checkpoints} checkpoints"}  # fmt: skip
 
 
 def rollup_total(metric_pk: int) -> int:
@@ -659,7 +723,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"sizes: {args.events:,} events over {args.days} days, {args.customers:,} customers "
           f"(Zipf 0.8), {len(METRICS)} metrics, {args.ingest:,} events per ingest run",
           flush=True)  # fmt: skip
-    print(shared_buffers_line(dsn), flush=True)
+    print(server_settings_line(dsn), flush=True)
     # Before either ingest run, so that both meet the same partitions.
     history_partitions_make(now, args.days)
 
@@ -674,9 +738,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ingest, empty events table: {on_empty['rate']:,.0f} events/s stored and rolled up "
               f"({on_empty['events']:,} events: stored in {on_empty['stored_s']:.1f} s, counted by "
               f"{on_empty['total_s']:.1f} s; requests {on_empty['latency']})", flush=True)  # fmt: skip
+        print(f"  {on_empty['cost']}", flush=True)
         again = ingest_bodies(args.ingest, "empty-again", args.customers, now, seed=11)
         on_empty_again = ingest_run(env, app=empty, bodies=again, clients=args.clients, dsn=dsn)
-        print(f"  again: {on_empty_again['rate']:,.0f} events/s", flush=True)
+        print(f"  again: {on_empty_again['rate']:,.0f} events/s; {on_empty_again['cost']}", flush=True)
 
     # 2. COPY the events into the second app, then build its metrics the way the product does.
     full = apps["Stored events"]
@@ -763,11 +828,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"ingest, {args.events:,} events stored: {on_full['rate']:,.0f} events/s stored and rolled up "
           f"({on_full['events']:,} events: stored in {on_full['stored_s']:.1f} s, counted by "
           f"{on_full['total_s']:.1f} s; requests {on_full['latency']})", flush=True)  # fmt: skip
+    print(f"  {on_full['cost']}", flush=True)
     # The same again, without a verdict: the first run meets the buffers the build and the reads
     # left, this one those of a hub that has been taking events; the two show the figure's spread.
     again = ingest_bodies(args.ingest, "full-again", args.customers, now, seed=13)
     on_full_again = ingest_run(env, app=full, bodies=again, clients=args.clients, dsn=dsn)
-    print(f"  again: {on_full_again['rate']:,.0f} events/s", flush=True)
+    print(f"  again: {on_full_again['rate']:,.0f} events/s; {on_full_again['cost']}", flush=True)
 
     # Every event counted once: the count metric grew by exactly the api_call events ingested.
     ingested_calls = sum(
