@@ -341,7 +341,9 @@ class ServerCpu:
     def per_request(self, requests: int, load: LoadResult | None = None) -> str:
         """The server's CPU per request; with the `load` it served, the whole machine's through it
         too, the clients' share of that and the rest (the kernel's work outside those processes,
-        PostgreSQL's background processes, anything else running)."""
+        PostgreSQL's background processes, anything else running). The server's CPU is measured
+        over a slightly wider window (the clients' start-up too, while the server idles), so the
+        rest can read a little below zero."""
         ms = 1000 / requests
         line = f"server CPU per request: web {self.web * ms:.2f} ms, PostgreSQL {self.postgres * ms:.2f} ms"
         if load is not None:

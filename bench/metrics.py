@@ -299,34 +299,36 @@ def server_settings_line(dsn: str) -> str:
     """PostgreSQL's settings that the counting of an ingest into a large hub depends on, each with a
     note when below what docs/scaling.md asks: `shared_buffers` (the rollup and distinct-value
     indexes of 10 M events are some 2.5 GB), and `max_wal_size` and `checkpoint_timeout` (at
-    PostgreSQL's defaults, 1 GB and 5 min, the build's WAL and then the ingest's own start
-    checkpoints seconds apart, and each makes the next change of every page it wrote log the
-    whole page again)."""
+    PostgreSQL's defaults, 1 GB and 5 min, the COPY, the build and the ingest runs themselves
+    start checkpoints seconds apart, and after each the first change of any page logs an image of
+    the whole page)."""
     with psycopg.connect(dsn, autocommit=True) as conn:
-        settings = dict(conn.execute(
-            "SELECT name, setting::bigint * CASE unit WHEN '8kB' THEN 8192 WHEN 'MB' THEN 2^20 ELSE 1 END "
-            "FROM pg_settings WHERE name IN ('shared_buffers', 'max_wal_size', 'checkpoint_timeout')"
-        ).fetchall())  # fmt: skip
-    buffers_mb, wal_mb = int(settings["shared_buffers"]) // 2**20, int(settings["max_wal_size"]) // 2**20
-    timeout_min = int(settings["checkpoint_timeout"]) // 60
+        buffers, wal, timeout = conn.execute(
+            "SELECT pg_size_bytes(current_setting('shared_buffers')), "
+            "pg_size_bytes(current_setting('max_wal_size')), "
+            "(SELECT setting::int FROM pg_settings WHERE name = 'checkpoint_timeout')"  # seconds
+        ).fetchone()
+    buffers_mb, wal_mb = buffers // 2**20, wal // 2**20
     notes = []
     if buffers_mb < SHARED_BUFFERS_SIZED_MB:
         notes.append(f"shared_buffers below {SHARED_BUFFERS_SIZED_MB:,} MB: at 10 M events the counting is "
                      "bound by buffer reads, the ingest ratio about 0.7")  # fmt: skip
-    if wal_mb < MAX_WAL_SIZE_SIZED_MB or timeout_min < CHECKPOINT_TIMEOUT_SIZED_MIN:
+    if wal_mb < MAX_WAL_SIZE_SIZED_MB or timeout < CHECKPOINT_TIMEOUT_SIZED_MIN * 60:
         notes.append(f"max_wal_size below {MAX_WAL_SIZE_SIZED_MB:,} MB or checkpoint_timeout below "
                      f"{CHECKPOINT_TIMEOUT_SIZED_MIN} min: checkpoints during the ingest runs")  # fmt: skip
     note = f" ({'; '.join(notes)}; docs/scaling.md)" if notes else ""
+    timeout_text = f"{timeout // 60} min" if timeout % 60 == 0 else f"{timeout} s"
     return (f"PostgreSQL shared_buffers: {buffers_mb:,} MB, max_wal_size: {wal_mb:,} MB, "
-            f"checkpoint_timeout: {timeout_min} min{note}")  # fmt: skip
+            f"checkpoint_timeout: {timeout_text}{note}")  # fmt: skip
 
 
 def _database_counts(dsn: str, sessions: frozenset[int] = frozenset()) -> tuple[tuple, frozenset[int]]:
     """The database's blocks read from outside shared_buffers (the OS's cache or the disk) and
-    found in them so far, and the server's WAL bytes, full-page images in it and checkpoints so far,
-    once no session but `sessions` is left (a session reports its counts when it ends, or after it
-    has idled a while: those of a run's gunicorn and Celery processes are complete once they have
-    exited); and the sessions then."""
+    found in them so far, and the server's WAL bytes, full-page images in it and checkpoints so far
+    (the whole server's: every database, autovacuum included), once no session of the database but
+    `sessions` is left (a session reports its counts when it ends, or after it has idled a while:
+    those of a run's gunicorn and Celery processes are complete once they have exited); and the
+    sessions then."""
     others = (
         "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
         "AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
@@ -335,28 +337,33 @@ def _database_counts(dsn: str, sessions: frozenset[int] = frozenset()) -> tuple[
         deadline = time.monotonic() + 30
         while True:
             pids = frozenset(pid for (pid,) in conn.execute(others))
-            if pids <= sessions or time.monotonic() > deadline:
+            if pids <= sessions:
+                break
+            if time.monotonic() > deadline:
+                print(f"  (sessions {sorted(pids - sessions)} still open: their counts may be missing)")
                 break
             time.sleep(0.1)
         blocks = conn.execute(
             "SELECT blks_read, blks_hit FROM pg_stat_database WHERE datname = current_database()"
         ).fetchone()
-        wal = conn.execute(
-            "SELECT wal_bytes, wal_fpi, checkpoints_timed + checkpoints_req "
-            "FROM pg_stat_wal, pg_stat_bgwriter"
-        ).fetchone()
+        # PostgreSQL 17 moved the checkpoint counts to pg_stat_checkpointer.
+        if conn.execute("SELECT to_regclass('pg_catalog.pg_stat_checkpointer')").fetchone()[0]:
+            checkpoints = "SELECT num_timed + num_requested FROM pg_stat_checkpointer"
+        else:
+            checkpoints = "SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter"
+        wal = conn.execute(f"SELECT wal_bytes, wal_fpi, ({checkpoints}) FROM pg_stat_wal").fetchone()
         return (*blocks, *wal), pids
 
 
 def ingest_run(env: dict[str, str], *, app: dict, bodies: list[bytes], clients: int, dsn: str) -> dict:
     """Bulk-ingest `bodies` through gunicorn; time until stored and until no rollup batch is pending.
 
-    Also what the run cost: the whole machine's busy CPU per event over the timed window (the
-    clients' start, their requests, until every event was counted) and the share of its cores
-    that was; per event sent (the warm-up's too), the database's blocks PostgreSQL found in
-    shared_buffers and those it read from outside them, and the WAL written (bytes, full-page
-    images); and the checkpoints meanwhile (each makes the next change of every page write the
-    whole page to the WAL again)."""
+    Also what the run cost: the whole machine's busy CPU per event while the timed requests were
+    sent and until every event was counted (not the clients' start-up), and the share of its cores
+    kept busy; per event sent (the warm-up's too), the database's blocks PostgreSQL found in
+    shared_buffers and those it read from outside them, and the server's WAL (bytes, full-page
+    images); and the checkpoints meanwhile (after each, the first change of any page logs an image
+    of the whole page)."""
     headers = {"Content-Type": "application/json", "X-Mantle-App-Id": app["id"],
                "X-Mantle-App-Api-Key": app["secret"]}  # fmt: skip
     counts0, sessions = _database_counts(dsn)
@@ -371,13 +378,15 @@ def ingest_run(env: dict[str, str], *, app: dict, bodies: list[bytes], clients: 
             assert warm.statuses == {200: 2}, warm.statuses
             wait_drained(300)
             timed = bodies[2:]
-            busy0 = machine_busy_seconds()
             start = time.perf_counter()
             load = http_load(port, "POST", "/v1/usage_events", headers, timed, clients=clients)
             stored = time.perf_counter()
+            busy_waiting = machine_busy_seconds()
             assert load.statuses == {200: len(timed)}, load.statuses
             drained = wait_drained(max(600, len(timed) * 2))
-            busy = machine_busy_seconds() - busy0
+            # The requests' window (`http_load`'s, after the clients started) and the wait after it.
+            busy = load.machine_cpu + machine_busy_seconds() - busy_waiting
+            busy_window = load.seconds + time.perf_counter() - stored
     counts1, _ = _database_counts(dsn, sessions)
     read, hit, wal_bytes, fpi, checkpoints = (
         after - before for after, before in zip(counts1, counts0, strict=True)
@@ -386,7 +395,7 @@ def ingest_run(env: dict[str, str], *, app: dict, bodies: list[bytes], clients: 
     return {"events": events, "stored_s": stored - start, "total_s": drained - start,
             "rate": events / (drained - start), "latency": load.summary(),
             "cost": f"the machine's CPU {busy / events * 1e6:.0f} µs an event "
-                    f"({busy / ((drained - start) * (os.cpu_count() or 1)):.0%} of its cores busy); "
+                    f"({busy / (busy_window * (os.cpu_count() or 1)):.0%} of its cores busy); "
                     f"PostgreSQL's blocks an event: {hit / sent:.1f} in shared_buffers, "
                     f"{read / sent:.2f} read from outside; WAL an event {wal_bytes / sent / 1024:.1f} kB, "
                     f"{fpi / sent:.2f} full-page images; {checkpoints} checkpoints"}  # fmt: skip
