@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.db.models.signals import pre_delete
 
 
 class EventsConfig(AppConfig):
@@ -10,9 +11,10 @@ class EventsConfig(AppConfig):
         from hub.services.customer_merge import customer_merge_register
 
         from .metrics.limits import usage_signals_customer_merge
+        from .metrics.rollup_store import metric_rows_on_delete
         from .metrics.rollups import rollups_customer_merge
         from .metrics.services import metrics_apply
-        from .models import MetricRollup, MetricUniqueValue, UsageSignal
+        from .models import Metric, MetricRollup, MetricUniqueValue, UsageSignal
 
         section_register(level="app", key="metrics", apply=metrics_apply)
         # A customer merge adds up the rollup buckets both customers have (one call moves both
@@ -23,3 +25,5 @@ class EventsConfig(AppConfig):
         customer_merge_register(
             key="events.usage_signals", models=(UsageSignal,), merge=usage_signals_customer_merge
         )
+        # The rollup tables' metric foreign keys do not cascade (no index of metric_id alone).
+        pre_delete.connect(metric_rows_on_delete, sender=Metric, dispatch_uid="events.metric_rows")

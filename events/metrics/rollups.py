@@ -34,7 +34,7 @@ from .definitions import CompiledMetric
 from .limits import usage_limits_check
 from .periods import hour_rows_since
 from .rollup_delta import RollupDelta, delta_of
-from .rollup_store import rollup_store, unique_counters_recount
+from .rollup_store import metric_rows_delete, rollup_store, unique_counters_recount
 
 DRAIN_TASK = "events.rollups_drain"
 
@@ -141,8 +141,7 @@ def _rebuild_in_snapshot(app_pk: int, chunk: int) -> list[int]:
     if not building:
         return []
     versions = {m.pk: m.version for m in building}
-    MetricRollup.objects.filter(metric__in=building).delete()
-    MetricUniqueValue.objects.filter(metric__in=building).delete()
+    metric_rows_delete(metric_pks=list(versions))
     pending = sorted(
         {
             pk
