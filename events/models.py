@@ -260,8 +260,8 @@ class MetricRollup(models.Model):
         # The two unique indexes are the only ones by metric or customer: a customer's rows by the
         # customer's (customer first: a merge or a deleted customer finds them there), the app-wide
         # rows by the metric's. Separate metric_id and customer_id indexes cost every insert and
-        # every update that is not HOT two more index entries (events.metrics.rollups'
-        # `metric_rows_delete` deletes a metric's rows by the two). The table is left a fifth of
+        # every update that is not HOT two more index entries (`rollup_store.metric_rows_delete`
+        # deletes a metric's rows without them). The table is left a fifth of
         # each page free (migration 0013) so that a bucket's updates stay HOT.
         constraints = [
             models.UniqueConstraint(

@@ -184,6 +184,9 @@ def _since(hours_since: datetime | None, column: str = "e2.ts") -> str:
     return "true" if hours_since is None else f"{column} >= {literal(hours_since)}::timestamptz"
 
 
+# The build writes its rows in the order of their buckets (`ORDER BY 5`), as drains would have
+# written them: the rows drains update next (today's, this week's and month's) end up together on
+# the tables' last pages, not spread over them in the aggregate's order.
 def _values_insert(cursor: Cursor, m: SqlMetric, *, scope: str, hours_since: datetime | None) -> None:
     number = "CASE WHEN jsonb_typeof(e1.val) = 'number' THEN (e1.val)::numeric END"
     rows = (
@@ -209,7 +212,7 @@ def _values_insert(cursor: Cursor, m: SqlMetric, *, scope: str, hours_since: dat
             "value_count, sum, min, max, latest_value, latest_at, latest_event_id) "
             f"SELECT {int(m.pk)}, e2.customer_id, {group}, '{gran}', {bucket}, count(*), count(e2.num), "
             f"sum(e2.num), min(e2.num), max(e2.num), {latest} FROM ({rows}) e2 WHERE {where} "
-            f"GROUP BY GROUPING SETS ({', '.join(customer_sets + app_sets)})"
+            f"GROUP BY GROUPING SETS ({', '.join(customer_sets + app_sets)}) ORDER BY 5"
         )
 
 
@@ -243,10 +246,10 @@ def _build_unique(cursor: Cursor, m: SqlMetric, *, pending: list[int], hours_sin
             for gran, bucket in buckets.items():
                 cursor.execute(
                     f"{insert} SELECT DISTINCT {int(m.pk)}, {customer}, {group}, '{gran}', {bucket}, vh "
-                    "FROM _rebuild_days"
+                    "FROM _rebuild_days ORDER BY 5"
                 )
             cursor.execute(
                 f"{insert} SELECT DISTINCT {int(m.pk)}, {customer}, {group}, 'h', "
-                f"date_trunc('hour', ts, 'UTC'), vh FROM ({rows}) e2 WHERE {_since(hours_since)}"
+                f"date_trunc('hour', ts, 'UTC'), vh FROM ({rows}) e2 WHERE {_since(hours_since)} ORDER BY 5"
             )
     cursor.execute("DROP TABLE _rebuild_days")

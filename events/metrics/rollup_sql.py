@@ -90,5 +90,5 @@ def unique_counters_insert(where: str) -> str:
     return (
         f"INSERT INTO {_T} (metric_id, customer_id, group_key, granularity, bucket, count, value_count) "  # noqa: S608
         f"SELECT metric_id, customer_id, group_key, granularity, bucket, count(*), count(*) FROM {_U} "
-        f"WHERE {where} GROUP BY metric_id, customer_id, group_key, granularity, bucket"
+        f"WHERE {where} GROUP BY metric_id, customer_id, group_key, granularity, bucket ORDER BY bucket"
     )
