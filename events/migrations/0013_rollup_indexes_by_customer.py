@@ -4,7 +4,8 @@ its unique index, now customer first; the rollup table keeps a fifth of each pag
 updates (PostgreSQL; it applies to pages written from now on).
 
 The unique indexes are built again within the migration's transaction, which holds the tables
-meanwhile: drains wait (16 s for 4 M rollup rows and 19 M distinct values on the 2-core machine).
+meanwhile: drains, reports and limit checks wait (16 s for 4 M rollup rows and 19 M distinct
+values on the 2-core machine).
 """
 
 import django.db.models.deletion

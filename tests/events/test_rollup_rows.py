@@ -14,7 +14,7 @@ from events.services import usage_events_ingest
 from hub.models import Customer
 from hub.services.members import workspace_delete
 from tests.factories import AppFactory
-from tests.query_plans import rows_read
+from tests.query_plans import rows_read, statements_with_params
 
 pytestmark = pytest.mark.django_db
 
@@ -93,9 +93,14 @@ def test_deleting_a_workspace_leaves_no_rows_of_its_metrics(two_apps, user):
     metric_pks = list(app.metrics.values_list("pk", flat=True))
     others = _rows(metric__app=other)
 
-    workspace_delete(workspace=app.workspace, by=user, confirm=app.workspace.name)
+    with statements_with_params() as sent:
+        workspace_delete(workspace=app.workspace, by=user, confirm=app.workspace.name)
 
     assert _rows(metric_id__in=metric_pks) == {"MetricRollup": 0, "MetricUniqueValue": 0}
+    # Its customers' rows went with its customers (by their index), not by reading the tables
+    # once for each of its metrics.
+    deletes = [q for q, _ in sent if q.startswith("DELETE") and "metric" in q.split(" WHERE")[0]]
+    assert deletes and not [q for q in deletes if "IS NOT NULL" in q], deletes
     assert _rows(metric_id__in=list(other.metrics.values_list("pk", flat=True))) == others
 
 
