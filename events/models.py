@@ -261,8 +261,8 @@ class MetricRollup(models.Model):
         # customer's (customer first: a merge or a deleted customer finds them there), the app-wide
         # rows by the metric's. Separate metric_id and customer_id indexes cost every insert and
         # every update that is not HOT two more index entries (`rollup_store.metric_rows_delete`
-        # deletes a metric's rows without them). The table is left a fifth of
-        # each page free (migration 0013) so that a bucket's updates stay HOT.
+        # deletes a metric's rows without them). The table is left a fifth of each page free
+        # (migration 0013) so that a bucket's updates stay HOT.
         constraints = [
             models.UniqueConstraint(
                 fields=["customer", "metric", "group_key", "granularity", "bucket"],

@@ -185,8 +185,8 @@ def _since(hours_since: datetime | None, column: str = "e2.ts") -> str:
 
 
 # The build writes its rows in the order of their buckets (`ORDER BY 5`), as drains would have
-# written them: the rows drains update next (today's, this week's and month's) end up together on
-# the tables' last pages, not spread over them in the aggregate's order.
+# written them: the rows drains update next (today's, this week's and month's) sit near each other,
+# not spread over the tables in the aggregate's order.
 def _values_insert(cursor: Cursor, m: SqlMetric, *, scope: str, hours_since: datetime | None) -> None:
     number = "CASE WHEN jsonb_typeof(e1.val) = 'number' THEN (e1.val)::numeric END"
     rows = (

@@ -337,9 +337,9 @@ def unique_counters_recount(*, metric_pks: list[int], customer_pk: int | None = 
 
 def metric_rows_delete(
     *, metric_pks: list[int], models: tuple[type[MetricRollup | MetricUniqueValue], ...] = (
-        MetricRollup, MetricUniqueValue)
+        MetricRollup, MetricUniqueValue), customers: bool = True
 ) -> None:  # fmt: skip
-    """Delete these metrics' rollup rows (and distinct values).
+    """Delete these metrics' rollup rows (and distinct values): app-wide, and the customers' too.
 
     The tables have no index of metric_id alone (events.models): the app-wide rows are found by
     the metric's unique index; the customers' rows by reading the table (their index leads with the
@@ -350,7 +350,8 @@ def metric_rows_delete(
         return
     for model in models:
         model.objects.filter(metric_id__in=metric_pks, customer__isnull=True).delete()
-        model.objects.filter(metric_id__in=metric_pks, customer__isnull=False).delete()
+        if customers:
+            model.objects.filter(metric_id__in=metric_pks, customer__isnull=False).delete()
 
 
 def metric_rows_on_delete(sender: type[Metric], instance: Metric, origin: Any = None, **kwargs: Any) -> None:
@@ -360,11 +361,8 @@ def metric_rows_on_delete(sender: type[Metric], instance: Metric, origin: Any = 
     customers, whose deletion takes their rows by their index: only the app-wide rows are left to
     delete here, without reading the tables once per metric.
     """
-    if isinstance(origin, Metric) or getattr(origin, "model", None) is Metric:
-        metric_rows_delete(metric_pks=[instance.pk])
-    else:
-        for model in (MetricRollup, MetricUniqueValue):
-            model.objects.filter(metric_id=instance.pk, customer__isnull=True).delete()
+    alone = isinstance(origin, Metric) or getattr(origin, "model", None) is Metric
+    metric_rows_delete(metric_pks=[instance.pk], customers=alone)
 
 
 @functools.cache
